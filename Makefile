@@ -1,0 +1,46 @@
+# Tooling as code: `make test` is exactly what CI runs (.ci/run).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# Debian packages the test suite starts for real (servers on 127.0.0.1, headless browser).
+SYSTEM_PACKAGES ?=
+
+.PHONY: run test lint typecheck pytest bench emulator demo clean system-deps venv
+
+run: venv ## the main job on the embedded defaults
+	$(BIN)/cio-relay run
+
+test: venv system-deps lint typecheck pytest ## everything CI checks
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+system-deps:
+	@bash scripts/system-deps.sh $(SYSTEM_PACKAGES)
+
+lint: venv
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: venv
+	$(BIN)/mypy
+
+pytest: venv
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+bench: venv ## benchmarks; results go in docs/benchmarks.md
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+emulator: venv
+	$(BIN)/cio-relay emulator
+
+demo: venv
+	$(BIN)/cio-relay demo
+
+clean:
+	rm -rf $(VENV) cio-relay-data .pytest_cache .mypy_cache .ruff_cache

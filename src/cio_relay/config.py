@@ -1,0 +1,209 @@
+"""Typed settings: the only place that reads the environment.
+
+Names follow the reference architecture's deployment (``CUSTOMERIO_*`` for Customer.io, ``CIO_RELAY_*``
+for the relay). A ``cio-relay.toml`` may hold the same settings (lower-case field names) at the top
+level and per environment under ``[development]``, ``[staging]``, ``[production]``; environment
+variables win over the file, and the file's environment table wins over its top level.
+
+Secrets are ``SecretStr``: their repr and str are masked, so a logged ``Settings`` leaks nothing.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from cio_relay.errors import ConfigError
+
+__all__ = ["REGION_URLS", "Environment", "Region", "Settings"]
+
+Region = Literal["us", "eu"]
+Environment = Literal["development", "staging", "production"]
+
+#: Base URLs per region; only the subdomain differs (customerio-api.md §1).
+REGION_URLS: dict[str, dict[str, str]] = {
+    "us": {"track": "https://track.customer.io", "app": "https://api.customer.io"},
+    "eu": {"track": "https://track-eu.customer.io", "app": "https://api-eu.customer.io"},
+}
+
+DEFAULT_DATA_DIR = Path("cio-relay-data")
+
+
+def _env(*names: str) -> Any:
+    return AliasChoices(*names)
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """``cio-relay.toml``: top-level keys, then the table named after the environment."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        super().__init__(settings_cls)
+        self._path = path
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # pragma: no cover - __call__ does the work
+
+    def __call__(self) -> dict[str, Any]:
+        if not self._path.is_file():
+            return {}
+        document = tomllib.loads(self._path.read_text())
+        values = {k: v for k, v in document.items() if not isinstance(v, dict)}
+        import os
+
+        env_name = os.environ.get("CIO_RELAY_ENV", values.get("env", "development"))
+        section = document.get(str(env_name), {})
+        if isinstance(section, dict):
+            values.update(section)
+        return values
+
+
+class Settings(BaseSettings):
+    """Every setting of cio-relay, with the environment variable that sets it."""
+
+    model_config = SettingsConfigDict(
+        populate_by_name=True, extra="ignore", frozen=True, env_ignore_empty=True
+    )
+
+    # --- Customer.io --------------------------------------------------------------------------
+    site_id: str | None = Field(None, validation_alias=_env("CUSTOMERIO_SITE_ID", "site_id"))
+    track_api_key: SecretStr | None = Field(
+        None, validation_alias=_env("CUSTOMERIO_TRACK_API_KEY", "track_api_key")
+    )
+    app_api_key: SecretStr | None = Field(
+        None, validation_alias=_env("CUSTOMERIO_APP_API_KEY", "app_api_key")
+    )
+    region: Region = Field("us", validation_alias=_env("CUSTOMERIO_REGION", "region"))
+    track_url: str | None = Field(None, validation_alias=_env("CUSTOMERIO_TRACK_URL", "track_url"))
+    app_url: str | None = Field(None, validation_alias=_env("CUSTOMERIO_APP_URL", "app_url"))
+    webhook_signing_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=_env("CUSTOMERIO_WEBHOOK_SIGNING_KEY", "webhook_signing_keys"),
+    )
+    http_timeout: float = Field(10.0, validation_alias=_env("CIO_RELAY_HTTP_TIMEOUT", "http_timeout"))
+
+    # --- the relay ----------------------------------------------------------------------------
+    env: Environment = Field("development", validation_alias=_env("CIO_RELAY_ENV", "env"))
+    stamp_env: bool = Field(True, validation_alias=_env("CIO_RELAY_STAMP_ENV", "stamp_env"))
+    #: Site ids known to be production; a non-production relay refuses them unless allowed.
+    production_site_ids: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=_env("CIO_RELAY_PRODUCTION_SITE_IDS", "production_site_ids"),
+    )
+    allow_production_credentials: bool = Field(
+        False,
+        validation_alias=_env(
+            "CIO_RELAY_ALLOW_PRODUCTION_CREDENTIALS", "allow_production_credentials"
+        ),
+    )
+    data_dir: Path = Field(DEFAULT_DATA_DIR, validation_alias=_env("CIO_RELAY_DATA_DIR", "data_dir"))
+    outbox: str | None = Field(None, validation_alias=_env("CIO_RELAY_OUTBOX", "outbox"))
+    outbox_durability: Literal["process", "power"] = Field(
+        "process", validation_alias=_env("CIO_RELAY_OUTBOX_DURABILITY", "outbox_durability")
+    )
+    outbox_max_depth: int = Field(
+        5_000_000, validation_alias=_env("CIO_RELAY_OUTBOX_MAX_DEPTH", "outbox_max_depth")
+    )
+    lake: str | None = Field(None, validation_alias=_env("CIO_RELAY_LAKE", "lake"))
+    users_db: str | None = Field(None, validation_alias=_env("CIO_RELAY_USERS_DB", "users_db"))
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("CIO_RELAY_API_KEYS", "api_keys")
+    )
+    host: str = Field("127.0.0.1", validation_alias=_env("CIO_RELAY_HOST", "host"))
+    port: int = Field(8080, validation_alias=_env("CIO_RELAY_PORT", "port"))
+
+    # --- delivery (contract 4, 6, 7) ----------------------------------------------------------
+    track_rate: float = Field(100.0, validation_alias=_env("CIO_RELAY_TRACK_RATE", "track_rate"))
+    app_rate: float = Field(10.0, validation_alias=_env("CIO_RELAY_APP_RATE", "app_rate"))
+    transactional_rate: float = Field(
+        100.0, validation_alias=_env("CIO_RELAY_TRANSACTIONAL_RATE", "transactional_rate")
+    )
+    broadcast_interval: float = Field(
+        10.0, validation_alias=_env("CIO_RELAY_BROADCAST_INTERVAL", "broadcast_interval")
+    )
+    batch_max_bytes: int = Field(
+        450_000, validation_alias=_env("CIO_RELAY_BATCH_MAX_BYTES", "batch_max_bytes")
+    )
+    lease_seconds: float = Field(60.0, validation_alias=_env("CIO_RELAY_LEASE_SECONDS", "lease_seconds"))
+    retry_base: float = Field(0.5, validation_alias=_env("CIO_RELAY_RETRY_BASE", "retry_base"))
+    retry_cap: float = Field(300.0, validation_alias=_env("CIO_RELAY_RETRY_CAP", "retry_cap"))
+    max_attempts: int = Field(15, validation_alias=_env("CIO_RELAY_MAX_ATTEMPTS", "max_attempts"))
+    max_age: float = Field(
+        3 * 24 * 3600.0, validation_alias=_env("CIO_RELAY_MAX_AGE", "max_age")
+    )
+    retry_ambiguous: bool = Field(
+        False, validation_alias=_env("CIO_RELAY_RETRY_AMBIGUOUS", "retry_ambiguous")
+    )
+
+    # --- webhooks (contract 8) ----------------------------------------------------------------
+    webhook_tolerance: int = Field(
+        300, validation_alias=_env("CIO_RELAY_WEBHOOK_TOLERANCE", "webhook_tolerance")
+    )
+    webhook_max_body: int = Field(
+        1_000_000, validation_alias=_env("CIO_RELAY_WEBHOOK_MAX_BODY", "webhook_max_body")
+    )
+
+    @field_validator("webhook_signing_keys", "api_keys", "production_site_ids", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @model_validator(mode="after")
+    def _refuse_production_credentials_outside_production(self) -> Settings:
+        if (
+            self.env != "production"
+            and self.site_id
+            and self.site_id in self.production_site_ids
+            and not self.allow_production_credentials
+        ):
+            raise ConfigError(
+                f"a {self.env} relay refuses the production site id; set "
+                "CIO_RELAY_ALLOW_PRODUCTION_CREDENTIALS=1 if this is intended"
+            )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _TomlSource(settings_cls, Path("cio-relay.toml"))
+
+    # --- derived ------------------------------------------------------------------------------
+    @property
+    def track_base_url(self) -> str:
+        return (self.track_url or REGION_URLS[self.region]["track"]).rstrip("/")
+
+    @property
+    def app_base_url(self) -> str:
+        return (self.app_url or REGION_URLS[self.region]["app"]).rstrip("/")
+
+    @property
+    def has_track_credentials(self) -> bool:
+        return bool(self.site_id and self.track_api_key)
+
+    @property
+    def outbox_url(self) -> str:
+        return self.outbox or f"sqlite:///{self.data_dir / 'outbox.db'}"
+
+    @property
+    def lake_url(self) -> str:
+        return self.lake or str(self.data_dir / "lake")

@@ -1,0 +1,641 @@
+"""The core data model: an ``Operation`` and how each kind becomes a request.
+
+An Operation is one thing to tell Customer.io: identify a person, track an event, send a
+transactional email ... It is built by the functions below, which check the documented limits
+(customerio-api.md §4, §5; design.md contract 5) so that a violation is refused at enqueue with a
+``LimitExceeded`` naming the field, the limit and the size, and nothing is half-written.
+
+Everything else passes Operations around: the outbox stores them (``to_record``/``from_record``),
+the dispatcher turns them into requests (``v1_request``, ``v2_item``).
+
+Pure: no I/O, no clocks except ``created_at`` defaults, no globals.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal
+from urllib.parse import quote
+
+import orjson
+from ulid import ULID
+
+from cio_relay.errors import LimitExceeded, ValidationError
+
+__all__ = [
+    "LIMITS",
+    "Api",
+    "Kind",
+    "Operation",
+    "Request",
+    "add_device",
+    "delete",
+    "delete_device",
+    "identify",
+    "merge",
+    "new_op_id",
+    "page",
+    "screen",
+    "send_email",
+    "send_push",
+    "send_sms",
+    "suppress",
+    "track",
+    "track_anonymous",
+    "trigger_broadcast",
+    "unsuppress",
+]
+
+
+class Limits:
+    """Documented Customer.io limits (customerio-api.md §4, §5). "< 32 KB" is taken as 32,000 bytes
+    and "< 500 KB" as 500,000: the conservative reading of the docs."""
+
+    identifier_bytes = 150
+    attribute_name_bytes = 150
+    attribute_value_bytes = 1000
+    attributes_per_call = 300
+    relationships_bytes = 100_000
+    event_name_bytes = 100
+    event_data_bytes = 100_000
+    v2_item_bytes = 32_000
+    v2_batch_bytes = 500_000
+    recipients = 15
+    attachments_bytes = 2_000_000
+
+
+LIMITS = Limits()
+
+
+class Kind(StrEnum):
+    IDENTIFY = "identify"
+    DELETE = "delete"
+    TRACK = "track"
+    TRACK_ANONYMOUS = "track_anonymous"
+    PAGE = "page"
+    SCREEN = "screen"
+    ADD_DEVICE = "add_device"
+    DELETE_DEVICE = "delete_device"
+    SUPPRESS = "suppress"
+    UNSUPPRESS = "unsuppress"
+    MERGE = "merge"
+    SEND_EMAIL = "send_email"
+    SEND_PUSH = "send_push"
+    SEND_SMS = "send_sms"
+    TRIGGER_BROADCAST = "trigger_broadcast"
+
+
+class Api(StrEnum):
+    """The API families, each with its own rate limit (contract 6)."""
+
+    TRACK = "track"
+    TRANSACTIONAL = "transactional"
+    BROADCAST = "broadcast"
+
+
+TRANSACTIONAL_KINDS = frozenset({Kind.SEND_EMAIL, Kind.SEND_PUSH, Kind.SEND_SMS})
+#: Kinds Customer.io does not de-duplicate: an ambiguous failure must not be retried blindly.
+NON_IDEMPOTENT_KINDS = TRANSACTIONAL_KINDS | {Kind.TRIGGER_BROADCAST}
+#: Kinds that can travel in ``/api/v2/batch``. Anonymous events stay on v1 because the v2 shape
+#: of an anonymous event is not documented (customerio-api.md §3).
+V2_KINDS = frozenset(
+    {
+        Kind.IDENTIFY,
+        Kind.DELETE,
+        Kind.TRACK,
+        Kind.PAGE,
+        Kind.SCREEN,
+        Kind.ADD_DEVICE,
+        Kind.DELETE_DEVICE,
+        Kind.SUPPRESS,
+        Kind.UNSUPPRESS,
+        Kind.MERGE,
+    }
+)
+IDENTIFIER_TYPES = ("id", "email", "cio_id")
+#: v2 person events carry their properties under this key. Which of ``attributes`` (the spec's
+#: style) and ``data`` (a Ruby README) is canonical is UNCONFIRMED; we follow the spec.
+V2_EVENT_DATA_KEY = "attributes"
+
+Identifiers = dict[str, str]
+PersonRef = str | Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One HTTP request to Customer.io, before any I/O."""
+
+    api: Api
+    method: Literal["GET", "PUT", "POST", "DELETE"]
+    path: str
+    body: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One durable unit of work: what to tell Customer.io, and about whom.
+
+    ``identifiers`` holds exactly one of ``id``/``email``/``cio_id`` for person operations; it is
+    empty for anonymous events and broadcast triggers. ``person_key`` orders delivery (contract 3).
+    """
+
+    op_id: str
+    kind: Kind
+    identifiers: Identifiers
+    payload: dict[str, Any]
+    created_at: float = field(default_factory=time.time)
+    env: str = "development"
+
+    @property
+    def api(self) -> Api:
+        if self.kind in TRANSACTIONAL_KINDS:
+            return Api.TRANSACTIONAL
+        if self.kind is Kind.TRIGGER_BROADCAST:
+            return Api.BROADCAST
+        return Api.TRACK
+
+    @property
+    def idempotent(self) -> bool:
+        return self.kind not in NON_IDEMPOTENT_KINDS
+
+    @property
+    def person_key(self) -> str:
+        """The ordering key: operations with the same key are delivered in enqueue order."""
+        if self.identifiers:
+            ((id_type, value),) = self.identifiers.items()
+            return f"{id_type}:{value}"
+        if self.kind is Kind.TRACK_ANONYMOUS:
+            return f"anonymous_id:{self.payload.get('anonymous_id', '')}"
+        if self.kind is Kind.TRIGGER_BROADCAST:
+            return f"broadcast:{self.payload['broadcast_id']}"
+        return f"op:{self.op_id}"
+
+    def to_record(self) -> tuple[str, str, str, bytes, float, str]:
+        """The columns an outbox stores: op_id, kind, person_key, payload, created_at, env."""
+        body = {"i": self.identifiers, "p": self.payload}
+        return (self.op_id, self.kind.value, self.person_key, orjson.dumps(body),
+                self.created_at, self.env)
+
+    @classmethod
+    def from_record(
+        cls, op_id: str, kind: str, payload: bytes, created_at: float, env: str
+    ) -> Operation:
+        body = orjson.loads(payload)
+        return cls(op_id, Kind(kind), body["i"], body["p"], created_at, env)
+
+    def v1_request(self) -> Request:
+        return _V1_BUILDERS[self.kind](self)
+
+    def v2_item(self) -> dict[str, Any] | None:
+        """The ``/api/v2/batch`` item for this operation, or None where v2 does not apply."""
+        if self.kind not in V2_KINDS:
+            return None
+        return _v2_item(self)
+
+    def __repr__(self) -> str:
+        # Payloads can hold personal data; a repr names the operation, not its contents.
+        return f"Operation(op_id={self.op_id!r}, kind={self.kind.value!r}, person={self.person_key!r})"
+
+
+# --- building -----------------------------------------------------------------------------------
+
+
+def new_op_id() -> str:
+    return str(ULID())
+
+
+def _utf8_size(value: str) -> int:
+    # A str of n code points is at most 4n UTF-8 bytes: skip the encode when it cannot matter.
+    return len(value) if value.isascii() else len(value.encode())
+
+
+def _json_size(value: Any) -> int:
+    if isinstance(value, str):
+        return _utf8_size(value)
+    try:
+        return len(orjson.dumps(value))
+    except TypeError as exc:
+        raise ValidationError("value", f"is not JSON-serialisable: {exc}") from None
+
+
+def _check_bytes(field_name: str, value: str, limit: int) -> None:
+    size = _utf8_size(value)
+    if size > limit:
+        raise LimitExceeded(field_name, limit, size)
+
+
+def _identifiers(person: PersonRef, field_name: str = "identifier") -> Identifiers:
+    if isinstance(person, str):
+        ids = {"id": person}
+    else:
+        ids = {k: v for k, v in person.items() if v not in (None, "")}
+        if len(ids) != 1 or next(iter(ids)) not in IDENTIFIER_TYPES:
+            raise ValidationError(
+                field_name, f"give exactly one of {', '.join(IDENTIFIER_TYPES)}; got {sorted(ids)}"
+            )
+    ((id_type, value),) = ids.items()
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(f"{field_name}.{id_type}", "must be a non-empty string")
+    _check_bytes(f"{field_name}.{id_type}", value, LIMITS.identifier_bytes)
+    return {id_type: value}
+
+
+def _check_attributes(attributes: Mapping[str, Any], field_name: str = "attributes") -> None:
+    if len(attributes) > LIMITS.attributes_per_call:
+        raise LimitExceeded(field_name, LIMITS.attributes_per_call, len(attributes), "attributes")
+    for name, value in attributes.items():
+        if not isinstance(name, str) or not name:
+            raise ValidationError(field_name, f"attribute names must be non-empty strings: {name!r}")
+        _check_bytes(f"{field_name} name {name[:40]!r}", name, LIMITS.attribute_name_bytes)
+        limit = (
+            LIMITS.relationships_bytes
+            if name == "cio_relationships"
+            else LIMITS.attribute_value_bytes
+        )
+        size = _json_size(value)
+        if size > limit:
+            raise LimitExceeded(f"{field_name}.{name}", limit, size)
+
+
+def _check_event(name: str, data: Mapping[str, Any] | None) -> dict[str, Any]:
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationError("name", "an event name is required")
+    _check_bytes("name", name.strip(), LIMITS.event_name_bytes)
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ValidationError("data", f"must be an object, not {type(data).__name__}")
+    size = _json_size(data)
+    if size > LIMITS.event_data_bytes:
+        raise LimitExceeded("data", LIMITS.event_data_bytes, size)
+    return dict(data)
+
+
+def _finish(op: Operation) -> Operation:
+    """Last check, shared by every builder: the v2 item must fit in 32 KB."""
+    item = op.v2_item()
+    if item is not None:
+        size = len(orjson.dumps(item))
+        if size > LIMITS.v2_item_bytes:
+            raise LimitExceeded("operation", LIMITS.v2_item_bytes, size)
+    return op
+
+
+def _op(kind: Kind, identifiers: Identifiers, payload: dict[str, Any], env: str,
+        op_id: str | None, created_at: float | None) -> Operation:
+    return _finish(
+        Operation(
+            op_id or new_op_id(),
+            kind,
+            identifiers,
+            payload,
+            time.time() if created_at is None else created_at,
+            env,
+        )
+    )
+
+
+def _stamp(values: Mapping[str, Any], env: str, stamp_env: bool) -> dict[str, Any]:
+    out = dict(values)
+    if stamp_env:
+        out.setdefault("_env", env)
+    return out
+
+
+def identify(person: PersonRef, attributes: Mapping[str, Any] | None = None, *,
+             env: str = "development", stamp_env: bool = False, op_id: str | None = None,
+             created_at: float | None = None) -> Operation:
+    """Create or update a person with ``attributes``."""
+    ids = _identifiers(person)
+    attrs = _stamp(attributes or {}, env, stamp_env)
+    _check_attributes(attrs)
+    return _op(Kind.IDENTIFY, ids, {"attributes": attrs}, env, op_id, created_at)
+
+
+def _event(kind: Kind, person: PersonRef, name: str, data: Mapping[str, Any] | None, *,
+           env: str, stamp_env: bool, timestamp: float | None, op_id: str | None,
+           created_at: float | None) -> Operation:
+    ids = _identifiers(person)
+    clean = _check_event(name, _stamp(data or {}, env, stamp_env))
+    created = time.time() if created_at is None else created_at
+    payload = {"name": name.strip(), "data": clean,
+               "timestamp": int(created if timestamp is None else timestamp)}
+    return _op(kind, ids, payload, env, op_id, created)
+
+
+def track(person: PersonRef, name: str, data: Mapping[str, Any] | None = None, *,
+          env: str = "development", stamp_env: bool = False, timestamp: float | None = None,
+          op_id: str | None = None, created_at: float | None = None) -> Operation:
+    """An event for a person. ``op_id`` travels as the event ``id`` so a redelivery is ignored."""
+    return _event(Kind.TRACK, person, name, data, env=env, stamp_env=stamp_env,
+                  timestamp=timestamp, op_id=op_id, created_at=created_at)
+
+
+def page(person: PersonRef, url: str, data: Mapping[str, Any] | None = None, *,
+         env: str = "development", stamp_env: bool = False, timestamp: float | None = None,
+         op_id: str | None = None, created_at: float | None = None) -> Operation:
+    """A page view: an event of type ``page`` named by the URL."""
+    return _event(Kind.PAGE, person, url, data, env=env, stamp_env=stamp_env,
+                  timestamp=timestamp, op_id=op_id, created_at=created_at)
+
+
+def screen(person: PersonRef, name: str, data: Mapping[str, Any] | None = None, *,
+           env: str = "development", stamp_env: bool = False, timestamp: float | None = None,
+           op_id: str | None = None, created_at: float | None = None) -> Operation:
+    """A mobile screen view: an event of type ``screen``."""
+    return _event(Kind.SCREEN, person, name, data, env=env, stamp_env=stamp_env,
+                  timestamp=timestamp, op_id=op_id, created_at=created_at)
+
+
+def track_anonymous(anonymous_id: str, name: str, data: Mapping[str, Any] | None = None, *,
+                    env: str = "development", stamp_env: bool = False,
+                    timestamp: float | None = None, op_id: str | None = None,
+                    created_at: float | None = None) -> Operation:
+    """An event for someone not yet identified; merged later by ``anonymous_id``."""
+    if not isinstance(anonymous_id, str) or not anonymous_id.strip():
+        raise ValidationError("anonymous_id", "must be a non-empty string")
+    _check_bytes("anonymous_id", anonymous_id, LIMITS.identifier_bytes)
+    clean = _check_event(name, _stamp(data or {}, env, stamp_env))
+    created = time.time() if created_at is None else created_at
+    payload = {"anonymous_id": anonymous_id, "name": name.strip(), "data": clean,
+               "timestamp": int(created if timestamp is None else timestamp)}
+    return _op(Kind.TRACK_ANONYMOUS, {}, payload, env, op_id, created)
+
+
+def _simple(kind: Kind, person: PersonRef, env: str, op_id: str | None,
+            created_at: float | None) -> Operation:
+    return _op(kind, _identifiers(person), {}, env, op_id, created_at)
+
+
+def delete(person: PersonRef, *, env: str = "development", op_id: str | None = None,
+           created_at: float | None = None) -> Operation:
+    """Delete a person (irreversible at Customer.io)."""
+    return _simple(Kind.DELETE, person, env, op_id, created_at)
+
+
+def suppress(person: PersonRef, *, env: str = "development", op_id: str | None = None,
+             created_at: float | None = None) -> Operation:
+    """Delete a person and stop them being added again."""
+    return _simple(Kind.SUPPRESS, person, env, op_id, created_at)
+
+
+def unsuppress(person: PersonRef, *, env: str = "development", op_id: str | None = None,
+               created_at: float | None = None) -> Operation:
+    return _simple(Kind.UNSUPPRESS, person, env, op_id, created_at)
+
+
+PLATFORMS = ("ios", "android")
+
+
+def add_device(person: PersonRef, token: str, platform: str, *,
+               last_used: int | None = None, attributes: Mapping[str, Any] | None = None,
+               env: str = "development", op_id: str | None = None,
+               created_at: float | None = None) -> Operation:
+    """Add or update a push device for a person."""
+    ids = _identifiers(person)
+    if not isinstance(token, str) or not token:
+        raise ValidationError("token", "a device token is required")
+    if platform not in PLATFORMS:
+        raise ValidationError("platform", f"must be one of {', '.join(PLATFORMS)}, not {platform!r}")
+    attrs = dict(attributes or {})
+    _check_attributes(attrs, "device.attributes")
+    payload: dict[str, Any] = {"token": token, "platform": platform, "attributes": attrs}
+    if last_used is not None:
+        payload["last_used"] = int(last_used)
+    return _op(Kind.ADD_DEVICE, ids, payload, env, op_id, created_at)
+
+
+def delete_device(person: PersonRef, token: str, *, env: str = "development",
+                  op_id: str | None = None, created_at: float | None = None) -> Operation:
+    ids = _identifiers(person)
+    if not isinstance(token, str) or not token:
+        raise ValidationError("token", "a device token is required")
+    return _op(Kind.DELETE_DEVICE, ids, {"token": token}, env, op_id, created_at)
+
+
+def merge(primary: PersonRef, secondary: PersonRef, *, env: str = "development",
+          op_id: str | None = None, created_at: float | None = None) -> Operation:
+    """Merge ``secondary`` into ``primary``; the secondary is deleted (irreversible)."""
+    first = _identifiers(primary, "primary")
+    second = _identifiers(secondary, "secondary")
+    if first == second:
+        raise ValidationError("secondary", "cannot merge a person into themselves")
+    return _op(Kind.MERGE, first, {"primary": first, "secondary": second}, env, op_id, created_at)
+
+
+# --- App API: transactional and broadcasts ------------------------------------------------------
+
+
+def _recipients(value: Any) -> int:
+    if value in (None, ""):
+        return 0
+    if isinstance(value, str):
+        return len([part for part in value.split(",") if part.strip()])
+    if isinstance(value, list):
+        return len(value)
+    raise ValidationError("to", "must be a string or a list of strings")
+
+
+def _transactional_identifiers(identifiers: Mapping[str, str] | None, to: Any) -> Identifiers:
+    if identifiers:
+        return _identifiers(identifiers, "identifiers")
+    return {}
+
+
+def _check_transactional(fields: dict[str, Any]) -> None:
+    if fields.get("transactional_message_id") in (None, "") and not all(
+        fields.get(name) for name in ("body", "subject", "from")
+    ):
+        raise ValidationError(
+            "transactional_message_id",
+            "give a transactional_message_id, or body, subject and from for a message without one",
+        )
+    data = fields.get("message_data")
+    if data is not None and not isinstance(data, Mapping):
+        raise ValidationError("message_data", f"must be an object, not {type(data).__name__}")
+
+
+def send_email(*, to: str | list[str], identifiers: Mapping[str, str] | None = None,
+               transactional_message_id: str | int | None = None,
+               message_data: Mapping[str, Any] | None = None, env: str = "development",
+               op_id: str | None = None, created_at: float | None = None,
+               **fields: Any) -> Operation:
+    """A transactional email. Extra ``fields`` (``subject``, ``cc``, ``attachments``, ``send_at``
+    ...) pass through as documented in customerio-api.md §5."""
+    if not to:
+        raise ValidationError("to", "a recipient is required")
+    total = sum(_recipients(v) for v in (to, fields.get("cc"), fields.get("bcc")))
+    if total > LIMITS.recipients:
+        raise LimitExceeded("to", LIMITS.recipients, total, "recipients")
+    attachments = fields.get("attachments") or {}
+    if not isinstance(attachments, Mapping):
+        raise ValidationError("attachments", "must be an object of filename -> base64 content")
+    for filename in attachments:
+        if "." not in str(filename):
+            raise ValidationError("attachments", f"filename {filename!r} needs an extension")
+    attached = sum(_utf8_size(str(content)) for content in attachments.values())
+    if attached > LIMITS.attachments_bytes:
+        raise LimitExceeded("attachments", LIMITS.attachments_bytes, attached)
+    payload: dict[str, Any] = {"to": to, **fields}
+    return _app_op(Kind.SEND_EMAIL, payload, identifiers, to, transactional_message_id,
+                   message_data, env, op_id, created_at)
+
+
+def _app_op(kind: Kind, payload: dict[str, Any], identifiers: Mapping[str, str] | None, to: Any,
+            transactional_message_id: str | int | None, message_data: Mapping[str, Any] | None,
+            env: str, op_id: str | None, created_at: float | None) -> Operation:
+    ids = _transactional_identifiers(identifiers, to)
+    if ids:
+        payload["identifiers"] = ids
+    if transactional_message_id not in (None, ""):
+        payload["transactional_message_id"] = transactional_message_id
+    if message_data is not None:
+        payload["message_data"] = message_data
+    _check_transactional(payload)
+    _json_size(payload)  # refuse what cannot be serialised now, not in the worker
+    return _op(kind, ids, payload, env, op_id, created_at)
+
+
+def send_push(*, identifiers: Mapping[str, str], transactional_message_id: str | int,
+              message_data: Mapping[str, Any] | None = None, env: str = "development",
+              op_id: str | None = None, created_at: float | None = None,
+              **fields: Any) -> Operation:
+    """A transactional push; ``fields`` such as ``title``, ``message``, ``to`` pass through."""
+    if not identifiers:
+        raise ValidationError("identifiers", "a push needs the person's identifiers")
+    return _app_op(Kind.SEND_PUSH, dict(fields), identifiers, None, transactional_message_id,
+                   message_data, env, op_id, created_at)
+
+
+def send_sms(*, identifiers: Mapping[str, str], transactional_message_id: str | int,
+             message_data: Mapping[str, Any] | None = None, env: str = "development",
+             op_id: str | None = None, created_at: float | None = None,
+             **fields: Any) -> Operation:
+    """A transactional SMS; ``fields`` such as ``to`` pass through."""
+    if not identifiers:
+        raise ValidationError("identifiers", "an SMS needs the person's identifiers")
+    return _app_op(Kind.SEND_SMS, dict(fields), identifiers, None, transactional_message_id,
+                   message_data, env, op_id, created_at)
+
+
+BROADCAST_AUDIENCES = ("recipients", "emails", "ids", "per_user_data", "data_file_url")
+
+
+def trigger_broadcast(broadcast_id: int | str, *, data: Mapping[str, Any] | None = None,
+                      env: str = "development", op_id: str | None = None,
+                      created_at: float | None = None, **audience: Any) -> Operation:
+    """Trigger an API-triggered broadcast with at most one audience (customerio-api.md §5)."""
+    if broadcast_id in (None, "") or not str(broadcast_id).isdigit():
+        raise ValidationError("broadcast_id", f"must be a numeric broadcast id, not {broadcast_id!r}")
+    chosen = [name for name in BROADCAST_AUDIENCES if audience.get(name) is not None]
+    if len(chosen) > 1:
+        raise ValidationError("audience", f"give at most one audience; got {', '.join(chosen)}")
+    if audience.get("recipients") == {}:
+        raise ValidationError("recipients", "empty recipients filter is not valid")
+    payload: dict[str, Any] = {"broadcast_id": int(broadcast_id), **audience}
+    if data is not None:
+        if not isinstance(data, Mapping):
+            raise ValidationError("data", f"must be an object, not {type(data).__name__}")
+        payload["data"] = dict(data)
+    _json_size(payload)
+    return _op(Kind.TRIGGER_BROADCAST, {}, payload, env, op_id, created_at)
+
+
+# --- requests -----------------------------------------------------------------------------------
+
+
+def path_identifier(identifiers: Identifiers) -> str:
+    """The ``{identifier}`` path segment: an id, an email, or ``cio_<cio_id>``; URL-quoted."""
+    ((id_type, value),) = identifiers.items()
+    return quote(f"cio_{value}" if id_type == "cio_id" else value, safe="")
+
+
+def _customer_path(op: Operation, suffix: str = "") -> str:
+    return f"/api/v1/customers/{path_identifier(op.identifiers)}{suffix}"
+
+
+def _v1_event_body(op: Operation, event_type: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": op.payload["name"],
+        "data": op.payload["data"],
+        "id": op.op_id,
+        "timestamp": op.payload["timestamp"],
+    }
+    if event_type:
+        body["type"] = event_type
+    return body
+
+
+def _device_body(op: Operation) -> dict[str, Any]:
+    device: dict[str, Any] = {"id": op.payload["token"], "platform": op.payload["platform"]}
+    if "last_used" in op.payload:
+        device["last_used"] = op.payload["last_used"]
+    if op.payload.get("attributes"):
+        device["attributes"] = op.payload["attributes"]
+    return {"device": device}
+
+
+_V1_BUILDERS: dict[Kind, Any] = {
+    Kind.IDENTIFY: lambda op: Request(Api.TRACK, "PUT", _customer_path(op), op.payload["attributes"]),
+    Kind.DELETE: lambda op: Request(Api.TRACK, "DELETE", _customer_path(op)),
+    Kind.TRACK: lambda op: Request(Api.TRACK, "POST", _customer_path(op, "/events"),
+                                   _v1_event_body(op, None)),
+    Kind.PAGE: lambda op: Request(Api.TRACK, "POST", _customer_path(op, "/events"),
+                                  _v1_event_body(op, "page")),
+    Kind.SCREEN: lambda op: Request(Api.TRACK, "POST", _customer_path(op, "/events"),
+                                    _v1_event_body(op, "screen")),
+    Kind.TRACK_ANONYMOUS: lambda op: Request(
+        Api.TRACK, "POST", "/api/v1/events",
+        {**_v1_event_body(op, None), "anonymous_id": op.payload["anonymous_id"]},
+    ),
+    Kind.ADD_DEVICE: lambda op: Request(Api.TRACK, "PUT", _customer_path(op, "/devices"),
+                                        _device_body(op)),
+    Kind.DELETE_DEVICE: lambda op: Request(
+        Api.TRACK, "DELETE",
+        _customer_path(op, f"/devices/{quote(op.payload['token'], safe='')}"),
+    ),
+    Kind.SUPPRESS: lambda op: Request(Api.TRACK, "POST", _customer_path(op, "/suppress")),
+    Kind.UNSUPPRESS: lambda op: Request(Api.TRACK, "POST", _customer_path(op, "/unsuppress")),
+    Kind.MERGE: lambda op: Request(Api.TRACK, "POST", "/api/v1/merge_customers",
+                                   {"primary": op.payload["primary"],
+                                    "secondary": op.payload["secondary"]}),
+    Kind.SEND_EMAIL: lambda op: Request(Api.TRANSACTIONAL, "POST", "/v1/send/email", op.payload),
+    Kind.SEND_PUSH: lambda op: Request(Api.TRANSACTIONAL, "POST", "/v1/send/push", op.payload),
+    Kind.SEND_SMS: lambda op: Request(Api.TRANSACTIONAL, "POST", "/v1/send/sms", op.payload),
+    Kind.TRIGGER_BROADCAST: lambda op: Request(
+        Api.BROADCAST, "POST", f"/v1/campaigns/{op.payload['broadcast_id']}/triggers",
+        {k: v for k, v in op.payload.items() if k != "broadcast_id"},
+    ),
+}
+
+
+def _v2_item(op: Operation) -> dict[str, Any]:
+    item: dict[str, Any] = {"type": "person", "action": op.kind.value,
+                            "identifiers": op.identifiers}
+    payload = op.payload
+    if op.kind is Kind.IDENTIFY:
+        item["attributes"] = payload["attributes"]
+    elif op.kind in (Kind.TRACK, Kind.PAGE, Kind.SCREEN):
+        item["action"] = "event" if op.kind is Kind.TRACK else op.kind.value
+        item["name"] = payload["name"]
+        item["id"] = op.op_id
+        item["timestamp"] = payload["timestamp"]
+        if payload["data"]:
+            item[V2_EVENT_DATA_KEY] = payload["data"]
+    elif op.kind is Kind.ADD_DEVICE:
+        device: dict[str, Any] = {"token": payload["token"], "platform": payload["platform"]}
+        if "last_used" in payload:
+            device["last_used"] = payload["last_used"]
+        if payload.get("attributes"):
+            device["attributes"] = payload["attributes"]
+        item["device"] = device
+    elif op.kind is Kind.DELETE_DEVICE:
+        item["device"] = {"token": payload["token"]}
+    elif op.kind is Kind.MERGE:
+        del item["identifiers"]
+        item["primary"] = payload["primary"]
+        item["secondary"] = payload["secondary"]
+    return item

@@ -1,0 +1,161 @@
+"""The ``Outbox`` protocol: the durable, idempotent queue between callers and the dispatcher.
+
+Contracts (design.md 1-3) every backend keeps, checked by one parametrized suite
+(``tests/outbox/test_contract.py``):
+
+- ``enqueue`` returns only once the operations are durable, and stores an ``op_id`` once however
+  often it is enqueued (idempotent). Either all of a call's operations are stored or none.
+- ``lease`` hands out, for each person, only the oldest operation that is neither delivered nor
+  dead-lettered, and only when it is due (``available_at``) and not leased by someone else whose
+  lease is still running. So operations for one person go out one at a time, in enqueue order,
+  and a person whose head is waiting to retry holds up nobody else (no head-of-line blocking).
+- A lease expires after ``lease_seconds``; the work is then leased again (a worker died). The
+  ``token`` of a lease makes a late worker's ``retry_later``/``dead_letter`` harmless once its
+  lease was taken over. ``ack`` always applies: a delivered operation is done.
+- Operations leave only by ``ack`` (delivered) or ``dead_letter`` (with a reason); dead letters
+  stay until purged, and ``replay`` puts them back with their op ids unchanged.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+from cio_relay.operations import Operation
+
+__all__ = [
+    "DeadLetter",
+    "DeadReason",
+    "DeadLetterFilter",
+    "Depth",
+    "Lease",
+    "Outbox",
+]
+
+
+class DeadReason(StrEnum):
+    """Why an operation was dead-lettered; the ``detail`` string says the rest in words."""
+
+    PERMANENT = "permanent"  # a 4xx other than 408/429: the response body is the detail
+    BATCH_ITEM = "batch_item"  # one item of a 207 batch answer was refused
+    AMBIGUOUS = "ambiguous"  # a non-idempotent send may or may not have happened
+    MAX_ATTEMPTS = "max_attempts"
+    MAX_AGE = "max_age"
+    INVALID = "invalid"  # could not be turned into a request (a bug or a schema change)
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """An operation handed to one worker until ``lease_until``."""
+
+    op: Operation
+    token: str
+    attempts: int  # delivery attempts made before this lease
+    lease_until: float
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    op: Operation
+    reason: DeadReason
+    detail: str
+    attempts: int
+    dead_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterFilter:
+    """Which dead letters ``list_dead``/``replay``/``purge`` act on; empty means all.
+
+    ``op_ids`` picks exact operations; ``older_than`` is an age in seconds at ``now``.
+    """
+
+    op_ids: tuple[str, ...] = ()
+    kind: str | None = None
+    reason: str | None = None
+    older_than: float | None = None
+
+    def matches(self, dead: DeadLetter, now: float) -> bool:
+        return (
+            (not self.op_ids or dead.op.op_id in self.op_ids)
+            and (self.kind is None or dead.op.kind.value == self.kind)
+            and (self.reason is None or dead.reason.value == self.reason)
+            and (self.older_than is None or now - dead.dead_at >= self.older_than)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Depth:
+    """How much is in the outbox, by state."""
+
+    ready: int  # waiting and due now (includes leases that have expired)
+    scheduled: int  # waiting for a retry time in the future
+    leased: int
+    dead: int
+    oldest_waiting_age: float | None  # seconds since the oldest not-yet-delivered op was created
+
+    @property
+    def pending(self) -> int:
+        """Everything not yet delivered nor dead: what backpressure counts."""
+        return self.ready + self.scheduled + self.leased
+
+
+@runtime_checkable
+class Outbox(Protocol):
+    """Durable queue of Operations. All methods are thread-safe; ``now`` is for tests."""
+
+    def enqueue(self, ops: Sequence[Operation]) -> int:
+        """Store ``ops`` durably; return how many were new (duplicates by op_id are skipped)."""
+
+    def lease(self, limit: int, lease_seconds: float, *, now: float | None = None) -> list[Lease]:
+        """Up to ``limit`` due operations, at most one per person, oldest first."""
+
+    def ack(self, leases: Iterable[Lease]) -> None:
+        """Delivered: remove them for good."""
+
+    def release(self, leases: Iterable[Lease]) -> None:
+        """Give leases back untouched (shutdown): due again at once, no attempt counted."""
+
+    def retry_later(
+        self, lease: Lease, *, retry_at: float, error: str, now: float | None = None
+    ) -> None:
+        """Count an attempt, remember ``error``, and make the op due again at ``retry_at``."""
+
+    def dead_letter(
+        self, lease: Lease, reason: DeadReason, detail: str, *, now: float | None = None
+    ) -> None:
+        """Move the op to the dead-letter queue; the person's next operation becomes due."""
+
+    def list_dead(
+        self,
+        where: DeadLetterFilter = DeadLetterFilter(),
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        now: float | None = None,
+    ) -> list[DeadLetter]:
+        """Dead letters, newest first."""
+
+    def count_dead(self, where: DeadLetterFilter = DeadLetterFilter(), *,
+                   now: float | None = None) -> int:
+        """How many dead letters match."""
+
+    def replay(self, where: DeadLetterFilter, *, now: float | None = None) -> int:
+        """Put matching dead letters back, due now, attempts reset, op ids kept."""
+
+    def purge(self, where: DeadLetterFilter, *, now: float | None = None) -> int:
+        """Delete matching dead letters for good."""
+
+    def depth(self, *, now: float | None = None) -> Depth:
+        """Counts by state and the age of the oldest pending operation."""
+
+    def close(self) -> None:
+        """Release connections and files. Idempotent."""
+
+
+def now_or(now: float | None) -> float:
+    return time.time() if now is None else now
