@@ -1,9 +1,10 @@
 """Typed settings: the only place that reads the environment.
 
-Names follow the reference architecture's deployment (``CUSTOMERIO_*`` for Customer.io, ``CIO_RELAY_*``
-for the relay). A ``cio-relay.toml`` may hold the same settings (lower-case field names) at the top
-level and per environment under ``[development]``, ``[staging]``, ``[production]``; environment
-variables win over the file, and the file's environment table wins over its top level.
+Names follow the reference architecture's deployment: ``CUSTOMERIO_*`` for Customer.io,
+``CIO_RELAY_*`` for the relay. A ``cio-relay.toml`` may hold the same settings (lower-case
+field names) at the top level and per environment under ``[development]``, ``[staging]``,
+``[production]``; environment variables win over the file, and the file's environment table
+wins over its top level.
 
 Secrets are ``SecretStr``: their repr and str are masked, so a logged ``Settings`` leaks nothing.
 """
@@ -94,7 +95,9 @@ class Settings(BaseSettings):
         default_factory=list,
         validation_alias=_env("CUSTOMERIO_WEBHOOK_SIGNING_KEY", "webhook_signing_keys"),
     )
-    http_timeout: float = Field(10.0, validation_alias=_env("CIO_RELAY_HTTP_TIMEOUT", "http_timeout"))
+    http_timeout: float = Field(
+        10.0, validation_alias=_env("CIO_RELAY_HTTP_TIMEOUT", "http_timeout")
+    )
 
     # --- the relay ----------------------------------------------------------------------------
     env: Environment = Field("development", validation_alias=_env("CIO_RELAY_ENV", "env"))
@@ -110,7 +113,9 @@ class Settings(BaseSettings):
             "CIO_RELAY_ALLOW_PRODUCTION_CREDENTIALS", "allow_production_credentials"
         ),
     )
-    data_dir: Path = Field(DEFAULT_DATA_DIR, validation_alias=_env("CIO_RELAY_DATA_DIR", "data_dir"))
+    data_dir: Path = Field(
+        DEFAULT_DATA_DIR, validation_alias=_env("CIO_RELAY_DATA_DIR", "data_dir")
+    )
     outbox: str | None = Field(None, validation_alias=_env("CIO_RELAY_OUTBOX", "outbox"))
     outbox_durability: Literal["process", "power"] = Field(
         "process", validation_alias=_env("CIO_RELAY_OUTBOX_DURABILITY", "outbox_durability")
@@ -138,13 +143,13 @@ class Settings(BaseSettings):
     batch_max_bytes: int = Field(
         450_000, validation_alias=_env("CIO_RELAY_BATCH_MAX_BYTES", "batch_max_bytes")
     )
-    lease_seconds: float = Field(60.0, validation_alias=_env("CIO_RELAY_LEASE_SECONDS", "lease_seconds"))
+    lease_seconds: float = Field(
+        60.0, validation_alias=_env("CIO_RELAY_LEASE_SECONDS", "lease_seconds")
+    )
     retry_base: float = Field(0.5, validation_alias=_env("CIO_RELAY_RETRY_BASE", "retry_base"))
     retry_cap: float = Field(300.0, validation_alias=_env("CIO_RELAY_RETRY_CAP", "retry_cap"))
     max_attempts: int = Field(15, validation_alias=_env("CIO_RELAY_MAX_ATTEMPTS", "max_attempts"))
-    max_age: float = Field(
-        3 * 24 * 3600.0, validation_alias=_env("CIO_RELAY_MAX_AGE", "max_age")
-    )
+    max_age: float = Field(3 * 24 * 3600.0, validation_alias=_env("CIO_RELAY_MAX_AGE", "max_age"))
     retry_ambiguous: bool = Field(
         False, validation_alias=_env("CIO_RELAY_RETRY_AMBIGUOUS", "retry_ambiguous")
     )

@@ -1,17 +1,16 @@
 """The one exception tree of cio-relay.
 
     CioRelayError
-    ├── ConfigError            settings that cannot work (missing key, staging relay with production creds)
-    ├── LimitExceeded          a documented Customer.io limit violated at enqueue (field, limit, size)
-    │   (also a ValueError, so callers validating input can catch the builtin)
-    ├── ValidationError        input that is malformed rather than too big (missing identifier ...)
+    ├── ConfigError            settings that cannot work (missing key, production creds in staging)
+    ├── ValidationError        malformed input (missing identifier ...); also a ValueError
+    │   └── LimitExceeded      a documented Customer.io limit broken at enqueue (field, limit, size)
     ├── SignatureError         a webhook that failed verification (one message, no detail leaked)
     ├── OutboxFullError        backpressure: the outbox is past its maximum depth
     └── ApiError               Customer.io answered or failed to (status, body, request_id)
-        ├── RetryableError     known unsent or transient: connect refused, 408, 429, 5xx (retry_after)
-        ├── PermanentError     other 4xx: retrying cannot help (parsed ``meta.error`` / ``errors[].detail``)
-        └── AmbiguousError     the request was written, then a timeout or lost connection: it may have
-                               been processed; not retried blindly for non-idempotent sends
+        ├── RetryableError     transient or known unsent: refused, 408, 429, 5xx (retry_after)
+        ├── PermanentError     other 4xx: retrying cannot help (parsed meta.error/errors[].detail)
+        └── AmbiguousError     written, then a timeout or lost connection: it may have been
+                               processed; never retried blindly for non-idempotent sends
 
 Messages never carry secrets: API keys, basic-auth credentials and signing keys are not part of
 any field here, and response bodies are truncated.

@@ -14,7 +14,7 @@ Pure: no I/O, no clocks except ``created_at`` defaults, no globals.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
@@ -176,8 +176,14 @@ class Operation:
     def to_record(self) -> tuple[str, str, str, bytes, float, str]:
         """The columns an outbox stores: op_id, kind, person_key, payload, created_at, env."""
         body = {"i": self.identifiers, "p": self.payload}
-        return (self.op_id, self.kind.value, self.person_key, orjson.dumps(body),
-                self.created_at, self.env)
+        return (
+            self.op_id,
+            self.kind.value,
+            self.person_key,
+            orjson.dumps(body),
+            self.created_at,
+            self.env,
+        )
 
     @classmethod
     def from_record(
@@ -197,7 +203,9 @@ class Operation:
 
     def __repr__(self) -> str:
         # Payloads can hold personal data; a repr names the operation, not its contents.
-        return f"Operation(op_id={self.op_id!r}, kind={self.kind.value!r}, person={self.person_key!r})"
+        return (
+            f"Operation(op_id={self.op_id!r}, kind={self.kind.value!r}, person={self.person_key!r})"
+        )
 
 
 # --- building -----------------------------------------------------------------------------------
@@ -248,7 +256,9 @@ def _check_attributes(attributes: Mapping[str, Any], field_name: str = "attribut
         raise LimitExceeded(field_name, LIMITS.attributes_per_call, len(attributes), "attributes")
     for name, value in attributes.items():
         if not isinstance(name, str) or not name:
-            raise ValidationError(field_name, f"attribute names must be non-empty strings: {name!r}")
+            raise ValidationError(
+                field_name, f"attribute names must be non-empty strings: {name!r}"
+            )
         _check_bytes(f"{field_name} name {name[:40]!r}", name, LIMITS.attribute_name_bytes)
         limit = (
             LIMITS.relationships_bytes
@@ -284,8 +294,14 @@ def _finish(op: Operation) -> Operation:
     return op
 
 
-def _op(kind: Kind, identifiers: Identifiers, payload: dict[str, Any], env: str,
-        op_id: str | None, created_at: float | None) -> Operation:
+def _op(
+    kind: Kind,
+    identifiers: Identifiers,
+    payload: dict[str, Any],
+    env: str,
+    op_id: str | None,
+    created_at: float | None,
+) -> Operation:
     return _finish(
         Operation(
             op_id or new_op_id(),
@@ -305,9 +321,15 @@ def _stamp(values: Mapping[str, Any], env: str, stamp_env: bool) -> dict[str, An
     return out
 
 
-def identify(person: PersonRef, attributes: Mapping[str, Any] | None = None, *,
-             env: str = "development", stamp_env: bool = False, op_id: str | None = None,
-             created_at: float | None = None) -> Operation:
+def identify(
+    person: PersonRef,
+    attributes: Mapping[str, Any] | None = None,
+    *,
+    env: str = "development",
+    stamp_env: bool = False,
+    op_id: str | None = None,
+    created_at: float | None = None,
+) -> Operation:
     """Create or update a person with ``attributes``."""
     ids = _identifiers(person)
     attrs = _stamp(attributes or {}, env, stamp_env)
@@ -315,91 +337,190 @@ def identify(person: PersonRef, attributes: Mapping[str, Any] | None = None, *,
     return _op(Kind.IDENTIFY, ids, {"attributes": attrs}, env, op_id, created_at)
 
 
-def _event(kind: Kind, person: PersonRef, name: str, data: Mapping[str, Any] | None, *,
-           env: str, stamp_env: bool, timestamp: float | None, op_id: str | None,
-           created_at: float | None) -> Operation:
+def _event(
+    kind: Kind,
+    person: PersonRef,
+    name: str,
+    data: Mapping[str, Any] | None,
+    *,
+    env: str,
+    stamp_env: bool,
+    timestamp: float | None,
+    op_id: str | None,
+    created_at: float | None,
+) -> Operation:
     ids = _identifiers(person)
     clean = _check_event(name, _stamp(data or {}, env, stamp_env))
     created = time.time() if created_at is None else created_at
-    payload = {"name": name.strip(), "data": clean,
-               "timestamp": int(created if timestamp is None else timestamp)}
+    payload = {
+        "name": name.strip(),
+        "data": clean,
+        "timestamp": int(created if timestamp is None else timestamp),
+    }
     return _op(kind, ids, payload, env, op_id, created)
 
 
-def track(person: PersonRef, name: str, data: Mapping[str, Any] | None = None, *,
-          env: str = "development", stamp_env: bool = False, timestamp: float | None = None,
-          op_id: str | None = None, created_at: float | None = None) -> Operation:
+def track(
+    person: PersonRef,
+    name: str,
+    data: Mapping[str, Any] | None = None,
+    *,
+    env: str = "development",
+    stamp_env: bool = False,
+    timestamp: float | None = None,
+    op_id: str | None = None,
+    created_at: float | None = None,
+) -> Operation:
     """An event for a person. ``op_id`` travels as the event ``id`` so a redelivery is ignored."""
-    return _event(Kind.TRACK, person, name, data, env=env, stamp_env=stamp_env,
-                  timestamp=timestamp, op_id=op_id, created_at=created_at)
+    return _event(
+        Kind.TRACK,
+        person,
+        name,
+        data,
+        env=env,
+        stamp_env=stamp_env,
+        timestamp=timestamp,
+        op_id=op_id,
+        created_at=created_at,
+    )
 
 
-def page(person: PersonRef, url: str, data: Mapping[str, Any] | None = None, *,
-         env: str = "development", stamp_env: bool = False, timestamp: float | None = None,
-         op_id: str | None = None, created_at: float | None = None) -> Operation:
+def page(
+    person: PersonRef,
+    url: str,
+    data: Mapping[str, Any] | None = None,
+    *,
+    env: str = "development",
+    stamp_env: bool = False,
+    timestamp: float | None = None,
+    op_id: str | None = None,
+    created_at: float | None = None,
+) -> Operation:
     """A page view: an event of type ``page`` named by the URL."""
-    return _event(Kind.PAGE, person, url, data, env=env, stamp_env=stamp_env,
-                  timestamp=timestamp, op_id=op_id, created_at=created_at)
+    return _event(
+        Kind.PAGE,
+        person,
+        url,
+        data,
+        env=env,
+        stamp_env=stamp_env,
+        timestamp=timestamp,
+        op_id=op_id,
+        created_at=created_at,
+    )
 
 
-def screen(person: PersonRef, name: str, data: Mapping[str, Any] | None = None, *,
-           env: str = "development", stamp_env: bool = False, timestamp: float | None = None,
-           op_id: str | None = None, created_at: float | None = None) -> Operation:
+def screen(
+    person: PersonRef,
+    name: str,
+    data: Mapping[str, Any] | None = None,
+    *,
+    env: str = "development",
+    stamp_env: bool = False,
+    timestamp: float | None = None,
+    op_id: str | None = None,
+    created_at: float | None = None,
+) -> Operation:
     """A mobile screen view: an event of type ``screen``."""
-    return _event(Kind.SCREEN, person, name, data, env=env, stamp_env=stamp_env,
-                  timestamp=timestamp, op_id=op_id, created_at=created_at)
+    return _event(
+        Kind.SCREEN,
+        person,
+        name,
+        data,
+        env=env,
+        stamp_env=stamp_env,
+        timestamp=timestamp,
+        op_id=op_id,
+        created_at=created_at,
+    )
 
 
-def track_anonymous(anonymous_id: str, name: str, data: Mapping[str, Any] | None = None, *,
-                    env: str = "development", stamp_env: bool = False,
-                    timestamp: float | None = None, op_id: str | None = None,
-                    created_at: float | None = None) -> Operation:
+def track_anonymous(
+    anonymous_id: str,
+    name: str,
+    data: Mapping[str, Any] | None = None,
+    *,
+    env: str = "development",
+    stamp_env: bool = False,
+    timestamp: float | None = None,
+    op_id: str | None = None,
+    created_at: float | None = None,
+) -> Operation:
     """An event for someone not yet identified; merged later by ``anonymous_id``."""
     if not isinstance(anonymous_id, str) or not anonymous_id.strip():
         raise ValidationError("anonymous_id", "must be a non-empty string")
     _check_bytes("anonymous_id", anonymous_id, LIMITS.identifier_bytes)
     clean = _check_event(name, _stamp(data or {}, env, stamp_env))
     created = time.time() if created_at is None else created_at
-    payload = {"anonymous_id": anonymous_id, "name": name.strip(), "data": clean,
-               "timestamp": int(created if timestamp is None else timestamp)}
+    payload = {
+        "anonymous_id": anonymous_id,
+        "name": name.strip(),
+        "data": clean,
+        "timestamp": int(created if timestamp is None else timestamp),
+    }
     return _op(Kind.TRACK_ANONYMOUS, {}, payload, env, op_id, created)
 
 
-def _simple(kind: Kind, person: PersonRef, env: str, op_id: str | None,
-            created_at: float | None) -> Operation:
+def _simple(
+    kind: Kind, person: PersonRef, env: str, op_id: str | None, created_at: float | None
+) -> Operation:
     return _op(kind, _identifiers(person), {}, env, op_id, created_at)
 
 
-def delete(person: PersonRef, *, env: str = "development", op_id: str | None = None,
-           created_at: float | None = None) -> Operation:
+def delete(
+    person: PersonRef,
+    *,
+    env: str = "development",
+    op_id: str | None = None,
+    created_at: float | None = None,
+) -> Operation:
     """Delete a person (irreversible at Customer.io)."""
     return _simple(Kind.DELETE, person, env, op_id, created_at)
 
 
-def suppress(person: PersonRef, *, env: str = "development", op_id: str | None = None,
-             created_at: float | None = None) -> Operation:
+def suppress(
+    person: PersonRef,
+    *,
+    env: str = "development",
+    op_id: str | None = None,
+    created_at: float | None = None,
+) -> Operation:
     """Delete a person and stop them being added again."""
     return _simple(Kind.SUPPRESS, person, env, op_id, created_at)
 
 
-def unsuppress(person: PersonRef, *, env: str = "development", op_id: str | None = None,
-               created_at: float | None = None) -> Operation:
+def unsuppress(
+    person: PersonRef,
+    *,
+    env: str = "development",
+    op_id: str | None = None,
+    created_at: float | None = None,
+) -> Operation:
     return _simple(Kind.UNSUPPRESS, person, env, op_id, created_at)
 
 
 PLATFORMS = ("ios", "android")
 
 
-def add_device(person: PersonRef, token: str, platform: str, *,
-               last_used: int | None = None, attributes: Mapping[str, Any] | None = None,
-               env: str = "development", op_id: str | None = None,
-               created_at: float | None = None) -> Operation:
+def add_device(
+    person: PersonRef,
+    token: str,
+    platform: str,
+    *,
+    last_used: int | None = None,
+    attributes: Mapping[str, Any] | None = None,
+    env: str = "development",
+    op_id: str | None = None,
+    created_at: float | None = None,
+) -> Operation:
     """Add or update a push device for a person."""
     ids = _identifiers(person)
     if not isinstance(token, str) or not token:
         raise ValidationError("token", "a device token is required")
     if platform not in PLATFORMS:
-        raise ValidationError("platform", f"must be one of {', '.join(PLATFORMS)}, not {platform!r}")
+        raise ValidationError(
+            "platform", f"must be one of {', '.join(PLATFORMS)}, not {platform!r}"
+        )
     attrs = dict(attributes or {})
     _check_attributes(attrs, "device.attributes")
     payload: dict[str, Any] = {"token": token, "platform": platform, "attributes": attrs}
@@ -408,16 +529,28 @@ def add_device(person: PersonRef, token: str, platform: str, *,
     return _op(Kind.ADD_DEVICE, ids, payload, env, op_id, created_at)
 
 
-def delete_device(person: PersonRef, token: str, *, env: str = "development",
-                  op_id: str | None = None, created_at: float | None = None) -> Operation:
+def delete_device(
+    person: PersonRef,
+    token: str,
+    *,
+    env: str = "development",
+    op_id: str | None = None,
+    created_at: float | None = None,
+) -> Operation:
     ids = _identifiers(person)
     if not isinstance(token, str) or not token:
         raise ValidationError("token", "a device token is required")
     return _op(Kind.DELETE_DEVICE, ids, {"token": token}, env, op_id, created_at)
 
 
-def merge(primary: PersonRef, secondary: PersonRef, *, env: str = "development",
-          op_id: str | None = None, created_at: float | None = None) -> Operation:
+def merge(
+    primary: PersonRef,
+    secondary: PersonRef,
+    *,
+    env: str = "development",
+    op_id: str | None = None,
+    created_at: float | None = None,
+) -> Operation:
     """Merge ``secondary`` into ``primary``; the secondary is deleted (irreversible)."""
     first = _identifiers(primary, "primary")
     second = _identifiers(secondary, "secondary")
@@ -458,11 +591,17 @@ def _check_transactional(fields: dict[str, Any]) -> None:
         raise ValidationError("message_data", f"must be an object, not {type(data).__name__}")
 
 
-def send_email(*, to: str | list[str], identifiers: Mapping[str, str] | None = None,
-               transactional_message_id: str | int | None = None,
-               message_data: Mapping[str, Any] | None = None, env: str = "development",
-               op_id: str | None = None, created_at: float | None = None,
-               **fields: Any) -> Operation:
+def send_email(
+    *,
+    to: str | list[str],
+    identifiers: Mapping[str, str] | None = None,
+    transactional_message_id: str | int | None = None,
+    message_data: Mapping[str, Any] | None = None,
+    env: str = "development",
+    op_id: str | None = None,
+    created_at: float | None = None,
+    **fields: Any,
+) -> Operation:
     """A transactional email. Extra ``fields`` (``subject``, ``cc``, ``attachments``, ``send_at``
     ...) pass through as documented in customerio-api.md §5."""
     if not to:
@@ -480,13 +619,30 @@ def send_email(*, to: str | list[str], identifiers: Mapping[str, str] | None = N
     if attached > LIMITS.attachments_bytes:
         raise LimitExceeded("attachments", LIMITS.attachments_bytes, attached)
     payload: dict[str, Any] = {"to": to, **fields}
-    return _app_op(Kind.SEND_EMAIL, payload, identifiers, to, transactional_message_id,
-                   message_data, env, op_id, created_at)
+    return _app_op(
+        Kind.SEND_EMAIL,
+        payload,
+        identifiers,
+        to,
+        transactional_message_id,
+        message_data,
+        env,
+        op_id,
+        created_at,
+    )
 
 
-def _app_op(kind: Kind, payload: dict[str, Any], identifiers: Mapping[str, str] | None, to: Any,
-            transactional_message_id: str | int | None, message_data: Mapping[str, Any] | None,
-            env: str, op_id: str | None, created_at: float | None) -> Operation:
+def _app_op(
+    kind: Kind,
+    payload: dict[str, Any],
+    identifiers: Mapping[str, str] | None,
+    to: Any,
+    transactional_message_id: str | int | None,
+    message_data: Mapping[str, Any] | None,
+    env: str,
+    op_id: str | None,
+    created_at: float | None,
+) -> Operation:
     ids = _transactional_identifiers(identifiers, to)
     if ids:
         payload["identifiers"] = ids
@@ -499,37 +655,75 @@ def _app_op(kind: Kind, payload: dict[str, Any], identifiers: Mapping[str, str] 
     return _op(kind, ids, payload, env, op_id, created_at)
 
 
-def send_push(*, identifiers: Mapping[str, str], transactional_message_id: str | int,
-              message_data: Mapping[str, Any] | None = None, env: str = "development",
-              op_id: str | None = None, created_at: float | None = None,
-              **fields: Any) -> Operation:
+def send_push(
+    *,
+    identifiers: Mapping[str, str],
+    transactional_message_id: str | int,
+    message_data: Mapping[str, Any] | None = None,
+    env: str = "development",
+    op_id: str | None = None,
+    created_at: float | None = None,
+    **fields: Any,
+) -> Operation:
     """A transactional push; ``fields`` such as ``title``, ``message``, ``to`` pass through."""
     if not identifiers:
         raise ValidationError("identifiers", "a push needs the person's identifiers")
-    return _app_op(Kind.SEND_PUSH, dict(fields), identifiers, None, transactional_message_id,
-                   message_data, env, op_id, created_at)
+    return _app_op(
+        Kind.SEND_PUSH,
+        dict(fields),
+        identifiers,
+        None,
+        transactional_message_id,
+        message_data,
+        env,
+        op_id,
+        created_at,
+    )
 
 
-def send_sms(*, identifiers: Mapping[str, str], transactional_message_id: str | int,
-             message_data: Mapping[str, Any] | None = None, env: str = "development",
-             op_id: str | None = None, created_at: float | None = None,
-             **fields: Any) -> Operation:
+def send_sms(
+    *,
+    identifiers: Mapping[str, str],
+    transactional_message_id: str | int,
+    message_data: Mapping[str, Any] | None = None,
+    env: str = "development",
+    op_id: str | None = None,
+    created_at: float | None = None,
+    **fields: Any,
+) -> Operation:
     """A transactional SMS; ``fields`` such as ``to`` pass through."""
     if not identifiers:
         raise ValidationError("identifiers", "an SMS needs the person's identifiers")
-    return _app_op(Kind.SEND_SMS, dict(fields), identifiers, None, transactional_message_id,
-                   message_data, env, op_id, created_at)
+    return _app_op(
+        Kind.SEND_SMS,
+        dict(fields),
+        identifiers,
+        None,
+        transactional_message_id,
+        message_data,
+        env,
+        op_id,
+        created_at,
+    )
 
 
 BROADCAST_AUDIENCES = ("recipients", "emails", "ids", "per_user_data", "data_file_url")
 
 
-def trigger_broadcast(broadcast_id: int | str, *, data: Mapping[str, Any] | None = None,
-                      env: str = "development", op_id: str | None = None,
-                      created_at: float | None = None, **audience: Any) -> Operation:
+def trigger_broadcast(
+    broadcast_id: int | str,
+    *,
+    data: Mapping[str, Any] | None = None,
+    env: str = "development",
+    op_id: str | None = None,
+    created_at: float | None = None,
+    **audience: Any,
+) -> Operation:
     """Trigger an API-triggered broadcast with at most one audience (customerio-api.md §5)."""
     if broadcast_id in (None, "") or not str(broadcast_id).isdigit():
-        raise ValidationError("broadcast_id", f"must be a numeric broadcast id, not {broadcast_id!r}")
+        raise ValidationError(
+            "broadcast_id", f"must be a numeric broadcast id, not {broadcast_id!r}"
+        )
     chosen = [name for name in BROADCAST_AUDIENCES if audience.get(name) is not None]
     if len(chosen) > 1:
         raise ValidationError("audience", f"give at most one audience; got {', '.join(chosen)}")
@@ -578,43 +772,60 @@ def _device_body(op: Operation) -> dict[str, Any]:
     return {"device": device}
 
 
-_V1_BUILDERS: dict[Kind, Any] = {
-    Kind.IDENTIFY: lambda op: Request(Api.TRACK, "PUT", _customer_path(op), op.payload["attributes"]),
+_V1_BUILDERS: dict[Kind, Callable[[Operation], Request]] = {
+    Kind.IDENTIFY: lambda op: Request(
+        Api.TRACK, "PUT", _customer_path(op), op.payload["attributes"]
+    ),
     Kind.DELETE: lambda op: Request(Api.TRACK, "DELETE", _customer_path(op)),
-    Kind.TRACK: lambda op: Request(Api.TRACK, "POST", _customer_path(op, "/events"),
-                                   _v1_event_body(op, None)),
-    Kind.PAGE: lambda op: Request(Api.TRACK, "POST", _customer_path(op, "/events"),
-                                  _v1_event_body(op, "page")),
-    Kind.SCREEN: lambda op: Request(Api.TRACK, "POST", _customer_path(op, "/events"),
-                                    _v1_event_body(op, "screen")),
+    Kind.TRACK: lambda op: Request(
+        Api.TRACK, "POST", _customer_path(op, "/events"), _v1_event_body(op, None)
+    ),
+    Kind.PAGE: lambda op: Request(
+        Api.TRACK, "POST", _customer_path(op, "/events"), _v1_event_body(op, "page")
+    ),
+    Kind.SCREEN: lambda op: Request(
+        Api.TRACK, "POST", _customer_path(op, "/events"), _v1_event_body(op, "screen")
+    ),
     Kind.TRACK_ANONYMOUS: lambda op: Request(
-        Api.TRACK, "POST", "/api/v1/events",
+        Api.TRACK,
+        "POST",
+        "/api/v1/events",
         {**_v1_event_body(op, None), "anonymous_id": op.payload["anonymous_id"]},
     ),
-    Kind.ADD_DEVICE: lambda op: Request(Api.TRACK, "PUT", _customer_path(op, "/devices"),
-                                        _device_body(op)),
+    Kind.ADD_DEVICE: lambda op: Request(
+        Api.TRACK, "PUT", _customer_path(op, "/devices"), _device_body(op)
+    ),
     Kind.DELETE_DEVICE: lambda op: Request(
-        Api.TRACK, "DELETE",
+        Api.TRACK,
+        "DELETE",
         _customer_path(op, f"/devices/{quote(op.payload['token'], safe='')}"),
     ),
     Kind.SUPPRESS: lambda op: Request(Api.TRACK, "POST", _customer_path(op, "/suppress")),
     Kind.UNSUPPRESS: lambda op: Request(Api.TRACK, "POST", _customer_path(op, "/unsuppress")),
-    Kind.MERGE: lambda op: Request(Api.TRACK, "POST", "/api/v1/merge_customers",
-                                   {"primary": op.payload["primary"],
-                                    "secondary": op.payload["secondary"]}),
+    Kind.MERGE: lambda op: Request(
+        Api.TRACK,
+        "POST",
+        "/api/v1/merge_customers",
+        {"primary": op.payload["primary"], "secondary": op.payload["secondary"]},
+    ),
     Kind.SEND_EMAIL: lambda op: Request(Api.TRANSACTIONAL, "POST", "/v1/send/email", op.payload),
     Kind.SEND_PUSH: lambda op: Request(Api.TRANSACTIONAL, "POST", "/v1/send/push", op.payload),
     Kind.SEND_SMS: lambda op: Request(Api.TRANSACTIONAL, "POST", "/v1/send/sms", op.payload),
     Kind.TRIGGER_BROADCAST: lambda op: Request(
-        Api.BROADCAST, "POST", f"/v1/campaigns/{op.payload['broadcast_id']}/triggers",
+        Api.BROADCAST,
+        "POST",
+        f"/v1/campaigns/{op.payload['broadcast_id']}/triggers",
         {k: v for k, v in op.payload.items() if k != "broadcast_id"},
     ),
 }
 
 
 def _v2_item(op: Operation) -> dict[str, Any]:
-    item: dict[str, Any] = {"type": "person", "action": op.kind.value,
-                            "identifiers": op.identifiers}
+    item: dict[str, Any] = {
+        "type": "person",
+        "action": op.kind.value,
+        "identifiers": op.identifiers,
+    }
     payload = op.payload
     if op.kind is Kind.IDENTIFY:
         item["attributes"] = payload["attributes"]

@@ -28,8 +28,8 @@ from cio_relay.operations import Operation
 
 __all__ = [
     "DeadLetter",
-    "DeadReason",
     "DeadLetterFilter",
+    "DeadReason",
     "Depth",
     "Lease",
     "Outbox",
@@ -140,8 +140,9 @@ class Outbox(Protocol):
     ) -> list[DeadLetter]:
         """Dead letters, newest first."""
 
-    def count_dead(self, where: DeadLetterFilter = DeadLetterFilter(), *,
-                   now: float | None = None) -> int:
+    def count_dead(
+        self, where: DeadLetterFilter = DeadLetterFilter(), *, now: float | None = None
+    ) -> int:
         """How many dead letters match."""
 
     def replay(self, where: DeadLetterFilter, *, now: float | None = None) -> int:

@@ -35,7 +35,9 @@ def sign(key: str | bytes, timestamp: int | str, body: bytes) -> str:
     return hmac.new(_as_bytes(key), message, hashlib.sha256).hexdigest()
 
 
-def signature_headers(key: str | bytes, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+def signature_headers(
+    key: str | bytes, body: bytes, timestamp: int | None = None
+) -> dict[str, str]:
     """The two headers Customer.io sends with a webhook of ``body``."""
     ts = int(time.time()) if timestamp is None else timestamp
     return {"X-CIO-Timestamp": str(ts), "X-CIO-Signature": sign(key, ts, body)}

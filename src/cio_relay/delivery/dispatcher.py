@@ -1,0 +1,423 @@
+"""The dispatcher: lease from the outbox, send to Customer.io, settle each operation.
+
+The loop is short: lease a batch (the outbox already guarantees one operation per person, in
+order), plan requests (Track operations packed into ``/api/v2/batch`` by bytes; the rest one
+request each), and hand each request to a bounded pool of senders. Everything else is a step
+around a send: the rate limiter before it, the outcome afterwards (``_settle_*``), hooks for
+metrics and logs.
+
+Outcomes (design.md contracts 2 and 4):
+- 2xx: ack. A 207 dead-letters the refused ``batch_index`` items and acks the rest.
+- Retryable (connect refused, 408, 429, 5xx): retry later with full-jitter backoff; a
+  ``Retry-After`` is a floor for the op and pauses the whole API family.
+- Permanent 4xx: dead-letter with the response as the reason. A whole v2 batch refused with a
+  400 is bisected so that one bad item does not take down its neighbours. 401/403 are the
+  exception: they say the credentials are wrong, not the operation, so they are retried with
+  backoff (and logged loudly) until the attempt/age caps instead of emptying the queue into the
+  dead-letter queue during a key rotation.
+- Ambiguous (timeout or lost connection after the request was written): idempotent operations
+  (Track: identify is a PUT, events carry their op id as ``id``) are retried; transactional sends
+  and broadcast triggers are dead-lettered as ``ambiguous`` for an operator, unless
+  ``retry_ambiguous`` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from cio_relay.delivery.batching import pack
+from cio_relay.delivery.hooks import Hooks
+from cio_relay.delivery.ratelimit import RateLimiter, Unlimited
+from cio_relay.delivery.retry import RetryPolicy
+from cio_relay.errors import AmbiguousError, ApiError, PermanentError, RetryableError
+from cio_relay.operations import Api, Operation, Request
+from cio_relay.outbox.base import DeadReason, Lease, Outbox
+
+__all__ = ["DispatchStats", "Dispatcher", "DispatcherConfig"]
+
+log = logging.getLogger("cio_relay.delivery")
+
+_AUTH_STATUSES = frozenset({401, 403})
+
+
+class BatchOutcome(Protocol):
+    """What ``send_batch`` returns: refused items by ``batch_index``."""
+
+    @property
+    def errors(self) -> Mapping[int, Any]: ...
+
+
+class TrackSender(Protocol):
+    async def send(self, request: Request) -> Any: ...
+
+    async def send_batch(self, items: Sequence[Mapping[str, Any]]) -> BatchOutcome: ...
+
+
+class AppSender(Protocol):
+    async def send(self, request: Request) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DispatcherConfig:
+    lease_size: int = 5000
+    lease_seconds: float = 60.0
+    batch_max_bytes: int = 450_000
+    concurrency: int = 8  # requests in flight at once
+    idle_wait: float = 0.05  # how long an idle loop waits for new work before looking again
+    grace_period: float = 10.0  # shutdown: how long in-flight requests may take to finish
+    retry_ambiguous: bool = False
+    request_timeout: float = 10.0  # a send needs this much lease left, so leases never overlap
+
+
+@dataclass
+class DispatchStats:
+    """Counters since the dispatcher started (the demo's summary, tests)."""
+
+    delivered: int = 0
+    retried: int = 0
+    dead: dict[str, int] = field(default_factory=dict)
+    requests: int = 0
+    operations_sent: int = 0
+
+    @property
+    def dead_total(self) -> int:
+        return sum(self.dead.values())
+
+
+@dataclass(slots=True)
+class _Planned:
+    api: Api
+    leases: list[Lease]
+    items: list[bytes] | None = None  # v2 batch items, serialised once; None for a v1 request
+    written: bool = False  # set just before the request goes out: from then on it is ambiguous
+
+
+class Dispatcher:
+    """Delivers what the outbox holds. One per worker process; safe to run several."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        track: TrackSender | None,
+        app: AppSender | None = None,
+        *,
+        policy: RetryPolicy | None = None,
+        limiters: Mapping[Api, RateLimiter] | None = None,
+        hooks: Hooks | None = None,
+        config: DispatcherConfig | None = None,
+    ) -> None:
+        self.outbox = outbox
+        self.track = track
+        self.app = app
+        self.policy = policy or RetryPolicy()
+        self.limiters: Mapping[Api, RateLimiter] = limiters or {}
+        self.hooks = hooks or Hooks()
+        self.config = config or DispatcherConfig()
+        self.stats = DispatchStats()
+        self._stopping = False
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(self.config.concurrency)
+
+    # --- running ------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Deliver until ``stop`` is set, then finish or release in-flight work (graceful)."""
+        stop = stop or asyncio.Event()
+        pump = asyncio.create_task(self._pump(until_empty=False, stop=stop))
+        await stop.wait()
+        self._stopping = True
+        await pump
+        await self._finish_inflight()
+
+    async def drain(self, timeout: float | None = None) -> DispatchStats:
+        """Deliver until nothing is pending (delivered or dead-lettered), then return.
+
+        Retries scheduled in the future are waited for, so keep backoff short in tests.
+        """
+        self._stopping = False
+        await asyncio.wait_for(self._pump(until_empty=True, stop=None), timeout)
+        await self._finish_inflight()
+        return self.stats
+
+    async def _pump(self, *, until_empty: bool, stop: asyncio.Event | None) -> None:
+        while not self._stopping and not (stop and stop.is_set()):
+            await self._slots.acquire()  # lease only when a sender is free
+            self._slots.release()
+            leases = await asyncio.to_thread(
+                self.outbox.lease, self.config.lease_size, self.config.lease_seconds
+            )
+            if leases:
+                await self._dispatch(leases)
+                continue
+            if self._inflight:
+                await asyncio.wait(set(self._inflight), return_when=asyncio.FIRST_COMPLETED)
+                continue
+            if until_empty and (await asyncio.to_thread(self.outbox.depth)).pending == 0:
+                return
+            await self._idle(stop)
+
+    async def _idle(self, stop: asyncio.Event | None) -> None:
+        if stop is None:
+            await asyncio.sleep(self.config.idle_wait)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), self.config.idle_wait)
+
+    async def _finish_inflight(self) -> None:
+        if not self._inflight:
+            return
+        _done, pending = await asyncio.wait(set(self._inflight), timeout=self.config.grace_period)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    # --- planning -----------------------------------------------------------------------------
+
+    async def _dispatch(self, leases: list[Lease]) -> None:
+        for planned in self._plan(leases):
+            await self._slots.acquire()
+            task = asyncio.create_task(self._send_planned(planned))
+            self._inflight.add(task)
+            task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("delivery task failed", exc_info=task.exception())
+
+    def _plan(self, leases: list[Lease]) -> list[_Planned]:
+        now = time.time()
+        plans: list[_Planned] = []
+        batchable: list[tuple[Lease, bytes]] = []
+        for lease in leases:
+            op = lease.op
+            if self.policy.too_old(op.created_at, now):
+                self._dead_soon(
+                    lease,
+                    DeadReason.MAX_AGE,
+                    f"not delivered within {self.policy.max_age:.0f} s "
+                    f"({lease.attempts} attempts; last error: {lease.last_error})",
+                )
+                continue
+            try:
+                item = op.v2_item()
+                serialised = orjson.dumps(item) if item is not None else None
+            except Exception as exc:  # a stored op that no longer builds: keep it, don't crash
+                self._dead_soon(lease, DeadReason.INVALID, f"cannot build request: {exc!r}")
+                continue
+            if serialised is not None and self.track is not None:
+                batchable.append((lease, serialised))
+            else:
+                plans.append(_Planned(op.api, [lease]))
+        for group in pack(batchable, self.config.batch_max_bytes):
+            plans.append(
+                _Planned(Api.TRACK, [lease for lease, _ in group], [item for _, item in group])
+            )
+        return plans
+
+    def _dead_soon(self, lease: Lease, reason: DeadReason, detail: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._dead(lease, reason, detail))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    # --- sending ------------------------------------------------------------------------------
+
+    async def _send_planned(self, planned: _Planned) -> None:
+        try:
+            await self._limit_and_send(planned)
+        except asyncio.CancelledError:
+            # Shutdown past the grace period. What was never written goes back untouched; a
+            # non-idempotent send that may have been written is not sent again blindly.
+            await asyncio.shield(self._abandon(planned.leases, maybe_written=planned.written))
+            raise
+
+    async def _abandon(self, leases: list[Lease], *, maybe_written: bool) -> None:
+        unsafe = [lease for lease in leases if maybe_written and not lease.op.idempotent]
+        safe = [lease for lease in leases if lease not in unsafe]
+        if safe:
+            await asyncio.to_thread(self.outbox.release, safe)
+        for lease in unsafe:
+            await self._dead(
+                lease, DeadReason.AMBIGUOUS, "shutdown interrupted the request after it was sent"
+            )
+
+    async def _limit_and_send(self, planned: _Planned) -> None:
+        limiter = self.limiters.get(planned.api, Unlimited())
+        waited = await limiter.acquire()
+        if waited:
+            Hooks.fire(self.hooks.rate_wait, planned.api.value, waited)
+        live = [lease for lease in planned.leases if self._lease_left(lease) > 0]
+        if len(live) < len(planned.leases):
+            # The lease ran out while we waited for the rate limiter: another worker may own the
+            # operation now, so sending it could send it twice. Leave it to whoever leases it.
+            log.warning(
+                "skipping %d operations whose lease ran out before sending",
+                len(planned.leases) - len(live),
+            )
+            if not live:
+                return
+            if planned.items is not None:
+                planned.items = [
+                    item
+                    for lease, item in zip(planned.leases, planned.items, strict=True)
+                    if lease in live
+                ]
+            planned.leases = live
+        planned.written = True
+        if planned.items is not None:
+            await self._send_batch(planned.leases, planned.items)
+        else:
+            await self._send_one(planned.leases[0])
+
+    def _lease_left(self, lease: Lease) -> float:
+        return lease.lease_until - time.time() - self.config.request_timeout
+
+    async def _send_batch(self, leases: list[Lease], items: list[bytes]) -> None:
+        assert self.track is not None
+        started = time.perf_counter()
+        try:
+            result = await self.track.send_batch([orjson.loads(i) for i in items])
+        except ApiError as exc:
+            self._observe_request(Api.TRACK, "POST /api/v2/batch", exc.status, started)
+            if (
+                isinstance(exc, PermanentError)
+                and exc.status not in _AUTH_STATUSES
+                and len(leases) > 1
+            ):
+                await self._bisect(leases, items)
+                return
+            await asyncio.gather(*(self._settle_error(lease, exc) for lease in leases))
+            return
+        self._observe_request(
+            Api.TRACK, "POST /api/v2/batch", 207 if result.errors else 200, started
+        )
+        self.stats.requests += 1
+        self.stats.operations_sent += len(leases)
+        refused = {i: result.errors[i] for i in result.errors if 0 <= i < len(leases)}
+        ok = [lease for i, lease in enumerate(leases) if i not in refused]
+        await self._ack(ok)
+        for index, error in refused.items():
+            await self._dead(leases[index], DeadReason.BATCH_ITEM, _describe_item_error(error))
+
+    async def _bisect(self, leases: list[Lease], items: list[bytes]) -> None:
+        middle = len(leases) // 2
+        log.info("v2 batch of %d refused whole; retrying as two halves", len(leases))
+        await self._send_batch(leases[:middle], items[:middle])
+        await self._send_batch(leases[middle:], items[middle:])
+
+    async def _send_one(self, lease: Lease) -> None:
+        op = lease.op
+        try:
+            request = op.v1_request()
+        except Exception as exc:
+            await self._dead(lease, DeadReason.INVALID, f"cannot build request: {exc!r}")
+            return
+        sender = self.track if request.api is Api.TRACK else self.app
+        if sender is None:
+            await self._settle_error(
+                lease, RetryableError(f"no client configured for the {request.api.value} API")
+            )
+            return
+        started = time.perf_counter()
+        try:
+            await sender.send(request)
+        except ApiError as exc:
+            self._observe_request(
+                request.api, f"{request.method} {request.path}", exc.status, started
+            )
+            await self._settle_error(lease, exc)
+            return
+        self._observe_request(request.api, f"{request.method} {request.path}", 200, started)
+        self.stats.requests += 1
+        self.stats.operations_sent += 1
+        await self._ack([lease])
+
+    def _observe_request(self, api: Api, endpoint: str, status: int | None, started: float) -> None:
+        Hooks.fire(self.hooks.request, api.value, endpoint, status, time.perf_counter() - started)
+
+    # --- settling -----------------------------------------------------------------------------
+
+    async def _ack(self, leases: list[Lease]) -> None:
+        if not leases:
+            return
+        await asyncio.to_thread(self.outbox.ack, leases)
+        now = time.time()
+        self.stats.delivered += len(leases)
+        if self.hooks.delivered:
+            for lease in leases:
+                Hooks.fire(self.hooks.delivered, lease.op, now - lease.op.created_at)
+
+    async def _settle_error(self, lease: Lease, exc: ApiError) -> None:
+        op = lease.op
+        if isinstance(exc, RetryableError):
+            if exc.retry_after:
+                self.limiters.get(op.api, Unlimited()).pause_for(exc.retry_after)
+            await self._retry(lease, exc, exc.retry_after)
+        elif isinstance(exc, AmbiguousError):
+            if op.idempotent or self.config.retry_ambiguous:
+                await self._retry(lease, exc, None)
+            else:
+                await self._dead(
+                    lease,
+                    DeadReason.AMBIGUOUS,
+                    f"{exc} — the {op.kind.value} may or may not have been "
+                    "processed; replay it only if you know it was not",
+                )
+        elif exc.status in _AUTH_STATUSES:
+            log.error(
+                "Customer.io refused the credentials (%s) for %s; will retry",
+                exc.status,
+                op.api.value,
+            )
+            await self._retry(lease, exc, None)
+        else:
+            await self._dead(lease, DeadReason.PERMANENT, str(exc))
+
+    async def _retry(self, lease: Lease, exc: Exception, retry_after: float | None) -> None:
+        attempts = lease.attempts + 1
+        error = str(exc) or type(exc).__name__
+        if self.policy.exhausted(attempts):
+            await self._dead(
+                lease,
+                DeadReason.MAX_ATTEMPTS,
+                f"gave up after {attempts} attempts; last error: {error}",
+            )
+            return
+        delay = self.policy.delay(lease.attempts, retry_after)
+        await asyncio.to_thread(
+            lambda: self.outbox.retry_later(lease, retry_at=time.time() + delay, error=error)
+        )
+        self.stats.retried += 1
+        Hooks.fire(self.hooks.retry, lease.op, error, delay)
+
+    async def _dead(self, lease: Lease, reason: DeadReason, detail: str) -> None:
+        await asyncio.to_thread(self.outbox.dead_letter, lease, reason, detail)
+        self.stats.dead[reason.value] = self.stats.dead.get(reason.value, 0) + 1
+        log.warning("dead-lettered %s %s: %s", lease.op.kind.value, lease.op.op_id, detail)
+        Hooks.fire(self.hooks.dead, lease.op, reason.value, detail)
+
+
+def _describe_item_error(error: Any) -> str:
+    """A readable reason for one refused batch item, whatever shape the client gives it."""
+    if isinstance(error, Mapping):
+        parts = [str(error.get(k)) for k in ("field", "message", "reason") if error.get(k)]
+    else:
+        parts = [
+            str(getattr(error, k))
+            for k in ("field", "message", "reason")
+            if getattr(error, k, None)
+        ]
+    return "refused in batch: " + (": ".join(parts) if parts else repr(error))
+
+
+def _op_summary(op: Operation) -> str:  # pragma: no cover - used in logs only
+    return f"{op.kind.value} {op.op_id} ({op.person_key})"

@@ -1,0 +1,151 @@
+"""A worker: the dispatcher wired to clients, rate limiters and the retry policy from Settings.
+
+``Worker.drain()`` delivers everything pending and returns (scripts, tests, the demo);
+``Worker.run()`` delivers until SIGTERM/SIGINT, then stops leasing and lets in-flight requests
+finish within the grace period (``cio-relay worker``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from cio_relay.config import Settings
+from cio_relay.delivery.dispatcher import (
+    AppSender,
+    Dispatcher,
+    DispatcherConfig,
+    DispatchStats,
+    TrackSender,
+)
+from cio_relay.delivery.hooks import Hooks
+from cio_relay.delivery.ratelimit import RateLimiter, TokenBucket
+from cio_relay.delivery.retry import RetryPolicy
+from cio_relay.operations import Api
+from cio_relay.outbox.base import Outbox
+
+__all__ = ["Worker", "limiters_from_settings", "policy_from_settings"]
+
+
+def policy_from_settings(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        base=settings.retry_base,
+        cap=settings.retry_cap,
+        max_attempts=settings.max_attempts,
+        max_age=settings.max_age,
+    )
+
+
+def limiters_from_settings(settings: Settings) -> dict[Api, RateLimiter]:
+    return {
+        Api.TRACK: TokenBucket(settings.track_rate),
+        Api.TRANSACTIONAL: TokenBucket(settings.transactional_rate),
+        # One trigger per interval, no burst: Customer.io answers 429 to a second one.
+        Api.BROADCAST: TokenBucket(1.0 / settings.broadcast_interval, burst=1.0),
+    }
+
+
+def config_from_settings(settings: Settings, **overrides: Any) -> DispatcherConfig:
+    values: dict[str, Any] = {
+        "lease_seconds": settings.lease_seconds,
+        "batch_max_bytes": settings.batch_max_bytes,
+        "retry_ambiguous": settings.retry_ambiguous,
+        "request_timeout": settings.http_timeout,
+    }
+    values.update(overrides)
+    return DispatcherConfig(**values)
+
+
+class Worker:
+    """Delivers one outbox. Clients are made per run so each event loop owns its connections."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        outbox: Outbox,
+        *,
+        hooks: Hooks | None = None,
+        track: Callable[[], TrackSender] | None = None,
+        app: Callable[[], AppSender] | None = None,
+        limiters: Callable[[], dict[Api, RateLimiter]] | None = None,
+        **config: Any,
+    ) -> None:
+        self.settings = settings
+        self.outbox = outbox
+        self.hooks = hooks or Hooks()
+        self._track_factory = track
+        self._app_factory = app
+        self._limiters_factory = limiters or (lambda: limiters_from_settings(settings))
+        self.config = config_from_settings(settings, **config)
+        self.stats = DispatchStats()
+
+    @contextlib.asynccontextmanager
+    async def dispatcher(self) -> AsyncIterator[Dispatcher]:
+        track, app, closers = self._clients()
+        dispatcher = Dispatcher(
+            self.outbox,
+            track,
+            app,
+            policy=policy_from_settings(self.settings),
+            limiters=self._limiters_factory(),
+            hooks=self.hooks,
+            config=self.config,
+        )
+        dispatcher.stats = self.stats
+        try:
+            yield dispatcher
+        finally:
+            for close in closers:
+                await close()
+
+    def _clients(self) -> tuple[TrackSender | None, AppSender | None, list[Any]]:
+        from cio_relay.customerio import AsyncAppClient, AsyncTrackClient
+
+        closers: list[Any] = []
+        track: TrackSender | None
+        app: AppSender | None
+        if self._track_factory is not None:
+            track = self._track_factory()
+        elif self.settings.has_track_credentials:
+            client = AsyncTrackClient.from_settings(self.settings)
+            closers.append(client.aclose)
+            track = client
+        else:
+            track = None
+        if self._app_factory is not None:
+            app = self._app_factory()
+        elif self.settings.app_api_key is not None:
+            app_client = AsyncAppClient.from_settings(self.settings)
+            closers.append(app_client.aclose)
+            app = app_client
+        else:
+            app = None
+        return track, app, closers
+
+    async def adrain(self, timeout: float | None = None) -> DispatchStats:
+        async with self.dispatcher() as dispatcher:
+            return await dispatcher.drain(timeout)
+
+    async def arun(self, stop: asyncio.Event | None = None) -> DispatchStats:
+        async with self.dispatcher() as dispatcher:
+            await dispatcher.run(stop)
+            return dispatcher.stats
+
+    def drain(self, timeout: float | None = None) -> DispatchStats:
+        """Deliver everything pending (delivered or dead-lettered), then return the counters."""
+        return asyncio.run(self.adrain(timeout))
+
+    def run(self) -> DispatchStats:
+        """Deliver until SIGTERM or SIGINT, then shut down gracefully."""
+
+        async def main() -> DispatchStats:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            return await self.arun(stop)
+
+        return asyncio.run(main())

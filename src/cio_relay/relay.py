@@ -1,0 +1,441 @@
+"""The facade users call: ``Relay`` (sync) and ``AsyncRelay`` (coroutines).
+
+Every method validates (the documented limits, at the first boundary), writes the operation
+durably to the outbox and returns its op id, a ULID string. Nothing touches the network: workers
+deliver (``relay.worker().drain()`` in scripts and tests, ``cio-relay worker`` in production).
+
+    relay = Relay.from_env()
+    op_id = relay.identify("user-1", email="ada@example.com", plan="pro")
+    relay.track("user-1", "order_completed", {"total": 42})
+    relay.worker().drain()
+    relay.close()
+
+Backpressure: when the outbox holds more than ``outbox_max_depth`` undelivered operations, the
+methods raise ``OutboxFullError`` (with a retry-after) instead of growing without bound; nothing
+is ever dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from cio_relay import operations as ops
+from cio_relay.config import Settings
+from cio_relay.delivery.hooks import Hooks
+from cio_relay.errors import OutboxFullError
+from cio_relay.operations import Operation, PersonRef
+from cio_relay.outbox.base import Outbox
+
+__all__ = ["AsyncRelay", "Relay"]
+
+_DEPTH_CHECK_INTERVAL = 1.0  # seconds between outbox depth checks for backpressure
+
+
+class _OperationFactory:
+    """Builds Operations stamped with this relay's environment; shared by both shells."""
+
+    settings: Settings
+
+    def _env(self) -> dict[str, Any]:
+        return {"env": self.settings.env}
+
+    def _stamped(self) -> dict[str, Any]:
+        return {"env": self.settings.env, "stamp_env": self.settings.stamp_env}
+
+    def build_identify(self, person: PersonRef, attributes: Mapping[str, Any]) -> Operation:
+        return ops.identify(person, attributes, **self._stamped())
+
+    def build_track(
+        self,
+        person: PersonRef,
+        name: str,
+        data: Mapping[str, Any] | None,
+        timestamp: float | None,
+        op_id: str | None,
+    ) -> Operation:
+        return ops.track(person, name, data, timestamp=timestamp, op_id=op_id, **self._stamped())
+
+
+class _Backpressure:
+    """Refuses new work past ``max_depth``; checks the outbox at most once a second."""
+
+    def __init__(self, outbox: Outbox, max_depth: int) -> None:
+        self._outbox = outbox
+        self._max_depth = max_depth
+        self._checked_at = 0.0
+        self._depth = 0
+        self._lock = threading.Lock()
+
+    def check(self) -> None:
+        now = time.monotonic()
+        if now - self._checked_at >= _DEPTH_CHECK_INTERVAL:
+            with self._lock:
+                if now - self._checked_at >= _DEPTH_CHECK_INTERVAL:
+                    self._depth = self._outbox.depth().pending
+                    self._checked_at = now
+        if self._depth >= self._max_depth:
+            raise OutboxFullError(self._depth, self._max_depth)
+
+
+class Relay(_OperationFactory):
+    """Durable, non-blocking access to Customer.io for a Python app.
+
+    Thread-safe: share one Relay across threads; concurrent calls share outbox commits.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        outbox: Outbox | None = None,
+        hooks: Hooks | None = None,
+    ) -> None:
+        from cio_relay.outbox.factory import open_outbox
+
+        self.settings = settings or Settings()
+        self.outbox = outbox or open_outbox(
+            self.settings.outbox_url, durability=self.settings.outbox_durability
+        )
+        self._owns_outbox = outbox is None
+        self.hooks = hooks or Hooks()
+        self._backpressure = _Backpressure(self.outbox, self.settings.outbox_max_depth)
+
+    @classmethod
+    def from_env(cls) -> Relay:
+        """A relay configured from ``CUSTOMERIO_*``/``CIO_RELAY_*`` variables and cio-relay.toml."""
+        return cls(Settings())
+
+    def __repr__(self) -> str:
+        return f"Relay(env={self.settings.env!r}, region={self.settings.region!r})"
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def enqueue(self, *operations: Operation) -> list[str]:
+        """Store already-built operations (all or none); return their op ids."""
+        self._backpressure.check()
+        self.outbox.enqueue(operations)
+        if self.hooks.enqueued:
+            for op in operations:
+                Hooks.fire(self.hooks.enqueued, op)
+        return [op.op_id for op in operations]
+
+    def _one(self, op: Operation) -> str:
+        return self.enqueue(op)[0]
+
+    # --- Track API ----------------------------------------------------------------------------
+
+    def identify(self, person: PersonRef, /, **attributes: Any) -> str:
+        """Create or update a person.
+
+        ``person`` is an id, or ``{"email": ...}`` / ``{"cio_id": ...}``.
+        """
+        return self._one(self.build_identify(person, attributes))
+
+    def track(
+        self,
+        person: PersonRef,
+        name: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        timestamp: float | None = None,
+        op_id: str | None = None,
+    ) -> str:
+        """An event. Pass your own ``op_id`` (a ULID) to make a retried call a no-op."""
+        return self._one(self.build_track(person, name, data, timestamp, op_id))
+
+    def track_anonymous(
+        self,
+        anonymous_id: str,
+        name: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        timestamp: float | None = None,
+        op_id: str | None = None,
+    ) -> str:
+        return self._one(
+            ops.track_anonymous(
+                anonymous_id, name, data, timestamp=timestamp, op_id=op_id, **self._stamped()
+            )
+        )
+
+    def page(
+        self,
+        person: PersonRef,
+        url: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        timestamp: float | None = None,
+        op_id: str | None = None,
+    ) -> str:
+        return self._one(
+            ops.page(person, url, data, timestamp=timestamp, op_id=op_id, **self._stamped())
+        )
+
+    def screen(
+        self,
+        person: PersonRef,
+        name: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        timestamp: float | None = None,
+        op_id: str | None = None,
+    ) -> str:
+        return self._one(
+            ops.screen(person, name, data, timestamp=timestamp, op_id=op_id, **self._stamped())
+        )
+
+    def add_device(
+        self,
+        person: PersonRef,
+        token: str,
+        platform: str,
+        *,
+        last_used: int | None = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> str:
+        return self._one(
+            ops.add_device(
+                person, token, platform, last_used=last_used, attributes=attributes, **self._env()
+            )
+        )
+
+    def delete_device(self, person: PersonRef, token: str) -> str:
+        return self._one(ops.delete_device(person, token, **self._env()))
+
+    def suppress(self, person: PersonRef) -> str:
+        return self._one(ops.suppress(person, **self._env()))
+
+    def unsuppress(self, person: PersonRef) -> str:
+        return self._one(ops.unsuppress(person, **self._env()))
+
+    def merge(self, primary: PersonRef, secondary: PersonRef) -> str:
+        return self._one(ops.merge(primary, secondary, **self._env()))
+
+    def delete(self, person: PersonRef) -> str:
+        return self._one(ops.delete(person, **self._env()))
+
+    # --- App API ------------------------------------------------------------------------------
+
+    def send_email(
+        self,
+        *,
+        to: str | list[str],
+        identifiers: Mapping[str, str] | None = None,
+        transactional_message_id: str | int | None = None,
+        message_data: Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> str:
+        """A transactional email; never retried after an ambiguous failure (dead-lettered)."""
+        return self._one(
+            ops.send_email(
+                to=to,
+                identifiers=identifiers,
+                transactional_message_id=transactional_message_id,
+                message_data=message_data,
+                **self._env(),
+                **fields,
+            )
+        )
+
+    def send_push(
+        self,
+        *,
+        identifiers: Mapping[str, str],
+        transactional_message_id: str | int,
+        message_data: Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> str:
+        return self._one(
+            ops.send_push(
+                identifiers=identifiers,
+                transactional_message_id=transactional_message_id,
+                message_data=message_data,
+                **self._env(),
+                **fields,
+            )
+        )
+
+    def send_sms(
+        self,
+        *,
+        identifiers: Mapping[str, str],
+        transactional_message_id: str | int,
+        message_data: Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> str:
+        return self._one(
+            ops.send_sms(
+                identifiers=identifiers,
+                transactional_message_id=transactional_message_id,
+                message_data=message_data,
+                **self._env(),
+                **fields,
+            )
+        )
+
+    def trigger_broadcast(
+        self, broadcast_id: int | str, *, data: Mapping[str, Any] | None = None, **audience: Any
+    ) -> str:
+        return self._one(ops.trigger_broadcast(broadcast_id, data=data, **self._env(), **audience))
+
+    # --- delivery -----------------------------------------------------------------------------
+
+    def worker(self, **options: Any) -> Any:
+        """A worker delivering this relay's outbox; ``.drain()`` or ``.run()`` it."""
+        from cio_relay.delivery.worker import Worker
+
+        return Worker(self.settings, self.outbox, hooks=self.hooks, **options)
+
+    def close(self) -> None:
+        if self._owns_outbox:
+            self.outbox.close()
+
+    def __enter__(self) -> Relay:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+_RELAY_METHODS = (
+    "identify",
+    "track",
+    "track_anonymous",
+    "page",
+    "screen",
+    "add_device",
+    "delete_device",
+    "suppress",
+    "unsuppress",
+    "merge",
+    "delete",
+    "send_email",
+    "send_push",
+    "send_sms",
+    "trigger_broadcast",
+    "enqueue",
+)
+
+
+class AsyncRelay:
+    """``Relay`` for asyncio apps: the same methods as coroutines.
+
+    Validation runs inline (it is pure and fast); the durable write runs in a worker thread so
+    the event loop never waits on the disk.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        outbox: Outbox | None = None,
+        hooks: Hooks | None = None,
+    ) -> None:
+        self._relay = Relay(settings, outbox=outbox, hooks=hooks)
+        self.settings = self._relay.settings
+        self.outbox = self._relay.outbox
+        self.hooks = self._relay.hooks
+
+    @classmethod
+    def from_env(cls) -> AsyncRelay:
+        return cls(Settings())
+
+    def __repr__(self) -> str:
+        return f"AsyncRelay(env={self.settings.env!r}, region={self.settings.region!r})"
+
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(getattr(self._relay, method), *args, **kwargs)
+
+    async def enqueue(self, *operations: Operation) -> list[str]:
+        result: list[str] = await self._call("enqueue", *operations)
+        return result
+
+    async def identify(self, person: PersonRef, /, **attributes: Any) -> str:
+        op = self._relay.build_identify(person, attributes)
+        return (await self.enqueue(op))[0]
+
+    async def track(
+        self,
+        person: PersonRef,
+        name: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        timestamp: float | None = None,
+        op_id: str | None = None,
+    ) -> str:
+        op = self._relay.build_track(person, name, data, timestamp, op_id)
+        return (await self.enqueue(op))[0]
+
+    async def track_anonymous(
+        self, anonymous_id: str, name: str, data: Mapping[str, Any] | None = None, **kw: Any
+    ) -> str:
+        result: str = await self._call("track_anonymous", anonymous_id, name, data, **kw)
+        return result
+
+    async def page(
+        self, person: PersonRef, url: str, data: Mapping[str, Any] | None = None, **kw: Any
+    ) -> str:
+        result: str = await self._call("page", person, url, data, **kw)
+        return result
+
+    async def screen(
+        self, person: PersonRef, name: str, data: Mapping[str, Any] | None = None, **kw: Any
+    ) -> str:
+        result: str = await self._call("screen", person, name, data, **kw)
+        return result
+
+    async def add_device(self, person: PersonRef, token: str, platform: str, **kw: Any) -> str:
+        result: str = await self._call("add_device", person, token, platform, **kw)
+        return result
+
+    async def delete_device(self, person: PersonRef, token: str) -> str:
+        result: str = await self._call("delete_device", person, token)
+        return result
+
+    async def suppress(self, person: PersonRef) -> str:
+        result: str = await self._call("suppress", person)
+        return result
+
+    async def unsuppress(self, person: PersonRef) -> str:
+        result: str = await self._call("unsuppress", person)
+        return result
+
+    async def merge(self, primary: PersonRef, secondary: PersonRef) -> str:
+        result: str = await self._call("merge", primary, secondary)
+        return result
+
+    async def delete(self, person: PersonRef) -> str:
+        result: str = await self._call("delete", person)
+        return result
+
+    async def send_email(self, **kw: Any) -> str:
+        result: str = await self._call("send_email", **kw)
+        return result
+
+    async def send_push(self, **kw: Any) -> str:
+        result: str = await self._call("send_push", **kw)
+        return result
+
+    async def send_sms(self, **kw: Any) -> str:
+        result: str = await self._call("send_sms", **kw)
+        return result
+
+    async def trigger_broadcast(self, broadcast_id: int | str, **kw: Any) -> str:
+        result: str = await self._call("trigger_broadcast", broadcast_id, **kw)
+        return result
+
+    def worker(self, **options: Any) -> Any:
+        return self._relay.worker(**options)
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self._relay.close)
+
+    async def __aenter__(self) -> AsyncRelay:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
