@@ -285,12 +285,11 @@ def _check_event(name: str, data: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def _finish(op: Operation) -> Operation:
-    """Last check, shared by every builder: the v2 item must fit in 32 KB."""
-    item = op.v2_item()
-    if item is not None:
-        size = len(orjson.dumps(item))
-        if size > LIMITS.v2_item_bytes:
-            raise LimitExceeded("operation", LIMITS.v2_item_bytes, size)
+    """Last step shared by every builder.
+
+    The v2 limit of 32 KB per item is not an error here: an operation whose v2 item is larger
+    travels alone on the v1 API, whose (per-attribute, per-event) limits it has already met.
+    """
     return op
 
 
@@ -314,7 +313,9 @@ def _op(
     )
 
 
-def _stamp(values: Mapping[str, Any], env: str, stamp_env: bool) -> dict[str, Any]:
+def _stamp(values: Mapping[str, Any], env: str, stamp_env: bool, field_name: str) -> dict[str, Any]:
+    if not isinstance(values, Mapping):
+        raise ValidationError(field_name, f"must be an object, not {type(values).__name__}")
     out = dict(values)
     if stamp_env:
         out.setdefault("_env", env)
@@ -332,7 +333,7 @@ def identify(
 ) -> Operation:
     """Create or update a person with ``attributes``."""
     ids = _identifiers(person)
-    attrs = _stamp(attributes or {}, env, stamp_env)
+    attrs = _stamp(attributes or {}, env, stamp_env, "attributes")
     _check_attributes(attrs)
     return _op(Kind.IDENTIFY, ids, {"attributes": attrs}, env, op_id, created_at)
 
@@ -350,7 +351,7 @@ def _event(
     created_at: float | None,
 ) -> Operation:
     ids = _identifiers(person)
-    clean = _check_event(name, _stamp(data or {}, env, stamp_env))
+    clean = _check_event(name, _stamp(data or {}, env, stamp_env, "data"))
     created = time.time() if created_at is None else created_at
     payload = {
         "name": name.strip(),
@@ -450,7 +451,7 @@ def track_anonymous(
     if not isinstance(anonymous_id, str) or not anonymous_id.strip():
         raise ValidationError("anonymous_id", "must be a non-empty string")
     _check_bytes("anonymous_id", anonymous_id, LIMITS.identifier_bytes)
-    clean = _check_event(name, _stamp(data or {}, env, stamp_env))
+    clean = _check_event(name, _stamp(data or {}, env, stamp_env, "data"))
     created = time.time() if created_at is None else created_at
     payload = {
         "anonymous_id": anonymous_id,

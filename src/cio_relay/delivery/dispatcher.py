@@ -38,7 +38,7 @@ from cio_relay.delivery.hooks import Hooks
 from cio_relay.delivery.ratelimit import RateLimiter, Unlimited
 from cio_relay.delivery.retry import RetryPolicy
 from cio_relay.errors import AmbiguousError, ApiError, PermanentError, RetryableError
-from cio_relay.operations import Api, Operation, Request
+from cio_relay.operations import LIMITS, Api, Operation, Request
 from cio_relay.outbox.base import DeadReason, Lease, Outbox
 
 __all__ = ["DispatchStats", "Dispatcher", "DispatcherConfig"]
@@ -214,7 +214,11 @@ class Dispatcher:
             except Exception as exc:  # a stored op that no longer builds: keep it, don't crash
                 self._dead_soon(lease, DeadReason.INVALID, f"cannot build request: {exc!r}")
                 continue
-            if serialised is not None and self.track is not None:
+            if (
+                serialised is not None
+                and len(serialised) <= LIMITS.v2_item_bytes
+                and self.track is not None
+            ):
                 batchable.append((lease, serialised))
             else:
                 plans.append(_Planned(op.api, [lease]))

@@ -1,0 +1,305 @@
+"""The Operation model: limits refused at build time, requests and v2 items per kind."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from ulid import ULID
+
+from cio_relay import operations as ops
+from cio_relay.errors import LimitExceeded, ValidationError
+from cio_relay.operations import Api, Kind, Operation
+
+
+def _limit(exc_info: pytest.ExceptionInfo[LimitExceeded]) -> tuple[str, int, int]:
+    return exc_info.value.field, exc_info.value.limit, exc_info.value.size
+
+
+# --- limits: each names the field, the limit and the size ---------------------------------------
+
+
+def test_identifier_over_150_bytes_is_refused() -> None:
+    with pytest.raises(LimitExceeded) as info:
+        ops.identify("x" * 151, {})
+    assert _limit(info) == ("identifier.id", 150, 151)
+    assert "151 bytes exceeds the limit of 150 bytes" in str(info.value)
+
+
+def test_identifier_limit_counts_utf8_bytes_not_characters() -> None:
+    ops.identify("é" * 75, {})  # 150 bytes: allowed
+    with pytest.raises(LimitExceeded) as info:
+        ops.identify("é" * 76, {})
+    assert _limit(info) == ("identifier.id", 150, 152)
+
+
+def test_attribute_value_over_1000_bytes_is_refused() -> None:
+    ops.identify("u", {"bio": "b" * 1000})
+    with pytest.raises(LimitExceeded) as info:
+        ops.identify("u", {"bio": "b" * 1001})
+    assert _limit(info) == ("attributes.bio", 1000, 1001)
+
+
+def test_non_string_attribute_value_is_measured_as_json() -> None:
+    value = list(range(300))  # serialises to 1,191 bytes
+    with pytest.raises(LimitExceeded) as info:
+        ops.identify("u", {"scores": value})
+    assert info.value.size == len(orjson.dumps(value))
+
+
+def test_attribute_name_over_150_bytes_is_refused() -> None:
+    with pytest.raises(LimitExceeded) as info:
+        ops.identify("u", {"n" * 151: 1})
+    assert info.value.limit == 150 and info.value.size == 151
+    assert info.value.field.startswith("attributes name")
+
+
+def test_more_than_300_attributes_is_refused() -> None:
+    ops.identify("u", {f"a{i}": i for i in range(300)})
+    with pytest.raises(LimitExceeded) as info:
+        ops.identify("u", {f"a{i}": i for i in range(301)})
+    assert _limit(info) == ("attributes", 300, 301)
+    assert info.value.unit == "attributes"
+
+
+def test_env_stamp_counts_towards_the_attribute_limit() -> None:
+    with pytest.raises(LimitExceeded):
+        ops.identify("u", {f"a{i}": i for i in range(300)}, stamp_env=True)
+
+
+def test_relationships_have_their_own_100kb_limit() -> None:
+    relationships = {"action": "add_relationships", "relationships": [{"x": "y" * 5000}]}
+    op = ops.identify("u", {"cio_relationships": relationships})
+    assert op.payload["attributes"]["cio_relationships"] == relationships
+    with pytest.raises(LimitExceeded) as info:
+        ops.identify("u", {"cio_relationships": {"r": "y" * 100_001}})
+    assert info.value.limit == 100_000
+
+
+def test_event_name_over_100_bytes_is_refused() -> None:
+    ops.track("u", "e" * 100)
+    with pytest.raises(LimitExceeded) as info:
+        ops.track("u", "e" * 101)
+    assert _limit(info) == ("name", 100, 101)
+
+
+def test_event_data_over_100000_bytes_is_refused() -> None:
+    data = {"blob": "d" * 100_000}
+    with pytest.raises(LimitExceeded) as info:
+        ops.track("u", "big", data)
+    assert info.value.field == "data" and info.value.limit == 100_000
+    assert info.value.size == len(orjson.dumps(data))
+
+
+def test_event_data_must_be_an_object() -> None:
+    with pytest.raises(ValidationError, match="data: must be an object, not list"):
+        ops.track("u", "e", [1, 2])  # type: ignore[arg-type]
+
+
+def test_more_than_15_recipients_is_refused() -> None:
+    ops.send_email(to=[f"p{i}@x.test" for i in range(15)], transactional_message_id="t")
+    with pytest.raises(LimitExceeded) as info:
+        ops.send_email(
+            to=[f"p{i}@x.test" for i in range(10)],
+            cc=[f"c{i}@x.test" for i in range(6)],
+            transactional_message_id="t",
+        )
+    assert _limit(info) == ("to", 15, 16)
+
+
+def test_attachments_over_2mb_are_refused() -> None:
+    with pytest.raises(LimitExceeded) as info:
+        ops.send_email(
+            to="a@x.test",
+            transactional_message_id="t",
+            attachments={"a.pdf": "A" * 1_500_000, "b.pdf": "B" * 600_000},
+        )
+    assert _limit(info) == ("attachments", 2_000_000, 2_100_000)
+
+
+def test_attachment_filename_needs_an_extension() -> None:
+    with pytest.raises(ValidationError, match="needs an extension"):
+        ops.send_email(to="a@x.test", transactional_message_id="t", attachments={"x": "AA=="})
+
+
+# --- malformed input ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("person", "field"),
+    [
+        ("", "identifier.id"),
+        ("   ", "identifier.id"),
+        ({}, "identifier"),
+        ({"id": "a", "email": "b@x"}, "identifier"),
+        ({"phone": "+1"}, "identifier"),
+    ],
+)
+def test_missing_or_ambiguous_identifiers_are_refused(person: Any, field: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        ops.identify(person, {})
+    assert info.value.field == field
+
+
+def test_event_name_is_required() -> None:
+    with pytest.raises(ValidationError, match="name: an event name is required"):
+        ops.track("u", "  ")
+
+
+def test_device_platform_must_be_known() -> None:
+    with pytest.raises(ValidationError, match="platform: must be one of ios, android"):
+        ops.add_device("u", "tok", "windows")
+
+
+def test_merge_into_self_is_refused() -> None:
+    with pytest.raises(ValidationError, match="cannot merge a person into themselves"):
+        ops.merge("u", {"id": "u"})
+
+
+def test_transactional_needs_a_template_or_content() -> None:
+    with pytest.raises(ValidationError) as info:
+        ops.send_email(to="a@x.test")
+    assert info.value.field == "transactional_message_id"
+    ops.send_email(to="a@x.test", subject="s", body="b", **{"from": "f@x.test"})
+
+
+def test_broadcast_takes_at_most_one_audience() -> None:
+    with pytest.raises(ValidationError, match="at most one audience; got emails, ids"):
+        ops.trigger_broadcast(3, ids=["1"], emails=["a@x.test"])
+    with pytest.raises(ValidationError, match="empty recipients filter is not valid"):
+        ops.trigger_broadcast(3, recipients={})
+    with pytest.raises(ValidationError, match="broadcast_id"):
+        ops.trigger_broadcast("welcome")
+
+
+def test_unserialisable_values_are_refused_at_build_time() -> None:
+    with pytest.raises(ValidationError, match="not JSON-serialisable"):
+        ops.identify("u", {"when": object()})
+
+
+# --- the model ----------------------------------------------------------------------------------
+
+
+def test_op_ids_are_ulids_and_unique() -> None:
+    first, second = ops.track("u", "e"), ops.track("u", "e")
+    assert first.op_id != second.op_id
+    assert str(ULID.from_str(first.op_id)) == first.op_id
+
+
+def test_record_round_trip_keeps_everything() -> None:
+    op = ops.send_email(
+        to="a@x.test", identifiers={"email": "a@x.test"}, transactional_message_id=7
+    )
+    op_id, kind, person_key, payload, created_at, env = op.to_record()
+    assert (op_id, kind, person_key) == (op.op_id, "send_email", "email:a@x.test")
+    assert Operation.from_record(op_id, kind, payload, created_at, env) == op
+
+
+def test_repr_names_the_operation_not_its_personal_data() -> None:
+    op = ops.identify("u", {"email": "secret-person@x.test"})
+    assert "secret-person" not in repr(op)
+
+
+@pytest.mark.parametrize(
+    ("op", "method", "path"),
+    [
+        (
+            ops.identify({"email": "A@x.test"}, {"plan": "pro"}),
+            "PUT",
+            "/api/v1/customers/A%40x.test",
+        ),
+        (ops.delete({"cio_id": "abc"}), "DELETE", "/api/v1/customers/cio_abc"),
+        (ops.track("u/1", "e"), "POST", "/api/v1/customers/u%2F1/events"),
+        (ops.page("u", "https://x.test/a"), "POST", "/api/v1/customers/u/events"),
+        (ops.screen("u", "Home"), "POST", "/api/v1/customers/u/events"),
+        (ops.track_anonymous("anon-1", "e"), "POST", "/api/v1/events"),
+        (ops.add_device("u", "tok", "ios"), "PUT", "/api/v1/customers/u/devices"),
+        (ops.delete_device("u", "t/k"), "DELETE", "/api/v1/customers/u/devices/t%2Fk"),
+        (ops.suppress("u"), "POST", "/api/v1/customers/u/suppress"),
+        (ops.unsuppress("u"), "POST", "/api/v1/customers/u/unsuppress"),
+        (ops.merge("a", "b"), "POST", "/api/v1/merge_customers"),
+        (ops.send_email(to="a@x.test", transactional_message_id=1), "POST", "/v1/send/email"),
+        (
+            ops.send_push(identifiers={"id": "u"}, transactional_message_id=1),
+            "POST",
+            "/v1/send/push",
+        ),
+        (ops.send_sms(identifiers={"id": "u"}, transactional_message_id=1), "POST", "/v1/send/sms"),
+        (ops.trigger_broadcast(9, ids=["u"]), "POST", "/v1/campaigns/9/triggers"),
+    ],
+)
+def test_v1_request_per_kind(op: Operation, method: str, path: str) -> None:
+    request = op.v1_request()
+    assert (request.method, request.path) == (method, path)
+    assert request.api is op.api
+
+
+def test_track_event_carries_op_id_as_dedup_id_on_both_apis() -> None:
+    op = ops.track("u", "order_completed", {"total": 42}, timestamp=1_700_000_000)
+    body = op.v1_request().body
+    assert body == {
+        "name": "order_completed",
+        "data": {"total": 42},
+        "id": op.op_id,
+        "timestamp": 1_700_000_000,
+    }
+    assert op.v2_item() == {
+        "type": "person",
+        "action": "event",
+        "identifiers": {"id": "u"},
+        "name": "order_completed",
+        "id": op.op_id,
+        "timestamp": 1_700_000_000,
+        "attributes": {"total": 42},
+    }
+
+
+def test_page_and_screen_events_have_their_type() -> None:
+    assert ops.page("u", "https://x.test").v1_request().body["type"] == "page"  # type: ignore[index]
+    assert ops.screen("u", "Home").v2_item()["action"] == "screen"  # type: ignore[index]
+
+
+def test_env_stamp_on_identify_and_track_only_when_asked() -> None:
+    assert ops.identify("u", {}, env="staging", stamp_env=True).payload["attributes"] == {
+        "_env": "staging"
+    }
+    assert ops.track("u", "e", env="staging").payload["data"] == {}
+
+
+def test_kinds_map_to_api_families_and_idempotence() -> None:
+    assert ops.track("u", "e").api is Api.TRACK and ops.track("u", "e").idempotent
+    email = ops.send_email(to="a@x.test", transactional_message_id=1)
+    assert email.api is Api.TRANSACTIONAL and not email.idempotent
+    broadcast = ops.trigger_broadcast(1)
+    assert broadcast.api is Api.BROADCAST and not broadcast.idempotent
+    assert broadcast.person_key == "broadcast:1"
+
+
+def test_anonymous_events_stay_on_v1() -> None:
+    op = ops.track_anonymous("anon-1", "e")
+    assert op.kind is Kind.TRACK_ANONYMOUS and op.v2_item() is None
+    assert op.person_key == "anonymous_id:anon-1"
+
+
+def test_merge_v2_item_names_primary_and_secondary() -> None:
+    item = ops.merge("a", {"email": "b@x.test"}).v2_item()
+    assert item == {
+        "type": "person",
+        "action": "merge",
+        "primary": {"id": "a"},
+        "secondary": {"email": "b@x.test"},
+    }
+
+
+def test_device_items_on_v1_and_v2() -> None:
+    op = ops.add_device("u", "tok", "android", last_used=5, attributes={"app": "1.2"})
+    assert op.v1_request().body == {
+        "device": {"id": "tok", "platform": "android", "last_used": 5, "attributes": {"app": "1.2"}}
+    }
+    assert op.v2_item()["device"] == {  # type: ignore[index]
+        "token": "tok",
+        "platform": "android",
+        "last_used": 5,
+        "attributes": {"app": "1.2"},
+    }
