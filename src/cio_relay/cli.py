@@ -5,7 +5,10 @@ Each subsystem's commands sit in their own block below; no logic lives here.
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
+from rich.console import Console
 
 app = typer.Typer(
     name="cio-relay",
@@ -22,5 +25,138 @@ def main() -> None:
 # --- emulator -------------------------------------------------------------------------------
 
 # --- relay: run, worker, dlq, demo ----------------------------------------------------------
+
+dlq_app = typer.Typer(help="Inspect, replay and purge the dead-letter queue.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+
+_KIND = typer.Option(None, "--kind", help="Only this operation kind (track, send_email ...).")
+_REASON = typer.Option(
+    None, "--reason", help="Only this reason: permanent, batch_item, ambiguous, max_attempts ..."
+)
+_OLDER = typer.Option(None, "--older-than", help="Only dead letters older than this many seconds.")
+
+
+def _filter(
+    op_ids: list[str] | None, kind: str | None, reason: str | None, older_than: float | None
+) -> Any:
+    from cio_relay.outbox.base import DeadLetterFilter
+
+    return DeadLetterFilter(tuple(op_ids or ()), kind, reason, older_than)
+
+
+def _outbox() -> Any:
+    from cio_relay.config import Settings
+    from cio_relay.outbox.factory import open_outbox
+
+    settings = Settings()
+    return open_outbox(settings.outbox_url, durability=settings.outbox_durability)
+
+
+@app.command()
+def run() -> None:
+    """The main job: workers on the embedded defaults (sandbox emulator without credentials)."""
+    from cio_relay.service import run_service
+
+    run_service()
+
+
+@app.command()
+def worker() -> None:
+    """Deliver the outbox until SIGTERM/SIGINT, then shut down gracefully."""
+    from cio_relay.relay import Relay
+
+    with Relay.from_env() as relay:
+        relay.worker().run()
+
+
+@app.command()
+def demo(
+    people: int = typer.Option(2_000, help="People to identify."),
+    events: int = typer.Option(20_000, help="Events to track."),
+    emails: int = typer.Option(200, help="Transactional emails (one in ten bounces)."),
+) -> None:
+    """A one-shot walkthrough against the emulator, ending with a summary."""
+    from cio_relay.demo import DemoWorkload, run_demo
+
+    run_demo(workload=DemoWorkload(people=people, events=events, emails=emails))
+
+
+@dlq_app.command("list")
+def dlq_list(
+    kind: str | None = _KIND,
+    reason: str | None = _REASON,
+    older_than: float | None = _OLDER,
+    limit: int = typer.Option(50, help="Rows per page."),
+    offset: int = typer.Option(0, help="Rows to skip."),
+) -> None:
+    """Dead letters, newest first."""
+    from cio_relay.dlq import dead_letter_table
+
+    outbox = _outbox()
+    try:
+        where = _filter(None, kind, reason, older_than)
+        rows = outbox.list_dead(where, limit=limit, offset=offset)
+        Console().print(dead_letter_table(rows, total=outbox.count_dead(where), offset=offset))
+    finally:
+        outbox.close()
+
+
+@dlq_app.command("show")
+def dlq_show(op_id: str = typer.Argument(..., help="The op id of the dead letter.")) -> None:
+    """One dead letter in full: the operation, the reason and the last error."""
+    from cio_relay.dlq import dead_letter_detail
+
+    outbox = _outbox()
+    try:
+        rows = outbox.list_dead(_filter([op_id], None, None, None), limit=1)
+        if not rows:
+            Console(stderr=True).print(f"no dead letter with op id {op_id}")
+            raise typer.Exit(1)
+        Console().print(dead_letter_detail(rows[0]))
+    finally:
+        outbox.close()
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    op_ids: list[str] = typer.Argument(None, help="Op ids to replay (default: by filter)."),
+    kind: str | None = _KIND,
+    reason: str | None = _REASON,
+    older_than: float | None = _OLDER,
+    all_: bool = typer.Option(False, "--all", help="Replay every dead letter."),
+) -> None:
+    """Put dead letters back in the outbox with their op ids unchanged."""
+    where = _filter(op_ids, kind, reason, older_than)
+    if where == _filter(None, None, None, None) and not all_:
+        raise typer.BadParameter("name op ids or a filter, or pass --all")
+    outbox = _outbox()
+    try:
+        Console().print(f"replayed {outbox.replay(where)} dead letters")
+    finally:
+        outbox.close()
+
+
+@dlq_app.command("purge")
+def dlq_purge(
+    op_ids: list[str] = typer.Argument(None, help="Op ids to purge (default: by filter)."),
+    kind: str | None = _KIND,
+    reason: str | None = _REASON,
+    older_than: float | None = _OLDER,
+    all_: bool = typer.Option(False, "--all", help="Purge every dead letter."),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+) -> None:
+    """Delete dead letters for good."""
+    where = _filter(op_ids, kind, reason, older_than)
+    if where == _filter(None, None, None, None) and not all_:
+        raise typer.BadParameter("name op ids or a filter, or pass --all")
+    outbox = _outbox()
+    try:
+        count = outbox.count_dead(where)
+        if not yes and not typer.confirm(f"Purge {count} dead letters for good?"):
+            raise typer.Exit(1)
+        Console().print(f"purged {outbox.purge(where)} dead letters")
+    finally:
+        outbox.close()
+
 
 # --- webhooks and lake ----------------------------------------------------------------------
