@@ -1,0 +1,202 @@
+"""End-to-end: ``relay.track()`` to accepted at the emulator, next to the official SDK (issue 3).
+
+Three processes share the machine's cores, as they would in production: the emulator (the
+Customer.io stand-in), one ``cio-relay worker`` and this process calling ``relay.track()``.
+
+Prints, in one run:
+(a) end-to-end events/s with the SQLite outbox; (b) the official ``customerio`` SDK's ``track``
+calls/s against the same emulator; (c) their ratio; (d) ``relay.track()`` latency p50/p99 and
+single-thread enqueue ops/s; (e) peak RSS of a process with 1,000,000 operations waiting; (f) the
+end-to-end run and the SDK with 30 ms of emulated network latency per request.
+
+Everything targets 127.0.0.1 only and every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from benchmarks.support import free_port, start_emulator, wait_for
+
+EVENTS = int(os.environ.get("BENCH_EVENTS", "200000"))
+PEOPLE = 20_000
+SDK_CALLS = int(os.environ.get("BENCH_SDK_CALLS", "3000"))
+SDK_CALLS_SLOW = 60
+LATENCY_CALLS = 2_000
+WAITING = int(os.environ.get("BENCH_WAITING", "1000000"))
+DEADLINE = 300.0  # seconds any single phase may take
+
+
+def _env(emulator_url: str, outbox: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        CUSTOMERIO_SITE_ID="bench-site",
+        CUSTOMERIO_TRACK_API_KEY="bench-track-key",
+        CUSTOMERIO_APP_API_KEY="bench-app-key",
+        CUSTOMERIO_TRACK_URL=emulator_url,
+        CUSTOMERIO_APP_URL=emulator_url,
+        CIO_RELAY_OUTBOX=f"sqlite:///{outbox}",
+        CIO_RELAY_STAMP_ENV="0",
+    )
+    return env
+
+
+@contextmanager
+def _worker(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cio_relay", "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def _accepted(client: httpx.Client) -> int:
+    return int(client.get("/_emulator/stats").json()["events_accepted"])
+
+
+def end_to_end(emulator_url: str, events: int) -> float:
+    """Events/s from the first ``relay.track()`` to the last event accepted at the emulator."""
+    from cio_relay.config import Settings
+    from cio_relay.relay import Relay
+
+    with tempfile.TemporaryDirectory() as tmp, httpx.Client(base_url=emulator_url) as client:
+        outbox = Path(tmp) / "outbox.db"
+        env = _env(emulator_url, outbox)
+        client.post("/_emulator/reset").raise_for_status()
+        relay = Relay(Settings(outbox=f"sqlite:///{outbox}", stamp_env=False))
+        with _worker(env):
+            started = time.perf_counter()
+            for i in range(events):
+                relay.track(f"user-{i % PEOPLE}", "order_completed", {"total": i, "sku": "A-1"})
+            wait_for(lambda: _accepted(client) >= events, DEADLINE, "events at the emulator")
+            elapsed = time.perf_counter() - started
+        relay.close()
+    return events / elapsed
+
+
+def sdk_calls_per_second(emulator_url: str, calls: int) -> float:
+    """The official SDK, one HTTP call per ``track``, the way its README shows."""
+    from customerio import CustomerIO
+
+    client = CustomerIO("bench-site", "bench-track-key")
+    client.base_url = f"{emulator_url}/api/v1"  # customerio-api.md §7: plain-HTTP workaround
+    started = time.perf_counter()
+    for i in range(calls):
+        client.track(
+            customer_id=f"user-{i % PEOPLE}",
+            name="order_completed",
+            data={"total": i, "sku": "A-1"},
+        )
+    elapsed = time.perf_counter() - started
+    client.close()
+    return calls / elapsed
+
+
+def enqueue_latency(calls: int = 50_000) -> tuple[float, float, float]:
+    """p50 and p99 of ``relay.track()`` in microseconds, and single-thread ops/s."""
+    from cio_relay.config import Settings
+    from cio_relay.relay import Relay
+
+    with tempfile.TemporaryDirectory() as tmp:
+        relay = Relay(Settings(outbox=f"sqlite:///{tmp}/outbox.db", stamp_env=False))
+        samples = []
+        started = time.perf_counter()
+        for i in range(calls):
+            t0 = time.perf_counter()
+            relay.track(f"user-{i % PEOPLE}", "order_completed", {"total": i, "sku": "A-1"})
+            samples.append(time.perf_counter() - t0)
+        elapsed = time.perf_counter() - started
+        relay.close()
+    quantiles = statistics.quantiles(samples, n=100)
+    return quantiles[49] * 1e6, quantiles[98] * 1e6, calls / elapsed
+
+
+def _rss_child(count: int) -> None:
+    """Run in a subprocess: enqueue ``count`` operations, lease one batch, report peak RSS."""
+    from cio_relay import operations as ops
+    from cio_relay.config import Settings
+    from cio_relay.relay import Relay
+
+    with tempfile.TemporaryDirectory() as tmp:
+        relay = Relay(Settings(outbox=f"sqlite:///{tmp}/outbox.db", stamp_env=False))
+        chunk = 5_000
+        for start in range(0, count, chunk):
+            relay.enqueue(
+                *(
+                    ops.track(f"user-{i % PEOPLE}", "order_completed", {"total": i})
+                    for i in range(start, min(count, start + chunk))
+                )
+            )
+        waiting = relay.outbox.depth().pending
+        t0 = time.perf_counter()
+        leases = relay.outbox.lease(1500, 60.0)
+        lease_ms = (time.perf_counter() - t0) * 1e3
+        relay.close()
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"{waiting} {peak_kb} {len(leases)} {lease_ms:.1f}")
+
+
+def peak_rss(count: int) -> tuple[int, float, float]:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from benchmarks.bench_relay import _rss_child; _rss_child({count})",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE * 2,
+    ).stdout.split()
+    waiting, peak_kb, _leased, lease_ms = int(out[0]), int(out[1]), int(out[2]), float(out[3])
+    return waiting, peak_kb / 1024, lease_ms
+
+
+def main() -> None:
+    port = free_port()
+    with start_emulator(port) as url, httpx.Client(base_url=url) as client:
+        e2e = end_to_end(url, EVENTS)
+        sdk = sdk_calls_per_second(url, SDK_CALLS)
+        print(
+            f"(a) end-to-end relay.track() -> emulator, SQLite outbox: {e2e:,.0f} events/s"
+            f" ({EVENTS:,} events, {PEOPLE:,} people)"
+        )
+        print(f"(b) official customerio SDK track(): {sdk:,.0f} calls/s ({SDK_CALLS:,} calls)")
+        print(f"(c) ratio relay / SDK: {e2e / sdk:,.1f}x (target >= 30x)")
+        p50, p99, rate = enqueue_latency()
+        print(
+            f"(d) relay.track() latency p50 {p50:,.0f} us, p99 {p99:,.0f} us (target p99 <= "
+            f"1,000 us); single-thread enqueue {rate:,.0f} ops/s"
+        )
+        client.post("/_emulator/faults", json={"latency_ms": 30}).raise_for_status()
+        try:
+            slow_e2e = end_to_end(url, LATENCY_CALLS * 50)
+            slow_sdk = sdk_calls_per_second(url, SDK_CALLS_SLOW)
+        finally:
+            client.delete("/_emulator/faults")
+        print(
+            f"(f) with 30 ms latency per request: relay {slow_e2e:,.0f} events/s, SDK "
+            f"{slow_sdk:,.1f} calls/s, ratio {slow_e2e / slow_sdk:,.0f}x (target >= 1000x)"
+        )
+    waiting, rss_mb, lease_ms = peak_rss(WAITING)
+    print(
+        f"(e) peak RSS with {waiting:,} operations waiting: {rss_mb:,.0f} MB (target <= 200 MB);"
+        f" leasing 1,500 of them took {lease_ms:.1f} ms"
+    )

@@ -1,0 +1,5 @@
+"""``python -m cio_relay`` is ``cio-relay``."""
+
+from cio_relay.cli import main
+
+main()
