@@ -1,6 +1,7 @@
 """cio-relay: a self-hosted, production-grade Customer.io integration for Python teams."""
 
 from cio_relay.config import Settings
+from cio_relay.delivery.hooks import Hooks
 from cio_relay.errors import (
     AmbiguousError,
     ApiError,
@@ -13,17 +14,21 @@ from cio_relay.errors import (
     SignatureError,
     ValidationError,
 )
+from cio_relay.relay import AsyncRelay, Relay
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AmbiguousError",
     "ApiError",
+    "AsyncRelay",
     "CioRelayError",
     "ConfigError",
+    "Hooks",
     "LimitExceeded",
     "OutboxFullError",
     "PermanentError",
+    "Relay",
     "RetryableError",
     "Settings",
     "SignatureError",

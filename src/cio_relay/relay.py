@@ -46,10 +46,10 @@ class _OperationFactory:
     def _stamped(self) -> dict[str, Any]:
         return {"env": self.settings.env, "stamp_env": self.settings.stamp_env}
 
-    def build_identify(self, person: PersonRef, attributes: Mapping[str, Any]) -> Operation:
+    def _build_identify(self, person: PersonRef, attributes: Mapping[str, Any]) -> Operation:
         return ops.identify(person, attributes, **self._stamped())
 
-    def build_track(
+    def _build_track(
         self,
         person: PersonRef,
         name: str,
@@ -94,13 +94,17 @@ class Relay(_OperationFactory):
         outbox: Outbox | None = None,
         hooks: Hooks | None = None,
     ) -> None:
-        from cio_relay.outbox.factory import open_outbox
-
         self.settings = settings or Settings()
-        self.outbox = outbox or open_outbox(
-            self.settings.outbox_url, durability=self.settings.outbox_durability
-        )
-        self._owns_outbox = outbox is None
+        if outbox is None:
+            from cio_relay.outbox.factory import open_outbox
+
+            outbox = open_outbox(
+                self.settings.outbox_url, durability=self.settings.outbox_durability
+            )
+            self._owns_outbox = True
+        else:
+            self._owns_outbox = False
+        self.outbox = outbox
         self.hooks = hooks or Hooks()
         self._backpressure = _Backpressure(self.outbox, self.settings.outbox_max_depth)
 
@@ -133,7 +137,7 @@ class Relay(_OperationFactory):
 
         ``person`` is an id, or ``{"email": ...}`` / ``{"cio_id": ...}``.
         """
-        return self._one(self.build_identify(person, attributes))
+        return self._one(self._build_identify(person, attributes))
 
     def track(
         self,
@@ -145,7 +149,7 @@ class Relay(_OperationFactory):
         op_id: str | None = None,
     ) -> str:
         """An event. Pass your own ``op_id`` (a ULID) to make a retried call a no-op."""
-        return self._one(self.build_track(person, name, data, timestamp, op_id))
+        return self._one(self._build_track(person, name, data, timestamp, op_id))
 
     def track_anonymous(
         self,
@@ -355,7 +359,7 @@ class AsyncRelay:
         return result
 
     async def identify(self, person: PersonRef, /, **attributes: Any) -> str:
-        op = self._relay.build_identify(person, attributes)
+        op = self._relay._build_identify(person, attributes)
         return (await self.enqueue(op))[0]
 
     async def track(
@@ -367,7 +371,7 @@ class AsyncRelay:
         timestamp: float | None = None,
         op_id: str | None = None,
     ) -> str:
-        op = self._relay.build_track(person, name, data, timestamp, op_id)
+        op = self._relay._build_track(person, name, data, timestamp, op_id)
         return (await self.enqueue(op))[0]
 
     async def track_anonymous(

@@ -122,7 +122,6 @@ class Dispatcher:
         self.hooks = hooks or Hooks()
         self.config = config or DispatcherConfig()
         self.stats = DispatchStats()
-        self._stopping = False
         self._inflight: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(self.config.concurrency)
 
@@ -131,10 +130,11 @@ class Dispatcher:
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Deliver until ``stop`` is set, then finish or release in-flight work (graceful)."""
         stop = stop or asyncio.Event()
-        pump = asyncio.create_task(self._pump(until_empty=False, stop=stop))
-        await stop.wait()
-        self._stopping = True
-        await pump
+        stop_wait = asyncio.ensure_future(stop.wait())
+        try:
+            await self._pump(until_empty=False, stop_wait=stop_wait)
+        finally:
+            stop_wait.cancel()
         await self._finish_inflight()
 
     async def drain(self, timeout: float | None = None) -> DispatchStats:
@@ -142,34 +142,56 @@ class Dispatcher:
 
         Retries scheduled in the future are waited for, so keep backoff short in tests.
         """
-        self._stopping = False
-        await asyncio.wait_for(self._pump(until_empty=True, stop=None), timeout)
+        await asyncio.wait_for(self._pump(until_empty=True, stop_wait=None), timeout)
         await self._finish_inflight()
         return self.stats
 
-    async def _pump(self, *, until_empty: bool, stop: asyncio.Event | None) -> None:
-        while not self._stopping and not (stop and stop.is_set()):
-            await self._slots.acquire()  # lease only when a sender is free
+    async def _pump(self, *, until_empty: bool, stop_wait: asyncio.Future[Any] | None) -> None:
+        while not (stop_wait and stop_wait.done()):
+            if not await self._take_slot(stop_wait):  # lease only when a sender is free
+                return
             self._slots.release()
             leases = await asyncio.to_thread(
                 self.outbox.lease, self.config.lease_size, self.config.lease_seconds
             )
             if leases:
-                await self._dispatch(leases)
+                await self._dispatch(leases, stop_wait)
                 continue
             if self._inflight:
-                await asyncio.wait(set(self._inflight), return_when=asyncio.FIRST_COMPLETED)
+                await self._wait_any(set(self._inflight), stop_wait)
                 continue
             if until_empty and (await asyncio.to_thread(self.outbox.depth)).pending == 0:
                 return
-            await self._idle(stop)
+            await self._wait_any(set(), stop_wait, timeout=self.config.idle_wait)
 
-    async def _idle(self, stop: asyncio.Event | None) -> None:
-        if stop is None:
-            await asyncio.sleep(self.config.idle_wait)
+    @staticmethod
+    async def _wait_any(
+        tasks: set[asyncio.Task[None]],
+        stop_wait: asyncio.Future[Any] | None,
+        timeout: float | None = None,
+    ) -> None:
+        waiters: set[asyncio.Future[Any]] = set(tasks)
+        if stop_wait is not None:
+            waiters.add(stop_wait)
+        if not waiters:
+            await asyncio.sleep(timeout or 0)
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), self.config.idle_wait)
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+
+    async def _take_slot(self, stop_wait: asyncio.Future[Any] | None) -> bool:
+        """Take a sender slot; False (holding none) if asked to stop first."""
+        if stop_wait is None:
+            await self._slots.acquire()
+            return True
+        acquire = asyncio.ensure_future(self._slots.acquire())
+        await asyncio.wait({acquire, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if not acquire.done():
+            acquire.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await acquire
+        if acquire.done() and not acquire.cancelled() and stop_wait.done():
+            self._slots.release()
+        return acquire.done() and not acquire.cancelled() and not stop_wait.done()
 
     async def _finish_inflight(self) -> None:
         if not self._inflight:
@@ -181,9 +203,14 @@ class Dispatcher:
 
     # --- planning -----------------------------------------------------------------------------
 
-    async def _dispatch(self, leases: list[Lease]) -> None:
-        for planned in self._plan(leases):
-            await self._slots.acquire()
+    async def _dispatch(self, leases: list[Lease], stop_wait: asyncio.Future[Any] | None) -> None:
+        plans = self._plan(leases)
+        for index, planned in enumerate(plans):
+            if not await self._take_slot(stop_wait):
+                # Stopping: what was leased but not yet sent goes straight back, untouched.
+                unsent = [lease for rest in plans[index:] for lease in rest.leases]
+                await asyncio.to_thread(self.outbox.release, unsent)
+                return
             task = asyncio.create_task(self._send_planned(planned))
             self._inflight.add(task)
             task.add_done_callback(self._task_done)
