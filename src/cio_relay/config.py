@@ -131,6 +131,26 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", validation_alias=_env("CIO_RELAY_HOST", "host"))
     port: int = Field(8080, validation_alias=_env("CIO_RELAY_PORT", "port"))
 
+    # --- HTTP service (server/) ---------------------------------------------------------------
+    #: Largest request body the ingestion API reads (413 past it); room for 2 MB of attachments.
+    api_max_body: int = Field(
+        4_194_304, validation_alias=_env("CIO_RELAY_API_MAX_BODY", "api_max_body")
+    )
+    #: How long an ``Idempotency-Key`` is remembered (seconds).
+    idempotency_retention: float = Field(
+        24 * 3600.0,
+        validation_alias=_env("CIO_RELAY_IDEMPOTENCY_RETENTION", "idempotency_retention"),
+    )
+    #: ``/metrics`` without a bearer key (for a scraper on a private network).
+    metrics_public: bool = Field(
+        False, validation_alias=_env("CIO_RELAY_METRICS_PUBLIC", "metrics_public")
+    )
+    #: The dashboard shows everything but refuses replay and purge.
+    dashboard_read_only: bool = Field(
+        False, validation_alias=_env("CIO_RELAY_DASHBOARD_READ_ONLY", "dashboard_read_only")
+    )
+    log_level: str = Field("INFO", validation_alias=_env("CIO_RELAY_LOG_LEVEL", "log_level"))
+
     # --- delivery (contract 4, 6, 7) ----------------------------------------------------------
     track_rate: float = Field(100.0, validation_alias=_env("CIO_RELAY_TRACK_RATE", "track_rate"))
     app_rate: float = Field(10.0, validation_alias=_env("CIO_RELAY_APP_RATE", "app_rate"))
