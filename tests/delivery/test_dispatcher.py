@@ -7,10 +7,11 @@ tests/customerio); the emulator-backed tests in test_against_emulator.py cover t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import pytest
 
 from cio_relay import operations as ops
@@ -43,8 +44,8 @@ class ScriptedTrack:
     batches: list[list[dict[str, Any]]] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
 
-    async def send_batch(self, items: Sequence[Mapping[str, Any]]) -> Result:
-        batch = [dict(item) for item in items]
+    async def send_batch_raw(self, items: Sequence[bytes]) -> Result:
+        batch = [orjson.loads(item) for item in items]
         self.batches.append(batch)
         outcome = self.script(batch)
         if isinstance(outcome, Exception):
@@ -274,10 +275,10 @@ async def test_graceful_stop_finishes_in_flight_requests() -> None:
     entered = asyncio.Event()
 
     class SlowTrack(ScriptedTrack):
-        async def send_batch(self, items: Sequence[Mapping[str, Any]]) -> Result:
+        async def send_batch_raw(self, items: Sequence[bytes]) -> Result:
             entered.set()
             await release.wait()
-            return await super().send_batch(items)
+            return await super().send_batch_raw(items)
 
     track = SlowTrack()
     dispatcher = _dispatcher(outbox, track)

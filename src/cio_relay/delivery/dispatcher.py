@@ -24,7 +24,8 @@ Outcomes (design.md contracts 2 and 4):
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import collections
+import functools
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -58,7 +59,9 @@ class BatchOutcome(Protocol):
 class TrackSender(Protocol):
     async def send(self, request: Request) -> Any: ...
 
-    async def send_batch(self, items: Sequence[Mapping[str, Any]]) -> BatchOutcome: ...
+    async def send_batch_raw(self, items: Sequence[bytes]) -> BatchOutcome:
+        """``POST /api/v2/batch`` with items already serialised (each is measured once)."""
+        ...
 
 
 class AppSender(Protocol):
@@ -123,7 +126,8 @@ class Dispatcher:
         self.config = config or DispatcherConfig()
         self.stats = DispatchStats()
         self._inflight: set[asyncio.Task[None]] = set()
-        self._slots = asyncio.Semaphore(self.config.concurrency)
+        self._sending = asyncio.Semaphore(self.config.concurrency)  # requests on the wire
+        self._queued: dict[Api, int] = collections.defaultdict(int)  # tasks per API family
 
     # --- running ------------------------------------------------------------------------------
 
@@ -148,14 +152,15 @@ class Dispatcher:
 
     async def _pump(self, *, until_empty: bool, stop_wait: asyncio.Future[Any] | None) -> None:
         while not (stop_wait and stop_wait.done()):
-            if not await self._take_slot(stop_wait):  # lease only when a sender is free
-                return
-            self._slots.release()
+            # Lease only when the Track pipeline has room: this bounds what is held in memory.
+            if self._queued[Api.TRACK] >= self._cap(Api.TRACK):
+                await self._wait_any(set(self._inflight), stop_wait)
+                continue
             leases = await asyncio.to_thread(
                 self.outbox.lease, self.config.lease_size, self.config.lease_seconds
             )
             if leases:
-                await self._dispatch(leases, stop_wait)
+                await self._dispatch(leases)
                 continue
             if self._inflight:
                 await self._wait_any(set(self._inflight), stop_wait)
@@ -178,20 +183,12 @@ class Dispatcher:
             return
         await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
 
-    async def _take_slot(self, stop_wait: asyncio.Future[Any] | None) -> bool:
-        """Take a sender slot; False (holding none) if asked to stop first."""
-        if stop_wait is None:
-            await self._slots.acquire()
-            return True
-        acquire = asyncio.ensure_future(self._slots.acquire())
-        await asyncio.wait({acquire, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-        if not acquire.done():
-            acquire.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await acquire
-        if acquire.done() and not acquire.cancelled() and stop_wait.done():
-            self._slots.release()
-        return acquire.done() and not acquire.cancelled() and not stop_wait.done()
+    def _cap(self, api: Api) -> int:
+        """How many requests of a family may wait for the rate limiter or the wire at once."""
+        if api is Api.BROADCAST:
+            return 2
+        factor = 2 if api is Api.TRACK else 4
+        return factor * self.config.concurrency
 
     async def _finish_inflight(self) -> None:
         if not self._inflight:
@@ -203,21 +200,29 @@ class Dispatcher:
 
     # --- planning -----------------------------------------------------------------------------
 
-    async def _dispatch(self, leases: list[Lease], stop_wait: asyncio.Future[Any] | None) -> None:
-        plans = self._plan(leases)
-        for index, planned in enumerate(plans):
-            if not await self._take_slot(stop_wait):
-                # Stopping: what was leased but not yet sent goes straight back, untouched.
-                unsent = [lease for rest in plans[index:] for lease in rest.leases]
-                await asyncio.to_thread(self.outbox.release, unsent)
-                return
+    async def _dispatch(self, leases: list[Lease]) -> None:
+        deferred: dict[Api, list[Lease]] = {}
+        for planned in self._plan(leases):
+            if planned.api is not Api.TRACK and self._queued[planned.api] >= self._cap(planned.api):
+                # This family is saturated by its rate limit; holding more of its operations
+                # would only let their leases run out. Give them back for later, untouched.
+                deferred.setdefault(planned.api, []).extend(planned.leases)
+                continue
+            self._queued[planned.api] += 1
             task = asyncio.create_task(self._send_planned(planned))
             self._inflight.add(task)
-            task.add_done_callback(self._task_done)
+            task.add_done_callback(functools.partial(self._task_done, planned.api))
+        for api, held_back in deferred.items():
+            await asyncio.to_thread(self.outbox.release, held_back, delay=self._backlog(api))
 
-    def _task_done(self, task: asyncio.Task[None]) -> None:
+    def _backlog(self, api: Api) -> float:
+        """Seconds until this family's queued requests are likely through its rate limiter."""
+        rate = getattr(self.limiters.get(api), "rate", None)
+        return max(0.5, self._queued[api] / rate) if rate else 1.0
+
+    def _task_done(self, api: Api, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
-        self._slots.release()
+        self._queued[api] -= 1
         if not task.cancelled() and task.exception() is not None:
             log.error("delivery task failed", exc_info=task.exception())
 
@@ -286,28 +291,29 @@ class Dispatcher:
         waited = await limiter.acquire()
         if waited:
             Hooks.fire(self.hooks.rate_wait, planned.api.value, waited)
-        live = [lease for lease in planned.leases if self._lease_left(lease) > 0]
-        if len(live) < len(planned.leases):
-            # The lease ran out while we waited for the rate limiter: another worker may own the
-            # operation now, so sending it could send it twice. Leave it to whoever leases it.
-            log.warning(
-                "skipping %d operations whose lease ran out before sending",
-                len(planned.leases) - len(live),
-            )
-            if not live:
+        async with self._sending:
+            if not self._keep_live_leases(planned):
                 return
+            planned.written = True
             if planned.items is not None:
-                planned.items = [
-                    item
-                    for lease, item in zip(planned.leases, planned.items, strict=True)
-                    if lease in live
-                ]
-            planned.leases = live
-        planned.written = True
+                await self._send_batch(planned.leases, planned.items)
+            else:
+                await self._send_one(planned.leases[0])
+
+    def _keep_live_leases(self, planned: _Planned) -> bool:
+        """Drop operations whose lease is too close to running out; False if none is left.
+
+        Another worker may lease an expired operation, so sending it could send it twice:
+        leave it to whoever leases it next.
+        """
+        alive = [self._lease_left(lease) > 0 for lease in planned.leases]
+        if all(alive):
+            return True
+        log.warning("skipping %d operations whose lease ran out before sending", alive.count(False))
         if planned.items is not None:
-            await self._send_batch(planned.leases, planned.items)
-        else:
-            await self._send_one(planned.leases[0])
+            planned.items = [item for item, ok in zip(planned.items, alive, strict=True) if ok]
+        planned.leases = [lease for lease, ok in zip(planned.leases, alive, strict=True) if ok]
+        return bool(planned.leases)
 
     def _lease_left(self, lease: Lease) -> float:
         return lease.lease_until - time.time() - self.config.request_timeout
@@ -316,7 +322,7 @@ class Dispatcher:
         assert self.track is not None
         started = time.perf_counter()
         try:
-            result = await self.track.send_batch([orjson.loads(i) for i in items])
+            result = await self.track.send_batch_raw(items)
         except ApiError as exc:
             self._observe_request(Api.TRACK, "POST /api/v2/batch", exc.status, started)
             if (
