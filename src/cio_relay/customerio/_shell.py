@@ -141,7 +141,10 @@ class SyncShell:
             response = self.http.send(request)
         except httpx.TransportError as exc:
             raise classify_transport_error(
-                exc, endpoint=prepared.endpoint, written=progress.state
+                exc,
+                endpoint=prepared.endpoint,
+                written=progress.state,
+                secrets=self.target.secrets,
             ) from None
         return response.status_code, response.headers, response.content
 
@@ -175,7 +178,10 @@ class AsyncShell:
             response = await self.http.send(request)
         except httpx.TransportError as exc:
             raise classify_transport_error(
-                exc, endpoint=prepared.endpoint, written=progress.state
+                exc,
+                endpoint=prepared.endpoint,
+                written=progress.state,
+                secrets=self.target.secrets,
             ) from None
         return response.status_code, response.headers, response.content
 

@@ -410,13 +410,17 @@ _OUR_FAULT: tuple[type[Exception], ...] = (httpx.UnsupportedProtocol, httpx.Loca
 
 
 def classify_transport_error(
-    exc: httpx.TransportError, *, endpoint: str, written: bool | None = None
+    exc: httpx.TransportError,
+    *,
+    endpoint: str,
+    written: bool | None = None,
+    secrets: Iterable[str] = (),
 ) -> ApiError:
     """The ``ApiError`` for a request that got no answer (returned, for the caller to raise).
 
     ``written`` is ``WriteProgress.state``: True/False when known, None to decide by type.
     """
-    reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    reason = redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, secrets)
     if isinstance(exc, _OUR_FAULT):
         return PermanentError(f"{endpoint} could not be sent ({reason})", endpoint=endpoint)
     if isinstance(exc, _NEVER_SENT) or written is False:
