@@ -12,6 +12,8 @@ Model, shared with the SQLite backend so that both agree on every answer:
   ordered by ``(due_at, seq)``: the work that has been due the longest goes first.
 - ``attempts`` of a ``DeadLetter`` counts delivery attempts made, including the one that led to
   dead-lettering, except for ``max_age`` and ``invalid``, which are decided before sending.
+- ``Depth.oldest_waiting_age`` is the age (since ``created_at``) of the pending operation that
+  was enqueued first; a replayed dead letter counts as enqueued at its replay.
 - An op id is remembered while the operation is pending or dead-lettered; once acked (delivered)
   and gone, the same id may be enqueued again (the outbox does not keep tombstones forever;
   Customer.io de-duplicates Track events by their id anyway).
@@ -244,7 +246,8 @@ class MemoryOutbox:
                         leased += 1
                     else:
                         scheduled += 1
-            oldest = min((e.op.created_at for e in self._entries.values()), default=None)
+            first = min(self._entries.values(), key=lambda entry: entry.seq, default=None)
+            oldest = None if first is None else first.op.created_at
             return Depth(
                 ready=len(self._entries) - leased - scheduled,
                 scheduled=scheduled,
