@@ -305,6 +305,10 @@ def classify_response(
     detail = redact(error_detail(body), secrets)
     message = f"{endpoint} answered {status}: {detail or httpx.codes.get_reason_phrase(status)}"
     if status in _RETRYABLE_STATUSES or 500 <= status < 600:
+        # Whether Customer.io sends Retry-After is UNCONFIRMED (customerio-api.md §4): honour it
+        # when present, as the Node client does; the retry policy caps it. A 5xx is taken as not
+        # processed, as every official client does; whether a gateway 504 can follow a processed
+        # send is undocumented, and the dispatcher's max-attempts cap bounds the cost.
         retry_after = parse_retry_after(_header(headers, "retry-after"), now=now)
         raise RetryableError(message + suffix, retry_after=retry_after, **context)
     raise PermanentError(message + suffix, **context)
