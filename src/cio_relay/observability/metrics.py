@@ -1,0 +1,220 @@
+"""Prometheus metrics, fed by the delivery hooks and by a collector that asks the outbox.
+
+Series (all prefixed ``cio_relay_``):
+
+- ``operations_enqueued_total{kind}``, ``operations_delivered_total{kind}``,
+  ``operations_retried_total{kind}``, ``operations_dead_lettered_total{kind,reason}``
+- ``delivery_latency_seconds{kind}``: enqueue to accepted by Customer.io (histogram)
+- ``customerio_requests_total{api,endpoint,status}`` and
+  ``customerio_request_duration_seconds{api,endpoint}`` (histogram). Endpoints are normalised
+  (``PUT /api/v1/customers/{identifier}``): a person's id never becomes a label, which would leak
+  personal data and grow the series without bound.
+- ``rate_limiter_wait_seconds{api}`` (histogram)
+- ``webhooks_total{metric,result}``: what the webhook receiver accepted, de-duplicated, refused
+- ``http_requests_total{route,status}``: the ingestion API's answers
+- ``outbox_depth{state}``, ``outbox_oldest_waiting_age_seconds``, ``outbox_up``: asked of the
+  outbox at scrape time (``Outbox.depth()``), so they are exact and cost nothing between scrapes.
+
+Each ``Metrics`` owns its registry, so several apps (tests) never share counters.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from cio_relay.delivery.hooks import Hooks
+from cio_relay.operations import Operation
+from cio_relay.outbox.base import Outbox
+
+__all__ = ["CONTENT_TYPE", "Metrics", "OutboxCollector", "normalise_endpoint"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_DELIVERY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
+_WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0)
+
+# Path segments that name a person, a device or a broadcast become placeholders.
+_ENDPOINT_PATTERNS = (
+    (re.compile(r"(/customers/)[^/]+/devices/[^/]+$"), r"\1{identifier}/devices/{token}"),
+    (re.compile(r"(/customers/)[^/]+"), r"\1{identifier}"),
+    (re.compile(r"(/campaigns/)[^/]+"), r"\1{broadcast_id}"),
+)
+
+
+def normalise_endpoint(endpoint: str) -> str:
+    """``PUT /api/v1/customers/ada%40x.io`` -> ``PUT /api/v1/customers/{identifier}``."""
+    for pattern, replacement in _ENDPOINT_PATTERNS:
+        endpoint, count = pattern.subn(replacement, endpoint, count=1)
+        if count:
+            break
+    return endpoint
+
+
+class OutboxCollector(Collector):
+    """Asks the outbox for its depth at scrape time. A failing outbox reports ``outbox_up 0``."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self._outbox = outbox
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        up = GaugeMetricFamily("cio_relay_outbox_up", "1 when the outbox answered the scrape")
+        try:
+            depth = self._outbox.depth()
+        except Exception:
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        by_state = GaugeMetricFamily(
+            "cio_relay_outbox_depth", "Operations in the outbox by state", labels=["state"]
+        )
+        for state in ("ready", "scheduled", "leased", "dead"):
+            by_state.add_metric([state], getattr(depth, state))
+        yield by_state
+        oldest = GaugeMetricFamily(
+            "cio_relay_outbox_oldest_waiting_age_seconds",
+            "Age of the oldest operation not yet delivered (0 when none waits)",
+        )
+        oldest.add_metric([], depth.oldest_waiting_age or 0.0)
+        yield oldest
+
+
+class Metrics:
+    """The relay's Prometheus series; ``subscribe(hooks)`` wires them to delivery."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.enqueued = Counter(
+            "cio_relay_operations_enqueued",
+            "Operations written to the outbox",
+            ["kind"],
+            registry=r,
+        )
+        self.delivered = Counter(
+            "cio_relay_operations_delivered",
+            "Operations Customer.io accepted",
+            ["kind"],
+            registry=r,
+        )
+        self.retried = Counter(
+            "cio_relay_operations_retried",
+            "Delivery attempts scheduled again",
+            ["kind"],
+            registry=r,
+        )
+        self.dead = Counter(
+            "cio_relay_operations_dead_lettered",
+            "Operations moved to the dead-letter queue",
+            ["kind", "reason"],
+            registry=r,
+        )
+        self.delivery_latency = Histogram(
+            "cio_relay_delivery_latency_seconds",
+            "Seconds from enqueue to accepted by Customer.io",
+            ["kind"],
+            buckets=_DELIVERY_BUCKETS,
+            registry=r,
+        )
+        self.requests = Counter(
+            "cio_relay_customerio_requests",
+            "Requests to Customer.io by endpoint and status ('error': no answer)",
+            ["api", "endpoint", "status"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "cio_relay_customerio_request_duration_seconds",
+            "Customer.io request latency",
+            ["api", "endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.rate_wait = Histogram(
+            "cio_relay_rate_limiter_wait_seconds",
+            "Time a send waited on the rate limiter",
+            ["api"],
+            buckets=_WAIT_BUCKETS,
+            registry=r,
+        )
+        self.webhooks = Counter(
+            "cio_relay_webhooks",
+            "Reporting webhooks by metric and result",
+            ["metric", "result"],
+            registry=r,
+        )
+        self.http_requests = Counter(
+            "cio_relay_http_requests", "Ingestion API answers", ["route", "status"], registry=r
+        )
+        # Label lookups take a lock; the hot paths keep their children here instead.
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    # --- wiring -------------------------------------------------------------------------------
+
+    def subscribe(self, hooks: Hooks) -> None:
+        """Count what the relay and its dispatcher report through ``hooks``."""
+        hooks.on_enqueued(self.on_enqueued)
+        hooks.on_delivered(self.on_delivered)
+        hooks.on_retry(self.on_retry)
+        hooks.on_dead(self.on_dead)
+        hooks.on_request(self.on_request)
+        hooks.on_rate_wait(self.on_rate_wait)
+
+    def watch_outbox(self, outbox: Outbox) -> None:
+        """Report ``outbox``'s depth by state at every scrape."""
+        self.registry.register(OutboxCollector(outbox))
+
+    # --- hook handlers ------------------------------------------------------------------------
+
+    def on_enqueued(self, op: Operation) -> None:
+        self._child(self.enqueued, op.kind.value).inc()
+
+    def on_delivered(self, op: Operation, latency: float) -> None:
+        kind = op.kind.value
+        self._child(self.delivered, kind).inc()
+        self._child(self.delivery_latency, kind).observe(max(latency, 0.0))
+
+    def on_retry(self, op: Operation, error: str, delay: float) -> None:
+        self._child(self.retried, op.kind.value).inc()
+
+    def on_dead(self, op: Operation, reason: str, detail: str) -> None:
+        self._child(self.dead, op.kind.value, reason).inc()
+
+    def on_request(self, api: str, endpoint: str, status: int | None, seconds: float) -> None:
+        endpoint = normalise_endpoint(endpoint)
+        self._child(self.requests, api, endpoint, "error" if status is None else str(status)).inc()
+        self._child(self.request_seconds, api, endpoint).observe(seconds)
+
+    def on_rate_wait(self, api: str, seconds: float) -> None:
+        self._child(self.rate_wait, api).observe(seconds)
+
+    def on_webhook(self, metric: str, result: str) -> None:
+        """One reporting webhook: ``result`` is accepted, duplicate, quarantined, refused ..."""
+        self._child(self.webhooks, metric or "unknown", result).inc()
+
+    def on_http(self, route: str, status: int) -> None:
+        self._child(self.http_requests, route, str(status)).inc()
+
+    # --- exposition ---------------------------------------------------------------------------
+
+    def render(self) -> bytes:
+        """The text exposition format; asks the outbox for its depth (blocking: run it off-loop)."""
+        return generate_latest(self.registry)
+
+    def sample(self, name: str, labels: dict[str, str] | None = None) -> float | None:
+        """One sample's current value (tests, the dashboard)."""
+        return self.registry.get_sample_value(name, labels or {})

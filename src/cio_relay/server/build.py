@@ -1,0 +1,147 @@
+"""Validated request bodies to Operations, with the relay's environment stamped in.
+
+Pure: the operation builders (``cio_relay.operations``) check the documented limits and raise
+``ValidationError``/``LimitExceeded`` naming the field; batch items get their position in front
+(``operations[3].data``). Nothing here touches the outbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from cio_relay import operations as ops
+from cio_relay.config import Settings
+from cio_relay.errors import LimitExceeded, ValidationError
+from cio_relay.operations import IDENTIFIER_TYPES, Operation, PersonRef
+from cio_relay.server import schemas as s
+
+__all__ = ["OperationBuilder", "person_from_path"]
+
+
+def person_from_path(person_id: str, id_type: str | None) -> dict[str, str]:
+    """``/v1/people/{id}?id_type=email``: the person's identifiers."""
+    kind = id_type or "id"
+    if kind not in IDENTIFIER_TYPES:
+        raise ValidationError(
+            "id_type", f"must be one of {', '.join(IDENTIFIER_TYPES)}, not {kind[:40]!r}"
+        )
+    return {kind: person_id}
+
+
+def _person(ref: str | s.Identifiers, field: str = "person") -> PersonRef:
+    if isinstance(ref, str):
+        return ref
+    ids = ref.as_person()
+    if len(ids) != 1:
+        raise ValidationError(field, f"give exactly one of id, email, cio_id; got {sorted(ids)}")
+    return ids
+
+
+def _prefixed(exc: ValidationError, prefix: str) -> ValidationError:
+    field = f"{prefix}.{exc.field}" if exc.field else prefix
+    if isinstance(exc, LimitExceeded):
+        return LimitExceeded(field, exc.limit, exc.size, exc.unit)
+    message = str(exc).removeprefix(f"{exc.field}: ")
+    return ValidationError(field, message)
+
+
+def _storable(op: Operation) -> Operation:
+    """Refuse now what the outbox could not serialise (a 64-bit overflow deep in ``data``)."""
+    try:
+        op.to_record()
+    except TypeError as exc:
+        raise ValidationError("body", f"is not storable as JSON: {exc}") from None
+    return op
+
+
+class OperationBuilder:
+    """Builds Operations the way ``Relay`` does: events and attributes carry the environment."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._env: dict[str, Any] = {"env": settings.env}
+        self._stamped: dict[str, Any] = {"env": settings.env, "stamp_env": settings.stamp_env}
+
+    def checked(self, build: Any, *args: Any, **kwargs: Any) -> Operation:
+        """Run an operation builder; malformed text (a lone surrogate) is a validation error."""
+        try:
+            return _storable(build(*args, **kwargs))
+        except UnicodeError:
+            raise ValidationError("body", "contains text that is not valid Unicode") from None
+
+    # --- single operations --------------------------------------------------------------------
+
+    def identify(self, person: PersonRef, body: s.IdentifyBody) -> Operation:
+        return self.checked(ops.identify, person, body.attributes, **self._stamped)
+
+    def event(
+        self,
+        person: PersonRef,
+        name: str,
+        data: Mapping[str, Any] | None,
+        timestamp: int | None,
+        event_type: str,
+    ) -> Operation:
+        build = {"event": ops.track, "track": ops.track, "page": ops.page, "screen": ops.screen}
+        return self.checked(
+            build[event_type], person, name, data, timestamp=timestamp, **self._stamped
+        )
+
+    def anonymous(self, body: s.AnonymousEventBody) -> Operation:
+        return self.checked(
+            ops.track_anonymous,
+            body.anonymous_id,
+            body.name,
+            body.data,
+            timestamp=body.timestamp,
+            **self._stamped,
+        )
+
+    def simple(self, kind: str, person: PersonRef) -> Operation:
+        build = {"delete": ops.delete, "suppress": ops.suppress, "unsuppress": ops.unsuppress}
+        return self.checked(build[kind], person, **self._env)
+
+    def email(self, body: s.EmailBody) -> Operation:
+        identifiers = body.identifiers.as_person() if body.identifiers is not None else None
+        return self.checked(
+            ops.send_email,
+            to=body.to,
+            identifiers=identifiers,
+            transactional_message_id=body.transactional_message_id,
+            message_data=body.message_data,
+            **self._env,
+            **body.passthrough(),
+        )
+
+    def broadcast(self, broadcast_id: int | str, body: s.BroadcastBody) -> Operation:
+        return self.checked(
+            ops.trigger_broadcast, broadcast_id, data=body.data, **self._env, **body.audience()
+        )
+
+    # --- batch --------------------------------------------------------------------------------
+
+    def batch(self, body: s.BatchBody) -> list[Operation]:
+        """Every item or none: the first invalid item raises, naming its position."""
+        out: list[Operation] = []
+        for index, item in enumerate(body.operations):
+            prefix = f"operations[{index}]"
+            try:
+                out.append(self.item(item))
+            except ValidationError as exc:
+                raise _prefixed(exc, prefix) from None
+        return out
+
+    def item(self, item: Any) -> Operation:
+        if isinstance(item, s.IdentifyItem):
+            return self.identify(_person(item.person), item)
+        if isinstance(item, s.PersonItem):
+            return self.simple(item.type, _person(item.person))
+        if isinstance(item, s.TrackItem):
+            return self.event(_person(item.person), item.name, item.data, item.timestamp, item.type)
+        if isinstance(item, s.AnonymousItem):
+            return self.anonymous(item)
+        if isinstance(item, s.EmailItem):
+            return self.email(item)
+        if isinstance(item, s.BroadcastItem):
+            return self.broadcast(item.broadcast_id, item)
+        raise ValidationError("type", f"unknown operation type {type(item).__name__}")

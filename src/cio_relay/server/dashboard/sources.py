@@ -1,0 +1,42 @@
+"""What the dashboard reads besides the outbox: recent webhooks and the delivery funnel.
+
+Small protocols so that the views do not depend on how the webhook inbox or the lake store
+things; ``server/app.py`` adapts the real ones. Both are optional: without them the dashboard
+says the feature is not configured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["FunnelRow", "FunnelSource", "RecentWebhooks", "WebhookRow"]
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRow:
+    received_at: float
+    event_id: str
+    metric: str  # e.g. email_delivered
+    recipient: str
+    state: str  # pending, done, parked, quarantined
+
+
+class RecentWebhooks(Protocol):
+    def recent(self, limit: int, offset: int = 0) -> Sequence[WebhookRow]:
+        """Newest first."""
+
+    def total(self) -> int:
+        """How many are stored (for pagination)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FunnelRow:
+    campaign: str  # a campaign, broadcast or transactional message id, as a label
+    steps: tuple[tuple[str, int], ...]  # ("sent", 1200), ("delivered", 1150) ...
+
+
+class FunnelSource(Protocol):
+    def funnel(self, days: int, limit: int) -> Sequence[FunnelRow]:
+        """Per campaign over the last ``days`` days, the busiest ``limit`` campaigns."""

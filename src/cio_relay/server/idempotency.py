@@ -1,0 +1,176 @@
+"""``Idempotency-Key``: the same key sends the same operations once, for ``retention`` seconds.
+
+The outbox cannot be the memory for this: it forgets an op id once the operation is delivered.
+So a small SQLite table beside it maps (API key scope, idempotency key) to the request's
+fingerprint and the op ids it was given. The key itself is stored hashed.
+
+A claim is written as *pending* before its operations are enqueued and marked *done* after, in
+the same thread and with the group's other claims. If the process dies between the two, the
+pending row still holds the op ids: a retry with the same key re-enqueues the operations under
+those same ids (the outbox stores an op id once), instead of minting new ids and sending twice.
+The one window left is a crash after the enqueue and before ``done`` while a worker has already
+delivered: the retry then re-enqueues ids the outbox has forgotten. Track events carry the op id
+as their event id, so Customer.io drops the duplicate; a transactional send in that window of a
+millisecond could go twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+__all__ = ["Claim", "IdempotencyStore", "Remembered", "fingerprint"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS idempotency (
+    scope TEXT NOT NULL,
+    key_hash TEXT NOT NULL,
+    fingerprint BLOB NOT NULL,
+    op_ids BLOB NOT NULL,
+    done INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (scope, key_hash)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idempotency_created_at ON idempotency (created_at);
+"""
+_EXPIRE_EVERY = 60.0  # seconds between sweeps of expired keys
+
+
+def fingerprint(method: str, path: str, canonical_body: bytes) -> bytes:
+    """What makes two requests "the same": method, path and the body's canonical JSON."""
+    return hashlib.sha256(f"{method} {path}\n".encode() + canonical_body).digest()
+
+
+def _key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Remembered:
+    fingerprint: bytes
+    op_ids: list[str]
+    done: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A key taken by a request: written pending with the group, then marked done."""
+
+    scope: str
+    key: str
+    fingerprint: bytes
+    op_ids: tuple[str, ...]
+
+    @property
+    def key_hash(self) -> str:
+        return _key_hash(self.key)
+
+
+class IdempotencyStore:
+    """Idempotency keys in SQLite (WAL). Thread-safe; lookups do not wait for writes."""
+
+    def __init__(
+        self, path: str | Path, *, retention: float = 24 * 3600.0, synchronous: str = "NORMAL"
+    ) -> None:
+        self.retention = retention
+        in_memory = str(path) == ":memory:"
+        if not in_memory:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._writer = self._connect(path, synchronous)
+        self._writer.executescript(_SCHEMA)
+        self._reader = self._writer if in_memory else self._connect(path, synchronous)
+        self._write_lock = threading.Lock()
+        self._read_lock = self._write_lock if in_memory else threading.Lock()
+        self._expired_at = 0.0
+        self._closed = False
+
+    @staticmethod
+    def _connect(path: str | Path, synchronous: str) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn
+
+    def lookup(self, scope: str, key: str, now: float | None = None) -> Remembered | None:
+        """What ``key`` was used for within the retention, or None."""
+        oldest = (time.time() if now is None else now) - self.retention
+        with self._read_lock:
+            row = self._reader.execute(
+                "SELECT fingerprint, op_ids, done FROM idempotency "
+                "WHERE scope = ? AND key_hash = ? AND created_at >= ?",
+                (scope, _key_hash(key), oldest),
+            ).fetchone()
+        if row is None:
+            return None
+        return Remembered(bytes(row[0]), orjson.loads(row[1]), bool(row[2]))
+
+    def reserve(self, claims: Sequence[Claim], now: float | None = None) -> None:
+        """Write ``claims`` as pending, in one transaction."""
+        if not claims:
+            return
+        created = time.time() if now is None else now
+        rows = [
+            (c.scope, c.key_hash, c.fingerprint, orjson.dumps(list(c.op_ids)), created)
+            for c in claims
+        ]
+        self._write(
+            "INSERT OR REPLACE INTO idempotency "
+            "(scope, key_hash, fingerprint, op_ids, done, created_at) VALUES (?, ?, ?, ?, 0, ?)",
+            rows,
+        )
+        self._maybe_expire(created)
+
+    def complete(self, claims: Sequence[Claim]) -> None:
+        """The claims' operations are durable: later requests with the keys are replays."""
+        self._write(
+            "UPDATE idempotency SET done = 1 WHERE scope = ? AND key_hash = ?",
+            [(c.scope, c.key_hash) for c in claims],
+        )
+
+    def forget(self, claims: Sequence[Claim]) -> None:
+        """The operations were refused (backpressure): the keys are free again."""
+        self._write(
+            "DELETE FROM idempotency WHERE scope = ? AND key_hash = ?",
+            [(c.scope, c.key_hash) for c in claims],
+        )
+
+    def expire(self, now: float | None = None) -> int:
+        """Delete keys older than the retention; returns how many."""
+        oldest = (time.time() if now is None else now) - self.retention
+        with self._write_lock:
+            cursor = self._writer.execute("DELETE FROM idempotency WHERE created_at < ?", (oldest,))
+            return cursor.rowcount
+
+    def _maybe_expire(self, now: float) -> None:
+        if now - self._expired_at >= _EXPIRE_EVERY:
+            self._expired_at = now
+            self.expire(now)
+
+    def _write(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
+        if not rows:
+            return
+        with self._write_lock:
+            self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                self._writer.executemany(sql, rows)
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                raise
+            self._writer.execute("COMMIT")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._write_lock:
+            self._writer.close()
+            if self._reader is not self._writer:
+                self._reader.close()

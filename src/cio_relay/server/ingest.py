@@ -1,0 +1,219 @@
+"""The ingestion API: ``/v1/...`` endpoints that validate, write durably, and answer 202.
+
+Every endpoint runs the same steps (``Ingestion._accept``): bearer key -> body read under the cap
+(413) -> shape check and operation building (422 naming the field, the limit and the size) ->
+``Idempotency-Key`` (a replay answers the first request's op ids) -> group-committed write to the
+outbox (503 with Retry-After under backpressure) -> 202 ``{"op_ids": [...]}``.
+
+Paths name people by id; ``?id_type=email`` or ``?id_type=cio_id`` names them otherwise. An id
+containing ``/`` cannot travel in a path: send it in ``POST /v1/batch`` instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import pydantic
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from cio_relay.errors import OutboxFullError, ValidationError
+from cio_relay.observability.metrics import Metrics
+from cio_relay.operations import Operation
+from cio_relay.server import schemas as s
+from cio_relay.server.auth import ApiKeys, Principal
+from cio_relay.server.build import OperationBuilder, person_from_path
+from cio_relay.server.idempotency import Claim, IdempotencyStore, fingerprint
+from cio_relay.server.responses import (
+    accepted,
+    error_response,
+    invalid_from_pydantic,
+    invalid_from_validation,
+    outbox_full,
+    too_large,
+    unauthorized,
+)
+from cio_relay.server.writer import GroupWriter
+
+__all__ = ["INGEST_ROUTES", "Ingestion", "read_capped"]
+
+# (method, path, route name, request model or None) — also what the OpenAPI document lists.
+INGEST_ROUTES: tuple[tuple[str, str, str, type[pydantic.BaseModel] | None], ...] = (
+    ("POST", "/v1/people/{id}", "identify", s.IdentifyBody),
+    ("DELETE", "/v1/people/{id}", "delete", None),
+    ("POST", "/v1/people/{id}/events", "track", s.EventBody),
+    ("POST", "/v1/people/{id}/suppress", "suppress", None),
+    ("POST", "/v1/people/{id}/unsuppress", "unsuppress", None),
+    ("POST", "/v1/events", "track_anonymous", s.AnonymousEventBody),
+    ("POST", "/v1/transactional/email", "send_email", s.EmailBody),
+    ("POST", "/v1/broadcasts/{id}/triggers", "trigger_broadcast", s.BroadcastBody),
+    ("POST", "/v1/batch", "batch", s.BatchBody),
+)
+#: Bodies whose fields are all optional may be left out entirely.
+_EMPTY_IS_OBJECT = (s.IdentifyBody, s.BroadcastBody)
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII, as in the IETF draft
+
+Build = Callable[[Request, Any], list[Operation]]
+
+
+async def read_capped(request: Request, cap: int) -> bytes | Response:
+    """The body, or a 413 answer once it is known to be larger than ``cap`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > cap:
+        return too_large(cap, int(declared))
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > cap:
+            return too_large(cap, None)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class Ingestion:
+    """The ``/v1`` endpoints over one writer, key set and idempotency store."""
+
+    def __init__(
+        self,
+        *,
+        keys: ApiKeys,
+        builder: OperationBuilder,
+        writer: GroupWriter,
+        idempotency: IdempotencyStore,
+        metrics: Metrics,
+        max_body: int,
+    ) -> None:
+        self.keys = keys
+        self.builder = builder
+        self.writer = writer
+        self.idempotency = idempotency
+        self.metrics = metrics
+        self.max_body = max_body
+        self._inflight: dict[tuple[str, str], asyncio.Future[None]] = {}
+
+    def routes(self) -> list[Route]:
+        builds: dict[str, Build] = {
+            "identify": lambda r, b: [self.builder.identify(_path_person(r), b)],
+            "delete": lambda r, b: [self.builder.simple("delete", _path_person(r))],
+            "track": lambda r, b: [
+                self.builder.event(_path_person(r), b.name, b.data, b.timestamp, b.type)
+            ],
+            "suppress": lambda r, b: [self.builder.simple("suppress", _path_person(r))],
+            "unsuppress": lambda r, b: [self.builder.simple("unsuppress", _path_person(r))],
+            "track_anonymous": lambda r, b: [self.builder.anonymous(b)],
+            "send_email": lambda r, b: [self.builder.email(b)],
+            "trigger_broadcast": lambda r, b: [self.builder.broadcast(r.path_params["id"], b)],
+            "batch": lambda r, b: self.builder.batch(b),
+        }
+        return [
+            Route(path, self._endpoint(name, model, builds[name]), methods=[method], name=name)
+            for method, path, name, model in INGEST_ROUTES
+        ]
+
+    def _endpoint(
+        self, name: str, model: type[pydantic.BaseModel] | None, build: Build
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            response = await self._accept(request, model, build)
+            self.metrics.on_http(name, response.status_code)
+            return response
+
+        endpoint.__name__ = name
+        return endpoint
+
+    async def _accept(
+        self, request: Request, model: type[pydantic.BaseModel] | None, build: Build
+    ) -> Response:
+        principal = self.keys.from_authorization(request.headers.get("authorization"))
+        if principal is None:
+            return unauthorized()
+        body = await read_capped(request, self.max_body)
+        if isinstance(body, Response):
+            return body
+        try:
+            parsed = None
+            if model is not None:
+                if not body.strip() and model in _EMPTY_IS_OBJECT:
+                    body = b"{}"
+                parsed = model.model_validate_json(body)
+            ops = build(request, parsed)
+        except pydantic.ValidationError as exc:
+            return invalid_from_pydantic(exc)
+        except ValidationError as exc:
+            return invalid_from_validation(exc)
+        key = request.headers.get("idempotency-key")
+        try:
+            if key is None:
+                await self.writer.write(ops)
+                return accepted([op.op_id for op in ops])
+            return await self._idempotent(request, principal, key, parsed, ops)
+        except OutboxFullError as exc:
+            return outbox_full(exc)
+
+    async def _idempotent(
+        self,
+        request: Request,
+        principal: Principal,
+        key: str,
+        parsed: pydantic.BaseModel | None,
+        ops: list[Operation],
+    ) -> Response:
+        if not _IDEMPOTENCY_KEY.match(key):
+            return error_response(
+                422,
+                "invalid",
+                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+                field="Idempotency-Key",
+            )
+        print_ = _request_fingerprint(request, parsed)
+        slot = (principal.scope, key)
+        while (running := self._inflight.get(slot)) is not None:
+            # The same key is being written right now: wait, then answer as a replay.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(running)
+        seen = self.idempotency.lookup(principal.scope, key)
+        if seen is not None:
+            if seen.fingerprint != print_:
+                return error_response(
+                    422,
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was used for a different request",
+                    field="Idempotency-Key",
+                )
+            if seen.done:
+                return accepted(seen.op_ids, replayed=True)
+            if len(seen.op_ids) == len(ops):
+                # Left pending by a crash: write the same operations under the same op ids.
+                ops = [
+                    dataclasses.replace(op, op_id=i) for op, i in zip(ops, seen.op_ids, strict=True)
+                ]
+        claim = Claim(principal.scope, key, print_, tuple(op.op_id for op in ops))
+        running = asyncio.get_running_loop().create_future()
+        self._inflight[slot] = running
+        try:
+            await self.writer.write(ops, claim)
+        finally:
+            del self._inflight[slot]
+            running.set_result(None)
+        return accepted(list(claim.op_ids))
+
+
+def _path_person(request: Request) -> dict[str, str]:
+    return person_from_path(request.path_params["id"], request.query_params.get("id_type"))
+
+
+def _request_fingerprint(request: Request, parsed: pydantic.BaseModel | None) -> bytes:
+    canonical = orjson.dumps(
+        parsed.model_dump(mode="json", by_alias=True) if parsed is not None else None,
+        option=orjson.OPT_SORT_KEYS,
+    )
+    target = request.scope["path"] + "?" + request.scope["query_string"].decode("latin-1")
+    return fingerprint(request.method, target, canonical)

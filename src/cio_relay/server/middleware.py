@@ -1,0 +1,66 @@
+"""Request ids and tracing around every HTTP request, as plain ASGI (no per-request objects).
+
+``X-Request-Id`` is taken from the request when it looks like an id (1-128 of ``A-Za-z0-9._:-``),
+or made up; it is bound to the logging context for the request and sent back on the response.
+Anything else a client sends there is replaced, not echoed: a header is no place to inject text
+into our logs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cio_relay.observability.logs import bind_request_id
+from cio_relay.observability.tracing import Tracing
+
+__all__ = ["REQUEST_ID_HEADER", "RequestIdMiddleware"]
+
+REQUEST_ID_HEADER = "x-request-id"
+_VALID_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            if _VALID_ID.match(value):
+                return str(value.decode("ascii"))
+            break
+    return os.urandom(8).hex()
+
+
+class RequestIdMiddleware:
+    def __init__(self, app: ASGIApp, tracing: Tracing | None = None) -> None:
+        self.app = app
+        self.tracing = tracing if tracing is not None and tracing.enabled else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _request_id(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        header = (b"x-request-id", request_id.encode("ascii"))
+
+        status = 0
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        with bind_request_id(request_id):
+            if self.tracing is None:
+                await self.app(scope, receive, send_with_id)
+                return
+            with self.tracing.request_span(scope["method"], request_id) as span:
+                await self.app(scope, receive, send_with_id)
+                route = getattr(scope.get("route"), "path", None)
+                if route is not None:
+                    span.update_name(f"{scope['method']} {route}")
+                    span.set_attribute("http.route", route)
+                span.set_attribute("http.response.status_code", status)

@@ -1,0 +1,123 @@
+"""JSON answers of the service, serialised with orjson, and the error shapes.
+
+Every error body is ``{"error": code, "message": text, ...}``; validation errors add ``field``
+and, for a documented limit, ``limit``, ``size`` and ``unit`` (schemas.ErrorBody).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+import pydantic
+from starlette.responses import Response
+
+from cio_relay.errors import LimitExceeded, OutboxFullError, ValidationError
+
+__all__ = [
+    "accepted",
+    "error_response",
+    "invalid_from_pydantic",
+    "invalid_from_validation",
+    "json_response",
+    "outbox_full",
+    "too_large",
+    "unauthorized",
+]
+
+_JSON = "application/json"
+
+
+def json_response(
+    data: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    return Response(orjson.dumps(data), status_code=status, headers=headers, media_type=_JSON)
+
+
+def accepted(op_ids: list[str], *, replayed: bool = False) -> Response:
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    return json_response({"op_ids": op_ids}, 202, headers)
+
+
+def error_response(
+    status: int,
+    error: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    **fields: Any,
+) -> Response:
+    body = {"error": error, "message": message}
+    body.update({k: v for k, v in fields.items() if v is not None})
+    return json_response(body, status, headers)
+
+
+_UNAUTHORIZED = orjson.dumps({"error": "unauthorized", "message": "unauthorized"})
+
+
+def unauthorized() -> Response:
+    """401 with nothing that tells a caller why (missing, malformed and wrong keys look alike)."""
+    return Response(
+        _UNAUTHORIZED,
+        status_code=401,
+        headers={"WWW-Authenticate": "Bearer"},
+        media_type=_JSON,
+    )
+
+
+def invalid_from_validation(exc: ValidationError, prefix: str = "") -> Response:
+    field = f"{prefix}{exc.field}" if exc.field else prefix.rstrip(".") or None
+    if isinstance(exc, LimitExceeded):
+        return error_response(
+            422,
+            "limit_exceeded",
+            str(exc),
+            field=field,
+            limit=exc.limit,
+            size=exc.size,
+            unit=exc.unit,
+        )
+    return error_response(422, "invalid", str(exc), field=field)
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def invalid_from_pydantic(exc: pydantic.ValidationError) -> Response:
+    """The first problem, named by its JSON path (``operations[3].data``)."""
+    first = exc.errors(include_url=False, include_input=False)[0]
+    # Discriminated unions add the chosen tag to the path (``operations.0.track.name``): drop it.
+    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    field = _location(loc) or "body"
+    return error_response(422, "invalid", f"{field}: {first['msg']}", field=field)
+
+
+def too_large(limit: int, size: int | None) -> Response:
+    return error_response(
+        413,
+        "too_large",
+        f"request body is larger than the limit of {limit} bytes",
+        field="body",
+        limit=limit,
+        size=size,
+        unit="bytes",
+    )
+
+
+def outbox_full(exc: OutboxFullError) -> Response:
+    retry_after = max(1, math.ceil(exc.retry_after))
+    return error_response(
+        503,
+        "outbox_full",
+        str(exc),
+        headers={"Retry-After": str(retry_after)},
+        retry_after=float(retry_after),
+    )

@@ -1,0 +1,220 @@
+"""The ingestion API's request and response bodies, written once as pydantic models.
+
+They serve twice: ``model_validate_json`` checks each request's shape (types, required fields,
+no unknown fields) in a couple of microseconds, and ``server/openapi.py`` turns them into the
+OpenAPI document's schemas. The documented Customer.io limits (bytes, counts) are not repeated
+here: the operation builders check them and answer with the field, the limit and the size.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "MAX_BATCH_OPERATIONS",
+    "Accepted",
+    "AnonymousEventBody",
+    "BatchBody",
+    "BatchItem",
+    "BroadcastBody",
+    "EmailBody",
+    "ErrorBody",
+    "EventBody",
+    "IdType",
+    "Identifiers",
+    "IdentifyBody",
+    "PersonRef",
+]
+
+#: Operations one ``POST /v1/batch`` may carry (the body cap applies as well).
+MAX_BATCH_OPERATIONS = 1000
+#: JSON integers past 2**53 lose precision in most clients; timestamps never need them.
+_MAX_TIMESTAMP = 2**53
+
+IdType = Literal["id", "email", "cio_id"]
+JsonObject = dict[str, Any]
+Timestamp = Annotated[int, Field(ge=0, le=_MAX_TIMESTAMP, description="Unix seconds")]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Identifiers(_Body):
+    """Exactly one of ``id``, ``email``, ``cio_id``."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"minProperties": 1, "maxProperties": 1}
+    )
+    id: str | None = None
+    email: str | None = None
+    cio_id: str | None = None
+
+    def as_person(self) -> dict[str, str]:
+        return {
+            k: v
+            for k, v in (("id", self.id), ("email", self.email), ("cio_id", self.cio_id))
+            if v is not None
+        }
+
+
+PersonRef = Annotated[
+    str | Identifiers,
+    Field(description="A person's id, or an object with exactly one of id, email, cio_id"),
+]
+
+
+class IdentifyBody(_Body):
+    attributes: JsonObject = Field(
+        default_factory=dict,
+        description="Attributes to set (at most 300; names up to 150 bytes, values up to 1000)",
+    )
+
+
+class EventBody(_Body):
+    name: str = Field(description="Event name (up to 100 bytes); for a page view, the URL")
+    data: JsonObject | None = Field(None, description="Event data (up to 100,000 bytes)")
+    timestamp: Timestamp | None = None
+    type: Literal["event", "page", "screen"] = "event"
+
+
+class AnonymousEventBody(_Body):
+    anonymous_id: str = Field(description="Merged into a person later who has the same value")
+    name: str
+    data: JsonObject | None = None
+    timestamp: Timestamp | None = None
+
+
+class EmailBody(_Body):
+    """A transactional email (customerio-api.md §5); at most 15 recipients in to/cc/bcc."""
+
+    to: str | list[str]
+    identifiers: Identifiers | None = None
+    transactional_message_id: str | int | None = None
+    message_data: JsonObject | None = None
+    from_: str | None = Field(None, alias="from")
+    subject: str | None = None
+    body: str | None = None
+    body_plain: str | None = None
+    body_amp: str | None = None
+    preheader: str | None = None
+    reply_to: str | None = None
+    cc: str | list[str] | None = None
+    bcc: str | list[str] | None = None
+    fake_bcc: bool | None = None
+    headers: dict[str, str] | None = None
+    attachments: dict[str, str] | None = Field(
+        None, description="Filename (with an extension) to base64 content; 2 MB in total"
+    )
+    auto_create: bool | None = None
+    disable_message_retention: bool | None = None
+    send_to_unsubscribed: bool | None = None
+    tracked: bool | None = None
+    queue_draft: bool | None = None
+    disable_css_preprocessing: bool | None = None
+    send_at: Timestamp | None = None
+    language: str | None = None
+
+    def passthrough(self) -> dict[str, Any]:
+        """The optional fields that were given, under their wire names."""
+        skip = {"to", "identifiers", "transactional_message_id", "message_data"}
+        return {
+            k: v
+            for k, v in self.model_dump(by_alias=True, exclude_none=True).items()
+            if k not in skip
+        }
+
+
+class BroadcastBody(_Body):
+    """Trigger data plus at most one audience; no audience uses the one set up in Customer.io."""
+
+    data: JsonObject | None = None
+    recipients: JsonObject | None = None
+    emails: list[str] | None = None
+    ids: list[str | int] | None = None
+    per_user_data: list[JsonObject] | None = None
+    data_file_url: str | None = None
+    id_ignore_missing: bool | None = None
+    email_ignore_missing: bool | None = None
+    email_add_duplicates: bool | None = None
+
+    def audience(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump(exclude_none=True).items() if k != "data"}
+
+
+# --- batch ----------------------------------------------------------------------------------
+
+
+class IdentifyItem(IdentifyBody):
+    type: Literal["identify"]
+    person: PersonRef
+
+
+class PersonItem(_Body):
+    type: Literal["delete", "suppress", "unsuppress"]
+    person: PersonRef
+
+
+class TrackItem(_Body):
+    type: Literal["track", "page", "screen"]
+    person: PersonRef
+    name: str = Field(description="Event name; for a page view, the URL")
+    data: JsonObject | None = None
+    timestamp: Timestamp | None = None
+
+
+class AnonymousItem(AnonymousEventBody):
+    type: Literal["track_anonymous"]
+
+
+class EmailItem(EmailBody):
+    type: Literal["send_email"]
+
+    def passthrough(self) -> dict[str, Any]:
+        fields = super().passthrough()
+        fields.pop("type", None)
+        return fields
+
+
+class BroadcastItem(BroadcastBody):
+    type: Literal["trigger_broadcast"]
+    broadcast_id: int | str
+
+    def audience(self) -> dict[str, Any]:
+        fields = super().audience()
+        fields.pop("type", None)
+        fields.pop("broadcast_id", None)
+        return fields
+
+
+BatchItem = Annotated[
+    IdentifyItem | PersonItem | TrackItem | AnonymousItem | EmailItem | BroadcastItem,
+    Field(discriminator="type"),
+]
+
+
+class BatchBody(_Body):
+    """Operations of mixed kinds, stored all together or not at all."""
+
+    operations: list[BatchItem] = Field(min_length=1, max_length=MAX_BATCH_OPERATIONS)
+
+
+# --- responses ------------------------------------------------------------------------------
+
+
+class Accepted(BaseModel):
+    """The operations are durable in the outbox; workers deliver them."""
+
+    op_ids: list[str] = Field(description="One ULID per operation, in request order")
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="A stable code: invalid, too_large, outbox_full ...")
+    message: str
+    field: str | None = Field(None, description="Where the problem is (validation errors)")
+    limit: int | None = Field(None, description="The documented maximum that was exceeded")
+    size: int | None = Field(None, description="The size that was given, in `unit`")
+    unit: str | None = None
+    retry_after: float | None = Field(None, description="Seconds to wait (outbox_full)")

@@ -1,0 +1,116 @@
+"""Group commit for the ingestion API: concurrent requests share one thread hop and one commit.
+
+Each request hands its operations (and its idempotency claim, if any) to ``GroupWriter.write``
+and waits. One flusher task takes everything waiting, writes it with a single
+``relay.enqueue(...)`` in a worker thread, and wakes every request of the group; what arrives
+during a flush forms the next group. Under load, groups grow by themselves, so the disk and the
+thread hop are paid once per group instead of once per request, and no request waits for a
+timer.
+
+A request is answered only after its group's write returned: the operations are durable
+(contract 1). When the outbox refuses the group for backpressure, every request of it gets the
+``OutboxFullError`` (answered 503 with Retry-After). Any other failure of a group is retried one
+request at a time, so that one request's problem cannot fail its neighbours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cio_relay.errors import OutboxFullError
+from cio_relay.operations import Operation
+from cio_relay.relay import Relay
+from cio_relay.server.idempotency import Claim, IdempotencyStore
+
+__all__ = ["GroupWriter"]
+
+
+@dataclass(slots=True)
+class _Waiting:
+    ops: Sequence[Operation]
+    claim: Claim | None
+    done: asyncio.Future[None]
+
+
+class GroupWriter:
+    """Writes operations for many concurrent requests in groups; see the module docstring."""
+
+    def __init__(self, relay: Relay, idempotency: IdempotencyStore | None = None) -> None:
+        self.relay = relay
+        self.idempotency = idempotency
+        self._waiting: list[_Waiting] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self.groups_written = 0  # how many commits served the requests (tests, benchmarks)
+
+    async def write(self, ops: Sequence[Operation], claim: Claim | None = None) -> None:
+        """Return once ``ops`` are durable in the outbox (and ``claim`` is recorded as done).
+
+        Raises ``OutboxFullError`` under backpressure; storage errors propagate.
+        """
+        loop = asyncio.get_running_loop()
+        waiting = _Waiting(ops, claim, loop.create_future())
+        waiting.done.add_done_callback(_retrieve)
+        self._waiting.append(waiting)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush_all())
+        # Shielded: a client that disconnects does not cancel a write others share.
+        await asyncio.shield(waiting.done)
+
+    async def _flush_all(self) -> None:
+        while self._waiting:
+            group, self._waiting = self._waiting, []
+            try:
+                await asyncio.to_thread(self._write_group, group)
+            except OutboxFullError as exc:
+                _settle(group, exc)
+            except Exception:
+                await self._write_one_by_one(group)
+            else:
+                _settle(group, None)
+
+    async def _write_one_by_one(self, group: list[_Waiting]) -> None:
+        for waiting in group:
+            try:
+                await asyncio.to_thread(self._write_group, [waiting])
+            except Exception as exc:
+                _settle([waiting], exc)
+            else:
+                _settle([waiting], None)
+
+    def _write_group(self, group: list[_Waiting]) -> None:
+        claims = [w.claim for w in group if w.claim is not None]
+        store = self.idempotency
+        if claims and store is not None:
+            store.reserve(claims)
+        try:
+            self.relay.enqueue(*(op for waiting in group for op in waiting.ops))
+        except BaseException:
+            if claims and store is not None:
+                store.forget(claims)
+            raise
+        if claims and store is not None:
+            store.complete(claims)
+        self.groups_written += 1
+
+    async def aclose(self) -> None:
+        """Wait for the writes in progress (shutdown)."""
+        if self._flusher is not None and not self._flusher.done():
+            await self._flusher
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    # The waiting request may have gone (client disconnected): mark its error as seen.
+    if not future.cancelled():
+        future.exception()
+
+
+def _settle(group: list[_Waiting], error: Exception | None) -> None:
+    for waiting in group:
+        if waiting.done.done():
+            continue
+        if error is None:
+            waiting.done.set_result(None)
+        else:
+            waiting.done.set_exception(error)
