@@ -1,0 +1,193 @@
+"""What to answer a webhook POST: verify, parse, persist, reply. Shared by every front end.
+
+The ASGI ``WebhookReceiver`` and the Django/Flask adapters only move bytes; the decisions of
+contract 8 live here, once:
+
+1. over ``max_body`` bytes -> 413 (front ends also check Content-Length and while streaming);
+2. signature or timestamp wrong against every signing key -> 401 with an empty body;
+3. authentic but not an event -> quarantined (raw bytes + error), 200: Customer.io holds every
+   later webhook behind one that fails, so a payload we cannot read must not block the stream;
+4. authentic event -> persisted raw in the inbox (a duplicate ``event_id`` is stored once), 200;
+5. the inbox cannot store now -> 503, the only 5xx: Customer.io retries, nothing is lost.
+
+Signing keys are held as bytes and never appear in reprs, logs or replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from cio_relay.errors import ConfigError, SignatureError
+from cio_relay.webhooks.events import Event, EventParseError, parse_event
+from cio_relay.webhooks.inbox import Inbox
+from cio_relay.webhooks.signature import DEFAULT_TOLERANCE, verify
+
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "DEFAULT_STORE_TIMEOUT",
+    "Reply",
+    "SigningKey",
+    "WebhookIntake",
+    "header",
+]
+
+log = logging.getLogger("cio_relay.webhooks")
+
+DEFAULT_MAX_BODY = 1_000_000
+#: Seconds a request waits for the inbox before answering 503: well inside Customer.io's 4 s.
+DEFAULT_STORE_TIMEOUT = 2.5
+TIMESTAMP_HEADER = "x-cio-timestamp"
+SIGNATURE_HEADER = "x-cio-signature"
+
+
+class _Secret(Protocol):
+    def get_secret_value(self) -> str: ...
+
+
+SigningKey = str | bytes | _Secret
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An HTTP answer: status, body, extra headers."""
+
+    status: int
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+STORED = Reply(200, b'{"status":"stored"}')
+DUPLICATE = Reply(200, b'{"status":"duplicate"}')
+QUARANTINED = Reply(200, b'{"status":"quarantined"}')
+UNAUTHORIZED = Reply(401)
+METHOD_NOT_ALLOWED = Reply(405, b'{"error":"method: only POST is allowed"}', (("allow", "POST"),))
+UNAVAILABLE = Reply(503, b'{"error":"storage unavailable; retry later"}', (("retry-after", "1"),))
+
+
+def too_large(limit: int, size: int | None) -> Reply:
+    said = f"{size} bytes" if size is not None else "more than that"
+    message = f'{{"error":"body: {said} exceeds the limit of {limit} bytes"}}'
+    return Reply(413, message.encode())
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """Case-insensitive header lookup for plain dicts as well as framework header objects."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    for key, found in headers.items():
+        if key.lower() == name:
+            return found
+    return None
+
+
+def _key_bytes(key: SigningKey) -> bytes:
+    if isinstance(key, bytes):
+        return key
+    if isinstance(key, str):
+        return key.encode()
+    return key.get_secret_value().encode()
+
+
+class WebhookIntake:
+    """Verify, parse and persist one webhook body. Use one per endpoint; it is thread-safe."""
+
+    def __init__(
+        self,
+        inbox: Inbox,
+        signing_keys: Iterable[SigningKey],
+        *,
+        tolerance: int = DEFAULT_TOLERANCE,
+        max_body: int = DEFAULT_MAX_BODY,
+        on_stored: Callable[[Event], None] | None = None,
+        store_timeout: float = DEFAULT_STORE_TIMEOUT,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        keys = tuple(_key_bytes(key) for key in signing_keys)
+        if not keys or not all(keys):
+            raise ConfigError(
+                "webhook signing keys: none configured (set CUSTOMERIO_WEBHOOK_SIGNING_KEY); "
+                "refusing to accept unverifiable webhooks"
+            )
+        if max_body < 1:
+            raise ValueError(f"max_body: must be at least 1 byte, got {max_body}")
+        self.inbox = inbox
+        self._keys = keys
+        self.tolerance = tolerance
+        self.max_body = max_body
+        self.on_stored = on_stored
+        self.store_timeout = store_timeout
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return (
+            f"WebhookIntake(inbox={self.inbox!r}, signing_keys=<{len(self._keys)} hidden>, "
+            f"tolerance={self.tolerance}, max_body={self.max_body})"
+        )
+
+    def authenticate(self, body: bytes, timestamp: str | None, signature: str | None) -> bool:
+        try:
+            verify(
+                self._keys, timestamp, signature, body, tolerance=self.tolerance, now=self._clock()
+            )
+        except SignatureError as exc:
+            log.info("webhook rejected: %s", exc)  # fixed reasons only; never keys or bodies
+            return False
+        return True
+
+    def _stored(self, event: Event, is_new: bool) -> Reply:
+        if not is_new:
+            return DUPLICATE
+        if self.on_stored is not None:
+            try:
+                self.on_stored(event)
+            except Exception:  # a wake-up hook must never turn a stored event into an error
+                log.exception("webhook on_stored hook failed")
+        return STORED
+
+    def accept(self, body: bytes, timestamp: str | None, signature: str | None) -> Reply:
+        """The whole decision for one body, blocking until it is stored (WSGI-style callers)."""
+        if len(body) > self.max_body:
+            return too_large(self.max_body, len(body))
+        if not self.authenticate(body, timestamp, signature):
+            return UNAUTHORIZED
+        received_at = self._clock()
+        try:
+            try:
+                event = parse_event(body)
+            except EventParseError as exc:
+                self.inbox.quarantine(body, str(exc), received_at=received_at)
+                return QUARANTINED
+            is_new = self.inbox.store(event, body, received_at=received_at)
+        except Exception as exc:
+            log.warning("webhook not stored: %s", type(exc).__name__)
+            return UNAVAILABLE
+        return self._stored(event, is_new)
+
+    async def accept_async(
+        self, body: bytes, timestamp: str | None, signature: str | None
+    ) -> Reply:
+        """``accept`` for an event loop: the inbox write is awaited, with ``store_timeout``."""
+        if len(body) > self.max_body:
+            return too_large(self.max_body, len(body))
+        if not self.authenticate(body, timestamp, signature):
+            return UNAUTHORIZED
+        received_at = self._clock()
+        try:
+            async with asyncio.timeout(self.store_timeout):
+                try:
+                    event = parse_event(body)
+                except EventParseError as exc:
+                    await self.inbox.quarantine_async(body, str(exc), received_at=received_at)
+                    return QUARANTINED
+                is_new = await self.inbox.store_async(event, body, received_at=received_at)
+        except Exception as exc:
+            # A late write may still land; Customer.io's retry is then a harmless duplicate.
+            log.warning("webhook not stored: %s", type(exc).__name__)
+            return UNAVAILABLE
+        return self._stored(event, is_new)
