@@ -19,7 +19,7 @@ from cio_relay.operations import Operation
 from cio_relay.outbox.base import DeadLetterFilter, DeadReason, Lease, Outbox
 from cio_relay.outbox.memory import MemoryOutbox
 
-BACKENDS = ["memory", "sqlite"]
+BACKENDS = ["memory", "sqlite", "redis"]
 
 
 def _open(name: str, tmp_path: Path) -> Outbox:
@@ -34,7 +34,11 @@ def _open(name: str, tmp_path: Path) -> Outbox:
 
 @pytest.fixture(params=BACKENDS)
 def outbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Outbox]:
-    box = _open(request.param, tmp_path)
+    box = (
+        request.getfixturevalue("redis_outbox")  # tests/fixtures/redis_server.py
+        if request.param == "redis"
+        else _open(request.param, tmp_path)
+    )
     yield box
     box.close()
 

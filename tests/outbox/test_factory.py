@@ -54,11 +54,6 @@ def test_memory_url_opens_a_memory_outbox() -> None:
     outbox.close()
 
 
-def test_redis_is_not_available_yet() -> None:
-    with pytest.raises(ConfigError, match="'redis' is not yet available"):
-        open_outbox("redis://127.0.0.1:6379/0")
-
-
 @pytest.mark.parametrize(
     ("url", "message"),
     [

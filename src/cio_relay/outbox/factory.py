@@ -3,7 +3,8 @@
 - ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` (SQLAlchemy's spelling), or a
   bare file path: ``SqliteOutbox``; parent directories are created.
 - ``memory://``: ``MemoryOutbox`` (tests; nothing survives the process).
-- ``redis://host:port/db``: not available yet (planned); a clear ``ConfigError`` until then.
+- ``redis://host:port/db`` (or ``rediss://``, ``?shards=N&namespace=name``): ``RedisOutbox``;
+  its durability is the Redis server's persistence settings (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from cio_relay.outbox.sqlite import Durability, SqliteOutbox
 
 __all__ = ["SCHEMES", "open_outbox"]
 
-SCHEMES = ("sqlite", "memory")
-_PLANNED = ("redis", "rediss")
+SCHEMES = ("sqlite", "memory", "redis", "rediss")
 
 
 def open_outbox(url_or_path: str | Path, *, durability: Durability = "process") -> Outbox:
@@ -42,12 +42,14 @@ def open_outbox(url_or_path: str | Path, *, durability: Durability = "process") 
         return _open_sqlite(rest[1:], durability)
     if scheme == "memory":
         return MemoryOutbox()
-    if scheme in _PLANNED:
-        # The Redis streams backend (outbox/redis.py) plugs in here once it exists.
-        raise ConfigError(
-            f"outbox scheme {scheme!r} is not yet available in this version of cio-relay; "
-            "use sqlite:///path/to/outbox.db"
-        )
+    if scheme in ("redis", "rediss"):
+        try:
+            from cio_relay.outbox.redis import RedisOutbox
+        except ImportError:  # redis-py is an optional extra
+            raise ConfigError(
+                "the Redis outbox needs redis-py: pip install 'cio-relay[redis]'"
+            ) from None
+        return RedisOutbox.from_url(text)
     raise ConfigError(
         f"outbox URL has unknown scheme {scheme!r}; expected one of "
         + ", ".join(f"{name}://" for name in SCHEMES)

@@ -1,0 +1,555 @@
+"""``RedisOutbox``: the outbox on Redis Streams, for many workers on many machines.
+
+Per-person ordering: a per-person queue, with only each person's head in the stream. Every
+pending operation sits in its person's list (``T:q:<person_key>``, oldest first); only the head
+of that list is ever *active*: an entry in the shard's stream (unread, or leased = in the
+consumer group's pending list) or a member of the retry sorted set. Leasing is a plain
+XREADGROUP from the stream, so it can only ever hand out heads: one operation per person at a
+time, in enqueue order, across every worker and machine. Acknowledging or dead-lettering a head
+XACKs and XDELs its entry and XADDs the person's next operation. A head waiting to retry leaves
+the stream for the retry set, so nobody else waits behind it (no head-of-line blocking).
+
+Why not shards owned by one worker each (the Kafka partition model): a retrying person would
+block its whole shard unless parked aside; a slow or dead worker stalls its shards until a
+rebalance; and parallelism is capped by the shard count. Per-person queues cost one small list
+per person with pending work (deleted when empty) and none of that. Shards (``shards=``) exist
+for Redis Cluster: a person hashes (CRC-32) onto one shard, and every key one script touches
+shares the shard's hash tag (``redis_keys``), so each script runs on one node. Within a shard,
+``lease`` hands out the work due longest first; across shards it visits them round-robin, so
+with ``shards > 1`` the order *between* people is fair rather than exact (order *within* a
+person is always exact). The shard count is fixed when a namespace is created.
+
+Leases. The lease ledger is the consumer group's pending list plus a deadline per lease
+(``T:deadlines``, op id -> ``lease_until``) and its token (``T:leased``). A lease expires at its
+own ``lease_until`` on the caller's clock (the protocol's ``now``); the next ``lease`` then takes
+the very entries over with XCLAIM (counting a delivery). XAUTOCLAIM's single idle threshold on the
+server's clock cannot express per-lease deadlines or the injectable clock the contract is tested
+with, so the script claims exactly the expired ids instead. ``release`` sets a deadline of 0. A
+retry XACKs the entry and puts the head in ``T:retry`` (scored by ``retry_at``); due retries are
+XADDed back by ``lease``. Workers' clocks must agree within a small fraction of the lease time
+(NTP does this).
+
+Dead letters: a hash (op id -> record and info) and a sorted set by ``dead_at``, not a stream.
+Idempotent enqueue must find a dead op id in O(1), ``dlq show/replay/purge`` address single
+ids, and listing is newest first with pagination and ``older_than`` (a score range); a stream
+indexes none of that but time. Filters by kind or reason scan the shard newest first, like
+SQLite's dead-letter index: dead letters are an operator's volume, not a firehose.
+
+Idempotent enqueue: ``enqueue.lua`` stores an op id once while it is pending or dead-lettered,
+and for ``remember_delivered`` seconds (default 300) after it was delivered; after that the same
+id would be stored again (Customer.io de-duplicates Track events by ``id`` anyway).
+
+Durability: ``enqueue`` returns once Redis has executed the script (one call per shard inside
+MULTI/EXEC, so a call is all-or-nothing). What survives a crash is Redis's persistence: with
+``appendonly yes`` and ``appendfsync always`` an acknowledged enqueue survives power loss; with
+``everysec`` it survives a Redis crash but up to a second may be lost to a power cut; with
+replication, ``wait_replicas=N`` also waits for N replicas (WAIT). Opening warns when
+``appendonly`` is off and refuses an ``allkeys-*`` eviction policy, which would silently drop
+operations under memory pressure. Stream entries are removed by XDEL once acknowledged, never by
+MAXLEN trimming. See docs/scaling.md.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import secrets
+import socket
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+import orjson
+from redis.commands.core import Script
+
+import redis
+from cio_relay.errors import CioRelayError, ConfigError
+from cio_relay.operations import Kind, Operation
+from cio_relay.outbox.base import DeadLetter, DeadLetterFilter, DeadReason, Depth, Lease, now_or
+from cio_relay.outbox.memory import EVERY_DEAD_LETTER, dead_attempts, new_lease_token
+from cio_relay.outbox.redis_keys import (
+    CONSUMER_PRUNE_IDLE_SECONDS,
+    DELIVERED_TTL_SECONDS,
+    GROUP,
+    ShardKeys,
+    check_namespace,
+    meta_key,
+    shard_keys,
+    shard_of,
+)
+
+__all__ = ["SCRIPTS", "RedisOutbox", "ReplicationError", "load_script_source"]
+
+log = logging.getLogger("cio_relay.outbox.redis")
+
+SCRIPTS = (
+    "enqueue",
+    "lease",
+    "ack",
+    "retry",
+    "dead",
+    "release",
+    "revive",
+    "purge",
+    "depth",
+    "prune_consumers",
+)
+#: Operations per script call: bounds how long one call holds Redis (~1-5 ms per 1,000).
+CHUNK = 1000
+#: Dead letters fetched per round trip while scanning with a filter.
+DEAD_PAGE = 500
+#: Longest single BLPOP in ``wait_until_empty``: stays below the client's socket timeout.
+WAIT_SLICE_SECONDS = 2.0
+_KINDS = {kind.value: kind for kind in Kind}
+
+
+class ReplicationError(CioRelayError):
+    """Fewer replicas than ``wait_replicas`` confirmed an enqueue in time; enqueue again (op ids
+    make that safe)."""
+
+
+def load_script_source(name: str) -> str:
+    """A script's Lua source: the group name, common.lua's helpers, then the script itself."""
+    lua = resources.files("cio_relay.outbox").joinpath("lua")
+    common = lua.joinpath("common.lua").read_text()
+    return f"local GROUP = '{GROUP}'\n{common}\n{lua.joinpath(f'{name}.lua').read_text()}"
+
+
+def _encode(op: Operation) -> bytes:
+    return orjson.dumps([op.kind.value, op.created_at, op.env, op.identifiers, op.payload])
+
+
+def _decode(op_id: bytes, record: bytes) -> Operation:
+    kind, created_at, env, identifiers, payload = orjson.loads(record)
+    return Operation(op_id.decode(), _KINDS[kind], identifiers, payload, created_at, env)
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class RedisOutbox:
+    """The ``Outbox`` protocol on Redis Streams (see the module docstring for the design).
+
+    ``url_or_client`` is a ``redis://``/``rediss://`` URL (the outbox owns and closes the client)
+    or a ``redis.Redis`` made with ``decode_responses=False`` (the caller owns it). Instances are
+    thread-safe; each is one consumer of the group (``consumer``, default ``host:pid:random``).
+
+    >>> outbox = RedisOutbox("redis://127.0.0.1:6379/0")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        url_or_client: str | redis.Redis,
+        *,
+        shards: int = 1,
+        namespace: str = "cio-relay",
+        remember_delivered: float = DELIVERED_TTL_SECONDS,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
+        consumer: str | None = None,
+    ) -> None:
+        if not 1 <= shards <= 16384:
+            raise ValueError(f"shards must be between 1 and 16384, got {shards}")
+        self.namespace = check_namespace(namespace)
+        self.shards = shards
+        self.remember_delivered = remember_delivered
+        self.wait_replicas = wait_replicas
+        self.wait_timeout = wait_timeout
+        self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        if isinstance(url_or_client, str):
+            self.client: redis.Redis = redis.Redis.from_url(
+                url_or_client, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
+            )
+            self._owns_client = True
+        else:
+            if url_or_client.get_encoder().decode_responses:
+                raise ConfigError("RedisOutbox needs a client made with decode_responses=False")
+            self.client = url_or_client
+            self._owns_client = False
+        self._keys = [shard_keys(namespace, shard) for shard in range(shards)]
+        self._scripts: dict[str, Script] = {
+            name: self.client.register_script(load_script_source(name)) for name in SCRIPTS
+        }
+        self._rotation = itertools.count()
+        self._closed = False
+        try:
+            self._check_shard_count()
+            self._check_persistence()
+            self._prune_consumers(CONSUMER_PRUNE_IDLE_SECONDS, "")
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisOutbox:
+        """``redis://[:password@]host:port/db[?shards=N&namespace=name]`` (``CIO_RELAY_OUTBOX``);
+        other query parameters are redis-py's connection options."""
+        parts = urlsplit(url)
+        query = parse_qs(parts.query, keep_blank_values=True)
+        for name, convert in (("shards", int), ("namespace", str)):
+            if name in query:
+                value = query.pop(name)[-1]
+                try:
+                    options.setdefault(name, convert(value))
+                except ValueError:
+                    raise ConfigError(
+                        f"outbox URL: {name} must be a whole number, got {value!r}"
+                    ) from None
+        rest = urlunsplit(parts._replace(query=urlencode(query, doseq=True)))
+        return cls(rest, **options)
+
+    def __repr__(self) -> str:
+        # No URL: it may carry a password.
+        return f"RedisOutbox(namespace={self.namespace!r}, shards={self.shards})"
+
+    # --- setup --------------------------------------------------------------------------------
+
+    def _check_shard_count(self) -> None:
+        key = meta_key(self.namespace)
+        self.client.hsetnx(key, "shards", self.shards)
+        stored = int(self.client.hget(key, "shards") or 0)
+        if stored != self.shards:
+            raise ConfigError(
+                f"the Redis outbox namespace {self.namespace!r} was created with {stored} shards; "
+                f"it cannot be opened with shards={self.shards} (people would change shards)"
+            )
+
+    def _check_persistence(self) -> None:
+        try:
+            config = {
+                **self.client.config_get("appendonly"),
+                **self.client.config_get("maxmemory-policy"),
+            }
+        except redis.ResponseError:  # managed services often disable CONFIG
+            log.debug("cannot read the Redis persistence settings (CONFIG is disabled)")
+            return
+        settings = {str(k): _text(v) for k, v in config.items() if isinstance(v, str | bytes)}
+        policy = settings.get("maxmemory-policy", "noeviction")
+        if policy.startswith("allkeys-"):
+            raise ConfigError(
+                f"Redis runs maxmemory-policy={policy}: it would evict pending operations under "
+                "memory pressure; set maxmemory-policy noeviction for the outbox's Redis"
+            )
+        if settings.get("appendonly") != "yes":
+            log.warning(
+                "Redis runs with appendonly=no: operations acknowledged since the last snapshot "
+                "are lost if Redis stops; set appendonly yes (see docs/scaling.md)"
+            )
+
+    def _prune_consumers(self, idle_seconds: float, name: str) -> None:
+        for keys in self._keys:
+            self._run("prune_consumers", keys, [int(idle_seconds * 1000), name])
+
+    def _run(self, name: str, keys: ShardKeys, args: list[Any], client: Any = None) -> Any:
+        return self._scripts[name](keys=keys.script_keys, args=args, client=client)
+
+    def _run_many(self, name: str, calls: list[tuple[ShardKeys, list[Any]]]) -> list[Any]:
+        """Several script calls in one round trip; in one MULTI/EXEC unless on a Redis Cluster."""
+        if len(calls) == 1:
+            return [self._run(name, *calls[0])]
+        transaction = not isinstance(self.client, redis.cluster.RedisCluster)
+        with self.client.pipeline(transaction=transaction) as pipe:
+            for keys, args in calls:
+                self._run(name, keys, args, client=pipe)
+            return list(pipe.execute())
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def enqueue(self, ops: Sequence[Operation]) -> int:
+        batch = list(ops)
+        for op in batch:
+            if not isinstance(op, Operation):
+                raise TypeError(f"enqueue takes Operations, not {type(op).__name__}")
+        if not batch:
+            return 0
+        by_shard: dict[int, list[Any]] = defaultdict(list)
+        for op in batch:
+            by_shard[shard_of(op.person_key, self.shards)].extend(
+                (op.op_id, op.person_key, _encode(op), repr(op.created_at))
+            )
+        calls = [
+            (self._keys[shard], chunk)
+            for shard, args in by_shard.items()
+            for chunk in _chunks(args, CHUNK * 4)
+        ]
+        added = sum(self._run_many("enqueue", calls))
+        if self.wait_replicas:
+            self._wait_for_replicas()
+        return int(added)
+
+    def _wait_for_replicas(self) -> None:
+        confirmed = int(self.client.wait(self.wait_replicas, int(self.wait_timeout * 1000)))
+        if confirmed < self.wait_replicas:
+            raise ReplicationError(
+                f"only {confirmed} of {self.wait_replicas} Redis replicas confirmed the enqueue "
+                f"within {self.wait_timeout} s"
+            )
+
+    # --- leasing ------------------------------------------------------------------------------
+
+    def lease(self, limit: int, lease_seconds: float, *, now: float | None = None) -> list[Lease]:
+        if lease_seconds <= 0:
+            raise ValueError(f"lease_seconds must be > 0, got {lease_seconds}")
+        if limit <= 0:
+            return []
+        now = now_or(now)
+        until = now + lease_seconds
+        token = new_lease_token()
+        leases: list[Lease] = []
+        first = next(self._rotation) % self.shards  # round-robin: no shard starves the others
+        for step in range(self.shards):
+            keys = self._keys[(first + step) % self.shards]
+            reply = self._run(
+                "lease", keys, [repr(now), repr(until), limit - len(leases), token, self.consumer]
+            )
+            leases.extend(self._leases(reply, token, until))
+            if len(leases) >= limit:
+                break
+        return leases
+
+    @staticmethod
+    def _leases(reply: list[Any], token: str, until: float) -> Iterator[Lease]:
+        for i in range(0, len(reply), 3):
+            op_id, record, attempts = reply[i : i + 3]
+            op = _decode(op_id, record)
+            if attempts is None:
+                yield Lease(op, token, 0, until)
+            else:
+                count, error = orjson.loads(attempts)
+                yield Lease(op, token, count, until, error)
+
+    def _by_shard(self, leases: Iterable[Lease], *fields: str) -> dict[int, list[Any]]:
+        grouped: dict[int, list[Any]] = defaultdict(list)
+        for lease in leases:
+            values = {"op_id": lease.op.op_id, "person": lease.op.person_key, "token": lease.token}
+            grouped[shard_of(lease.op.person_key, self.shards)].extend(values[f] for f in fields)
+        return grouped
+
+    def ack(self, leases: Iterable[Lease]) -> None:
+        now = time.time()
+        forget_before = repr(now - self.remember_delivered) if self.remember_delivered > 0 else ""
+        calls = [
+            (self._keys[shard], [repr(now), forget_before, *chunk])
+            for shard, pairs in self._by_shard(leases, "op_id", "person").items()
+            for chunk in _chunks(pairs, CHUNK * 2)
+        ]
+        if calls:
+            self._run_many("ack", calls)
+
+    def release(self, leases: Iterable[Lease]) -> None:
+        for shard, pairs in self._by_shard(leases, "op_id", "token").items():
+            for chunk in _chunks(pairs, CHUNK * 2):
+                self._run("release", self._keys[shard], chunk)
+
+    def retry_later(
+        self, lease: Lease, *, retry_at: float, error: str, now: float | None = None
+    ) -> None:
+        keys = self._keys[shard_of(lease.op.person_key, self.shards)]
+        attempts = orjson.dumps([lease.attempts + 1, error])
+        self._run("retry", keys, [lease.op.op_id, lease.token, repr(retry_at), attempts])
+
+    def dead_letter(
+        self, lease: Lease, reason: DeadReason, detail: str, *, now: float | None = None
+    ) -> None:
+        reason = DeadReason(reason)
+        dead_at = now_or(now)
+        info = orjson.dumps(
+            [
+                lease.op.kind.value,
+                reason.value,
+                detail,
+                dead_attempts(lease.attempts, reason),
+                dead_at,
+            ]
+        )
+        keys = self._keys[shard_of(lease.op.person_key, self.shards)]
+        args = [lease.op.op_id, lease.token, lease.op.person_key, info, repr(dead_at)]
+        self._run("dead", keys, args)
+
+    # --- dead letters -------------------------------------------------------------------------
+
+    def _dead_in_shard(
+        self, keys: ShardKeys, where: DeadLetterFilter, now: float
+    ) -> Iterator[tuple[float, str, list[Any]]]:
+        """(dead_at, op_id, info) of one shard's matching dead letters, newest first."""
+        if where.op_ids:
+            ids = list(dict.fromkeys(where.op_ids))
+            found = [
+                (op_id, info)
+                for op_id, info in zip(ids, self.client.hmget(keys.dead_info, ids), strict=True)
+                if info is not None
+            ]
+            rows = [(orjson.loads(info), op_id) for op_id, info in found]
+            rows.sort(key=lambda row: row[0][4], reverse=True)
+            for info, op_id in rows:
+                if self._matches(where, info, now):
+                    yield info[4], op_id, info
+            return
+        # Scores are exact doubles; the bound is widened a hair and the exact test applied below.
+        top = "+inf" if where.older_than is None else repr(now - where.older_than + 1e-6)
+        offset = 0
+        while True:
+            page: list[Any] = self.client.zrevrangebyscore(
+                keys.dead_at, top, "-inf", start=offset, num=DEAD_PAGE
+            )
+            if not page:
+                return
+            offset += len(page)
+            infos = self.client.hmget(keys.dead_info, page)
+            for member, info in zip(page, infos, strict=True):
+                if info is not None:
+                    decoded = orjson.loads(info)
+                    if self._matches(where, decoded, now):
+                        yield decoded[4], _text(member), decoded
+
+    @staticmethod
+    def _matches(where: DeadLetterFilter, info: list[Any], now: float) -> bool:
+        kind, reason, _detail, _attempts, dead_at = info
+        return (
+            (where.kind is None or kind == where.kind)
+            and (where.reason is None or reason == where.reason)
+            and (where.older_than is None or now - dead_at >= where.older_than)
+        )
+
+    def _dead_newest_first(
+        self, where: DeadLetterFilter, now: float
+    ) -> Iterator[tuple[int, str, list[Any]]]:
+        """(shard, op_id, info) of every matching dead letter, newest first across shards."""
+        streams = [
+            (
+                (dead_at, op_id, info, shard)
+                for dead_at, op_id, info in self._dead_in_shard(k, where, now)
+            )
+            for shard, k in enumerate(self._keys)
+        ]
+        for _dead_at, op_id, info, shard in heapq.merge(*streams, key=lambda r: r[0], reverse=True):
+            yield shard, op_id, info
+
+    def _records(self, rows: list[tuple[int, str, list[Any]]]) -> list[Operation]:
+        """The operations of dead letters, in the order given."""
+        ops: list[Operation | None] = [None] * len(rows)
+        by_shard: dict[int, list[int]] = defaultdict(list)
+        for index, (shard, _op_id, _info) in enumerate(rows):
+            by_shard[shard].append(index)
+        for shard, indexes in by_shard.items():
+            for chunk in _chunks(indexes, CHUNK):
+                ids = [rows[i][1] for i in chunk]
+                records = self.client.hmget(self._keys[shard].dead, ids)
+                for i, record in zip(chunk, records, strict=True):
+                    if isinstance(record, bytes):  # None if purged meanwhile
+                        ops[i] = _decode(rows[i][1].encode(), record)
+        return [op for op in ops if op is not None]
+
+    def list_dead(
+        self,
+        where: DeadLetterFilter = EVERY_DEAD_LETTER,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        now: float | None = None,
+    ) -> list[DeadLetter]:
+        now = now_or(now)
+        offset = max(offset, 0)
+        rows = list(itertools.islice(self._dead_newest_first(where, now), offset, offset + limit))
+        return [
+            DeadLetter(op, DeadReason(info[1]), info[2], info[3], info[4])
+            for op, (_shard, _op_id, info) in zip(self._records(rows), rows, strict=True)
+        ]
+
+    def count_dead(
+        self, where: DeadLetterFilter = EVERY_DEAD_LETTER, *, now: float | None = None
+    ) -> int:
+        if where == EVERY_DEAD_LETTER:
+            with self.client.pipeline(transaction=False) as pipe:
+                for keys in self._keys:
+                    pipe.hlen(keys.dead)
+                return sum(int(n) for n in pipe.execute())
+        return sum(1 for _ in self._dead_newest_first(where, now_or(now)))
+
+    def replay(self, where: DeadLetterFilter, *, now: float | None = None) -> int:
+        rows = list(self._dead_newest_first(where, now_or(now)))[::-1]  # oldest first
+        revived = 0
+        for chunk in _chunks(rows, CHUNK):
+            by_shard: dict[int, list[Any]] = defaultdict(list)
+            for (shard, op_id, _info), op in zip(chunk, self._records(chunk), strict=True):
+                by_shard[shard].extend((op_id, op.person_key, repr(op.created_at)))
+            for shard, args in by_shard.items():
+                revived += int(self._run("revive", self._keys[shard], args))
+        return revived
+
+    def purge(self, where: DeadLetterFilter, *, now: float | None = None) -> int:
+        by_shard: dict[int, list[str]] = defaultdict(list)
+        for shard, op_id, _info in self._dead_newest_first(where, now_or(now)):
+            by_shard[shard].append(op_id)
+        return sum(
+            int(self._run("purge", self._keys[shard], chunk))
+            for shard, ids in by_shard.items()
+            for chunk in _chunks(ids, CHUNK)
+        )
+
+    # --- inspection ---------------------------------------------------------------------------
+
+    def _depths(self, now: float) -> list[list[Any]]:
+        with self.client.pipeline(transaction=False) as pipe:
+            for keys in self._keys:
+                self._run("depth", keys, [repr(now)], client=pipe)
+            return list(pipe.execute())
+
+    def depth(self, *, now: float | None = None) -> Depth:
+        now = now_or(now)
+        pending = leased = scheduled = dead = 0
+        oldest: float | None = None
+        for shard_pending, shard_leased, shard_scheduled, shard_dead, created in self._depths(now):
+            pending += shard_pending
+            leased += shard_leased
+            scheduled += shard_scheduled
+            dead += shard_dead
+            if created is not None:
+                oldest = float(created) if oldest is None else min(oldest, float(created))
+        return Depth(
+            ready=pending - leased - scheduled,
+            scheduled=scheduled,
+            leased=leased,
+            dead=dead,
+            oldest_waiting_age=None if oldest is None else max(0.0, now - oldest),
+        )
+
+    def wait_until_empty(self, timeout: float) -> bool:
+        """Block until nothing is pending (all delivered or dead), or ``timeout`` seconds pass;
+        True if empty. Woken by the ack/dead-letter scripts, not by polling."""
+        deadline = time.monotonic() + timeout
+        while True:
+            busy = [
+                self._keys[shard]
+                for shard, depth in enumerate(self._depths(time.time()))
+                if depth[0] > 0
+            ]
+            if not busy:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self.client.blpop([busy[0].idle], timeout=min(left, WAIT_SLICE_SECONDS))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._prune_consumers(CONSUMER_PRUNE_IDLE_SECONDS, self.consumer)
+        except redis.RedisError as exc:  # closing must not fail because Redis went away
+            log.debug("could not remove consumer %s on close: %s", self.consumer, exc)
+        finally:
+            if self._owns_client:
+                self.client.close()

@@ -1,0 +1,153 @@
+"""Every Redis key, consumer-group name and TTL the Redis outbox and the shared rate limiter use.
+
+Redis Cluster: every key one Lua script touches shares one hash tag, so each script runs on one
+node. The outbox's keys are grouped per *shard* (``{<namespace>:<shard>}``); a person's
+operations always live in one shard (``shard_of``), so every script works on one shard. The
+namespace's metadata and each rate limit have their own tags, touched by their own calls.
+
+Keys of shard ``s`` in namespace ``ns`` (tag ``T = {ns:s}``):
+
+- ``T:stream`` (stream): one entry (field ``o`` = op id) per person whose head is ready or
+  leased; the consumer group ``relay`` hands them out (XREADGROUP); its pending list is the
+  lease ledger.
+- ``T:ops`` (hash): op id -> record, orjson ``[kind, created_at, env, identifiers, payload]``,
+  of every pending operation.
+- ``T:q:<person_key>`` (list): the person's pending op ids, oldest first; only the first is
+  ever active.
+- ``T:entry`` (hash): op id -> stream entry id, while the op is in the stream.
+- ``T:leased`` (hash): op id -> token of the live lease (absent once released).
+- ``T:deadlines`` (zset): op id -> lease_until; 0 once released (due again at once).
+- ``T:retry`` (zset): op id -> retry_at: heads waiting to retry, out of the stream until due.
+- ``T:attempts`` (hash): op id -> orjson ``[attempts, last_error]`` (ops that were retried).
+- ``T:created`` (zset): op id -> created_at of every pending op (the oldest waiting age).
+- ``T:done`` (zset): op id -> acked at: delivered ids, remembered ``DELIVERED_TTL_SECONDS``.
+- ``T:dead`` (hash): op id -> record of a dead letter (the same bytes as in ``T:ops``).
+- ``T:dead_info`` (hash): op id -> orjson ``[kind, reason, detail, attempts, dead_at]``.
+- ``T:dead_at`` (zset): op id -> dead_at (newest first, pagination, ``older_than``).
+- ``T:idle`` (list): one element, pushed when the shard's last pending op leaves
+  (``RedisOutbox.wait_until_empty`` blocks on it).
+
+Outside the shards: ``{ns}:meta`` (hash: ``shards``, fixed at creation) and
+``{ns:ratelimit:<scope>:<family>}`` (hash: ``tat``, ``paused_until``; expires once idle).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+__all__ = [
+    "CONSUMER_PRUNE_IDLE_SECONDS",
+    "DELIVERED_TTL_SECONDS",
+    "GROUP",
+    "SCRIPT_KEY_NAMES",
+    "ShardKeys",
+    "check_namespace",
+    "meta_key",
+    "ratelimit_key",
+    "shard_keys",
+    "shard_of",
+]
+
+#: The consumer group every worker reads the shard streams through.
+GROUP = "relay"
+
+#: How long an acknowledged (delivered) op id is remembered, so that enqueueing it again (a caller
+#: retrying after a lost reply) is still a duplicate. Memory: ~100 bytes x delivery rate x TTL,
+#: e.g. 1,000 ops/s for 5 minutes is ~30 MB. Past it, Customer.io's own de-duplication of Track
+#: events by ``id`` (the op id) is the remaining guard.
+DELIVERED_TTL_SECONDS = 300.0
+
+#: A consumer (one per ``RedisOutbox`` instance, i.e. per worker process) with nothing pending and
+#: idle this long is deleted when another instance opens: it belonged to a process that is gone.
+CONSUMER_PRUNE_IDLE_SECONDS = 3600.0
+
+#: The order in which every outbox script receives its shard's keys as ``KEYS`` (common.lua
+#: names them in this order); the person-queue prefix comes last.
+SCRIPT_KEY_NAMES = (
+    "ops",
+    "entry",
+    "leased",
+    "deadlines",
+    "retry",
+    "attempts",
+    "created",
+    "stream",
+    "done",
+    "dead",
+    "dead_info",
+    "dead_at",
+    "idle",
+    "queue_prefix",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ShardKeys:
+    """The key names of one shard; ``script_keys`` is what every outbox script gets as KEYS."""
+
+    tag: str
+
+    def key(self, name: str) -> str:
+        return f"{self.tag}:{name}"
+
+    @property
+    def stream(self) -> str:
+        return self.key("stream")
+
+    @property
+    def dead(self) -> str:
+        return self.key("dead")
+
+    @property
+    def dead_info(self) -> str:
+        return self.key("dead_info")
+
+    @property
+    def dead_at(self) -> str:
+        return self.key("dead_at")
+
+    @property
+    def idle(self) -> str:
+        return self.key("idle")
+
+    @property
+    def ops(self) -> str:
+        return self.key("ops")
+
+    def queue(self, person_key: str) -> str:
+        return self.key(f"q:{person_key}")
+
+    @property
+    def script_keys(self) -> list[str]:
+        return [self.key("q:") if n == "queue_prefix" else self.key(n) for n in SCRIPT_KEY_NAMES]
+
+
+def check_namespace(namespace: str) -> str:
+    """A namespace is part of a hash tag: it must be non-empty and free of braces."""
+    if not namespace or "{" in namespace or "}" in namespace:
+        raise ValueError(
+            f"namespace must be a non-empty string without '{{' or '}}', got {namespace!r}"
+        )
+    return namespace
+
+
+def shard_keys(namespace: str, shard: int) -> ShardKeys:
+    return ShardKeys(f"{{{namespace}:{shard}}}")
+
+
+def shard_of(person_key: str, shards: int) -> int:
+    """The shard a person's operations live in: CRC-32, the same on every machine and process
+    (Python's ``hash`` is salted per process)."""
+    if shards == 1:
+        return 0
+    return zlib.crc32(person_key.encode()) % shards
+
+
+def meta_key(namespace: str) -> str:
+    return f"{{{namespace}}}:meta"
+
+
+def ratelimit_key(namespace: str, scope: str, family: str) -> str:
+    """One rate limit: ``scope`` separates Customer.io workspaces sharing a Redis."""
+    return f"{{{namespace}:ratelimit:{scope}:{family}}}"

@@ -1,0 +1,3 @@
+"""Shared pytest fixtures and plugins for the whole suite."""
+
+pytest_plugins = ["tests.fixtures.redis_server"]
