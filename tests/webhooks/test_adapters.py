@@ -1,0 +1,97 @@
+"""The framework-free adapter function behind the Django and Flask views."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+
+import orjson
+import pytest
+
+from cio_relay.webhooks.adapters import handle_webhook
+from cio_relay.webhooks.inbox import MemoryInbox
+from cio_relay.webhooks.intake import WebhookIntake
+from tests.webhooks.helpers import KEY, payload, signed
+
+NOW = 1_700_000_000
+
+
+@pytest.fixture
+def inbox() -> Iterator[MemoryInbox]:
+    memory = MemoryInbox()
+    yield memory
+    memory.close()
+
+
+@pytest.fixture
+def intake(inbox: MemoryInbox) -> WebhookIntake:
+    return WebhookIntake(inbox, [KEY], max_body=2_000, clock=lambda: float(NOW))
+
+
+def test_an_authentic_event_is_stored(intake: WebhookIntake, inbox: MemoryInbox) -> None:
+    body = payload()
+    assert handle_webhook(intake, body, signed(body, timestamp=NOW)) == (
+        200,
+        b'{"status":"stored"}',
+    )
+    assert handle_webhook(intake, body, signed(body, timestamp=NOW)) == (
+        200,
+        b'{"status":"duplicate"}',
+    )
+    assert inbox.counts().pending == 1
+
+
+@pytest.mark.parametrize("case", [str.lower, str.upper, str.title])
+def test_header_names_are_matched_case_insensitively(
+    intake: WebhookIntake, case: Callable[[str], str]
+) -> None:
+    body = payload()
+    headers = {case(name): value for name, value in signed(body, timestamp=NOW).items()}
+    assert handle_webhook(intake, body, headers)[0] == 200
+
+
+def test_a_bad_signature_is_401_with_no_body(intake: WebhookIntake) -> None:
+    body = payload()
+    assert handle_webhook(intake, body, signed(body, key="wrong", timestamp=NOW)) == (401, b"")
+    assert handle_webhook(intake, body, {}) == (401, b"")
+
+
+def test_an_oversized_body_is_413_naming_the_limit_and_size(intake: WebhookIntake) -> None:
+    body = payload(subject="x" * 3_000)
+    status, reply = handle_webhook(intake, body, signed(body, timestamp=NOW))
+    assert status == 413
+    assert (
+        orjson.loads(reply)["error"] == f"body: {len(body)} bytes exceeds the limit of 2000 bytes"
+    )
+    declared = {"Content-Length": "999999", **signed(b"", timestamp=NOW)}
+    assert handle_webhook(intake, b"", declared)[0] == 413  # refused on the declared length
+
+
+def test_unparseable_payloads_are_quarantined_and_acknowledged(
+    intake: WebhookIntake, inbox: MemoryInbox
+) -> None:
+    for body in (b"<xml/>", b'{"metric":"sent"}'):
+        assert handle_webhook(intake, body, signed(body, timestamp=NOW)) == (
+            200,
+            b'{"status":"quarantined"}',
+        )
+    assert [q.raw for q in inbox.list_quarantined()] == [b"<xml/>", b'{"metric":"sent"}']
+
+
+def test_a_storage_failure_is_503(intake: WebhookIntake, inbox: MemoryInbox) -> None:
+    inbox.close()  # a closed inbox cannot store: the same path as a locked or full disk
+    body = payload()
+    status, _ = handle_webhook(intake, body, signed(body, timestamp=NOW))
+    assert status == 503
+
+
+def test_importing_the_adapters_does_not_import_django_or_flask() -> None:
+    code = (
+        "import sys, cio_relay.webhooks.adapters\n"
+        "print(sorted(m for m in ('django', 'flask') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
