@@ -1,0 +1,217 @@
+"""``/_emulator/``: look inside the emulator and steer it. No authentication: a test tool that
+binds 127.0.0.1.
+
+- ``GET people?limit&offset``, ``GET people/{identifier}`` (id, email or ``cio_<id>``; with its
+  events), ``GET events?person&name&type&limit&offset``, ``GET deliveries?channel&limit&offset``,
+  ``GET broadcasts``, ``GET metrics`` (reported delivery metrics), ``GET segments``,
+  ``GET objects``, ``GET stats``;
+- ``GET|POST|DELETE faults`` (see ``faults.py``), ``POST reset``;
+- ``GET webhooks`` (what was sent or failed), ``POST webhooks/flush?timeout=s`` (returns once
+  every queued webhook has been sent or has failed for good).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from .faults import InvalidFault
+from .http import Reply, Request, json_reply, query_params
+
+if TYPE_CHECKING:
+    from .app import Emulator
+
+__all__ = ["handle"]
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 10_000
+
+
+class _BadQuery(Exception):
+    pass
+
+
+def _error(status: int, message: str) -> Reply:
+    return json_reply({"error": message}, status)
+
+
+def _int_param(params: dict[str, str], name: str, default: int, maximum: int) -> int:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise _BadQuery(f"{name} must be a non-negative integer, not {raw!r}")
+    return min(int(raw), maximum)
+
+
+def _page(params: dict[str, str], rows: Iterable[Any]) -> tuple[list[Any], int, int, int]:
+    """(the page, total, limit, offset) of ``rows`` by the ``limit``/``offset`` parameters."""
+    limit = _int_param(params, "limit", DEFAULT_LIMIT, MAX_LIMIT)
+    offset = _int_param(params, "offset", 0, 2**62)
+    page: list[Any] = []
+    total = 0
+    for total, row in enumerate(rows, start=1):
+        if offset < total <= offset + limit:
+            page.append(row)
+    return page, total, limit, offset
+
+
+async def handle(em: Emulator, request: Request) -> Reply:
+    parts = tuple(request.segments[1:])
+    method = request.method
+    try:
+        if method == "GET" and len(parts) == 2 and parts[0] == "people":
+            return _person(em, parts[1])
+        if method == "POST" and parts == ("webhooks", "flush"):
+            return await _flush(em, request)
+        handler = _ROUTES.get((method, parts[0])) if len(parts) == 1 else None
+        if handler is None:
+            return _error(404, f"no such inspection endpoint: {method} {request.path}")
+        return handler(em, request)
+    except _BadQuery as bad:
+        return _error(400, str(bad))
+
+
+def _people(em: Emulator, request: Request) -> Reply:
+    params = query_params(request)
+    rows = (person.to_json() for person in em.state.people.values())
+    page, total, limit, offset = _page(params, rows)
+    return json_reply({"people": page, "total": total, "limit": limit, "offset": offset})
+
+
+def _person(em: Emulator, identifier: str) -> Reply:
+    person = em.state.find_by_path(identifier)
+    if person is None:
+        return _error(404, f"no person {identifier!r}")
+    body = person.to_json()
+    events = itertools.islice(em.state.events_of(person), MAX_LIMIT)
+    body["events"] = [em.state.event_json(event) for event in events]
+    return json_reply(body)
+
+
+def _events(em: Emulator, request: Request) -> Reply:
+    params = query_params(request)
+    state = em.state
+    rows: Iterable[Any] = state.events
+    if "person" in params:
+        person = state.find_by_path(params["person"])
+        if person is not None:
+            rows = state.events_of(person)
+        else:  # not a person: perhaps an anonymous id
+            rows = (e for e in state.events if e.anonymous_id == params["person"])
+    if "name" in params:
+        rows = (e for e in rows if e.name == params["name"])
+    if "type" in params:
+        rows = (e for e in rows if e.type == params["type"])
+    page, total, limit, offset = _page(params, rows)
+    events = [state.event_json(event) for event in page]
+    return json_reply({"events": events, "total": total, "limit": limit, "offset": offset})
+
+
+def _deliveries(em: Emulator, request: Request) -> Reply:
+    params = query_params(request)
+    rows: Iterable[dict[str, Any]] = em.state.deliveries
+    if "channel" in params:
+        rows = (d for d in rows if d["channel"] == params["channel"])
+    page, total, limit, offset = _page(params, rows)
+    return json_reply({"deliveries": page, "total": total, "limit": limit, "offset": offset})
+
+
+def _broadcasts(em: Emulator, request: Request) -> Reply:
+    return json_reply({"triggers": list(em.state.triggers.values())})
+
+
+def _metrics(em: Emulator, request: Request) -> Reply:
+    return json_reply({"metrics": em.state.metrics})
+
+
+def _segments(em: Emulator, request: Request) -> Reply:
+    return json_reply({"segments": {k: sorted(v) for k, v in em.state.segments.items()}})
+
+
+def _objects(em: Emulator, request: Request) -> Reply:
+    rows = [
+        {"object_type_id": type_id, "object_id": object_id, **stored}
+        for (type_id, object_id), stored in em.state.objects.items()
+    ]
+    return json_reply({"objects": rows})
+
+
+def _stats(em: Emulator, request: Request) -> Reply:
+    stats = em.state.stats
+    return json_reply(
+        {
+            "requests": stats.requests_json(),
+            "requests_total": sum(stats.requests.values()),
+            "events_accepted": stats.events_accepted,
+            "events_stored": len(em.state.events),
+            "duplicate_event_ids": stats.duplicate_event_ids,
+            "rate_limited": stats.rate_limited,
+            "injected_errors": stats.injected_errors,
+            "dropped_connections": stats.dropped_connections,
+            "delayed_requests": stats.delayed_requests,
+            "batch_items_accepted": stats.batch_items_accepted,
+            "batch_items_refused": stats.batch_items_refused,
+            "attribute_update_failures": stats.attribute_update_failures,
+            "ignored_unknown_cio_ids": stats.ignored_unknown_cio_ids,
+            "people": len(em.state.people),
+            "deliveries": len(em.state.deliveries),
+            "broadcast_triggers": len(em.state.triggers),
+            "webhooks": em.webhooks.counts(),
+        }
+    )
+
+
+def _faults(em: Emulator, request: Request) -> Reply:
+    return json_reply({"faults": [rule.to_json() for rule in em.faults.rules]})
+
+
+def _add_fault(em: Emulator, request: Request) -> Reply:
+    try:
+        rule = em.faults.add(request.json())
+    except InvalidFault as bad:
+        return _error(400, str(bad))
+    except Exception:
+        return _error(400, "a fault must be a JSON object")
+    return json_reply({"fault": rule.to_json()})
+
+
+def _clear_faults(em: Emulator, request: Request) -> Reply:
+    removed = len(em.faults.rules)
+    em.faults.clear()
+    return json_reply({"removed": removed})
+
+
+def _reset(em: Emulator, request: Request) -> Reply:
+    em.reset()
+    return json_reply({"reset": True})
+
+
+def _webhooks(em: Emulator, request: Request) -> Reply:
+    return json_reply({**em.webhooks.counts(), "webhooks": list(em.webhooks.log)})
+
+
+async def _flush(em: Emulator, request: Request) -> Reply:
+    params = query_params(request)
+    timeout = _int_param(params, "timeout", 30, 600)
+    drained = await em.webhooks.flush(timeout)
+    status = 200 if drained else 504
+    return json_reply({"drained": drained, **em.webhooks.counts()}, status)
+
+
+_ROUTES: dict[tuple[str, str], Callable[[Emulator, Request], Reply]] = {
+    ("GET", "people"): _people,
+    ("GET", "events"): _events,
+    ("GET", "deliveries"): _deliveries,
+    ("GET", "broadcasts"): _broadcasts,
+    ("GET", "metrics"): _metrics,
+    ("GET", "segments"): _segments,
+    ("GET", "objects"): _objects,
+    ("GET", "stats"): _stats,
+    ("GET", "faults"): _faults,
+    ("POST", "faults"): _add_fault,
+    ("DELETE", "faults"): _clear_faults,
+    ("POST", "reset"): _reset,
+    ("GET", "webhooks"): _webhooks,
+}

@@ -1,0 +1,168 @@
+"""Serve the emulator with uvicorn: in a background thread (tests, sandbox) or in the foreground.
+
+``EmulatorServer`` binds its socket itself (port 0 picks a free one), so ``url`` is known
+before the server starts, and ``start`` returns once uvicorn has started serving on it.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from types import TracebackType
+from typing import Any
+
+import uvicorn
+
+from .app import Emulator, create_app
+from .config import EmulatorConfig
+from .state import EmulatorState
+
+__all__ = ["EmulatorServer", "serve_forever", "uvicorn_config"]
+
+_START_TIMEOUT = 30.0
+
+
+def uvicorn_config(
+    app: Emulator,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+    log_config: dict[str, Any] | None = None,
+) -> uvicorn.Config:
+    """The server stack the emulator runs on: uvloop and httptools when installed, no access
+    log (it is the peer of every benchmark), lifespan on (to close the webhook client)."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        loop="auto",
+        http="auto",
+        lifespan="on",
+        access_log=False,
+        log_config=log_config,
+        log_level="warning",
+        backlog=4096,
+        timeout_graceful_shutdown=5,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+    )
+
+
+class EmulatorServer:
+    """The emulator on a real 127.0.0.1 socket, served from a background thread.
+
+    >>> with EmulatorServer(EmulatorConfig()) as server:   # doctest: +SKIP
+    ...     httpx.get(f"{server.url}/_emulator/stats")
+    """
+
+    def __init__(
+        self,
+        config: EmulatorConfig | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
+    ) -> None:
+        self.config = config or EmulatorConfig()
+        self.app = create_app(self.config)
+        self.host = host
+        self._socket = socket.socket(
+            socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM
+        )
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self._socket.bind((host, port))
+        except OSError:
+            self._socket.close()
+            raise
+        self.port = int(self._socket.getsockname()[1])
+        scheme = "https" if ssl_certfile else "http"
+        netloc = f"[{host}]" if ":" in host else host
+        self.url = f"{scheme}://{netloc}:{self.port}"
+        self._server = uvicorn.Server(
+            uvicorn_config(
+                self.app,
+                host=host,
+                port=self.port,
+                ssl_certfile=ssl_certfile,
+                ssl_keyfile=ssl_keyfile,
+            )
+        )
+        self._thread: threading.Thread | None = None
+        self._finished = threading.Event()
+
+    def __repr__(self) -> str:
+        return f"EmulatorServer(url={self.url!r}, config={self.config!r})"
+
+    @property
+    def state(self) -> EmulatorState:
+        """The in-memory world, for direct inspection (read it; change it through the API)."""
+        return self.app.state
+
+    def start(self) -> EmulatorServer:
+        if self._thread is not None:
+            return self
+        self._thread = threading.Thread(
+            target=self._run, name=f"cio-relay-emulator-{self.port}", daemon=True
+        )
+        self._thread.start()
+        # Poll uvicorn's own flag, waking on the thread's end so a failed start is seen at once.
+        waited = 0.0
+        while not self._server.started:
+            if self._finished.wait(0.005):
+                raise RuntimeError(f"the emulator failed to start on {self.url}")
+            waited += 0.005
+            if waited > _START_TIMEOUT:
+                self.stop()
+                raise RuntimeError(f"the emulator did not start on {self.url} in time")
+        return self
+
+    def _run(self) -> None:
+        try:
+            self._socket.listen(4096)
+            self._server.run(sockets=[self._socket])
+        finally:
+            self._finished.set()
+
+    def stop(self) -> None:
+        """Stop serving and wait for the thread; safe to call twice."""
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        self._socket.close()
+
+    def __enter__(self) -> EmulatorServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def serve_forever(
+    config: EmulatorConfig,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+) -> None:
+    """Run the emulator in the foreground until interrupted (``cio-relay emulator``)."""
+    server = uvicorn.Server(
+        uvicorn_config(
+            create_app(config),
+            host=host,
+            port=port,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
+            log_config=uvicorn.config.LOGGING_CONFIG,
+        )
+    )
+    server.run()

@@ -1,0 +1,164 @@
+"""Track API v1 handlers (customerio-api.md §2). Success is ``200 {}``; refusals raise
+``Invalid`` / ``Problem`` and are rendered as ``400 {"meta":{"error": ...}}`` by the app."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from . import people
+from .http import OK, Reply, Request, json_reply, parse_object, query_params
+from .limits import Invalid, check_event, check_identifier
+from .state import classify_identifier
+
+if TYPE_CHECKING:
+    from .app import Emulator
+
+__all__ = [
+    "add_device",
+    "anonymous_event",
+    "delete",
+    "delete_device",
+    "identify",
+    "merge_customers",
+    "metrics",
+    "push_event",
+    "region",
+    "segment_membership",
+    "suppress",
+    "track",
+    "unsuppress",
+]
+
+SEGMENT_IDS_PER_CALL = 1000
+_METRICS = frozenset(
+    {"sent", "delivered", "opened", "clicked", "converted", "bounced", "spammed", "unsubscribed"}
+)
+_PUSH_EVENTS = frozenset({"opened", "converted", "delivered"})
+
+
+def _path_person(identifier: str) -> tuple[str, str]:
+    id_type, value = classify_identifier(identifier)
+    check_identifier(value, "cio_id" if id_type == "cio_id" else "id")
+    return id_type, value
+
+
+def identify(em: Emulator, request: Request, identifier: str) -> Reply:
+    attributes = parse_object(request)
+    id_type, value = _path_person(identifier)
+    people.apply_identify(em.state, id_type, value, attributes)
+    return OK
+
+
+def delete(em: Emulator, request: Request, identifier: str) -> Reply:
+    people.delete_person(em.state, *_path_person(identifier))
+    return OK
+
+
+def track(em: Emulator, request: Request, identifier: str) -> Reply:
+    body = parse_object(request)
+    id_type, value = _path_person(identifier)
+    person = people.person_for_write(em.state, id_type, value)
+    if person is None:  # an unknown cio_id: dropped, but the event must still be valid
+        check_event(body)
+        return OK
+    people.record_event(em.state, person, None, body)
+    return OK
+
+
+def anonymous_event(em: Emulator, request: Request) -> Reply:
+    body = parse_object(request)
+    anonymous_id = body.get("anonymous_id")
+    if anonymous_id is not None:
+        anonymous_id = check_identifier(anonymous_id, "anonymous_id")
+    elif not isinstance(body.get("data"), dict) or not body["data"].get("recipient"):
+        # Without anonymous_id the only documented form is the invite event (data.recipient).
+        raise Invalid("anonymous_id must be present (or data.recipient for an invite event)")
+    people.record_event(em.state, None, anonymous_id, body)
+    return OK
+
+
+def add_device(em: Emulator, request: Request, identifier: str) -> Reply:
+    body = parse_object(request)
+    people.add_device(em.state, *_path_person(identifier), body.get("device"))
+    return OK
+
+
+def delete_device(em: Emulator, request: Request, identifier: str, token: str) -> Reply:
+    if not token:
+        raise Invalid("device id must be present", "device_id", "required")
+    people.delete_device(em.state, *_path_person(identifier), token)
+    return OK
+
+
+def suppress(em: Emulator, request: Request, identifier: str) -> Reply:
+    people.set_suppressed(em.state, *_path_person(identifier), True)
+    return OK
+
+
+def unsuppress(em: Emulator, request: Request, identifier: str) -> Reply:
+    people.set_suppressed(em.state, *_path_person(identifier), False)
+    return OK
+
+
+def merge_customers(em: Emulator, request: Request) -> Reply:
+    body = parse_object(request)
+    people.merge_people(em.state, body.get("primary"), body.get("secondary"))
+    return OK
+
+
+def segment_membership(em: Emulator, request: Request, segment_id: str, action: str) -> Reply:
+    body = parse_object(request)
+    ids = body.get("ids")
+    if not isinstance(ids, list) or not ids:
+        raise Invalid("ids must be a non-empty list", "ids", "required")
+    if len(ids) > SEGMENT_IDS_PER_CALL:
+        raise Invalid(
+            f"cannot change more than {SEGMENT_IDS_PER_CALL} ids in one request (was {len(ids)})",
+            "ids",
+            "too_many",
+        )
+    id_type = query_params(request).get("id_type", "id")
+    if id_type not in ("id", "email", "cio_id"):
+        raise Invalid("id_type must be id, email or cio_id", "id_type")
+    members = em.state.segments.setdefault(segment_id, set())
+    for raw in ids:
+        person = em.state.find(id_type, check_identifier(raw, "ids"))
+        if person is None:
+            continue
+        if action == "add_customers":
+            members.add(person.cio_id)
+            person.segments.add(segment_id)
+        else:
+            members.discard(person.cio_id)
+            person.segments.discard(segment_id)
+    return OK
+
+
+def metrics(em: Emulator, request: Request) -> Reply:
+    body = parse_object(request)
+    if not isinstance(body.get("delivery_id"), str) or not body["delivery_id"]:
+        raise Invalid("delivery_id must be present", "delivery_id", "required")
+    if body.get("metric") not in _METRICS:
+        raise Invalid(f"metric must be one of {', '.join(sorted(_METRICS))}", "metric")
+    em.state.metrics.append({"source": "v1/metrics", "received_at": time.time(), **body})
+    return OK
+
+
+def push_event(em: Emulator, request: Request) -> Reply:
+    body = parse_object(request)
+    if not isinstance(body.get("delivery_id"), str) or not body["delivery_id"]:
+        raise Invalid("delivery_id must be present", "delivery_id", "required")
+    if body.get("event") not in _PUSH_EVENTS:
+        raise Invalid("event must be one of converted, delivered, opened", "event")
+    em.state.metrics.append({"source": "v1/push/events", "received_at": time.time(), **body})
+    return OK
+
+
+def region(em: Emulator, request: Request) -> Reply:
+    """``GET /api/v1/accounts/region``. Its exact keys are UNCONFIRMED; these name the region,
+    the Track URL and an environment id, as SPEC-EX describes."""
+    region_name = em.config.region
+    url = "https://track.customer.io" if region_name == "us" else "https://track-eu.customer.io"
+    body: dict[str, Any] = {"region": region_name, "url": url, "environment_id": em.config.site_id}
+    return json_reply(body)

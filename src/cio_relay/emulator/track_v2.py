@@ -1,0 +1,249 @@
+"""Track API v2: ``POST /api/v2/entity`` (one operation) and ``POST /api/v2/batch``.
+
+A batch answers 200 ``{}`` when every item was applied and 207
+``{"errors":[{"batch_index", "reason", "field", "message"}]}`` listing the refused items otherwise
+(customerio-api.md §3); the other items are applied. Whole-request problems (not JSON, no
+``batch`` list, over 500 KB) answer 400.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from . import people
+from .http import OK, Reply, Request, json_reply, parse_object
+from .limits import (
+    BATCH_BYTES,
+    V2_ITEM_BYTES,
+    Invalid,
+    check_attributes,
+    check_identifier,
+)
+from .state import EmulatorState
+
+if TYPE_CHECKING:
+    from .app import Emulator
+
+__all__ = ["apply_item", "batch", "entity"]
+
+PERSON_IDENTIFIERS = ("id", "email", "phone", "cio_id")
+_EVENT_ACTIONS = {"event": "event", "page": "page", "screen": "screen"}
+# v2 event properties: ``attributes`` (the spec's style) or ``data`` (a Ruby README); which is
+# canonical is UNCONFIRMED, so both are accepted.
+_EVENT_DATA_KEYS = ("attributes", "data")
+_DELIVERY_EVENTS = frozenset({"opened", "converted", "delivered"})
+
+
+def entity(em: Emulator, request: Request) -> Reply:
+    if len(request.body) > V2_ITEM_BYTES:
+        raise Invalid(
+            f"request body cannot be larger than {V2_ITEM_BYTES} bytes (was {len(request.body)})",
+            "body",
+            "too_large",
+        )
+    apply_item(em.state, parse_object(request))
+    return OK
+
+
+def batch(em: Emulator, request: Request) -> Reply:
+    size = len(request.body)
+    if size > BATCH_BYTES:
+        raise Invalid(
+            f"batch request body cannot be larger than {BATCH_BYTES} bytes (was {size})",
+            "batch",
+            "too_large",
+        )
+    items = parse_object(request).get("batch")
+    if not isinstance(items, list) or not items:
+        raise Invalid("batch must be a non-empty list of operations", "batch", "required")
+    state = em.state
+    check_sizes = size > V2_ITEM_BYTES  # a smaller body cannot hold an item over the limit
+    errors: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        try:
+            if not isinstance(item, dict):
+                raise Invalid("operation must be an object", "", "invalid_type")
+            if check_sizes and len(orjson.dumps(item)) > V2_ITEM_BYTES:
+                raise Invalid(
+                    f"operation cannot be larger than {V2_ITEM_BYTES} bytes "
+                    f"(was {len(orjson.dumps(item))})",
+                    "",
+                    "too_large",
+                )
+            apply_item(state, item)
+        except Invalid as refused:
+            errors.append(
+                {
+                    "batch_index": index,
+                    "reason": refused.reason,
+                    "field": refused.field,
+                    "message": refused.message,
+                }
+            )
+    state.stats.batch_items_accepted += len(items) - len(errors)
+    state.stats.batch_items_refused += len(errors)
+    return json_reply({"errors": errors}, 207) if errors else OK
+
+
+def apply_item(state: EmulatorState, item: dict[str, Any]) -> None:
+    kind = item.get("type")
+    if kind == "person":
+        _person_item(state, item)
+    elif kind == "object":
+        _object_item(state, item)
+    elif kind == "delivery":
+        _delivery_item(state, item)
+    else:
+        raise Invalid("type must be one of person, object, delivery", "type")
+
+
+def person_identifiers(value: Any) -> tuple[str, str]:
+    """v2 person ``identifiers``: exactly one of id, email, phone, cio_id (customerio-api.md §3)."""
+    if not isinstance(value, dict) or len(value) != 1:
+        raise Invalid(
+            "identifiers must contain exactly one of id, email, phone, cio_id",
+            "identifiers",
+            "required",
+        )
+    ((id_type, identifier),) = value.items()
+    if id_type not in PERSON_IDENTIFIERS:
+        raise Invalid(
+            "identifiers must contain exactly one of id, email, phone, cio_id", "identifiers"
+        )
+    return id_type, check_identifier(identifier, f"identifiers.{id_type}")
+
+
+def _person_item(state: EmulatorState, item: dict[str, Any]) -> None:
+    action = item.get("action")
+    if action == "merge":
+        people.merge_people(state, item.get("primary"), item.get("secondary"))
+        return
+    if action not in _PERSON_ACTIONS:
+        raise Invalid(f"action must be one of {', '.join(_PERSON_ACTIONS)}", "action")
+    id_type, value = person_identifiers(item.get("identifiers"))
+    if action == "identify":
+        attributes = item.get("attributes") or {}
+        people.apply_identify(state, id_type, value, attributes)
+        _relationships(state, id_type, value, item, add=True)
+    elif action in _EVENT_ACTIONS:
+        person = people.person_for_write(state, id_type, value)
+        people.record_event(state, person, None, item, _EVENT_DATA_KEYS, _EVENT_ACTIONS[action])
+    elif action == "add_device":
+        people.add_device(state, id_type, value, item.get("device"))
+    elif action == "delete_device":
+        device = item.get("device")
+        token = device.get("token", device.get("id")) if isinstance(device, dict) else None
+        if not isinstance(token, str) or not token:
+            raise Invalid("device token must be present", "device.token", "required")
+        people.delete_device(state, id_type, value, token)
+    elif action in ("add_relationships", "delete_relationships"):
+        _relationships(state, id_type, value, item, add=action == "add_relationships")
+    else:
+        _SIMPLE_ACTIONS[action](state, id_type, value)
+
+
+def _suppress(state: EmulatorState, id_type: str, value: str) -> None:
+    people.set_suppressed(state, id_type, value, True)
+
+
+def _unsuppress(state: EmulatorState, id_type: str, value: str) -> None:
+    people.set_suppressed(state, id_type, value, False)
+
+
+_SIMPLE_ACTIONS: dict[str, Callable[[EmulatorState, str, str], None]] = {
+    "delete": people.delete_person,
+    "suppress": _suppress,
+    "unsuppress": _unsuppress,
+}
+_PERSON_ACTIONS = (
+    "identify",
+    "delete",
+    "event",
+    "screen",
+    "page",
+    "add_relationships",
+    "delete_relationships",
+    "add_device",
+    "delete_device",
+    "merge",
+    "suppress",
+    "unsuppress",
+)
+
+
+def _relationships(
+    state: EmulatorState, id_type: str, value: str, item: dict[str, Any], *, add: bool
+) -> None:
+    relationships = item.get("cio_relationships")
+    if relationships is None:
+        return
+    if not isinstance(relationships, list):
+        raise Invalid("cio_relationships must be a list", "cio_relationships", "invalid_type")
+    check_attributes({"cio_relationships": relationships})  # the 100 KB limit
+    person = people.person_for_write(state, id_type, value)
+    if person is None:
+        return
+    if add:
+        person.relationships.extend(r for r in relationships if r not in person.relationships)
+    else:
+        person.relationships = [r for r in person.relationships if r not in relationships]
+
+
+def _object_key(value: Any) -> tuple[str, str]:
+    if not isinstance(value, dict) or "object_type_id" not in value or "object_id" not in value:
+        raise Invalid(
+            "identifiers must contain object_type_id and object_id", "identifiers", "required"
+        )
+    return (
+        check_identifier(value["object_type_id"], "identifiers.object_type_id"),
+        check_identifier(value["object_id"], "identifiers.object_id"),
+    )
+
+
+def _object_item(state: EmulatorState, item: dict[str, Any]) -> None:
+    action = item.get("action")
+    key = _object_key(item.get("identifiers"))
+    if action == "identify":
+        attributes = check_attributes(item.get("attributes") or {})
+        state.objects.setdefault(key, {"attributes": {}, "relationships": []})
+        state.objects[key]["attributes"].update(attributes)
+    elif action == "delete":
+        state.objects.pop(key, None)
+    elif action in ("add_relationships", "delete_relationships"):
+        relationships = item.get("cio_relationships") or []
+        if not isinstance(relationships, list):
+            raise Invalid("cio_relationships must be a list", "cio_relationships", "invalid_type")
+        stored = state.objects.setdefault(key, {"attributes": {}, "relationships": []})
+        if action == "add_relationships":
+            stored["relationships"].extend(relationships)
+        else:
+            stored["relationships"] = [r for r in stored["relationships"] if r not in relationships]
+    else:
+        raise Invalid(
+            "action must be one of identify, delete, add_relationships, delete_relationships",
+            "action",
+        )
+
+
+def _delivery_item(state: EmulatorState, item: dict[str, Any]) -> None:
+    if item.get("action") != "event":
+        raise Invalid("action must be event", "action")
+    identifiers = item.get("identifiers")
+    delivery_id = identifiers.get("id") if isinstance(identifiers, dict) else None
+    if not isinstance(delivery_id, str) or not delivery_id:
+        raise Invalid("identifiers must contain the delivery id", "identifiers.id", "required")
+    if item.get("name") not in _DELIVERY_EVENTS:
+        raise Invalid("name must be one of converted, delivered, opened", "name")
+    state.metrics.append(
+        {
+            "source": "v2/delivery",
+            "delivery_id": delivery_id,
+            "metric": item["name"],
+            "attributes": item.get("attributes") or {},
+            "received_at": time.time(),
+        }
+    )
