@@ -24,6 +24,74 @@ def main() -> None:
 
 # --- emulator -------------------------------------------------------------------------------
 
+_HIDDEN = "never printed"
+
+
+@app.command()
+def emulator(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind (a test tool: keep loopback)."),
+    port: int = typer.Option(8089, help="Port to listen on."),
+    site_id: str = typer.Option(
+        "emulator-site", envvar="CUSTOMERIO_SITE_ID", help="Site id clients must present."
+    ),
+    track_api_key: str = typer.Option(
+        "emulator-track-key",
+        envvar="CUSTOMERIO_TRACK_API_KEY",
+        help=f"Track API key (Basic auth password); {_HIDDEN}.",
+        show_default=False,
+    ),
+    app_api_key: str = typer.Option(
+        "emulator-app-key",
+        envvar="CUSTOMERIO_APP_API_KEY",
+        help=f"App API key (Bearer token); {_HIDDEN}.",
+        show_default=False,
+    ),
+    region: str = typer.Option(
+        "us", envvar="CUSTOMERIO_REGION", help="Region of the emulated account: us or eu."
+    ),
+    webhook_url: str | None = typer.Option(
+        None, help="Where to POST signed reporting webhooks after transactional sends."
+    ),
+    webhook_signing_key: str | None = typer.Option(
+        None,
+        envvar="CUSTOMERIO_WEBHOOK_SIGNING_KEY",
+        help=f"Key that signs the webhooks (X-CIO-Signature); {_HIDDEN}.",
+        show_default=False,
+    ),
+    tls_cert: str | None = typer.Option(None, help="TLS certificate chain (PEM) to serve https."),
+    tls_key: str | None = typer.Option(None, help="TLS private key (PEM) for --tls-cert."),
+) -> None:
+    """Run the Customer.io emulator in the foreground (Track v1/v2, App API, /_emulator/).
+
+    A test tool: /_emulator/ (inspection, faults, reset) needs no credentials, so it binds
+    127.0.0.1 unless told otherwise. With several comma-separated signing keys in the
+    environment (rotation), the first one signs.
+    """
+    from cio_relay.emulator import EmulatorConfig, serve_forever
+
+    if region not in ("us", "eu"):
+        raise typer.BadParameter("must be us or eu", param_hint="--region")
+    if (tls_cert is None) != (tls_key is None):
+        raise typer.BadParameter("give both --tls-cert and --tls-key", param_hint="--tls-cert")
+    if webhook_url and not webhook_signing_key:
+        raise typer.BadParameter("webhooks are signed: give --webhook-signing-key too")
+    signing_key = webhook_signing_key.split(",")[0].strip() if webhook_signing_key else None
+    config = EmulatorConfig(
+        site_id=site_id,
+        track_api_key=track_api_key,
+        app_api_key=app_api_key,
+        region="eu" if region == "eu" else "us",
+        webhook_url=webhook_url,
+        webhook_signing_key=signing_key,
+    )
+    scheme = "https" if tls_cert else "http"
+    Console(stderr=True).print(
+        f"Customer.io emulator ({region}) on {scheme}://{host}:{port} - site id {site_id}; "
+        f"inspect at {scheme}://{host}:{port}/_emulator/stats"
+    )
+    serve_forever(config, host=host, port=port, ssl_certfile=tls_cert, ssl_keyfile=tls_key)
+
+
 # --- relay: run, worker, dlq, demo ----------------------------------------------------------
 
 dlq_app = typer.Typer(help="Inspect, replay and purge the dead-letter queue.", no_args_is_help=True)
