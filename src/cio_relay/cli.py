@@ -121,11 +121,14 @@ def _outbox() -> Any:
 
 
 @app.command()
-def run() -> None:
-    """The main job: workers on the embedded defaults (sandbox emulator without credentials)."""
+def run(
+    host: str | None = typer.Option(None, help="Bind address (default CIO_RELAY_HOST, 127.0.0.1)."),
+    port: int | None = typer.Option(None, help="Port (default CIO_RELAY_PORT, 8080; 0: any free)."),
+) -> None:
+    """The main job: API, webhooks, dashboard, metrics and workers in one process."""
     from cio_relay.service import run_service
 
-    run_service()
+    run_service(host=host, port=port)
 
 
 @app.command()
@@ -228,3 +231,143 @@ def dlq_purge(
 
 
 # --- webhooks and lake ----------------------------------------------------------------------
+
+lake_app = typer.Typer(help="Query the delivery-event data lake.", no_args_is_help=True)
+app.add_typer(lake_app, name="lake")
+webhooks_app = typer.Typer(
+    help="Inspect and retry parked webhooks; list quarantined payloads.", no_args_is_help=True
+)
+app.add_typer(webhooks_app, name="webhooks")
+
+_LAKE = typer.Option(None, "--lake", help="Lake directory (default: CIO_RELAY_LAKE or data dir).")
+_INBOX = typer.Option(None, "--inbox", help="Webhook inbox file (default: <data dir>/webhooks.db).")
+
+
+_FUNNEL_KINDS = ("campaign", "broadcast", "transactional")
+
+
+def _funnel_kind(value: str) -> str:
+    if value not in _FUNNEL_KINDS:
+        raise typer.BadParameter(f"must be one of {', '.join(_FUNNEL_KINDS)}, got {value!r}")
+    return value
+
+
+def _open_lake(directory: str | None) -> Any:
+    from cio_relay.config import Settings
+    from cio_relay.lake.factory import open_lake
+
+    return open_lake(directory or Settings().lake_url)
+
+
+def _open_inbox(path: str | None) -> Any:
+    from cio_relay.config import Settings
+    from cio_relay.webhooks.operator import default_inbox_path
+    from cio_relay.webhooks.sqlite_inbox import SQLiteInbox
+
+    return SQLiteInbox(path or default_inbox_path(Settings().data_dir))
+
+
+@lake_app.command("query")
+def lake_query(
+    sql: str = typer.Argument(..., help="DuckDB SQL over the view `events`."),
+    lake: str | None = _LAKE,
+    limit: int = typer.Option(100, help="Rows to print."),
+) -> None:
+    """Run SQL against the lake and print the rows."""
+    import duckdb
+
+    from cio_relay.lake.tables import query_table
+
+    opened = _open_lake(lake)
+    try:
+        result = opened.query(sql)
+    except duckdb.Error as exc:
+        Console(stderr=True).print(f"[red]query failed:[/] {exc}")
+        raise typer.Exit(1) from None
+    finally:
+        opened.close()
+    Console().print(query_table(result, limit=limit))
+
+
+@lake_app.command("funnel")
+def lake_funnel(
+    by: str = typer.Option(
+        "campaign", "--by", callback=_funnel_kind, help="campaign, broadcast or transactional."
+    ),
+    days: int = typer.Option(30, "--days", min=1, help="Days back from today (UTC)."),
+    channel: str | None = typer.Option(None, "--channel", help="Only email, push, sms ..."),
+    lake: str | None = _LAKE,
+) -> None:
+    """Sent, delivered, opened, clicked, bounced, spammed, unsubscribed per message per day."""
+    from cio_relay.lake.tables import funnel_table
+
+    opened = _open_lake(lake)
+    try:
+        rows = opened.funnel(by=by, days=days, channel=channel)
+    finally:
+        opened.close()
+    Console().print(funnel_table(rows, by=by))
+
+
+@lake_app.command("compact")
+def lake_compact(lake: str | None = _LAKE) -> None:
+    """Merge each day's small files into one and drop duplicate event ids."""
+    opened = _open_lake(lake)
+    try:
+        report = opened.compact()
+    finally:
+        opened.close()
+    Console().print(
+        f"compacted {report.files_before} files into {report.files_after} "
+        f"({report.rows} rows, {report.duplicates_removed} duplicates removed)"
+    )
+
+
+@webhooks_app.command("parked")
+def webhooks_parked(
+    inbox: str | None = _INBOX,
+    limit: int = typer.Option(50, help="Rows per page."),
+    offset: int = typer.Option(0, help="Rows to skip."),
+) -> None:
+    """Webhook events whose handlers failed too often, with their last error."""
+    from cio_relay.webhooks.operator import parked_table
+
+    opened = _open_inbox(inbox)
+    try:
+        rows = opened.list_parked(limit=limit, offset=offset)
+        Console().print(parked_table(rows, total=opened.counts().parked))
+    finally:
+        opened.close()
+
+
+@webhooks_app.command("retry")
+def webhooks_retry(
+    event_ids: list[str] = typer.Argument(None, help="Event ids to retry."),
+    all_: bool = typer.Option(False, "--all", help="Retry every parked event."),
+    inbox: str | None = _INBOX,
+) -> None:
+    """Make parked events pending again; the running service handles them next."""
+    if not event_ids and not all_:
+        raise typer.BadParameter("name event ids, or pass --all")
+    opened = _open_inbox(inbox)
+    try:
+        Console().print(f"{opened.retry_parked(event_ids or ())} parked events are pending again")
+    finally:
+        opened.close()
+
+
+@webhooks_app.command("quarantined")
+def webhooks_quarantined(
+    inbox: str | None = _INBOX,
+    limit: int = typer.Option(50, help="Rows per page."),
+    offset: int = typer.Option(0, help="Rows to skip."),
+) -> None:
+    """Authentic payloads that did not parse as events (acknowledged, kept for inspection)."""
+    from cio_relay.webhooks.operator import quarantine_table
+
+    opened = _open_inbox(inbox)
+    try:
+        items = opened.list_quarantined(limit=limit, offset=offset)
+        Console().print(quarantine_table(items, total=opened.counts().quarantined))
+    finally:
+        opened.close()

@@ -1,0 +1,53 @@
+"""Operator views of the webhook inbox: parked events and quarantined payloads as Rich tables.
+
+Used by ``cio-relay webhooks parked|quarantined``. Payloads are shown as a short preview only:
+they are customer data, and the operator can read the full bytes from the inbox if needed.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.table import Table
+
+from cio_relay.webhooks.inbox import QuarantinedPayload, StoredEvent
+
+__all__ = ["default_inbox_path", "parked_table", "quarantine_table"]
+
+_PREVIEW = 80
+
+
+def default_inbox_path(data_dir: Path) -> Path:
+    """Where ``cio-relay run`` keeps the webhook inbox: ``<data_dir>/webhooks.db``."""
+    return data_dir / "webhooks.db"
+
+
+def _when(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(sep=" ", timespec="seconds")
+
+
+def parked_table(events: list[StoredEvent], *, total: int) -> Table:
+    table = Table(caption=f"{total} parked")
+    table.add_column("event id", no_wrap=True)
+    for header in ("event", "received", "attempts", "last error"):
+        table.add_column(header)
+    for event in events:
+        table.add_row(
+            event.event_id,
+            event.name,
+            _when(event.received_at),
+            str(event.attempts),
+            event.last_error or "",
+        )
+    return table
+
+
+def quarantine_table(items: list[QuarantinedPayload], *, total: int) -> Table:
+    table = Table("id", "received", "error", "payload (preview)", caption=f"{total} quarantined")
+    for item in items:
+        preview = item.raw[:_PREVIEW].decode("utf-8", "replace")
+        if len(item.raw) > _PREVIEW:
+            preview += "..."
+        table.add_row(str(item.id), _when(item.received_at), item.error, preview)
+    return table
