@@ -1,43 +1,176 @@
-"""``cio-relay run``: the main job on the embedded defaults.
+"""``cio-relay run``: the whole service in one process.
 
-Starts the workers over the configured outbox (SQLite under ``cio-relay-data/`` by default). With
-no Customer.io credentials it starts the bundled emulator in-process, points at it, and says so
-loudly: sandbox mode.
+The HTTP API, the webhook route, the dashboard, ``/metrics`` and the delivery worker (a
+background task of the ASGI lifespan), served by uvicorn (uvloop and httptools when installed)
+on ``CIO_RELAY_HOST``:``CIO_RELAY_PORT``, 127.0.0.1:8080 by default.
+
+With no Customer.io credentials it starts the bundled emulator in-process (sandbox mode), points
+the workers at it and the emulator's reporting webhooks at this service's
+``/webhooks/customerio``, signed with a fresh key the receiver knows. With no
+``CIO_RELAY_API_KEYS`` it makes up a key for this run and prints it once, with the dashboard
+URL, on the console (stdout): never in the logs, which go to stderr as JSON.
 """
 
 from __future__ import annotations
 
-import logging
+import importlib.util
+import socket
+from dataclasses import dataclass, field
+from typing import Any
 
+from pydantic import SecretStr
 from rich.console import Console
+from starlette.applications import Starlette
 
 from cio_relay.config import Settings
-from cio_relay.relay import Relay
-from cio_relay.sandbox import needs_sandbox, start_sandbox
+from cio_relay.observability.logs import SecretScrubber, configure_logging
+from cio_relay.sandbox import Sandbox, needs_sandbox, start_sandbox
+from cio_relay.server import create_app
+from cio_relay.server.auth import generate_api_key
 
-__all__ = ["run_service"]
+__all__ = ["PreparedService", "prepare_service", "run_service"]
 
 
-def run_service(settings: Settings | None = None) -> None:
+@dataclass
+class PreparedService:
+    """What ``run_service`` serves: the app, its bound socket and what to tell the user."""
+
+    app: Starlette
+    settings: Settings
+    sock: socket.socket
+    sandbox: Sandbox | None = None
+    generated_key: str | None = field(default=None, repr=False)
+
+    @property
+    def base_url(self) -> str:
+        return _base_url(self.sock)
+
+    def close(self) -> None:
+        self.sock.close()
+        if self.sandbox is not None:
+            self.sandbox.stop()
+
+
+def _base_url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - bound to all interfaces: show a local URL
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Bind before anything starts, so the URL (and port 0's real port) is known up front."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+def _secrets_of(settings: Settings) -> list[str]:
+    values: list[SecretStr | None] = [
+        settings.track_api_key,
+        settings.app_api_key,
+        *settings.webhook_signing_keys,
+        *settings.api_keys,
+    ]
+    return [value.get_secret_value() for value in values if value is not None]
+
+
+def prepare_service(
+    settings: Settings | None = None,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    scrubber: SecretScrubber | None = None,
+) -> PreparedService:
+    """Bind the socket, start the sandbox emulator if needed, and build the app."""
     settings = settings or Settings()
-    console = Console(stderr=True)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    overrides: dict[str, Any] = {}
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    if overrides:
+        settings = settings.model_copy(update=overrides)
+    sock = _bind(settings.host, settings.port)
+    generated = None
+    if not settings.api_keys:
+        generated = generate_api_key()
+        settings = settings.model_copy(update={"api_keys": [SecretStr(generated)]})
     sandbox = None
-    if needs_sandbox(settings):
-        webhook_url = f"http://{settings.host}:{settings.port}/webhooks/customerio"
-        sandbox = start_sandbox(settings, webhook_url=webhook_url)
-        console.rule("[bold yellow]SANDBOX MODE")
-        console.print(f"[bold yellow]{sandbox.banner}")
-        console.rule()
-        settings = sandbox.settings
-    relay = Relay(settings)
-    console.print(
-        f"cio-relay {settings.env} ({settings.region}): outbox {settings.outbox_url}; "
-        "delivering until Ctrl-C."
-    )
     try:
-        relay.worker().run()
-    finally:
-        relay.close()
+        if needs_sandbox(settings):
+            webhook_url = f"{_base_url(sock)}/webhooks/customerio"
+            sandbox = start_sandbox(settings, webhook_url=webhook_url)
+            settings = sandbox.settings
+        if scrubber is not None:
+            scrubber.add(*_secrets_of(settings))
+        app = create_app(
+            settings,
+            webhooks=True,
+            sandbox_url=sandbox.url if sandbox is not None else None,
+        )
+    except BaseException:
+        sock.close()
         if sandbox is not None:
             sandbox.stop()
+        raise
+    return PreparedService(app, settings, sock, sandbox, generated)
+
+
+def print_banner(prepared: PreparedService, console: Console) -> None:
+    settings = prepared.settings
+    if prepared.sandbox is not None:
+        console.rule("[bold yellow]SANDBOX MODE")
+        console.print(f"[bold yellow]{prepared.sandbox.banner}")
+        console.rule()
+    console.print(
+        f"cio-relay {settings.env} ({settings.region}): outbox {settings.outbox_url}",
+        highlight=False,
+    )
+    console.print(f"Dashboard: [bold]{prepared.base_url}/dashboard[/bold]", highlight=False)
+    console.print(f"API:       {prepared.base_url}/v1  (OpenAPI: {prepared.base_url}/openapi.json)")
+    if prepared.generated_key is not None:
+        console.print(
+            "No CIO_RELAY_API_KEYS configured: this run's API key (shown once, not logged):\n"
+            f"  [bold]{prepared.generated_key}[/bold]",
+            highlight=False,
+        )
+    console.print("Delivering until Ctrl-C.")
+
+
+def _uvicorn_config(app: Starlette) -> Any:
+    import uvicorn
+
+    fast_loop = importlib.util.find_spec("uvloop") is not None
+    fast_http = importlib.util.find_spec("httptools") is not None
+    return uvicorn.Config(
+        app,
+        loop="uvloop" if fast_loop else "asyncio",
+        http="httptools" if fast_http else "h11",
+        lifespan="on",
+        log_config=None,  # our JSON logging handles uvicorn's loggers too
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=30,
+    )
+
+
+def run_service(
+    settings: Settings | None = None, *, host: str | None = None, port: int | None = None
+) -> None:
+    """Serve until SIGINT/SIGTERM, then stop gracefully (in-flight deliveries finish)."""
+    import uvicorn
+    from prometheus_client import disable_created_metrics
+
+    settings = settings or Settings()
+    scrubber = configure_logging(settings.log_level, secrets=_secrets_of(settings))
+    disable_created_metrics()  # type: ignore[no-untyped-call]
+    prepared = prepare_service(settings, host=host, port=port, scrubber=scrubber)
+    try:
+        print_banner(prepared, Console(highlight=False))
+        uvicorn.Server(_uvicorn_config(prepared.app)).run(sockets=[prepared.sock])
+    finally:
+        prepared.close()

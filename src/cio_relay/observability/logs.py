@@ -42,6 +42,7 @@ _SECRET_FIELD = re.compile(
 )
 _MAX_DETAIL = 500
 _HANDLER_MARK = "_cio_relay_handler"
+_CHATTY_LOGGERS = ("httpx", "httpcore")
 
 
 class SecretScrubber:
@@ -121,6 +122,8 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level if isinstance(level, int) else level.upper())
+    for chatty in _CHATTY_LOGGERS:  # one line per HTTP call to Customer.io: metrics count those
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     return scrubber
 
 

@@ -29,7 +29,6 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp
 
 from cio_relay.config import Settings
 from cio_relay.delivery.hooks import Hooks
@@ -42,13 +41,14 @@ from cio_relay.outbox.base import Outbox
 from cio_relay.relay import Relay
 from cio_relay.server.auth import ApiKeys
 from cio_relay.server.build import OperationBuilder
-from cio_relay.server.dashboard import Dashboard, FunnelSource, RecentWebhooks
+from cio_relay.server.dashboard import Dashboard
 from cio_relay.server.health import Health, Readiness
 from cio_relay.server.idempotency import IdempotencyStore
 from cio_relay.server.ingest import Ingestion
 from cio_relay.server.middleware import RequestIdMiddleware
 from cio_relay.server.openapi import openapi_document
 from cio_relay.server.responses import error_response
+from cio_relay.server.webhooks import WebhookStack
 from cio_relay.server.writer import GroupWriter
 
 __all__ = ["PUBLIC_PATHS", "Service", "create_app", "idempotency_path_for"]
@@ -93,6 +93,7 @@ class Service:
     ingestion: Ingestion
     readiness: Readiness
     worker: Worker | None
+    webhooks: WebhookStack | None = None
     worker_task: asyncio.Task[Any] | None = None
     _stop: asyncio.Event | None = field(default=None, repr=False)
 
@@ -103,7 +104,10 @@ class Service:
     def workers_alive(self) -> bool:
         return self.worker_task is not None and not self.worker_task.done()
 
-    def start_workers(self) -> None:
+    def start(self) -> None:
+        """Start the background work: the webhook pipeline thread and the delivery worker."""
+        if self.webhooks is not None:
+            self.webhooks.start()
         if self.worker is None or self.worker_task is not None:
             return
         self._stop = asyncio.Event()
@@ -119,6 +123,8 @@ class Service:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(self.worker_task), _WORKER_STOP_GRACE)
         await self.ingestion.writer.aclose()
+        if self.webhooks is not None:
+            await asyncio.to_thread(self.webhooks.stop)
         await self.readiness.aclose()
         self.relay.close()
         self.idempotency.close()
@@ -136,16 +142,21 @@ def create_app(
     hooks: Hooks | None = None,
     run_workers: bool = True,
     worker_options: Mapping[str, Any] | None = None,
-    webhook_app: ASGIApp | None = None,
-    webhooks: RecentWebhooks | None = None,
-    funnel: FunnelSource | None = None,
+    webhooks: bool = False,
     idempotency_path: str | Path | None = None,
     sandbox_url: str | None = None,
 ) -> Starlette:
-    """The service as an ASGI app. ``outbox`` given: the caller closes it; else it is opened
-    from ``settings.outbox_url`` and closed at shutdown. ``run_workers``: deliver in this
-    process (the lifespan starts and stops the worker)."""
-    service = _assemble(settings, outbox, hooks, run_workers, worker_options, idempotency_path)
+    """The service as an ASGI app.
+
+    ``outbox`` given: the caller closes it; else it is opened from ``settings.outbox_url`` and
+    closed at shutdown. ``run_workers``: deliver in this process (the lifespan starts and stops
+    the worker). ``webhooks``: serve ``/webhooks/customerio`` with the inbox, the pipeline and
+    the lake (needs a webhook signing key; without one the route is left out with a warning).
+    """
+    service = _assemble(
+        settings, outbox, hooks, run_workers, worker_options, idempotency_path, webhooks
+    )
+    stack = service.webhooks
     health = Health(
         service.readiness, service.metrics, service.keys, metrics_public=settings.metrics_public
     )
@@ -154,11 +165,11 @@ def create_app(
         outbox=service.outbox,
         keys=service.keys,
         throughput=service.throughput,
-        webhooks=webhooks,
-        funnel=funnel,
+        webhooks=stack.recent if stack is not None else None,
+        funnel=stack.funnel if stack is not None else None,
         sandbox_url=sandbox_url,
     )
-    document = orjson.dumps(openapi_document(webhooks=webhook_app is not None))
+    document = orjson.dumps(openapi_document(webhooks=stack is not None))
 
     async def openapi(request: Request) -> Response:
         return Response(document, media_type="application/json")
@@ -171,12 +182,12 @@ def create_app(
         Route("/openapi.json", openapi, methods=["GET"]),
         *dashboard.routes(),
     ]
-    if webhook_app is not None:
-        routes.append(Route("/webhooks/customerio", webhook_app, methods=["POST"]))
+    if stack is not None:
+        routes.append(Route("/webhooks/customerio", stack.app, methods=["POST"]))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        service.start_workers()
+        service.start()
         try:
             yield
         finally:
@@ -199,6 +210,7 @@ def _assemble(
     run_workers: bool,
     worker_options: Mapping[str, Any] | None,
     idempotency_path: str | Path | None,
+    webhooks: bool,
 ) -> Service:
     hooks = hooks or Hooks()
     metrics = Metrics()
@@ -226,7 +238,13 @@ def _assemble(
     )
     worker = relay.worker(**(worker_options or {})) if run_workers else None
     upstreams = (settings.track_base_url, settings.app_base_url) if run_workers else ()
-    readiness = Readiness(relay.outbox, idempotency, upstreams=upstreams)
+    stack = WebhookStack.from_settings(settings, relay, metrics) if webhooks else None
+    readiness = Readiness(
+        relay.outbox,
+        idempotency,
+        upstreams=upstreams,
+        extra={"webhook_inbox": stack.inbox.counts} if stack is not None else None,
+    )
     service = Service(
         settings=settings,
         relay=relay,
@@ -239,6 +257,7 @@ def _assemble(
         ingestion=ingestion,
         readiness=readiness,
         worker=worker,
+        webhooks=stack,
     )
     if run_workers:
         readiness.workers_alive = service.workers_alive

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import httpx
 from starlette.requests import Request
@@ -47,25 +47,30 @@ class Readiness:
         *,
         upstreams: Sequence[str] = (),
         workers_alive: Callable[[], bool] | None = None,
+        extra: Mapping[str, Callable[[], object]] | None = None,
     ) -> None:
+        """``extra``: more named checks; each passes when it returns without raising."""
         self.outbox = outbox
         self.idempotency = idempotency
         self.upstreams = tuple(dict.fromkeys(u.rstrip("/") for u in upstreams))
         self.workers_alive = workers_alive
+        self.extra = dict(extra or {})
         self._upstream_result: tuple[float, str] | None = None
         self._client: httpx.AsyncClient | None = None
 
     async def check(self) -> dict[str, str]:
-        outbox, idempotency, upstream = await asyncio.gather(
+        outbox, idempotency, upstream, *extra = await asyncio.gather(
             asyncio.to_thread(self._check_outbox),
             asyncio.to_thread(self._check_idempotency),
             self._check_upstreams(),
+            *(asyncio.to_thread(_passes, check) for check in self.extra.values()),
         )
         return {
             "outbox": outbox,
             "idempotency": idempotency,
             "workers": self._check_workers(),
             "customerio": upstream,
+            **dict(zip(self.extra, extra, strict=True)),
         }
 
     def _check_outbox(self) -> str:
@@ -110,6 +115,14 @@ class Readiness:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+
+def _passes(check: Callable[[], object]) -> str:
+    try:
+        check()
+    except Exception as exc:
+        return f"failed: {type(exc).__name__}"
+    return "ok"
 
 
 class Health:

@@ -7,7 +7,7 @@ says the feature is not configured.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,7 +28,10 @@ class RecentWebhooks(Protocol):
         """Newest first."""
 
     def total(self) -> int:
-        """How many are stored (for pagination)."""
+        """How many are kept (for pagination)."""
+
+    def counts(self) -> Mapping[str, int] | None:
+        """What the inbox holds by state (pending, done, parked, quarantined), if known."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -243,10 +243,12 @@ class Dashboard:
             return self._problem(request, 422, str(exc), principal)
         rows: Any = None
         total = 0
+        counts = None
         if self.webhooks is not None:
-            rows, total = await asyncio.gather(
+            rows, total, counts = await asyncio.gather(
                 asyncio.to_thread(self.webhooks.recent, PAGE_SIZE, offset),
                 asyncio.to_thread(self.webhooks.total),
+                asyncio.to_thread(self.webhooks.counts),
             )
         return self._render(
             request,
@@ -254,6 +256,7 @@ class Dashboard:
             principal=principal,
             rows=rows,
             total=total,
+            counts=counts,
             offset=offset,
             prev_url=f"?offset={max(0, offset - PAGE_SIZE)}" if offset else None,
             next_url=f"?offset={offset + PAGE_SIZE}" if offset + PAGE_SIZE < total else None,
