@@ -12,6 +12,8 @@ Model, shared with the SQLite backend so that both agree on every answer:
   ordered by ``(due_at, seq)``: the work that has been due the longest goes first.
 - ``attempts`` of a ``DeadLetter`` counts delivery attempts made, including the one that led to
   dead-lettering, except for ``max_age`` and ``invalid``, which are decided before sending.
+- ``Depth``: ``leased`` and ``scheduled`` count heads (leased until / retrying after ``now``);
+  ``ready`` is every other pending operation, including those queued behind a busy head.
 - ``Depth.oldest_waiting_age`` is the age (since ``created_at``) of the pending operation that
   was enqueued first; a replayed dead letter counts as enqueued at its replay.
 - An op id is remembered while the operation is pending or dead-lettered; once acked (delivered)

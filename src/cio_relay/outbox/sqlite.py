@@ -18,13 +18,15 @@ Schema (version in ``PRAGMA user_version``):
 
 - ``ops``: every pending operation; ``seq`` (the rowid) is the enqueue order; unique ``op_id``
   makes enqueue idempotent (``INSERT OR IGNORE``); ``(person_key, seq)`` finds a person's next.
-- ``heads``: one row per person with pending work, keyed by the ``seq`` of the person's oldest
-  operation, with ``due_at`` (``available_at`` when free, ``lease_until`` when leased) and the
-  lease ``token``. Triggers keep it right: an insert into ``ops`` adds a head if the person had
-  none; a delete from ``ops`` (ack, dead letter) promotes the person's next operation. ``lease``
-  reads the ``(due_at, seq)`` index from its start, so it costs O(limit) however deep the queue
-  is: a person with 900,000 operations behind a leased or retrying head is one row whose
-  ``due_at`` lies in the future, outside the range ``lease`` reads.
+- ``heads``: one row per person with pending work (keyed by ``person_key``): the ``seq`` of the
+  person's oldest operation, its ``due_at`` (``available_at`` when free, ``lease_until`` when
+  leased, so an expired lease is simply due) and the lease ``token``. Triggers keep it right: an
+  insert into ``ops`` adds a head if the person had none; a delete from ``ops`` (ack, dead
+  letter) promotes the person's next operation in place. ``lease`` reads the ``(due_at, seq)``
+  index from its start, so it costs O(limit) however deep the queue: a person with 900,000
+  operations behind a leased or retrying head is one row whose ``due_at`` lies in the future,
+  outside the range ``lease`` reads. A token is drawn per ``lease`` call and a person has one
+  head, so ``(person_key, token)`` names a live lease; a stale one matches no row.
 - ``dead``: dead letters (the operation's columns plus reason, detail, attempts, dead_at), listed
   newest first through the ``dead_at`` index; filters by kind and reason scan that index (dead
   letters are an operator's volume, not a firehose).
@@ -35,7 +37,8 @@ Schema (version in ``PRAGMA user_version``):
   every enqueue a page write for a figure that differs only for back-dated or replayed ops).
 
 Operations live in the file, never in Python memory: a million waiting operations cost the
-SQLite page cache (``CACHE_KIB``) and nothing more.
+SQLite page cache (``CACHE_KIB``) and nothing more (measured: 62 MB peak RSS, lease of 500 in
+~5 ms, ``depth()`` in under 1 ms; benchmarks/bench_outbox.py).
 """
 
 from __future__ import annotations
