@@ -25,11 +25,12 @@ from cio_relay.emulator import EmulatorConfig, EmulatorServer
 pytest_plugins = ["tests.fixtures.redis_server"]
 
 
-def _reset(server: EmulatorServer, ca_bundle: str | None = None) -> None:
-    verify: ssl.SSLContext | bool = True
-    if ca_bundle is not None:
-        verify = ssl.create_default_context(cafile=ca_bundle)
-    response = httpx.post(f"{server.url}/_emulator/reset", verify=verify, timeout=10)
+#: One SSL context for every reset: httpx would otherwise load the CA bundle on each call.
+_DEFAULT_TRUST = ssl.create_default_context()
+
+
+def _reset(server: EmulatorServer, trust: ssl.SSLContext = _DEFAULT_TRUST) -> None:
+    response = httpx.post(f"{server.url}/_emulator/reset", verify=trust, timeout=10)
     response.raise_for_status()
 
 
@@ -72,11 +73,17 @@ def _tls_emulator_session(
         yield server
 
 
+@pytest.fixture(scope="session")
+def _tls_trust(tls_certificates: tuple[Path, Path, Path]) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(tls_certificates[0]))
+
+
 @pytest.fixture
 def tls_emulator(
-    _tls_emulator_session: EmulatorServer, tls_certificates: tuple[Path, Path, Path]
+    _tls_emulator_session: EmulatorServer,
+    tls_certificates: tuple[Path, Path, Path],
+    _tls_trust: ssl.SSLContext,
 ) -> tuple[EmulatorServer, str]:
     """A running https emulator with fresh state, and the CA bundle path that trusts it."""
-    ca_bundle = str(tls_certificates[0])
-    _reset(_tls_emulator_session, ca_bundle)
-    return _tls_emulator_session, ca_bundle
+    _reset(_tls_emulator_session, _tls_trust)
+    return _tls_emulator_session, str(tls_certificates[0])

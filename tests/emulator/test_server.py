@@ -18,7 +18,7 @@ def test_server_listens_on_loopback_and_answers_an_identify(emulator: EmulatorSe
         response = client.put("/api/v1/customers/ada", json={"plan": "pro"})
     assert response.status_code == 200 and response.json() == {}
     person = inspect(emulator, "people/ada")
-    assert person["attributes"] == {"plan": "pro"}  # type: ignore[index]
+    assert person["attributes"] == {"plan": "pro"}
 
 
 def test_fixture_state_is_fresh_for_each_test(emulator: EmulatorServer) -> None:

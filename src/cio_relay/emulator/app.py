@@ -26,7 +26,7 @@ import orjson
 
 from . import inspection
 from .config import EmulatorConfig
-from .faults import DROP, Faults
+from .faults import DROP, FaultDecision, Faults
 from .http import JSON_HEADERS, Problem, Reply, Request
 from .limits import Invalid
 from .routes import APP, TRACK, Route, find_route
@@ -186,10 +186,18 @@ class Emulator:
         return b"".join(chunks)
 
     async def _answer(self, route: Route, request: Request, raw_path: bytes, send: Send) -> Reply:
-        if self.faults.rules:
-            faulted = await self._fault(route, request, send)
-            if faulted is not None:
-                return faulted
+        decision = await self._decide_fault(request) if self.faults.rules else None
+        if decision is not None and decision.status is not None:
+            if decision.status != DROP:
+                return self._fault_reply(route, decision)
+            if not decision.process_first:
+                await self._drop(route, request, send)
+        reply = self._handle(route, request, raw_path)
+        if decision is not None and decision.status == DROP:  # processed, then the answer is lost
+            await self._drop(route, request, send)
+        return reply
+
+    def _handle(self, route: Route, request: Request, raw_path: bytes) -> Reply:
         if route.handler is None:
             return _NOT_FOUND
         refused = self._check_region(route, request, raw_path) or self._check_auth(route, request)
@@ -203,30 +211,32 @@ class Emulator:
         except Problem as problem:
             return _problem_reply(route, problem)
 
-    async def _fault(self, route: Route, request: Request, send: Send) -> Reply | None:
+    async def _decide_fault(self, request: Request) -> FaultDecision | None:
         decision = self.faults.decide(request.path)
-        if decision is None:
-            return None
-        stats = self.state.stats
-        if decision.latency:
-            stats.delayed_requests += 1
+        if decision is not None and decision.latency:
+            self.state.stats.delayed_requests += 1
             await asyncio.sleep(decision.latency)
-        if decision.status is None:
-            return None
-        if decision.status == DROP:
-            stats.dropped_connections += 1
-            stats.count_request(route.endpoint, 0)  # 0: no status reached the client
-            started = [(b"content-type", b"application/json"), (b"content-length", b"2")]
-            await send({"type": "http.response.start", "status": 200, "headers": started})
-            raise ConnectionDropped(request.path)
+        return decision
+
+    async def _drop(self, route: Route, request: Request, send: Send) -> None:
+        """Start an answer that promises a body, then cut the connection: the client has
+        written its request whole and sees it lost (an ambiguous failure)."""
+        self.state.stats.dropped_connections += 1
+        self.state.stats.count_request(route.endpoint, 0)  # 0: no status reached the client
+        started = [(b"content-type", b"application/json"), (b"content-length", b"2")]
+        await send({"type": "http.response.start", "status": 200, "headers": started})
+        raise ConnectionDropped(request.path)
+
+    def _fault_reply(self, route: Route, decision: FaultDecision) -> Reply:
+        assert decision.status is not None
         headers: tuple[tuple[bytes, bytes], ...] = ()
         if decision.retry_after is not None:
             headers = ((b"retry-after", str(math.ceil(decision.retry_after)).encode()),)
         if decision.rate_limited:
-            stats.rate_limited += 1
+            self.state.stats.rate_limited += 1
             message = "rate limit exceeded"
         else:
-            stats.injected_errors += 1
+            self.state.stats.injected_errors += 1
             message = "injected fault"
         return _problem_reply(route, Problem(decision.status, message, headers=headers))
 

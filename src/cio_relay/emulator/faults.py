@@ -6,11 +6,17 @@ applied to it (latency adds up; the first rule that fails the request decides ho
 with rates of 0 or 1 makes faults exactly reproducible in tests; ``seed`` pins the random draws
 of fractional rates.
 
-Rule fields: ``path`` (prefix, default all API paths), ``error_rate`` (0..1) with
-``status_codes`` (drawn in turn, default [503]), ``latency_ms``, ``drop_rate`` (0..1: read the
-request, start the answer, then cut the connection), ``rate_limit`` ``{"rps": n, "retry_after": s}``
-(a token bucket of ``rps`` tokens; over it, 429 with ``Retry-After``), ``retry_after`` (added to
-injected 429/503 errors), ``count`` and ``seed``.
+Rule fields:
+
+- ``path``: a path prefix (default ``/``: every API path; ``/_emulator/`` is never faulted);
+- ``error_rate`` (0..1) with ``status_codes`` (used in turn, default [503]) and ``retry_after``
+  (seconds, sent as ``Retry-After`` with injected 429/503);
+- ``latency_ms``: added before the request is handled;
+- ``drop_rate`` (0..1): read the request, start the answer, then cut the connection; with
+  ``drop_after_processing`` the request is applied first ("processed, but the answer was lost");
+- ``rate_limit``: ``{"rps": n, "retry_after": s}``, a token bucket of ``max(1, rps)`` tokens;
+  over it, 429 with ``Retry-After``;
+- ``count``: apply to the next N matching requests only; ``seed``: pin the random draws.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ class FaultDecision:
     status: int | None = None  # None: proceed; DROP; or the HTTP status to answer
     retry_after: float | None = None
     rate_limited: bool = False
+    process_first: bool = False  # for DROP: apply the request, then lose the answer
 
 
 @dataclass
@@ -47,6 +54,7 @@ class FaultRule:
     status_codes: tuple[int, ...] = (503,)
     latency_ms: float = 0.0
     drop_rate: float = 0.0
+    drop_after_processing: bool = False
     rps: float | None = None
     rate_limit_retry_after: float = 1.0
     retry_after: float | None = None
@@ -60,7 +68,7 @@ class FaultRule:
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
         self._codes = itertools.cycle(self.status_codes)
-        self._tokens = self.rps or 0.0
+        self._tokens = max(1.0, self.rps) if self.rps else 0.0
         self._refilled_at = time.monotonic()
 
     def to_json(self) -> dict[str, Any]:
@@ -71,6 +79,7 @@ class FaultRule:
             "status_codes": list(self.status_codes),
             "latency_ms": self.latency_ms,
             "drop_rate": self.drop_rate,
+            "drop_after_processing": self.drop_after_processing,
             "retry_after": self.retry_after,
             "count": self.remaining,
             "seed": self.seed,
@@ -82,7 +91,8 @@ class FaultRule:
     def _take_token(self) -> bool:
         assert self.rps is not None
         now = time.monotonic()
-        self._tokens = min(self.rps, self._tokens + (now - self._refilled_at) * self.rps)
+        capacity = max(1.0, self.rps)  # a burst of at least one request, even below 1 rps
+        self._tokens = min(capacity, self._tokens + (now - self._refilled_at) * self.rps)
         self._refilled_at = now
         if self._tokens >= 1.0:
             self._tokens -= 1.0
@@ -98,6 +108,7 @@ class FaultRule:
             decision.retry_after = self.rate_limit_retry_after
         elif self.drop_rate and self._random.random() < self.drop_rate:
             decision.status = DROP
+            decision.process_first = self.drop_after_processing
         elif self.error_rate and self._random.random() < self.error_rate:
             decision.status = next(self._codes)
             if decision.status in (429, 503):
@@ -140,6 +151,7 @@ _KNOWN = {
     "status_codes",
     "latency_ms",
     "drop_rate",
+    "drop_after_processing",
     "rate_limit",
     "retry_after",
     "count",
@@ -196,6 +208,9 @@ def parse_rule(rule_id: int, spec: Any) -> FaultRule:
         if not rps:
             raise InvalidFault("rate_limit.rps must be a positive number")
         limit_retry_after = _non_negative(limit, "retry_after", 1.0) or 0.0
+    process_first = spec.get("drop_after_processing", False)
+    if not isinstance(process_first, bool):
+        raise InvalidFault(f"drop_after_processing must be true or false, not {process_first!r}")
     return FaultRule(
         id=rule_id,
         path=path,
@@ -203,6 +218,7 @@ def parse_rule(rule_id: int, spec: Any) -> FaultRule:
         status_codes=tuple(codes),
         latency_ms=_non_negative(spec, "latency_ms", 0.0) or 0.0,
         drop_rate=_rate(spec, "drop_rate"),
+        drop_after_processing=process_first,
         rps=rps,
         rate_limit_retry_after=limit_retry_after,
         retry_after=_non_negative(spec, "retry_after", None),

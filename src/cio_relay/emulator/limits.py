@@ -24,6 +24,7 @@ __all__ = [
     "IDENTIFIER_BYTES",
     "RELATIONSHIPS_BYTES",
     "V2_ITEM_BYTES",
+    "CheckedEvent",
     "Invalid",
     "check_attributes",
     "check_event",
@@ -124,9 +125,12 @@ def check_event_id(value: Any) -> str | None:
     return value.upper()
 
 
+CheckedEvent = tuple[str, str, str | None, int | float | None, bytes]
+
+
 def check_event(
     body: dict[str, Any], data_keys: tuple[str, ...] = ("data",), event_type: str | None = None
-) -> tuple[str, str, str | None, int | float | None, bytes]:
+) -> CheckedEvent:
     """(name, type, id, timestamp, properties as JSON) of an event, or ``Invalid``.
 
     ``data_keys`` are where the properties may be: v1 uses ``data``; v2 accepts ``attributes``

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .limits import Invalid, check_attributes, check_event, check_identifier
+from .limits import CheckedEvent, Invalid, check_attributes, check_identifier
 from .state import EmulatorState, Person
 
 __all__ = [
@@ -21,8 +21,8 @@ __all__ = [
     "delete_person",
     "merge_people",
     "person_for_write",
-    "record_event",
     "set_suppressed",
+    "store_event",
 ]
 
 _DEVICE_FIELDS = frozenset({"id", "token", "platform", "last_used", "attributes"})
@@ -101,16 +101,14 @@ def set_suppressed(state: EmulatorState, id_type: str, value: str, suppressed: b
         person.updated_at = time.time()
 
 
-def record_event(
+def store_event(
     state: EmulatorState,
     person: Person | None,
     anonymous_id: str | None,
-    body: dict[str, Any],
-    data_keys: tuple[str, ...] = ("data",),
-    forced_type: str | None = None,
+    event: CheckedEvent,
 ) -> bool:
-    """Validate and store one event; False when its ``id`` was seen before (not stored again)."""
-    name, event_type, event_id, timestamp, data = check_event(body, data_keys, forced_type)
+    """Store one validated event; False when its ``id`` was seen before (not stored again)."""
+    name, event_type, event_id, timestamp, data = event
     if state.is_duplicate(event_id):
         return False
     cio_id = None if person is None else person.cio_id

@@ -58,11 +58,10 @@ def delete(em: Emulator, request: Request, identifier: str) -> Reply:
 def track(em: Emulator, request: Request, identifier: str) -> Reply:
     body = parse_object(request)
     id_type, value = _path_person(identifier)
+    event = check_event(body)  # before the person is created: a refused event changes nothing
     person = people.person_for_write(em.state, id_type, value)
-    if person is None:  # an unknown cio_id: dropped, but the event must still be valid
-        check_event(body)
-        return OK
-    people.record_event(em.state, person, None, body)
+    if person is not None:  # None: an unknown cio_id, dropped
+        people.store_event(em.state, person, None, event)
     return OK
 
 
@@ -74,7 +73,7 @@ def anonymous_event(em: Emulator, request: Request) -> Reply:
     elif not isinstance(body.get("data"), dict) or not body["data"].get("recipient"):
         # Without anonymous_id the only documented form is the invite event (data.recipient).
         raise Invalid("anonymous_id must be present (or data.recipient for an invite event)")
-    people.record_event(em.state, None, anonymous_id, body)
+    people.store_event(em.state, None, anonymous_id, check_event(body))
     return OK
 
 

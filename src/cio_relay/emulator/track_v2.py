@@ -21,6 +21,7 @@ from .limits import (
     V2_ITEM_BYTES,
     Invalid,
     check_attributes,
+    check_event,
     check_identifier,
 )
 from .state import EmulatorState
@@ -130,8 +131,10 @@ def _person_item(state: EmulatorState, item: dict[str, Any]) -> None:
         people.apply_identify(state, id_type, value, attributes)
         _relationships(state, id_type, value, item, add=True)
     elif action in _EVENT_ACTIONS:
+        event = check_event(item, _EVENT_DATA_KEYS, _EVENT_ACTIONS[action])
         person = people.person_for_write(state, id_type, value)
-        people.record_event(state, person, None, item, _EVENT_DATA_KEYS, _EVENT_ACTIONS[action])
+        if person is not None:
+            people.store_event(state, person, None, event)
     elif action == "add_device":
         people.add_device(state, id_type, value, item.get("device"))
     elif action == "delete_device":
