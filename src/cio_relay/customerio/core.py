@@ -100,13 +100,11 @@ def base_url_for(api: ApiName, region: str = "us", override: str | None = None) 
     Raises ``ConfigError`` for an unknown region or an override that is not a plain http(s) URL
     (credentials in the URL are refused: they would bypass our auth header and leak into logs).
     """
-    if override:
-        return _checked_base_url(override)
     if region not in REGION_URLS:
         raise ConfigError(
             f"CUSTOMERIO_REGION must be one of {', '.join(sorted(REGION_URLS))}, not {region!r}"
         )
-    return REGION_URLS[region][api]
+    return _checked_base_url(override) if override else REGION_URLS[region][api]
 
 
 def _checked_base_url(url: str) -> str:
