@@ -8,19 +8,22 @@ namespace's metadata and each rate limit have their own tags, touched by their o
 Keys of shard ``s`` in namespace ``ns`` (tag ``T = {ns:s}``):
 
 - ``T:stream`` (stream): one entry (field ``o`` = op id) per person whose head is ready or
-  leased; the consumer group ``relay`` hands them out (XREADGROUP); its pending list is the
-  lease ledger.
+  leased. The consumer group ``relay`` hands entries out (XREADGROUP) to one consumer per lease
+  call; its pending list is the lease ledger (which consumer holds which entry). Entries older
+  than the oldest pending or unread one are trimmed (XTRIM MINID), never by MAXLEN.
+- ``T:leases`` (zset): consumer -> lease_until of that lease call; the consumer ``~released``
+  (deadline 0) holds leases given back with ``release``.
 - ``T:ops`` (hash): op id -> record, orjson ``[kind, created_at, env, identifiers, payload]``,
   of every pending operation.
-- ``T:q:<person_key>`` (list): the person's pending op ids, oldest first; only the first is
-  ever active.
-- ``T:entry`` (hash): op id -> stream entry id, while the op is in the stream.
-- ``T:leased`` (hash): op id -> token of the live lease (absent once released).
-- ``T:deadlines`` (zset): op id -> lease_until; 0 once released (due again at once).
+- ``T:heads`` (hash): person key -> ``"<head op id> <n>"`` for every person with pending work:
+  the person's oldest pending op (the only one ever active: in the stream or in ``T:retry``)
+  and how many wait behind it.
+- ``T:q:<person_key>`` (list): the op ids waiting behind the person's head, oldest first.
 - ``T:retry`` (zset): op id -> retry_at: heads waiting to retry, out of the stream until due.
 - ``T:attempts`` (hash): op id -> orjson ``[attempts, last_error]`` (ops that were retried).
-- ``T:created`` (zset): op id -> created_at of every pending op (the oldest waiting age).
-- ``T:done`` (zset): op id -> acked at: delivered ids, remembered ``DELIVERED_TTL_SECONDS``.
+- ``T:age_count`` (hash) and ``T:age_min`` (zset): pending ops per second of ``created_at``,
+  and the oldest ``created_at`` seen in each second (the oldest waiting age, to the second).
+- ``T:done`` (zset): op id -> acked at: delivered ids, while ``remember_delivered`` is set.
 - ``T:dead`` (hash): op id -> record of a dead letter (the same bytes as in ``T:ops``).
 - ``T:dead_info`` (hash): op id -> orjson ``[kind, reason, detail, attempts, dead_at]``.
 - ``T:dead_at`` (zset): op id -> dead_at (newest first, pagination, ``older_than``).
@@ -37,7 +40,6 @@ import zlib
 from dataclasses import dataclass
 
 __all__ = [
-    "CONSUMER_PRUNE_IDLE_SECONDS",
     "DELIVERED_TTL_SECONDS",
     "GROUP",
     "SCRIPT_KEY_NAMES",
@@ -52,33 +54,31 @@ __all__ = [
 #: The consumer group every worker reads the shard streams through.
 GROUP = "relay"
 
-#: How long an acknowledged (delivered) op id is remembered, so that enqueueing it again (a caller
-#: retrying after a lost reply) is still a duplicate. Memory: ~100 bytes x delivery rate x TTL,
-#: e.g. 1,000 ops/s for 5 minutes is ~30 MB. Past it, Customer.io's own de-duplication of Track
-#: events by ``id`` (the op id) is the remaining guard.
-DELIVERED_TTL_SECONDS = 300.0
-
-#: A consumer (one per ``RedisOutbox`` instance, i.e. per worker process) with nothing pending and
-#: idle this long is deleted when another instance opens: it belonged to a process that is gone.
-CONSUMER_PRUNE_IDLE_SECONDS = 3600.0
+#: How long an acknowledged (delivered) op id is remembered by default, so that enqueueing it
+#: again (a caller retrying long after a lost reply) is still a duplicate. 0, as in the SQLite
+#: and memory outboxes: an id is remembered while pending or dead-lettered; a retry within
+#: milliseconds (redis-py's own) finds it still pending, and past delivery Customer.io
+#: de-duplicates Track events by ``id`` (the op id). ``RedisOutbox(remember_delivered=300)`` keeps
+#: them; memory is ~100 bytes x delivery rate x seconds (1,000 ops/s for 300 s is ~30 MB).
+DELIVERED_TTL_SECONDS = 0.0
 
 #: The order in which every outbox script receives its shard's keys as ``KEYS`` (common.lua
-#: names them in this order); the person-queue prefix comes last.
+#: names them in this order); the prefix of the waiting lists comes last.
 SCRIPT_KEY_NAMES = (
     "ops",
-    "entry",
-    "leased",
-    "deadlines",
+    "heads",
+    "leases",
     "retry",
     "attempts",
-    "created",
+    "age_count",
+    "age_min",
     "stream",
     "done",
     "dead",
     "dead_info",
     "dead_at",
     "idle",
-    "queue_prefix",
+    "waiting_prefix",
 )
 
 
@@ -115,12 +115,12 @@ class ShardKeys:
     def ops(self) -> str:
         return self.key("ops")
 
-    def queue(self, person_key: str) -> str:
+    def waiting(self, person_key: str) -> str:
         return self.key(f"q:{person_key}")
 
     @property
     def script_keys(self) -> list[str]:
-        return [self.key("q:") if n == "queue_prefix" else self.key(n) for n in SCRIPT_KEY_NAMES]
+        return [self.key("q:") if n == "waiting_prefix" else self.key(n) for n in SCRIPT_KEY_NAMES]
 
 
 def check_namespace(namespace: str) -> str:

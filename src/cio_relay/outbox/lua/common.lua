@@ -1,9 +1,16 @@
 -- Shared by every outbox script (prepended when the script is loaded; see redis.py).
 -- KEYS come in the order of redis_keys.SCRIPT_KEY_NAMES; every key shares the shard's hash tag.
-local OPS, ENTRY, LEASED, DEADLINES = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local RETRY, ATTEMPTS, CREATED, STREAM = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+-- Each redis.call costs about a microsecond of Lua overhead, so per-operation calls are kept to
+-- those whose answer is needed one by one (XADD, RPUSH, LPOP); the rest are variadic, once per
+-- chunk, with the state in between held in Lua tables.
+local OPS, HEADS, LEASES, RETRY = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local ATTEMPTS, AGE_COUNT, AGE_MIN, STREAM = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local DONE, DEAD, DEAD_INFO, DEAD_AT = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
-local IDLE, QUEUE = KEYS[13], KEYS[14]
+local IDLE, WAITING = KEYS[13], KEYS[14]
+
+-- The consumer that holds released leases until the next lease claims them (deadline 0).
+-- Real consumers are named host:pid:random:n, never with a '~'.
+local RELEASED = '~released'
 
 -- Lua's unpack() is bounded by the C stack (8000 values): variadic calls go in chunks.
 local CHUNK = 1000
@@ -19,43 +26,149 @@ local function call_chunked(command, key, prefix, items)
   end
 end
 
--- Make a person's head operation ready: one stream entry, read later by XREADGROUP.
-local function activate(op_id)
-  local entry_id = redis.call('XADD', STREAM, '*', 'o', op_id)
-  redis.call('HSET', ENTRY, op_id, entry_id)
+-- HMGET of any number of fields, in chunks.
+local function hmget(key, fields)
+  local values = {}
+  for first = 1, #fields, CHUNK do
+    local found = redis.call('HMGET', key, unpack(fields, first, math.min(first + CHUNK - 1, #fields)))
+    for i = 1, #found do values[first + i - 1] = found[i] end
+  end
+  return values
 end
 
--- Drop every trace of pending operations except their person queues: acknowledged stream
--- entries are deleted at once (XDEL), never trimmed by MAXLEN.
-local function forget(op_ids)
-  if #op_ids == 0 then return end
-  local entry_ids = {}
-  for first = 1, #op_ids, CHUNK do
-    local found = redis.call('HMGET', ENTRY, unpack(op_ids, first, math.min(first + CHUNK - 1, #op_ids)))
-    for _, entry_id in ipairs(found) do
-      if entry_id then entry_ids[#entry_ids + 1] = entry_id end
+-- Make a person's head operation ready: one stream entry, read later by XREADGROUP.
+local function activate(op_id)
+  redis.call('XADD', STREAM, '*', 'o', op_id)
+end
+
+-- People's heads, read once per call and written back once (write_heads): HEADS maps a person
+-- to "<head op id> <number of ops waiting behind it in WAITING .. person>".
+local heads, heads_changed = {}, {}
+
+local function read_heads(persons)
+  local values = hmget(HEADS, persons)
+  for i, person in ipairs(persons) do
+    if heads[person] == nil then
+      local value = values[i]
+      if value then
+        local head, waiting = string.match(value, '^(.*) (%d+)$')
+        heads[person] = {head, tonumber(waiting)}
+      else
+        heads[person] = false
+      end
     end
   end
-  if #entry_ids > 0 then
-    call_chunked('XACK', STREAM, GROUP, entry_ids)
-    call_chunked('XDEL', STREAM, nil, entry_ids)
+end
+
+local function write_heads()
+  local set, gone = {}, {}
+  for person in pairs(heads_changed) do
+    local head = heads[person]
+    if head then
+      set[#set + 1] = person
+      set[#set + 1] = head[1] .. ' ' .. head[2]
+    else
+      gone[#gone + 1] = person
+    end
   end
-  for _, key in ipairs({ENTRY, LEASED, ATTEMPTS, OPS}) do call_chunked('HDEL', key, nil, op_ids) end
-  for _, key in ipairs({DEADLINES, RETRY, CREATED}) do call_chunked('ZREM', key, nil, op_ids) end
+  call_chunked('HSET', HEADS, nil, set)
+  call_chunked('HDEL', HEADS, nil, gone)
+end
+
+-- A new pending operation joins its person: the head if the person had none, else it waits.
+local function append(person, op_id)
+  local head = heads[person]
+  if head then
+    redis.call('RPUSH', WAITING .. person, op_id)
+    head[2] = head[2] + 1
+  else
+    heads[person] = {op_id, 0}
+    activate(op_id)
+  end
+  heads_changed[person] = true
 end
 
 -- The operation left for good (delivered or dead): the person's next one becomes ready.
-local function advance(person_key, op_id)
-  local queue = QUEUE .. person_key
-  local head = redis.call('LPOP', queue)
-  if head and head ~= op_id then
-    -- Not the head (a stale ack of a replayed op): put the head back, remove op_id where it is.
-    redis.call('LPUSH', queue, head)
-    redis.call('LREM', queue, 1, op_id)
-    return
+local function advance(person, op_id)
+  local head = heads[person]
+  if not head then return end
+  heads_changed[person] = true
+  if head[1] ~= op_id then
+    -- Not the head (a stale ack of an op replayed behind others): take it out of the queue.
+    head[2] = head[2] - redis.call('LREM', WAITING .. person, 1, op_id)
+  elseif head[2] == 0 then
+    heads[person] = false
+  else
+    local next_op = redis.call('LPOP', WAITING .. person)
+    heads[person] = {next_op, head[2] - 1}
+    activate(next_op)
   end
-  local next_op = redis.call('LINDEX', queue, 0)
-  if next_op then activate(next_op) end
+end
+
+-- Whether the lease (consumer, entry) still holds its entry: false once taken over, released or
+-- settled.
+local function held(consumer, entry_id)
+  local pending = redis.call('XPENDING', STREAM, GROUP, entry_id, entry_id, 1)[1]
+  return pending ~= nil and pending[2] == consumer
+end
+
+-- A consumer with nothing left pending is deleted with its deadline. (XGROUP DELCONSUMER would
+-- drop pending entries from the ledger, so it only ever runs on an empty consumer.)
+local function retire_if_empty(consumer)
+  if #redis.call('XPENDING', STREAM, GROUP, '-', '+', 1, consumer) == 0 then
+    redis.call('XGROUP', 'DELCONSUMER', STREAM, GROUP, consumer)
+    redis.call('ZREM', LEASES, consumer)
+  end
+end
+
+-- Pending operations are counted per second of created_at ("buckets", computed by the caller):
+-- AGE_COUNT holds the counts and AGE_MIN the oldest created_at seen in each second, so the oldest
+-- waiting age is one ZRANGE, exact to within a second. `oldest` maps bucket -> created_at when
+-- adding.
+local function count_ages(buckets, sign, oldest)
+  local counts = {}
+  for _, bucket in ipairs(buckets) do counts[bucket] = (counts[bucket] or 0) + 1 end
+  for bucket, count in pairs(counts) do
+    if sign > 0 then
+      redis.call('HINCRBY', AGE_COUNT, bucket, count)
+      redis.call('ZADD', AGE_MIN, 'LT', oldest[bucket], bucket)
+    elseif redis.call('HINCRBY', AGE_COUNT, bucket, -count) <= 0 then
+      redis.call('HDEL', AGE_COUNT, bucket)
+      redis.call('ZREM', AGE_MIN, bucket)
+    end
+  end
+end
+
+-- Read "n, (bucket, oldest created_at) x n" from ARGV at `at`; returns the map and the next index.
+local function read_oldest(at)
+  local oldest = {}
+  for i = at + 1, at + 2 * tonumber(ARGV[at]), 2 do oldest[ARGV[i]] = ARGV[i + 1] end
+  return oldest, at + 1 + 2 * tonumber(ARGV[at])
+end
+
+-- Drop pending operations' records and retry state; their people advance separately.
+local function forget(op_ids, buckets)
+  if #op_ids == 0 then return end
+  call_chunked('HDEL', OPS, nil, op_ids)
+  if redis.call('HLEN', ATTEMPTS) > 0 then call_chunked('HDEL', ATTEMPTS, nil, op_ids) end
+  if redis.call('ZCARD', RETRY) > 0 then call_chunked('ZREM', RETRY, nil, op_ids) end
+  count_ages(buckets, -1)
+end
+
+-- Remove acknowledged entries: everything older than the oldest entry still pending or unread.
+-- MINID trimming below that point never drops an unacknowledged entry (MAXLEN would); '~' frees
+-- whole radix-tree nodes only, which is cheap.
+local function trim_stream()
+  local ok, pending = pcall(redis.call, 'XPENDING', STREAM, GROUP, '-', '+', 1)
+  if not ok then return end  -- no group yet: nothing was ever read
+  local threshold = pending[1] and pending[1][1]
+  if not threshold then
+    local group = redis.call('XINFO', 'GROUPS', STREAM)[1]
+    for i = 1, #group, 2 do
+      if group[i] == 'last-delivered-id' then threshold = group[i + 1] end
+    end
+  end
+  redis.call('XTRIM', STREAM, 'MINID', '~', threshold)
 end
 
 -- Wake whoever waits for the shard to empty (RedisOutbox.wait_until_empty).
@@ -64,9 +177,4 @@ local function signal_if_empty()
     redis.call('LPUSH', IDLE, 1)
     redis.call('LTRIM', IDLE, 0, 0)
   end
-end
-
--- Whether `token` is the token of op_id's live lease (false once taken over or released).
-local function held_by(op_id, token)
-  return redis.call('HGET', LEASED, op_id) == token
 end

@@ -1,16 +1,35 @@
 -- Store operations once by op id; a person's first pending operation becomes ready at once.
--- ARGV: quadruples (op_id, person_key, record, created_at). Returns how many were new.
--- An op id is a duplicate while pending, dead-lettered, or delivered within the remembered window.
-local added = 0
-for i = 1, #ARGV, 4 do
+-- ARGV: remember ('1' to check remembered delivered ids), the oldest created_at per bucket
+-- (see read_oldest), then quadruples (op_id, person_key, record, bucket). Returns how many were
+-- new. An op id is a duplicate while pending or dead-lettered, and while remembered as delivered.
+local check_dead = redis.call('HLEN', DEAD) > 0
+local check_done = ARGV[1] == '1' and redis.call('EXISTS', DONE) == 1
+local oldest, first = read_oldest(2)
+local ids, persons = {}, {}
+for i = first, #ARGV, 4 do
+  ids[#ids + 1] = ARGV[i]
+  persons[#persons + 1] = ARGV[i + 1]
+end
+local known = {}
+for i, record in ipairs(hmget(OPS, ids)) do
+  if record then known[ids[i]] = true end
+end
+read_heads(persons)
+local records, buckets = {}, {}
+for i = first, #ARGV, 4 do
   local op_id = ARGV[i]
-  if redis.call('HEXISTS', DEAD, op_id) == 0
-    and not redis.call('ZSCORE', DONE, op_id)
-    and redis.call('HSETNX', OPS, op_id, ARGV[i + 2]) == 1
+  if not known[op_id]
+    and not (check_dead and redis.call('HEXISTS', DEAD, op_id) == 1)
+    and not (check_done and redis.call('ZSCORE', DONE, op_id))
   then
-    redis.call('ZADD', CREATED, ARGV[i + 3], op_id)
-    if redis.call('RPUSH', QUEUE .. ARGV[i + 1], op_id) == 1 then activate(op_id) end
-    added = added + 1
+    known[op_id] = true
+    records[#records + 1] = op_id
+    records[#records + 1] = ARGV[i + 2]
+    buckets[#buckets + 1] = ARGV[i + 3]
+    append(ARGV[i + 1], op_id)
   end
 end
-return added
+call_chunked('HSET', OPS, nil, records)
+write_heads()
+count_ages(buckets, 1, oldest)
+return #buckets

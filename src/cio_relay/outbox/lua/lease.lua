@@ -1,31 +1,35 @@
--- Lease up to `limit` ready heads: expired or released leases first (longest due first), then
--- the stream's unread entries (after promoting retries that are due) in stream order.
--- ARGV: now, lease_until, limit, token, consumer.
--- Returns triples (op_id, record, attempts or false).
-local now, lease_until, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local token, consumer = ARGV[4], ARGV[5]
-local leased = {}
+-- Lease up to `limit` ready heads to a new consumer (this lease call): expired or released leases
+-- first (longest due first), then the stream's unread entries (after moving due retries into
+-- the stream) in stream order. ARGV: now, lease_until, limit, consumer.
+-- Returns quadruples (op_id, record, attempts or false, entry_id).
+local now, lease_until, limit, consumer = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local op_ids, entry_ids = {}, {}
 
--- 1. Leases whose deadline passed (a worker died or stalled) or that were released: claim the
---    very entries (XCLAIM), keeping their place in the pending list and counting the delivery.
-local expired = redis.call('ZRANGEBYSCORE', DEADLINES, '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
-if #expired > 0 then
-  local due = {}
-  for i = 1, #expired, 2 do
-    local op_id = expired[i]
-    local entry_id = redis.call('HGET', ENTRY, op_id)
-    local ms, seq = string.match(entry_id, '(%d+)-(%d+)')
-    due[#due + 1] = {op_id, entry_id, tonumber(expired[i + 1]), tonumber(ms), tonumber(seq)}
+local function collect(entries)
+  for _, entry in ipairs(entries) do
+    if entry[2] then  -- an entry claimed (XCLAIM) or read (XREADGROUP)
+      op_ids[#op_ids + 1] = entry[2][2]
+      entry_ids[#entry_ids + 1] = entry[1]
+    end
   end
-  table.sort(due, function(a, b)
-    if a[3] ~= b[3] then return a[3] < b[3] end
-    if a[4] ~= b[4] then return a[4] < b[4] end
-    return a[5] < b[5]
-  end)
-  for _, item in ipairs(due) do
-    redis.call('XCLAIM', STREAM, GROUP, consumer, 0, item[2])
-    leased[#leased + 1] = item[1]
+end
+
+-- 1. Consumers whose deadline passed (a worker died or stalled) or that hold released leases:
+--    claim their very entries (XCLAIM), keeping their place and counting the delivery.
+local expired = redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0, 100)
+for _, old in ipairs(expired) do
+  local want = limit - #op_ids
+  if want <= 0 then break end
+  local pending = redis.call('XPENDING', STREAM, GROUP, '-', '+', want, old)
+  if #pending > 0 then
+    local ids = {}
+    for i, item in ipairs(pending) do ids[i] = item[1] end
+    for first = 1, #ids, CHUNK do
+      collect(redis.call('XCLAIM', STREAM, GROUP, consumer, 0,
+        unpack(ids, first, math.min(first + CHUNK - 1, #ids))))
+    end
   end
+  if #pending < want then retire_if_empty(old) end
 end
 
 -- 2. Retries that are due go back into the stream behind what is already ready.
@@ -36,40 +40,36 @@ if #retries > 0 then
 end
 
 -- 3. Unread heads, oldest first.
-if #leased < limit then
+if #op_ids < limit then
   local ok, read = pcall(redis.call, 'XREADGROUP', 'GROUP', GROUP, consumer,
-    'COUNT', limit - #leased, 'STREAMS', STREAM, '>')
+    'COUNT', limit - #op_ids, 'STREAMS', STREAM, '>')
   if not ok then
     -- The group is missing (first use, or the stream was deleted): create it from the start.
     redis.call('XGROUP', 'CREATE', STREAM, GROUP, '0', 'MKSTREAM')
     read = redis.call('XREADGROUP', 'GROUP', GROUP, consumer,
-      'COUNT', limit - #leased, 'STREAMS', STREAM, '>')
+      'COUNT', limit - #op_ids, 'STREAMS', STREAM, '>')
   end
-  if read then
-    for _, entry in ipairs(read[1][2]) do leased[#leased + 1] = entry[2][2] end
-  end
+  if read then collect(read[1][2]) end
 end
 
-if #leased == 0 then return {} end
-local tokens, deadlines = {}, {}
-for _, op_id in ipairs(leased) do
-  tokens[#tokens + 1] = op_id
-  tokens[#tokens + 1] = token
-  deadlines[#deadlines + 1] = lease_until
-  deadlines[#deadlines + 1] = op_id
-end
-call_chunked('HSET', LEASED, nil, tokens)
-call_chunked('ZADD', DEADLINES, nil, deadlines)
-
-local out = {}
-for first = 1, #leased, CHUNK do
-  local last = math.min(first + CHUNK - 1, #leased)
-  local records = redis.call('HMGET', OPS, unpack(leased, first, last))
-  local attempts = redis.call('HMGET', ATTEMPTS, unpack(leased, first, last))
-  for i = 1, last - first + 1 do
-    out[#out + 1] = leased[first + i - 1]
+local with_attempts = redis.call('HLEN', ATTEMPTS) > 0
+local records = hmget(OPS, op_ids)
+local attempts = with_attempts and hmget(ATTEMPTS, op_ids) or {}
+local out, stale = {}, {}
+for i, op_id in ipairs(op_ids) do
+  if records[i] then
+    out[#out + 1] = op_id
     out[#out + 1] = records[i]
-    out[#out + 1] = attempts[i]
+    out[#out + 1] = attempts[i] or false
+    out[#out + 1] = entry_ids[i]
+  else
+    stale[#stale + 1] = entry_ids[i]  -- acknowledged through a stale lease while unread
   end
+end
+call_chunked('XACK', STREAM, GROUP, stale)
+if #out > 0 then
+  redis.call('ZADD', LEASES, lease_until, consumer)
+elseif redis.call('EXISTS', STREAM) == 1 then
+  redis.pcall('XGROUP', 'DELCONSUMER', STREAM, GROUP, consumer)  -- created by the read
 end
 return out

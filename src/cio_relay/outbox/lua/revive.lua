@@ -1,7 +1,12 @@
 -- Replay dead letters: back to the tail of their person's queue, op id kept, attempts reset.
--- ARGV: triples (op_id, person_key, created_at), oldest dead letter first. Returns how many.
-local revived = 0
-for i = 1, #ARGV, 3 do
+-- ARGV: the oldest created_at per bucket (see read_oldest), then triples (op_id, person_key,
+-- bucket), oldest dead letter first. Returns how many.
+local oldest, first = read_oldest(1)
+local persons = {}
+for i = first, #ARGV, 3 do persons[#persons + 1] = ARGV[i + 1] end
+read_heads(persons)
+local buckets = {}
+for i = first, #ARGV, 3 do
   local op_id = ARGV[i]
   local record = redis.call('HGET', DEAD, op_id)
   if record then
@@ -9,9 +14,10 @@ for i = 1, #ARGV, 3 do
     redis.call('HDEL', DEAD_INFO, op_id)
     redis.call('ZREM', DEAD_AT, op_id)
     redis.call('HSET', OPS, op_id, record)
-    redis.call('ZADD', CREATED, ARGV[i + 2], op_id)
-    if redis.call('RPUSH', QUEUE .. ARGV[i + 1], op_id) == 1 then activate(op_id) end
-    revived = revived + 1
+    buckets[#buckets + 1] = ARGV[i + 2]
+    append(ARGV[i + 1], op_id)
   end
 end
-return revived
+write_heads()
+count_ages(buckets, 1, oldest)
+return #buckets
