@@ -13,8 +13,10 @@ URL, on the console (stdout): never in the logs, which go to stderr as JSON.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +66,9 @@ def _bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    # Listening now: a client that reads the printed URL before uvicorn is up waits in the
+    # backlog instead of being refused.
+    sock.listen(2048)
     sock.set_inheritable(True)
     return sock
 
@@ -141,7 +146,7 @@ def print_banner(prepared: PreparedService, console: Console) -> None:
     console.print("Delivering until Ctrl-C.")
 
 
-def _uvicorn_config(app: Starlette) -> Any:
+def _uvicorn_config(app: Starlette, log_level: str) -> Any:
     import uvicorn
 
     fast_loop = importlib.util.find_spec("uvloop") is not None
@@ -152,17 +157,39 @@ def _uvicorn_config(app: Starlette) -> Any:
         http="httptools" if fast_http else "h11",
         lifespan="on",
         log_config=None,  # our JSON logging handles uvicorn's loggers too
+        log_level=log_level.lower(),  # set again: the sandbox emulator's uvicorn lowered it
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=30,
     )
 
 
+def _server_class() -> Any:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn that returns after a graceful shutdown on SIGTERM/SIGINT.
+
+        uvicorn re-raises the signal once it has shut down, which kills the process before
+        ``run_service`` can stop the sandbox emulator; everything is already stopped cleanly
+        by then, so we exit normally (status 0) instead.
+        """
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                try:
+                    yield
+                finally:
+                    getattr(self, "_captured_signals", []).clear()
+
+    return Server
+
+
 def run_service(
     settings: Settings | None = None, *, host: str | None = None, port: int | None = None
 ) -> None:
     """Serve until SIGINT/SIGTERM, then stop gracefully (in-flight deliveries finish)."""
-    import uvicorn
     from prometheus_client import disable_created_metrics
 
     settings = settings or Settings()
@@ -171,6 +198,8 @@ def run_service(
     prepared = prepare_service(settings, host=host, port=port, scrubber=scrubber)
     try:
         print_banner(prepared, Console(highlight=False))
-        uvicorn.Server(_uvicorn_config(prepared.app)).run(sockets=[prepared.sock])
+        _server_class()(_uvicorn_config(prepared.app, settings.log_level)).run(
+            sockets=[prepared.sock]
+        )
     finally:
         prepared.close()

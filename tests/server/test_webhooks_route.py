@@ -1,0 +1,99 @@
+"""``POST /webhooks/customerio`` in the service: stored, counted, shown, to lake and handlers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from pydantic import SecretStr
+from starlette.applications import Starlette
+
+from cio_relay.config import Settings
+from cio_relay.outbox.base import Outbox
+from cio_relay.server import create_app
+from cio_relay.webhooks.signature import signature_headers
+from tests.server.conftest import serve
+
+SIGNING_KEY = "whsec-test-0123456789"
+
+
+def _event(metric: str, event_id: str, **data: Any) -> bytes:
+    payload = {
+        "event_id": event_id,
+        "object_type": "email",
+        "metric": metric,
+        "timestamp": int(time.time()),
+        "data": {"campaign_id": 7, "delivery_id": f"d-{event_id}", **data},
+    }
+    return orjson.dumps(payload)
+
+
+@pytest.fixture
+def app(settings: Settings, outbox: Outbox, tmp_path: Path) -> Starlette:
+    with_keys = settings.model_copy(
+        update={"webhook_signing_keys": [SecretStr(SIGNING_KEY)], "lake": str(tmp_path / "lake")}
+    )
+    return create_app(
+        with_keys,
+        outbox=outbox,
+        run_workers=False,
+        webhooks=True,
+        idempotency_path=tmp_path / "i.db",
+    )
+
+
+@pytest.fixture
+def url(app: Starlette) -> Iterator[str]:
+    with serve(app) as base:
+        yield base
+
+
+def _post(url: str, body: bytes, key: str = SIGNING_KEY) -> httpx.Response:
+    return httpx.post(
+        f"{url}/webhooks/customerio", content=body, headers=signature_headers(key, body)
+    )
+
+
+def test_signed_webhooks_are_stored_once_and_counted(url: str, auth: dict[str, str]) -> None:
+    body = _event("opened", "01HZZZZZZZZZZZZZZZZZZZZZZA", recipient="ada@example.com")
+    assert _post(url, body).json() == {"status": "stored"}
+    assert _post(url, body).json() == {"status": "duplicate"}
+    forged = _post(url, _event("opened", "01HZZZZZZZZZZZZZZZZZZZZZZB"), key="wrong-key-0123")
+    assert forged.status_code == 401
+    metrics = httpx.get(f"{url}/metrics", headers=auth).text
+    assert 'cio_relay_webhooks_total{metric="email_opened",result="stored"} 1.0' in metrics
+    assert 'cio_relay_webhooks_total{metric="email_opened",result="duplicate"} 1.0' in metrics
+    assert 'cio_relay_webhooks_total{metric="unknown",result="refused"} 1.0' in metrics
+    page = httpx.get(f"{url}/dashboard/webhooks", headers=auth).text
+    assert "ada@example.com" in page and "email_opened" in page
+    assert 'id="inbox-pending"' in page or 'id="inbox-done"' in page
+
+
+def test_unauthenticated_callers_cannot_invent_metric_labels(
+    url: str, auth: dict[str, str]
+) -> None:
+    body = orjson.dumps({"event_id": "x", "object_type": "evil", "metric": "label_bomb_1"})
+    assert httpx.post(f"{url}/webhooks/customerio", content=body).status_code == 401
+    assert "label_bomb" not in httpx.get(f"{url}/metrics", headers=auth).text
+
+
+def test_bounces_suppress_the_person_and_the_lake_feeds_the_funnel(
+    app: Starlette, url: str, auth: dict[str, str], outbox: Outbox
+) -> None:
+    for n, metric in enumerate(("sent", "delivered", "opened", "sent", "bounced")):
+        extra = (
+            {"identifiers": {"id": "u-9", "email": "bo@bounce.test"}} if metric == "bounced" else {}
+        )
+        body = _event(metric, f"01HZZZZZZZZZZZZZZZZZZZZZ{n:02d}", **extra)
+        assert _post(url, body).status_code == 200
+    app.state.service.webhooks.pipeline.drain()
+    (lease,) = outbox.lease(10, 60)
+    assert (lease.op.kind.value, lease.op.identifiers) == ("suppress", {"id": "u-9"})
+    page = httpx.get(f"{url}/dashboard", headers=auth).text
+    assert "campaign 7" in page
+    assert 'class="chart funnel"' in page
