@@ -101,17 +101,31 @@ class Inbox(Protocol):
         """Persist ``raw`` durably; True if new, False if ``event.event_id`` was already stored."""
 
     async def store_async(
-        self, event: Event, raw: bytes, *, received_at: float | None = None
+        self,
+        event: Event,
+        raw: bytes,
+        *,
+        received_at: float | None = None,
+        timeout: float | None = None,
     ) -> bool:
-        """``store`` for an event loop: waits for the write without blocking the loop."""
+        """``store`` for an event loop: waits for the write without blocking the loop.
+
+        Raises ``InboxUnavailableError`` if the write is not durable within ``timeout`` s (it
+        may still land later; a redelivery is then a harmless duplicate).
+        """
 
     def quarantine(self, raw: bytes, error: str, *, received_at: float | None = None) -> int:
         """Keep an unparseable payload with its error; returns its quarantine id."""
 
     async def quarantine_async(
-        self, raw: bytes, error: str, *, received_at: float | None = None
+        self,
+        raw: bytes,
+        error: str,
+        *,
+        received_at: float | None = None,
+        timeout: float | None = None,
     ) -> int:
-        """``quarantine`` for an event loop."""
+        """``quarantine`` for an event loop, with the same ``timeout`` as ``store_async``."""
 
     def due(self, limit: int, *, now: float | None = None) -> list[StoredEvent]:
         """Pending events whose ``next_attempt_at`` has come, oldest (lowest seq) first."""
@@ -188,9 +202,14 @@ class MemoryInbox:
             return True
 
     async def store_async(
-        self, event: Event, raw: bytes, *, received_at: float | None = None
+        self,
+        event: Event,
+        raw: bytes,
+        *,
+        received_at: float | None = None,
+        timeout: float | None = None,
     ) -> bool:
-        return self.store(event, raw, received_at=received_at)
+        return self.store(event, raw, received_at=received_at)  # instant: no timeout needed
 
     def quarantine(self, raw: bytes, error: str, *, received_at: float | None = None) -> int:
         with self._lock:
@@ -202,7 +221,12 @@ class MemoryInbox:
             return item_id
 
     async def quarantine_async(
-        self, raw: bytes, error: str, *, received_at: float | None = None
+        self,
+        raw: bytes,
+        error: str,
+        *,
+        received_at: float | None = None,
+        timeout: float | None = None,
     ) -> int:
         return self.quarantine(raw, error, received_at=received_at)
 

@@ -15,7 +15,6 @@ Signing keys are held as bytes and never appear in reprs, logs or replies.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -178,14 +177,18 @@ class WebhookIntake:
         if not self.authenticate(body, timestamp, signature):
             return UNAUTHORIZED
         received_at = self._clock()
+        timeout = self.store_timeout
         try:
-            async with asyncio.timeout(self.store_timeout):
-                try:
-                    event = parse_event(body)
-                except EventParseError as exc:
-                    await self.inbox.quarantine_async(body, str(exc), received_at=received_at)
-                    return QUARANTINED
-                is_new = await self.inbox.store_async(event, body, received_at=received_at)
+            try:
+                event = parse_event(body)
+            except EventParseError as exc:
+                await self.inbox.quarantine_async(
+                    body, str(exc), received_at=received_at, timeout=timeout
+                )
+                return QUARANTINED
+            is_new = await self.inbox.store_async(
+                event, body, received_at=received_at, timeout=timeout
+            )
         except Exception as exc:
             # A late write may still land; Customer.io's retry is then a harmless duplicate.
             log.warning("webhook not stored: %s", type(exc).__name__)

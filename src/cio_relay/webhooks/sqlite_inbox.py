@@ -1,15 +1,14 @@
 """``SQLiteInbox``: the default, embedded ``Inbox`` (one file, WAL, group commit).
 
-Every write goes through one writer thread that owns the write connection: it takes whatever
-writes are waiting (up to ``max_batch``), runs them in one transaction and commits once, then
-wakes every waiter. So 64 concurrent webhook requests share a handful of commits instead of
-queueing for 64 (SQLite WAL: ~100,000 rows/s at one row per commit, ~577,000 at 1,000 per
-commit on this machine). A single writer also means no "database is locked" fights between the
-receiver and the handler worker inside one process.
+Writes go through ``SQLiteWriter`` (group commit on a writer thread, or inline on the event
+loop for the receiver's requests: see ``sqlite_writer.py``), so concurrent webhook requests
+share commits and the receiver and the handler worker never fight over the write lock inside
+one process.
 
 ``durability``: ``"process"`` (default) is ``synchronous=NORMAL`` in WAL mode: a committed event
 survives the process being killed, not a power cut. ``"power"`` is ``synchronous=FULL``: an
-fsync per commit, so it survives power loss too, at a lower rate under light load.
+fsync per commit, so it survives power loss too, at a lower rate under light load; its commits
+always run on the writer thread, never on the event loop.
 
 Event seqs come from ``AUTOINCREMENT`` on purpose: a plain rowid may be reused after the
 highest rows are pruned, which would hide new events behind a consumer's saved cursor.
@@ -17,40 +16,26 @@ highest rows are pruned, which would hide new events behind a consumer's saved c
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import queue
 import sqlite3
-import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from cio_relay.webhooks.events import Event
 from cio_relay.webhooks.inbox import (
     DEFAULT_RETENTION,
     HandlerState,
     InboxCounts,
-    InboxUnavailableError,
     QuarantinedPayload,
     StoredEvent,
     clip_error,
     now_or,
 )
+from cio_relay.webhooks.sqlite_writer import SQLiteWriter
 
 __all__ = ["Durability", "SQLiteInbox"]
 
-log = logging.getLogger("cio_relay.webhooks")
-
 Durability = Literal["process", "power"]
-T = TypeVar("T")
-_Write = Callable[[sqlite3.Connection], Any]
-_AsyncWaiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
-_Waiter = Future[Any] | _AsyncWaiter
-_STOP = object()
 _PRUNE_CHUNK = 5_000
 
 _SCHEMA = """
@@ -101,16 +86,6 @@ def _stored(row: tuple[Any, ...]) -> StoredEvent:
     )
 
 
-def _settle_async(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    for future, value, error in items:
-        if future.done():  # the request gave up waiting (timeout or disconnect)
-            continue
-        if error is None:
-            future.set_result(value)
-        else:
-            future.set_exception(error)
-
-
 class SQLiteInbox:
     """The embedded ``Inbox``: ``SQLiteInbox("cio-relay-data/webhooks.db")``.
 
@@ -126,126 +101,27 @@ class SQLiteInbox:
         max_batch: int = 1_000,
         write_timeout: float = 30.0,
         busy_timeout: float = 5.0,
+        inline_writes: bool = True,
     ) -> None:
         if durability not in ("process", "power"):
             raise ValueError(f"durability: must be 'process' or 'power', got {durability!r}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._max_batch = max_batch
-        self._write_timeout = write_timeout
-        self._busy_timeout_ms = int(busy_timeout * 1000)
-        synchronous = "NORMAL" if durability == "process" else "FULL"
-        self._writer = self._connect(synchronous)
-        self._writer.executescript(_SCHEMA)
-        self._reader = self._connect(synchronous)
-        self._read_lock = threading.Lock()
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._submit_lock = threading.Lock()
-        self._closed = False
-        self._thread = threading.Thread(target=self._write_loop, name="inbox-writer", daemon=True)
-        self._thread.start()
-
-    def _connect(self, synchronous: str) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={synchronous}")
-        conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
-        return conn
+        self._db = SQLiteWriter(
+            self.path,
+            synchronous="NORMAL" if durability == "process" else "FULL",
+            busy_timeout=busy_timeout,
+            max_batch=max_batch,
+            write_timeout=write_timeout,
+            inline=inline_writes and durability == "process",
+            schema=_SCHEMA,
+        )
+        self._write = self._db.write
+        self._write_async = self._db.write_async
+        self._read = self._db.read
 
     def __repr__(self) -> str:
         return f"SQLiteInbox({str(self.path)!r})"
-
-    # --- the writer thread ----------------------------------------------------------------
-
-    def _write_loop(self) -> None:
-        stopping = False
-        while not stopping:
-            job = self._queue.get()
-            if job is _STOP:
-                break
-            batch = [job]
-            while len(batch) < self._max_batch:
-                try:
-                    job = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if job is _STOP:
-                    stopping = True
-                    break
-                batch.append(job)
-            self._run_batch(batch)
-
-    def _run_batch(self, batch: list[tuple[_Write, _Waiter]]) -> None:
-        try:
-            self._writer.execute("BEGIN IMMEDIATE")
-            values = [write(self._writer) for write, _ in batch]
-            self._writer.execute("COMMIT")
-        except Exception as exc:
-            self._rollback()
-            if len(batch) > 1:
-                # One bad write must not fail its neighbours: redo each on its own.
-                for job in batch:
-                    self._run_batch([job])
-                return
-            _, waiter = batch[0]
-            self._settle([(waiter, None, self._unavailable(exc))])
-            return
-        self._settle(
-            [(waiter, value, None) for (_, waiter), value in zip(batch, values, strict=True)]
-        )
-
-    def _rollback(self) -> None:
-        with contextlib.suppress(sqlite3.Error):  # no transaction was open: BEGIN itself failed
-            self._writer.execute("ROLLBACK")
-
-    @staticmethod
-    def _unavailable(error: Exception) -> InboxUnavailableError:
-        log.warning("inbox write failed: %s: %s", type(error).__name__, error)
-        return InboxUnavailableError(f"inbox write failed: {type(error).__name__}: {error}")
-
-    @staticmethod
-    def _settle(results: list[tuple[_Waiter, Any, BaseException | None]]) -> None:
-        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
-        for waiter, value, error in results:
-            if isinstance(waiter, Future):
-                if error is None:
-                    waiter.set_result(value)
-                else:
-                    waiter.set_exception(error)
-            else:
-                loop, future = waiter
-                by_loop.setdefault(loop, []).append((future, value, error))
-        for loop, items in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
-                loop.call_soon_threadsafe(_settle_async, items)
-
-    def _submit(self, write: _Write, waiter: _Waiter) -> None:
-        with self._submit_lock:
-            if self._closed:
-                raise InboxUnavailableError("the inbox is closed")
-            self._queue.put((write, waiter))
-
-    def _write(self, write: Callable[[sqlite3.Connection], T]) -> T:
-        future: Future[T] = Future()
-        self._submit(write, future)
-        try:
-            return future.result(self._write_timeout)
-        except FutureTimeout:
-            raise InboxUnavailableError(
-                f"inbox write not done within {self._write_timeout} s"
-            ) from None
-
-    async def _write_async(self, write: Callable[[sqlite3.Connection], T]) -> T:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._submit(write, (loop, future))
-        return await future
-
-    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._read_lock:
-            if self._closed:
-                raise InboxUnavailableError("the inbox is closed")
-            return self._reader.execute(sql, params).fetchall()
 
     # --- the Inbox protocol ---------------------------------------------------------------
 
@@ -265,9 +141,14 @@ class SQLiteInbox:
         return self._write(self._insert(event, raw, now_or(received_at)))
 
     async def store_async(
-        self, event: Event, raw: bytes, *, received_at: float | None = None
+        self,
+        event: Event,
+        raw: bytes,
+        *,
+        received_at: float | None = None,
+        timeout: float | None = None,
     ) -> bool:
-        return await self._write_async(self._insert(event, raw, now_or(received_at)))
+        return await self._write_async(self._insert(event, raw, now_or(received_at)), timeout)
 
     @staticmethod
     def _quarantine(raw: bytes, error: str, at: float) -> Callable[[sqlite3.Connection], int]:
@@ -284,9 +165,14 @@ class SQLiteInbox:
         return self._write(self._quarantine(raw, error, now_or(received_at)))
 
     async def quarantine_async(
-        self, raw: bytes, error: str, *, received_at: float | None = None
+        self,
+        raw: bytes,
+        error: str,
+        *,
+        received_at: float | None = None,
+        timeout: float | None = None,
     ) -> int:
-        return await self._write_async(self._quarantine(raw, error, now_or(received_at)))
+        return await self._write_async(self._quarantine(raw, error, now_or(received_at)), timeout)
 
     def due(self, limit: int, *, now: float | None = None) -> list[StoredEvent]:
         rows = self._read(
@@ -409,15 +295,7 @@ class SQLiteInbox:
         )
 
     def close(self) -> None:
-        with self._submit_lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._queue.put(_STOP)
-        self._thread.join()
-        with self._read_lock:
-            self._reader.close()
-        self._writer.close()
+        self._db.close()
 
     def __enter__(self) -> SQLiteInbox:
         return self
