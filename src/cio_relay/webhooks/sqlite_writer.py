@@ -15,8 +15,9 @@ Two paths, both batching many callers' writes into one transaction and one commi
   the writer thread mid-transaction) is handed to the writer thread, which may wait.
   Only for ``synchronous=NORMAL`` (no fsync per commit; the caller decides): an fsync would
   stall the loop. WAL checkpoints (which fsync) are never run inline: the inline connection has
-  autocheckpoint off and asks the writer thread for a passive checkpoint every 1,000 commits'
-  worth of rows.
+  autocheckpoint off and asks the writer thread for a passive checkpoint every 4,000 rows.
+  While that checkpoint runs, inline batches go to the writer thread too, so the checkpoint
+  always catches up with the whole WAL and the WAL file is reused instead of growing.
 
 One bad write in a batch does not fail its neighbours: the batch is redone one write at a
 time. A batch that fails because the file is busy, locked, full or unreadable fails as a whole,
@@ -50,7 +51,7 @@ _Waiter = Future[Any] | _AsyncWaiter
 _Job = tuple[Write, _Waiter]
 _STOP = object()
 _CHECKPOINT = object()
-_CHECKPOINT_EVERY_ROWS = 1_000
+_CHECKPOINT_EVERY_ROWS = 4_000  # ~3-4 MB of WAL at typical webhook sizes
 
 
 def _settle_async(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
@@ -110,6 +111,7 @@ class SQLiteWriter:
         self._inline_lock = threading.Lock()
         self._inline_pending: dict[asyncio.AbstractEventLoop, list[tuple[Write, Any]]] = {}
         self._inline_rows = 0
+        self._checkpoint_pending = False
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._submit_lock = threading.Lock()
         self.closed = False
@@ -139,6 +141,7 @@ class SQLiteWriter:
                 if job is _CHECKPOINT:
                     with contextlib.suppress(sqlite3.Error):
                         self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    self._checkpoint_pending = False
                 else:
                     batch.append(job)
                 if len(batch) >= self._max_batch:
@@ -206,8 +209,12 @@ class SQLiteWriter:
     def _flush_inline(self, loop: asyncio.AbstractEventLoop) -> None:
         batch = self._inline_pending.pop(loop)
         conn = self._inline
-        if conn is None or not self._inline_lock.acquire(blocking=False):
-            self._hand_over(loop, batch)  # another loop's thread is mid-flush
+        if (
+            self._checkpoint_pending
+            or conn is None
+            or not self._inline_lock.acquire(blocking=False)
+        ):
+            self._hand_over(loop, batch)  # a checkpoint, or another loop's thread, is busy
             return
         values: list[Any]
         error: Exception | None
@@ -228,8 +235,11 @@ class SQLiteWriter:
             self._inline_rows += len(batch)
             if self._inline_rows >= _CHECKPOINT_EVERY_ROWS:
                 self._inline_rows = 0
-                with contextlib.suppress(InboxUnavailableError):
+                self._checkpoint_pending = True
+                try:
                     self._submit(_CHECKPOINT)
+                except InboxUnavailableError:
+                    self._checkpoint_pending = False
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop, batch: list[tuple[Write, Any]]) -> None:
         for write, future in batch:
