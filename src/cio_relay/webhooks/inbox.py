@@ -13,7 +13,8 @@ crash, a failing handler or a restart. What every backend keeps:
 - Events are numbered by ``seq`` in arrival order, and seqs are never reused, so a consumer such
   as the lake feed can keep a durable cursor (``cursor``/``set_cursor``) and resume after it.
 - ``quarantine`` keeps authentic but unparseable payloads (raw bytes and the parse error).
-- ``prune`` forgets events that are done, older than the retention, and behind every cursor.
+- ``prune`` forgets events that are done, older than the retention, and behind every cursor;
+  it always keeps the newest event, which anchors the seq numbering.
 
 ``MemoryInbox`` below is the reference semantics, for tests; ``SQLiteInbox`` is the default.
 """
@@ -161,7 +162,10 @@ class Inbox(Protocol):
         """Save consumer ``name``'s position durably."""
 
     def prune(self, *, retention: float = DEFAULT_RETENTION, now: float | None = None) -> int:
-        """Forget done events older than ``retention`` that every cursor has passed."""
+        """Forget done events older than ``retention`` that every cursor has passed.
+
+        The newest event is always kept: it anchors the seq numbering.
+        """
 
     def counts(self) -> InboxCounts:
         """Events by handler state, and the quarantine size."""
@@ -323,6 +327,7 @@ class MemoryInbox:
                 if e.state is HandlerState.DONE
                 and e.received_at < cutoff
                 and (behind is None or e.seq <= behind)
+                and e.seq < self._seq  # the newest event anchors the numbering
             ]
             for event_id in doomed:
                 del self._events[event_id]

@@ -49,6 +49,7 @@ Write = Callable[[sqlite3.Connection], Any]
 _AsyncWaiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
 _Waiter = Future[Any] | _AsyncWaiter
 _Job = tuple[Write, _Waiter]
+_InlineJob = tuple[Write, "asyncio.Future[Any]", float | None]
 _STOP = object()
 _CHECKPOINT = object()
 _CHECKPOINT_EVERY_ROWS = 4_000  # ~3-4 MB of WAL at typical webhook sizes
@@ -64,9 +65,10 @@ def _settle_async(items: list[tuple[asyncio.Future[Any], Any, BaseException | No
             future.set_exception(error)
 
 
-def _expire(future: asyncio.Future[Any], timeout: float) -> None:
-    if not future.done():
-        future.set_exception(InboxUnavailableError(f"inbox write not done within {timeout} s"))
+def _expire(futures: list[asyncio.Future[Any]], timeout: float) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_exception(InboxUnavailableError(f"inbox write not done within {timeout} s"))
 
 
 #: SQLite primary result codes that say the *file* cannot take writes now (busy, locked,
@@ -109,7 +111,8 @@ class SQLiteWriter:
         self._read_lock = threading.Lock()
         self._inline = self._connect(0) if inline else None
         self._inline_lock = threading.Lock()
-        self._inline_pending: dict[asyncio.AbstractEventLoop, list[tuple[Write, Any]]] = {}
+        # Per event loop: the writes of this loop iteration, with each caller's timeout.
+        self._inline_pending: dict[asyncio.AbstractEventLoop, list[_InlineJob]] = {}
         self._inline_rows = 0
         self._checkpoint_pending = False
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -222,16 +225,16 @@ class SQLiteWriter:
             if self.closed:
                 values, error = [], InboxUnavailableError("the inbox is closed")
             else:
-                values, error = self._transaction(conn, [write for write, _ in batch])
+                values, error = self._transaction(conn, [write for write, _, _ in batch])
         finally:
             self._inline_lock.release()
         if isinstance(error, InboxUnavailableError):
-            _settle_async([(future, None, error) for _, future in batch])
+            _settle_async([(future, None, error) for _, future, _ in batch])
         elif error is not None:
             self._hand_over(loop, batch)  # busy or failed: the writer thread waits and sorts it
         else:
             done = zip(batch, values, strict=True)
-            _settle_async([(future, value, None) for (_, future), value in done])
+            _settle_async([(future, value, None) for (_, future, _), value in done])
             self._inline_rows += len(batch)
             if self._inline_rows >= _CHECKPOINT_EVERY_ROWS:
                 self._inline_rows = 0
@@ -241,8 +244,14 @@ class SQLiteWriter:
                 except InboxUnavailableError:
                     self._checkpoint_pending = False
 
-    def _hand_over(self, loop: asyncio.AbstractEventLoop, batch: list[tuple[Write, Any]]) -> None:
-        for write, future in batch:
+    def _hand_over(self, loop: asyncio.AbstractEventLoop, batch: list[_InlineJob]) -> None:
+        """Send an inline batch to the writer thread; only now can it take long, so only now
+        does it get a timer (one per batch, not one per request)."""
+        timeouts = [timeout for _, _, timeout in batch if timeout is not None]
+        if timeouts:
+            futures = [future for _, future, _ in batch]
+            loop.call_later(min(timeouts), _expire, futures, min(timeouts))
+        for write, future, _ in batch:
             try:
                 self._submit((write, (loop, future)))
             except InboxUnavailableError as exc:
@@ -274,12 +283,12 @@ class SQLiteWriter:
             if pending is None:
                 pending = self._inline_pending[loop] = []
                 loop.call_soon(self._flush_inline, loop)
-            pending.append((write, future))
-        else:
-            self._submit((write, (loop, future)))
+            pending.append((write, future, timeout))
+            return await future  # the flush at the end of this loop iteration settles it
+        self._submit((write, (loop, future)))
         if timeout is None:
             return await future
-        guard = loop.call_later(timeout, _expire, future, timeout)
+        guard = loop.call_later(timeout, _expire, [future], timeout)
         try:
             return await future
         finally:
