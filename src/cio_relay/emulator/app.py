@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import hmac
 import logging
 import math
@@ -109,6 +110,7 @@ class Emulator:
         self.faults = Faults()
         self.webhooks = WebhookSender(self.config)
         self._track_auth = _expected_credentials(self.config.site_id, self.config.track_api_key)
+        self._bytes_since_freeze = 0
         _install_log_filter()
 
     def __repr__(self) -> str:
@@ -168,6 +170,16 @@ class Emulator:
         reply = await self._answer(route, request, raw_path, send)
         self.state.stats.count_request(route.endpoint, reply.status)
         await _send_reply(send, reply)
+        if self.config.gc_freeze_bytes:
+            self._account_for_gc(len(body))
+
+    def _account_for_gc(self, size: int) -> None:
+        """See ``EmulatorConfig.gc_freeze_bytes``."""
+        self._bytes_since_freeze += size + 512  # a floor per request for small bodies
+        if self._bytes_since_freeze >= self.config.gc_freeze_bytes:
+            self._bytes_since_freeze = 0
+            gc.collect()
+            gc.freeze()
 
     async def _read_body(self, receive: Receive) -> bytes | None:
         message = await receive()

@@ -45,6 +45,8 @@ BATCH_BYTES = 500_000
 EVENT_TYPES = frozenset({"event", "page", "screen"})
 
 # Crockford base32, 26 characters, the first at most 7 (128 bits).
+# JSON scalars whose encoding is at most ~24 bytes (orjson keeps integers within 64 bits).
+_SCALARS = frozenset({int, float, bool, type(None)})
 _ULID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}", re.IGNORECASE)
 
 
@@ -64,18 +66,19 @@ def utf8_size(value: str) -> int:
 
 
 def json_size(value: Any) -> int:
-    if isinstance(value, str):
+    if type(value) is str:
         return utf8_size(value)
-    if value is None or isinstance(value, bool | int | float):
-        return len(orjson.dumps(value)) if isinstance(value, float) else len(str(value))
     return len(orjson.dumps(value))
 
 
 def check_identifier(value: Any, field: str = "id") -> str:
     """An id / email / cio_id / phone value: a non-empty string (or number) of at most 150 bytes."""
-    if isinstance(value, bool) or not isinstance(value, str | int):
+    if type(value) is str:  # the hot path
+        text = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        text = str(value)
+    else:
         raise Invalid(f"{field} must be a string", field, "invalid_type")
-    text = str(value)
     if not text:
         raise Invalid("id attribute must be present", field, "required")
     if len(text) > IDENTIFIER_BYTES // 4 and utf8_size(text) > IDENTIFIER_BYTES:
@@ -103,8 +106,9 @@ def check_attributes(attributes: Any, field: str = "attributes") -> dict[str, An
                 f"{field}.{name[:40]}",
                 "too_long",
             )
-        if isinstance(value, str) and len(value) <= ATTRIBUTE_VALUE_BYTES // 4:
-            continue  # the hot path: short strings cannot be over the limit
+        kind = type(value)
+        if kind in _SCALARS or (kind is str and len(value) <= ATTRIBUTE_VALUE_BYTES // 4):
+            continue  # the hot path: numbers, booleans, null, short strings cannot be too long
         limit = RELATIONSHIPS_BYTES if name == "cio_relationships" else ATTRIBUTE_VALUE_BYTES
         if json_size(value) > limit:
             raise Invalid(
@@ -120,12 +124,13 @@ def check_event_id(value: Any) -> str | None:
     but its error text is UNCONFIRMED; this one says what is wrong and what is expected."""
     if value is None:
         return None
-    if not isinstance(value, str) or _ULID.fullmatch(value) is None:
+    if type(value) is not str or len(value) != 26 or _ULID.fullmatch(value) is None:
         raise Invalid("event id must be a valid ULID (26 characters, Crockford base32)", "id")
     return value.upper()
 
 
 CheckedEvent = tuple[str, str, str | None, int | float | None, bytes]
+_NUMBERS = (int, float)
 
 
 def check_event(
@@ -138,9 +143,8 @@ def check_event(
     ``event_type`` is given by v2 (its action); v1 reads the body's ``type``.
     """
     name = body.get("name")
-    if not isinstance(name, str) or not name.strip():
+    if type(name) is not str or not (name := name.strip()):  # Customer.io trims names (§2)
         raise Invalid("event name must be present", "name", "required")
-    name = name.strip()  # Customer.io trims event names (customerio-api.md §2)
     if len(name) > EVENT_NAME_BYTES // 4 and utf8_size(name) > EVENT_NAME_BYTES:
         raise Invalid(
             f"event name cannot be longer than {EVENT_NAME_BYTES} bytes", "name", "too_long"
@@ -148,8 +152,7 @@ def check_event(
     event_type = event_type or body.get("type") or "event"
     if event_type not in EVENT_TYPES:
         raise Invalid("event type must be one of event, page, screen", "type")
-    data = _event_properties(body, data_keys)
-    encoded = orjson.dumps(data)
+    encoded = orjson.dumps(_event_properties(body, data_keys))
     if len(encoded) > EVENT_DATA_BYTES:
         raise Invalid(
             f"event data cannot be longer than {EVENT_DATA_BYTES} bytes",
@@ -157,9 +160,7 @@ def check_event(
             "too_long",
         )
     timestamp = body.get("timestamp")
-    if timestamp is not None and (
-        isinstance(timestamp, bool) or not isinstance(timestamp, int | float)
-    ):
+    if timestamp is not None and type(timestamp) not in _NUMBERS:
         raise Invalid("event timestamp must be a unix timestamp in seconds", "timestamp")
     return name, event_type, check_event_id(body.get("id")), timestamp, encoded
 
@@ -170,7 +171,7 @@ def _event_properties(body: dict[str, Any], data_keys: tuple[str, ...]) -> dict[
         value = body.get(key)
         if value is None:
             continue
-        if not isinstance(value, dict):
+        if type(value) is not dict:
             raise Invalid("event data must be an object", key, "invalid_type")
         merged = value if merged is None else {**value, **merged}
     return {} if merged is None else merged

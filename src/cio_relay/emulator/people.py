@@ -108,12 +108,8 @@ def store_event(
     event: CheckedEvent,
 ) -> bool:
     """Store one validated event; False when its ``id`` was seen before (not stored again)."""
-    name, event_type, event_id, timestamp, data = event
-    if state.is_duplicate(event_id):
-        return False
     cio_id = None if person is None else person.cio_id
-    state.add_event(cio_id, anonymous_id, name, event_type, event_id, timestamp, data)
-    return True
+    return state.add_event(cio_id, anonymous_id, *event)
 
 
 def add_device(state: EmulatorState, id_type: str, value: str, device: Any) -> None:

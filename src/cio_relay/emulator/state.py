@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import orjson
-from ulid import ULID
 
 __all__ = ["EmulatorState", "Person", "Stats", "StoredEvent", "classify_identifier"]
 
@@ -121,8 +120,8 @@ class EmulatorState:
 
     def reset(self) -> None:
         self.people: dict[str, Person] = {}
-        self.by_id: dict[str, str] = {}
-        self.by_email: dict[str, str] = {}  # lower-cased: emails are case-insensitive
+        self.by_id: dict[str, Person] = {}
+        self.by_email: dict[str, Person] = {}  # lower-cased: emails are case-insensitive
         self.merged_into: dict[str, str] = {}  # a merged-away cio_id -> the primary's
         self.events: deque[StoredEvent] = deque(maxlen=self.max_stored_events)
         self.seen_event_ids: dict[str, None] = {}  # insertion-ordered set, oldest evicted first
@@ -135,21 +134,19 @@ class EmulatorState:
         self.stats = Stats()
         self._seq = itertools.count(1)
         self._trigger_ids = itertools.count(1)
+        self._cio_ids = itertools.count(0xE000000001)
 
     # --- people ---------------------------------------------------------------------------
 
     def find(self, id_type: str, value: str) -> Person | None:
         if id_type == "id":
-            cio_id = self.by_id.get(value)
-        elif id_type == "email":
-            cio_id = self.by_email.get(value.lower())
-        elif id_type == "cio_id":
-            cio_id = self.merged_into.get(value, value)
-        else:  # phone: not an index of ours; look through attributes
-            return next(
-                (p for p in self.people.values() if p.attributes.get("phone") == value), None
-            )
-        return None if cio_id is None else self.people.get(cio_id)
+            return self.by_id.get(value)
+        if id_type == "email":
+            return self.by_email.get(value.lower())
+        if id_type == "cio_id":
+            return self.people.get(self.merged_into.get(value, value))
+        # phone: not an index of ours; look through attributes
+        return next((p for p in self.people.values() if p.attributes.get("phone") == value), None)
 
     def find_by_path(self, identifier: str) -> Person | None:
         """A person by path identifier; an ``@`` value is tried as an email, then as an id."""
@@ -161,7 +158,8 @@ class EmulatorState:
 
     def create(self, id_type: str, value: str) -> Person:
         now = time.time()
-        person = Person(str(ULID()).lower(), now)
+        # Customer.io's cio_ids are short hex strings; a counter is unique and cheap.
+        person = Person(format(next(self._cio_ids), "010x"), now)
         self.people[person.cio_id] = person
         if id_type == "id":
             self.set_id(person, value)
@@ -174,31 +172,31 @@ class EmulatorState:
     def set_id(self, person: Person, value: str) -> bool:
         """Give ``person`` the id ``value``; False when another person holds it."""
         holder = self.by_id.get(value)
-        if holder is not None and holder != person.cio_id:
+        if holder is not None and holder is not person:
             return False
         if person.id is not None:
             self.by_id.pop(person.id, None)
         person.id = value
-        self.by_id[value] = person.cio_id
+        self.by_id[value] = person
         return True
 
     def set_email(self, person: Person, value: str) -> bool:
         key = value.lower()
         holder = self.by_email.get(key)
-        if holder is not None and holder != person.cio_id:
+        if holder is not None and holder is not person:
             return False
         if person.email is not None:
             self.by_email.pop(person.email.lower(), None)
         person.email = value
         person.attributes["email"] = value
-        self.by_email[key] = person.cio_id
+        self.by_email[key] = person
         return True
 
     def remove(self, person: Person) -> None:
         self.people.pop(person.cio_id, None)
-        if person.id is not None and self.by_id.get(person.id) == person.cio_id:
+        if person.id is not None and self.by_id.get(person.id) is person:
             del self.by_id[person.id]
-        if person.email is not None and self.by_email.get(person.email.lower()) == person.cio_id:
+        if person.email is not None and self.by_email.get(person.email.lower()) is person:
             del self.by_email[person.email.lower()]
         for members in self.segments.values():
             members.discard(person.cio_id)
@@ -227,19 +225,6 @@ class EmulatorState:
 
     # --- events ---------------------------------------------------------------------------
 
-    def is_duplicate(self, event_id: str | None) -> bool:
-        """True (and counted) when ``event_id`` was seen; else remember it."""
-        if event_id is None:
-            return False
-        seen = self.seen_event_ids
-        if event_id in seen:
-            self.stats.duplicate_event_ids += 1
-            return True
-        seen[event_id] = None
-        if len(seen) > self.dedupe_window:
-            del seen[next(iter(seen))]
-        return False
-
     def add_event(
         self,
         cio_id: str | None,
@@ -249,7 +234,16 @@ class EmulatorState:
         event_id: str | None,
         timestamp: int | float | None,
         data: bytes,
-    ) -> None:
+    ) -> bool:
+        """Store one event; False (and counted) when its ``id`` was seen before."""
+        if event_id is not None:
+            seen = self.seen_event_ids
+            if event_id in seen:
+                self.stats.duplicate_event_ids += 1
+                return False
+            seen[event_id] = None
+            if len(seen) > self.dedupe_window:
+                del seen[next(iter(seen))]
         self.events.append(
             StoredEvent(
                 next(self._seq),
@@ -264,6 +258,7 @@ class EmulatorState:
             )
         )
         self.stats.events_accepted += 1
+        return True
 
     def events_of(self, person: Person) -> Iterator[StoredEvent]:
         """The person's events, including those of people merged into it and anonymous events
