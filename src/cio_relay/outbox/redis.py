@@ -30,7 +30,7 @@ delivery) and deletes the consumer once empty. XAUTOCLAIM's single idle threshol
 the server's clock, cannot express per-lease deadlines nor the injectable clock the contract is
 tested with, so the script claims exactly the expired consumers' entries instead. ``release``
 moves entries to the consumer ``~released`` (deadline 0). ``retry_later`` XACKs the entry and
-puts the head in ``T:retry`` (scored by ``retry_at``); ``lease`` XADDs due retries back. Workers'
+puts the person in ``T:retry`` (scored by ``retry_at``); ``lease`` XADDs due heads back. Workers'
 clocks must agree within a small fraction of the lease time (NTP does this). Consumers are
 deleted as soon as they hold nothing, so the group never accumulates them.
 
@@ -398,7 +398,8 @@ class RedisOutbox:
             return
         keys = self._keys[shard_of(lease.op.person_key, self.shards)]
         attempts = orjson.dumps([lease.attempts + 1, error])
-        self._run("retry", keys, [lease.op.op_id, *parts, repr(retry_at), attempts])
+        args = [lease.op.op_id, *parts, lease.op.person_key, repr(retry_at), attempts]
+        self._run("retry", keys, args)
 
     def dead_letter(
         self, lease: Lease, reason: DeadReason, detail: str, *, now: float | None = None
@@ -425,41 +426,51 @@ class RedisOutbox:
 
     def _dead_in_shard(
         self, keys: ShardKeys, where: DeadLetterFilter, now: float
-    ) -> Iterator[tuple[float, str, list[Any]]]:
-        """(dead_at, op_id, info) of one shard's matching dead letters, newest first."""
+    ) -> Iterator[tuple[tuple[float, int], str, list[Any]]]:
+        """((dead_at, seq), op_id, info) of one shard's matching dead letters, newest first."""
         if where.op_ids:
-            ids = list(dict.fromkeys(where.op_ids))
-            found = [
-                (op_id, info)
-                for op_id, info in zip(ids, self.client.hmget(keys.dead_info, ids), strict=True)
-                if info is not None
-            ]
-            rows = [(orjson.loads(info), op_id) for op_id, info in found]
-            rows.sort(key=lambda row: row[0][4], reverse=True)
-            for info, op_id in rows:
-                if self._matches(where, info, now):
-                    yield info[4], op_id, info
-            return
-        # Scores are exact doubles; the bound is widened a hair and the exact test applied below.
+            rows: Iterable[tuple[list[Any], str]] = self._dead_by_ids(keys, where.op_ids)
+        else:
+            rows = self._dead_by_time(keys, where, now)
+        for info, op_id in rows:
+            if self._matches(where, info, now):
+                yield (info[4], info[5]), op_id, info
+
+    def _dead_by_ids(self, keys: ShardKeys, op_ids: Iterable[str]) -> list[tuple[list[Any], str]]:
+        ids = list(dict.fromkeys(op_ids))
+        infos = self.client.hmget(keys.dead_info, ids)
+        rows = [(orjson.loads(info), op_id) for op_id, info in zip(ids, infos, strict=True) if info]
+        return sorted(rows, key=lambda row: (row[0][4], row[0][5]), reverse=True)
+
+    def _dead_by_time(
+        self, keys: ShardKeys, where: DeadLetterFilter, now: float
+    ) -> Iterator[tuple[list[Any], str]]:
+        """Newest first by ``dead_at`` (a score range), equal ``dead_at`` by ``seq``."""
+        # Scores are exact doubles; the bound is widened a hair and the exact test applied later.
         top = "+inf" if where.older_than is None else repr(now - where.older_than + 1e-6)
+        same_time: list[tuple[list[Any], str]] = []
         offset = 0
-        while True:
-            page: list[Any] = self.client.zrevrangebyscore(
-                keys.dead_at, top, "-inf", start=offset, num=DEAD_PAGE
-            )
-            if not page:
-                return
+        while page := self._dead_page(keys, top, offset):
             offset += len(page)
-            infos = self.client.hmget(keys.dead_info, page)
-            for member, info in zip(page, infos, strict=True):
-                if info is not None:
-                    decoded = orjson.loads(info)
-                    if self._matches(where, decoded, now):
-                        yield decoded[4], _text(member), decoded
+            for member, info in zip(page, self.client.hmget(keys.dead_info, page), strict=True):
+                if info is None:  # purged meanwhile
+                    continue
+                decoded = orjson.loads(info)
+                if same_time and decoded[4] != same_time[0][0][4]:
+                    yield from sorted(same_time, key=lambda row: row[0][5], reverse=True)
+                    same_time = []
+                same_time.append((decoded, _text(member)))
+        yield from sorted(same_time, key=lambda row: row[0][5], reverse=True)
+
+    def _dead_page(self, keys: ShardKeys, top: str, offset: int) -> list[Any]:
+        page: list[Any] = self.client.zrevrangebyscore(
+            keys.dead_at, top, "-inf", start=offset, num=DEAD_PAGE
+        )
+        return page
 
     @staticmethod
     def _matches(where: DeadLetterFilter, info: list[Any], now: float) -> bool:
-        kind, reason, _detail, _attempts, dead_at = info
+        kind, reason, _detail, _attempts, dead_at, _seq = info
         return (
             (where.kind is None or kind == where.kind)
             and (where.reason is None or reason == where.reason)
@@ -469,15 +480,15 @@ class RedisOutbox:
     def _dead_newest_first(
         self, where: DeadLetterFilter, now: float
     ) -> Iterator[tuple[int, str, list[Any]]]:
-        """(shard, op_id, info) of every matching dead letter, newest first across shards."""
-        streams = [
-            (
-                (dead_at, op_id, info, shard)
-                for dead_at, op_id, info in self._dead_in_shard(k, where, now)
-            )
-            for shard, k in enumerate(self._keys)
-        ]
-        for _dead_at, op_id, info, shard in heapq.merge(*streams, key=lambda r: r[0], reverse=True):
+        """(shard, op_id, info) of every matching dead letter, newest first across shards (equal
+        times in the order they died within a shard; across shards, in no particular order)."""
+
+        def tagged(shard: int) -> Iterator[tuple[tuple[float, int], str, list[Any], int]]:
+            for order, op_id, info in self._dead_in_shard(self._keys[shard], where, now):
+                yield order, op_id, info, shard
+
+        streams = [tagged(shard) for shard in range(self.shards)]
+        for _order, op_id, info, shard in heapq.merge(*streams, key=lambda r: r[0], reverse=True):
             yield shard, op_id, info
 
     def _with_records(

@@ -15,17 +15,18 @@ Keys of shard ``s`` in namespace ``ns`` (tag ``T = {ns:s}``):
   (deadline 0) holds leases given back with ``release``.
 - ``T:ops`` (hash): op id -> record, orjson ``[kind, created_at, env, identifiers, payload]``,
   of every pending operation.
-- ``T:heads`` (hash): person key -> ``"<head op id> <n>"`` for every person with pending work:
-  the person's oldest pending op (the only one ever active: in the stream or in ``T:retry``)
-  and how many wait behind it.
+- ``T:heads`` (hash): person key -> ``"<head op id> <n> <entry id>"`` for every person with
+  pending work: the person's oldest pending op (the only one ever active), how many wait behind
+  it, and its stream entry (``-`` while it waits in ``T:retry``).
 - ``T:q:<person_key>`` (list): the op ids waiting behind the person's head, oldest first.
-- ``T:retry`` (zset): op id -> retry_at: heads waiting to retry, out of the stream until due.
+- ``T:retry`` (zset): person key -> retry_at: heads waiting to retry, out of the stream.
 - ``T:attempts`` (hash): op id -> orjson ``[attempts, last_error]`` (ops that were retried).
 - ``T:age_count`` (hash) and ``T:age_min`` (zset): pending ops per second of ``created_at``,
   and the oldest ``created_at`` seen in each second (the oldest waiting age, to the second).
 - ``T:done`` (zset): op id -> acked at: delivered ids, while ``remember_delivered`` is set.
 - ``T:dead`` (hash): op id -> record of a dead letter (the same bytes as in ``T:ops``).
-- ``T:dead_info`` (hash): op id -> orjson ``[kind, reason, detail, attempts, dead_at]``.
+- ``T:dead_info`` (hash): op id -> orjson ``[kind, reason, detail, attempts, dead_at, seq]``;
+  ``seq`` (from the counter ``T:dead_seq``) orders dead letters with equal ``dead_at``.
 - ``T:dead_at`` (zset): op id -> dead_at (newest first, pagination, ``older_than``).
 - ``T:idle`` (list): one element, pushed when the shard's last pending op leaves
   (``RedisOutbox.wait_until_empty`` blocks on it).
@@ -78,6 +79,7 @@ SCRIPT_KEY_NAMES = (
     "dead_info",
     "dead_at",
     "idle",
+    "dead_seq",
     "waiting_prefix",
 )
 

@@ -10,18 +10,19 @@ for i = first, #ARGV, 4 do
   entry_ids[#entry_ids + 1] = ARGV[i + 2]
 end
 call_chunked('XACK', STREAM, GROUP, entry_ids)
-local gone, persons, buckets = {}, {}, {}
+local gone, persons, entries, buckets = {}, {}, {}, {}
 for i, record in ipairs(hmget(OPS, asked)) do
   if record then
     local at = first + 4 * (i - 1)
     gone[#gone + 1] = ARGV[at]
     persons[#persons + 1] = ARGV[at + 1]
+    entries[#entries + 1] = ARGV[at + 2]
     buckets[#buckets + 1] = ARGV[at + 3]
   end
 end
 forget(gone, buckets)
 read_heads(persons)
-for i, op_id in ipairs(gone) do advance(persons[i], op_id) end
+for i, op_id in ipairs(gone) do advance(persons[i], op_id, entries[i]) end
 write_heads()
 if forget_before ~= '' and #gone > 0 then
   local done = {}

@@ -6,7 +6,7 @@
 local OPS, HEADS, LEASES, RETRY = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local ATTEMPTS, AGE_COUNT, AGE_MIN, STREAM = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local DONE, DEAD, DEAD_INFO, DEAD_AT = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
-local IDLE, WAITING = KEYS[13], KEYS[14]
+local IDLE, DEAD_SEQ, WAITING = KEYS[13], KEYS[14], KEYS[15]
 
 -- The consumer that holds released leases until the next lease claims them (deadline 0).
 -- Real consumers are named host:pid:random:n, never with a '~'.
@@ -36,13 +36,14 @@ local function hmget(key, fields)
   return values
 end
 
--- Make a person's head operation ready: one stream entry, read later by XREADGROUP.
+-- Make a head operation ready: one stream entry, read later by XREADGROUP. Returns its id.
 local function activate(op_id)
-  redis.call('XADD', STREAM, '*', 'o', op_id)
+  return redis.call('XADD', STREAM, '*', 'o', op_id)
 end
 
 -- People's heads, read once per call and written back once (write_heads): HEADS maps a person
--- to "<head op id> <number of ops waiting behind it in WAITING .. person>".
+-- to "<head op id> <ops waiting behind it in WAITING .. person> <its stream entry id, or - while
+-- it waits to retry>"; in Lua, {op_id, waiting, entry_id}.
 local heads, heads_changed = {}, {}
 
 local function read_heads(persons)
@@ -51,8 +52,8 @@ local function read_heads(persons)
     if heads[person] == nil then
       local value = values[i]
       if value then
-        local head, waiting = string.match(value, '^(.*) (%d+)$')
-        heads[person] = {head, tonumber(waiting)}
+        local head, waiting, entry_id = string.match(value, '^(.*) (%d+) (%S+)$')
+        heads[person] = {head, tonumber(waiting), entry_id}
       else
         heads[person] = false
       end
@@ -66,7 +67,7 @@ local function write_heads()
     local head = heads[person]
     if head then
       set[#set + 1] = person
-      set[#set + 1] = head[1] .. ' ' .. head[2]
+      set[#set + 1] = head[1] .. ' ' .. head[2] .. ' ' .. head[3]
     else
       gone[#gone + 1] = person
     end
@@ -82,26 +83,34 @@ local function append(person, op_id)
     redis.call('RPUSH', WAITING .. person, op_id)
     head[2] = head[2] + 1
   else
-    heads[person] = {op_id, 0}
-    activate(op_id)
+    heads[person] = {op_id, 0, activate(op_id)}
   end
   heads_changed[person] = true
 end
 
--- The operation left for good (delivered or dead): the person's next one becomes ready.
-local function advance(person, op_id)
+-- The operation left for good (delivered or dead) through the lease on `entry_id`: the
+-- person's next one becomes ready.
+local function advance(person, op_id, entry_id)
   local head = heads[person]
   if not head then return end
   heads_changed[person] = true
   if head[1] ~= op_id then
     -- Not the head (a stale ack of an op replayed behind others): take it out of the queue.
     head[2] = head[2] - redis.call('LREM', WAITING .. person, 1, op_id)
-  elseif head[2] == 0 then
+    return
+  end
+  if head[3] == '-' then
+    redis.call('ZREM', RETRY, person)  -- a stale ack of a head waiting to retry
+  elseif head[3] ~= entry_id then
+    -- A stale ack of a head that was retried and made ready again: drop its current entry.
+    redis.call('XACK', STREAM, GROUP, head[3])
+    redis.call('XDEL', STREAM, head[3])
+  end
+  if head[2] == 0 then
     heads[person] = false
   else
     local next_op = redis.call('LPOP', WAITING .. person)
-    heads[person] = {next_op, head[2] - 1}
-    activate(next_op)
+    heads[person] = {next_op, head[2] - 1, activate(next_op)}
   end
 end
 
@@ -146,12 +155,11 @@ local function read_oldest(at)
   return oldest, at + 1 + 2 * tonumber(ARGV[at])
 end
 
--- Drop pending operations' records and retry state; their people advance separately.
+-- Drop pending operations' records and attempts; their people advance separately.
 local function forget(op_ids, buckets)
   if #op_ids == 0 then return end
   call_chunked('HDEL', OPS, nil, op_ids)
   if redis.call('HLEN', ATTEMPTS) > 0 then call_chunked('HDEL', ATTEMPTS, nil, op_ids) end
-  if redis.call('ZCARD', RETRY) > 0 then call_chunked('ZREM', RETRY, nil, op_ids) end
   count_ages(buckets, -1)
 end
 

@@ -32,11 +32,17 @@ for _, old in ipairs(expired) do
   if #pending < want then retire_if_empty(old) end
 end
 
--- 2. Retries that are due go back into the stream behind what is already ready.
+-- 2. Heads whose retry is due go back into the stream behind what is already ready.
 local retries = redis.call('ZRANGEBYSCORE', RETRY, '-inf', now, 'LIMIT', 0, limit)
 if #retries > 0 then
   call_chunked('ZREM', RETRY, nil, retries)
-  for _, op_id in ipairs(retries) do activate(op_id) end
+  read_heads(retries)
+  for _, person in ipairs(retries) do
+    local head = heads[person]
+    head[3] = activate(head[1])
+    heads_changed[person] = true
+  end
+  write_heads()
 end
 
 -- 3. Unread heads, oldest first.

@@ -1,9 +1,14 @@
--- Count an attempt and wait until retry_at; the head keeps its place as its person's head.
--- ARGV: op_id, consumer, entry_id, retry_at, attempts record. Ignored unless the lease is held.
-local op_id, consumer, entry_id = ARGV[1], ARGV[2], ARGV[3]
+-- Count an attempt and wait until retry_at; the op stays its person's head, out of the stream
+-- (RETRY is keyed by person: a person has one head). ARGV: op_id, consumer, entry_id,
+-- person_key, retry_at, attempts record. Ignored unless the lease is still held.
+local op_id, consumer, entry_id, person = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 if not held(consumer, entry_id) then return 0 end
 redis.call('XACK', STREAM, GROUP, entry_id)
-redis.call('ZADD', RETRY, ARGV[4], op_id)
-redis.call('HSET', ATTEMPTS, op_id, ARGV[5])
+read_heads({person})
+heads[person][3] = '-'
+heads_changed[person] = true
+write_heads()
+redis.call('ZADD', RETRY, ARGV[5], person)
+redis.call('HSET', ATTEMPTS, op_id, ARGV[6])
 retire_if_empty(consumer)
 return 1

@@ -1,0 +1,143 @@
+"""A rate limit held in Redis, shared by every worker on every machine (design.md contract 6).
+
+``SharedRateLimiter`` implements the ``RateLimiter`` protocol with GCRA (the generic cell rate
+algorithm) in one Lua script (``outbox/lua/gcra.lua``) on the Redis server's clock, so N workers
+on M machines together send at most ``rate`` requests per second (plus ``burst - 1`` at once).
+Each ``acquire`` reserves the next free send time in one round trip and waits for it.
+
+``pause_for`` (a 429's ``Retry-After``) is stored in Redis: every worker's next reservation
+starts after the pause, not just the worker that saw the 429. The worker that saw it also stops
+at once, before the write lands.
+
+``headroom`` aims a little under the limit: requests leave exactly ``1/rate`` apart, but the
+network can bunch their arrivals at Customer.io, so ``rate * (1 - headroom)`` keeps what arrives
+in any one-second window under ``rate``. ``redis_limiters`` uses 5 %, i.e. tolerates ~50 ms of
+jitter.
+
+Use with a Redis outbox (the Worker's ``limiters=`` factory)::
+
+    Worker(settings, outbox, limiters=lambda: redis_limiters(settings, outbox.client))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from importlib import resources
+
+import redis
+from cio_relay.config import Settings
+from cio_relay.delivery.ratelimit import RateLimiter
+from cio_relay.operations import Api
+from cio_relay.outbox.redis_keys import ratelimit_key
+
+__all__ = ["DEFAULT_HEADROOM", "SharedRateLimiter", "redis_limiters"]
+
+log = logging.getLogger("cio_relay.delivery.ratelimit")
+
+#: How far under the configured rate the shared limiters aim (see the module docstring).
+DEFAULT_HEADROOM = 0.05
+_MICROS = 1_000_000
+
+
+def _gcra_source() -> str:
+    return resources.files("cio_relay.outbox").joinpath("lua", "gcra.lua").read_text()
+
+
+class SharedRateLimiter:
+    """``rate`` requests per second for everyone using ``key`` on this Redis."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        key: str,
+        rate: float,
+        *,
+        burst: int = 1,
+        headroom: float = 0.0,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError(f"rate must be positive, got {rate}")
+        if burst < 1:
+            raise ValueError(f"burst must be at least 1, got {burst}")
+        if not 0 <= headroom < 1:
+            raise ValueError(f"headroom must be in [0, 1), got {headroom}")
+        self.key = key
+        self.rate = rate
+        self.burst = burst
+        self.headroom = headroom
+        self._client = client
+        self._script = client.register_script(_gcra_source())
+        self._interval = round(_MICROS / (rate * (1 - headroom)))  # microseconds between sends
+        self._tolerance = (burst - 1) * self._interval
+        self._paused_until = 0.0  # this process's own view (monotonic), set by pause_for
+
+    def __repr__(self) -> str:
+        return f"SharedRateLimiter(key={self.key!r}, rate={self.rate}, burst={self.burst})"
+
+    def _reserve(self) -> float:
+        """Reserve the next send time; the seconds until it."""
+        args: list[str | int] = ["acquire", self._interval, self._tolerance]
+        return int(self._script(keys=[self.key], args=args)) / _MICROS
+
+    async def acquire(self) -> float:
+        waited = 0.0
+        local = self._paused_until - time.monotonic()
+        if local > 0:  # a 429 seen here: stop at once, whatever Redis says yet
+            await asyncio.sleep(local)
+            waited += local
+        wait = await asyncio.to_thread(self._reserve)  # off the event loop: it is network I/O
+        if wait > 0:
+            await asyncio.sleep(wait)
+            waited += wait
+        return waited
+
+    def pause_for(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop: tell Redis right here
+            self._store_pause(seconds)
+            return
+        loop.run_in_executor(None, self._store_pause, seconds).add_done_callback(_log_failure)
+
+    def _store_pause(self, seconds: float) -> None:
+        self._script(keys=[self.key], args=["pause", round(seconds * _MICROS)])
+
+
+def _log_failure(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and (error := future.exception()) is not None:
+        log.warning("could not share a rate-limit pause through Redis: %s", error)
+
+
+def _scope(settings: Settings) -> str:
+    """Limits are per Customer.io workspace; the site id is hashed, not written out."""
+    site = settings.site_id or "no-site"
+    return hashlib.sha256(site.encode()).hexdigest()[:16]
+
+
+def redis_limiters(
+    settings: Settings,
+    client: redis.Redis,
+    *,
+    namespace: str = "cio-relay",
+    headroom: float = DEFAULT_HEADROOM,
+) -> dict[Api, RateLimiter]:
+    """The Worker's limiters, shared through ``client`` by every worker of the same workspace:
+    Track and transactional at their rates, broadcast triggers one per ``broadcast_interval``."""
+    scope = _scope(settings)
+
+    def shared(api: Api, rate: float) -> SharedRateLimiter:
+        key = ratelimit_key(namespace, scope, api.value)
+        return SharedRateLimiter(client, key, rate, headroom=headroom)
+
+    return {
+        Api.TRACK: shared(Api.TRACK, settings.track_rate),
+        Api.TRANSACTIONAL: shared(Api.TRANSACTIONAL, settings.transactional_rate),
+        # One trigger per interval, no burst: Customer.io answers 429 to a second one.
+        Api.BROADCAST: shared(Api.BROADCAST, 1.0 / settings.broadcast_interval),
+    }
