@@ -30,7 +30,7 @@ _HIDDEN = "never printed"
 @app.command()
 def emulator(
     host: str = typer.Option("127.0.0.1", help="Interface to bind (a test tool: keep loopback)."),
-    port: int = typer.Option(8089, help="Port to listen on."),
+    port: int = typer.Option(8089, help="Port to listen on (0: a free port, announced)."),
     site_id: str = typer.Option(
         "emulator-site", envvar="CUSTOMERIO_SITE_ID", help="Site id clients must present."
     ),
@@ -84,12 +84,22 @@ def emulator(
         webhook_url=webhook_url,
         webhook_signing_key=signing_key,
     )
-    scheme = "https" if tls_cert else "http"
-    Console(stderr=True).print(
-        f"Customer.io emulator ({region}) on {scheme}://{host}:{port} - site id {site_id}; "
-        f"inspect at {scheme}://{host}:{port}/_emulator/stats"
+
+    def announce(url: str) -> None:
+        typer.echo(
+            f"Customer.io emulator ({region}) listening on {url} (site id {site_id}); "
+            f"inspect at {url}/_emulator/stats",
+            err=True,
+        )
+
+    serve_forever(
+        config,
+        host=host,
+        port=port,
+        ssl_certfile=tls_cert,
+        ssl_keyfile=tls_key,
+        on_listening=announce,
     )
-    serve_forever(config, host=host, port=port, ssl_certfile=tls_cert, ssl_keyfile=tls_key)
 
 
 # --- relay: run, worker, dlq, demo ----------------------------------------------------------

@@ -20,7 +20,7 @@ from .app import create_app
 from .config import EmulatorConfig
 from .state import EmulatorState
 
-__all__ = ["EmulatorServer", "serve_forever", "uvicorn_config"]
+__all__ = ["EmulatorServer", "bind_socket", "serve_forever", "uvicorn_config"]
 
 _START_TIMEOUT = 30.0
 OWN_PROCESS_GC_FREEZE_BYTES = 20_000_000
@@ -56,6 +56,24 @@ def uvicorn_config(
     )
 
 
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (0: a free port), not yet listening."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _url(host: str, port: int, *, tls: bool) -> str:
+    netloc = f"[{host}]" if ":" in host else host
+    return f"{'https' if tls else 'http'}://{netloc}:{port}"
+
+
 class EmulatorServer:
     """The emulator on a real 127.0.0.1 socket, served from a background thread.
 
@@ -74,19 +92,9 @@ class EmulatorServer:
         self.config = config or EmulatorConfig()
         self.app = create_app(self.config)
         self.host = host
-        self._socket = socket.socket(
-            socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM
-        )
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            self._socket.bind((host, port))
-        except OSError:
-            self._socket.close()
-            raise
+        self._socket = bind_socket(host, port)
         self.port = int(self._socket.getsockname()[1])
-        scheme = "https" if ssl_certfile else "http"
-        netloc = f"[{host}]" if ":" in host else host
-        self.url = f"{scheme}://{netloc}:{self.port}"
+        self.url = _url(host, self.port, tls=ssl_certfile is not None)
         self._server = uvicorn.Server(
             uvicorn_config(
                 self.app,
@@ -156,13 +164,15 @@ def serve_forever(
     config: EmulatorConfig,
     *,
     host: str = "127.0.0.1",
-    port: int = 8080,
+    port: int = 8089,
     ssl_certfile: str | None = None,
     ssl_keyfile: str | None = None,
+    on_listening: Callable[[str], None] | None = None,
 ) -> None:
     """Run the emulator in the foreground until interrupted (``cio-relay emulator``).
 
-    The process is the emulator's own, so its GC is tuned for millions of stored events
+    ``on_listening(url)`` is called once the socket accepts connections (port 0 picks a free
+    one). The process is the emulator's own, so its GC is tuned for millions of stored events
     (``EmulatorConfig.gc_freeze_bytes``) unless the config already says otherwise.
     """
     if not config.gc_freeze_bytes:
@@ -170,14 +180,21 @@ def serve_forever(
     # A v2 batch allocates tens of thousands of short-lived dicts: with the default threshold
     # (700) the young generation is collected dozens of times per batch.
     gc.set_threshold(OWN_PROCESS_GC_THRESHOLD, 20, 20)
-    server = uvicorn.Server(
-        uvicorn_config(
-            create_app(config),
-            host=host,
-            port=port,
-            ssl_certfile=ssl_certfile,
-            ssl_keyfile=ssl_keyfile,
-            log_config=uvicorn.config.LOGGING_CONFIG,
+    sock = bind_socket(host, port)
+    try:
+        server = uvicorn.Server(
+            uvicorn_config(
+                create_app(config),
+                host=host,
+                port=port,
+                ssl_certfile=ssl_certfile,
+                ssl_keyfile=ssl_keyfile,
+                log_config=uvicorn.config.LOGGING_CONFIG,
+            )
         )
-    )
-    server.run()
+        sock.listen(4096)  # from here the kernel queues connections until uvicorn accepts them
+        if on_listening is not None:
+            on_listening(_url(host, int(sock.getsockname()[1]), tls=ssl_certfile is not None))
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
