@@ -1,0 +1,139 @@
+"""The shared rate limiter: one GCRA limit in Redis for every worker, pauses seen by all.
+
+"Workers" here are limiters on their own Redis connections and event loops in threads; the
+end-to-end test (test_many_workers.py) runs real worker processes against the emulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import redis
+from cio_relay.config import Settings
+from cio_relay.delivery.shared_ratelimit import SharedRateLimiter, redis_limiters
+from cio_relay.operations import Api
+from tests.fixtures.redis_server import RedisServer
+
+
+@pytest.fixture
+def key(redis_namespace: str) -> str:
+    return f"{{{redis_namespace}:ratelimit:test:track}}"
+
+
+@pytest.fixture
+def clients(redis_server: RedisServer) -> Iterator[list[redis.Redis]]:
+    made = [redis_server.client() for _ in range(4)]
+    yield made
+    for client in made:
+        client.close()
+
+
+def _most_in_one_second(times: list[float]) -> int:
+    times = sorted(times)
+    most = start = 0
+    for end, at in enumerate(times):
+        while at - times[start] >= 1.0:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
+def test_workers_together_stay_under_the_limit(clients: list[redis.Redis], key: str) -> None:
+    rate, per_worker = 40.0, 20
+    granted: list[float] = []
+    lock = threading.Lock()
+
+    def worker(client: redis.Redis) -> None:
+        limiter = SharedRateLimiter(client, key, rate, headroom=0.05)
+
+        async def send_all() -> None:
+            async def one() -> None:
+                await limiter.acquire()
+                with lock:
+                    granted.append(time.monotonic())
+
+            await asyncio.gather(*(one() for _ in range(per_worker)))  # 20 senders at once
+
+        asyncio.run(send_all())
+
+    threads = [threading.Thread(target=worker, args=(client,)) for client in clients]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(granted) == 80
+    assert _most_in_one_second(granted) <= rate
+    # 80 requests at 38/s, one at once: the last cannot go before 79 intervals have passed
+    assert max(granted) - started >= 79 / (rate * 0.95) - 0.01
+
+
+def test_a_pause_seen_by_one_worker_slows_every_worker(
+    clients: list[redis.Redis], key: str
+) -> None:
+    saw_429 = SharedRateLimiter(clients[0], key, 100.0)
+    other = SharedRateLimiter(clients[1], key, 100.0)
+    saw_429.pause_for(0.4)  # outside an event loop: stored in Redis at once
+    assert asyncio.run(other.acquire()) >= 0.39
+    assert asyncio.run(other.acquire()) < 0.39  # the pause is over
+
+
+async def test_the_worker_that_saw_the_429_stops_before_redis_knows(
+    clients: list[redis.Redis], key: str
+) -> None:
+    limiter = SharedRateLimiter(clients[0], key, 100.0)
+    limiter.pause_for(0.3)  # in a running loop: Redis is told from a thread
+    assert await limiter.acquire() >= 0.29
+
+
+def test_burst_lets_that_many_go_at_once(clients: list[redis.Redis], key: str) -> None:
+    limiter = SharedRateLimiter(clients[0], key, 10.0, burst=3)
+
+    async def four() -> list[float]:
+        return [await limiter.acquire() for _ in range(4)]
+
+    waits = asyncio.run(four())
+    assert waits[:3] == [0.0, 0.0, 0.0]
+    assert waits[3] > 0.05
+
+
+def test_the_limit_leaves_nothing_behind_once_idle(clients: list[redis.Redis], key: str) -> None:
+    limiter = SharedRateLimiter(clients[0], key, 10.0)
+    asyncio.run(limiter.acquire())
+    assert 0 < clients[0].pttl(key) <= 1200
+
+
+def test_redis_limiters_cover_every_api_family_per_workspace(
+    clients: list[redis.Redis],
+) -> None:
+    settings = Settings(site_id="site-a", track_rate=50, transactional_rate=20)
+    limiters = redis_limiters(settings, clients[0])
+    assert set(limiters) == {Api.TRACK, Api.TRANSACTIONAL, Api.BROADCAST}
+    track = limiters[Api.TRACK]
+    assert isinstance(track, SharedRateLimiter)
+    assert track.rate == 50
+    assert limiters[Api.BROADCAST].rate == 1 / settings.broadcast_interval  # type: ignore[attr-defined]
+    other_site = redis_limiters(Settings(site_id="site-b"), clients[0])[Api.TRACK]
+    assert isinstance(other_site, SharedRateLimiter)
+    assert other_site.key != track.key
+    assert "site-a" not in track.key  # the site id is hashed, not written out
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"rate": 0}, "rate must be positive, got 0"),
+        ({"rate": 1, "burst": 0}, "burst must be at least 1, got 0"),
+        ({"rate": 1, "headroom": 1.0}, r"headroom must be in \[0, 1\), got 1.0"),
+    ],
+)
+def test_bad_limits_are_refused(
+    clients: list[redis.Redis], key: str, options: dict[str, float], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        SharedRateLimiter(clients[0], key, **options)  # type: ignore[arg-type]
