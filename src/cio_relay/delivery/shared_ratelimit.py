@@ -9,14 +9,22 @@ Each ``acquire`` reserves the next free send time in one round trip and waits fo
 starts after the pause, not just the worker that saw the 429. The worker that saw it also stops
 at once, before the write lands.
 
-``headroom`` aims a little under the limit: requests leave exactly ``1/rate`` apart, but the
-network can bunch their arrivals at Customer.io, so ``rate * (1 - headroom)`` keeps what arrives
-in any one-second window under ``rate``. ``redis_limiters`` uses 5 %, i.e. tolerates ~50 ms of
-jitter.
+Requests must also *arrive* spread out. Two guards keep them from bunching at Customer.io:
+
+- a reservation is good only near its time: a sender that wakes more than ``slack`` (half an
+  interval) after its slot (its process stalled: GC, a busy CPU) would go out together with the
+  holders of the next slots, so it leaves its slot unused and reserves a new one;
+- ``headroom`` aims a little under the limit (``rate * (1 - headroom)``) so that jitter on the
+  way does not push what arrives in any one-second window over ``rate``; ``redis_limiters``
+  uses 5 %, i.e. tolerates ~50 ms of jitter.
 
 Use with a Redis outbox (the Worker's ``limiters=`` factory)::
 
     Worker(settings, outbox, limiters=lambda: redis_limiters(settings, outbox.client))
+
+or, choosing by the outbox, ``shared_limiters_for(settings, outbox) or
+limiters_from_settings(settings)``. Limits are per Customer.io workspace (the site id), not per
+outbox namespace: two relays for one workspace on one Redis share its limits.
 """
 
 from __future__ import annotations
@@ -31,9 +39,11 @@ import redis
 from cio_relay.config import Settings
 from cio_relay.delivery.ratelimit import RateLimiter
 from cio_relay.operations import Api
+from cio_relay.outbox.base import Outbox
+from cio_relay.outbox.redis import RedisOutbox
 from cio_relay.outbox.redis_keys import ratelimit_key
 
-__all__ = ["DEFAULT_HEADROOM", "SharedRateLimiter", "redis_limiters"]
+__all__ = ["DEFAULT_HEADROOM", "SharedRateLimiter", "redis_limiters", "shared_limiters_for"]
 
 log = logging.getLogger("cio_relay.delivery.ratelimit")
 
@@ -72,6 +82,7 @@ class SharedRateLimiter:
         self._script = client.register_script(_gcra_source())
         self._interval = round(_MICROS / (rate * (1 - headroom)))  # microseconds between sends
         self._tolerance = (burst - 1) * self._interval
+        self._slack = self._interval / 2 / _MICROS  # seconds a sender may wake after its slot
         self._paused_until = 0.0  # this process's own view (monotonic), set by pause_for
 
     def __repr__(self) -> str:
@@ -83,16 +94,22 @@ class SharedRateLimiter:
         return int(self._script(keys=[self.key], args=args)) / _MICROS
 
     async def acquire(self) -> float:
-        waited = 0.0
-        local = self._paused_until - time.monotonic()
+        started = time.monotonic()
+        local = self._paused_until - started
         if local > 0:  # a 429 seen here: stop at once, whatever Redis says yet
             await asyncio.sleep(local)
-            waited += local
-        wait = await asyncio.to_thread(self._reserve)  # off the event loop: it is network I/O
-        if wait > 0:
-            await asyncio.sleep(wait)
-            waited += wait
-        return waited
+        while True:
+            # On this clock the slot lies between asked + wait and (answer) + wait, as Redis read
+            # its own clock in between: go no earlier than the latest it can be (wait from the
+            # answer), and count lateness from the earliest.
+            asked = time.monotonic()
+            wait = await asyncio.to_thread(self._reserve)  # off the event loop: network I/O
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if time.monotonic() - (asked + wait) <= self._slack:
+                return time.monotonic() - started
+            # Woke too late (this process stalled): going now would bunch with the holders of
+            # the next slots. The missed slot stays unused, which errs under the limit.
 
     def pause_for(self, seconds: float) -> None:
         if seconds <= 0:
@@ -141,3 +158,11 @@ def redis_limiters(
         # One trigger per interval, no burst: Customer.io answers 429 to a second one.
         Api.BROADCAST: shared(Api.BROADCAST, 1.0 / settings.broadcast_interval),
     }
+
+
+def shared_limiters_for(settings: Settings, outbox: Outbox) -> dict[Api, RateLimiter] | None:
+    """Limiters shared through the outbox's Redis when the outbox is a ``RedisOutbox`` (its
+    workers may run anywhere); None otherwise (in-process limiters then suffice)."""
+    if isinstance(outbox, RedisOutbox):
+        return redis_limiters(settings, outbox.client)
+    return None
