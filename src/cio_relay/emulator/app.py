@@ -19,6 +19,7 @@ import gc
 import hmac
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -143,6 +144,7 @@ class Emulator:
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        arrived = time.monotonic()  # for the request log (GET /_emulator/requests)
         body = await self._read_body(receive)
         if body is None:
             await _send_reply(send, _TOO_LARGE)
@@ -169,6 +171,7 @@ class Emulator:
         route = find_route(request.method, request.segments)
         reply = await self._answer(route, request, raw_path, send)
         self.state.stats.count_request(route.endpoint, reply.status)
+        self.state.request_log.append((arrived, request.method, request.path, reply.status))
         await _send_reply(send, reply)
         if self.config.gc_freeze_bytes:
             self._account_for_gc(len(body))

@@ -4,7 +4,9 @@ binds 127.0.0.1.
 - ``GET people?limit&offset``, ``GET people/{identifier}`` (id, email or ``cio_<id>``; with its
   events), ``GET events?person&name&type&limit&offset``, ``GET deliveries?channel&limit&offset``,
   ``GET broadcasts``, ``GET metrics`` (reported delivery metrics), ``GET segments``,
-  ``GET objects``, ``GET stats``;
+  ``GET objects``, ``GET stats``, ``GET requests?limit&offset`` (answered API requests, oldest
+  first, as ``[arrived, method, path, status]``; ``arrived`` is on the machine's monotonic clock,
+  so another process on the same host can compare it with its own ``time.monotonic()``);
 - ``GET|POST|DELETE faults`` (see ``faults.py``), ``POST reset``;
 - ``GET webhooks`` (what was sent or failed), ``POST webhooks/flush?timeout=s`` (returns once
   every queued webhook has been sent or has failed for good).
@@ -138,6 +140,11 @@ def _objects(em: Emulator, request: Request) -> Reply:
     return json_reply({"objects": rows})
 
 
+def _requests(em: Emulator, request: Request) -> Reply:
+    page, total, limit, offset = _page(query_params(request), em.state.request_log)
+    return json_reply({"requests": page, "total": total, "limit": limit, "offset": offset})
+
+
 def _stats(em: Emulator, request: Request) -> Reply:
     stats = em.state.stats
     return json_reply(
@@ -208,6 +215,7 @@ _ROUTES: dict[tuple[str, str], Callable[[Emulator, Request], Reply]] = {
     ("GET", "metrics"): _metrics,
     ("GET", "segments"): _segments,
     ("GET", "objects"): _objects,
+    ("GET", "requests"): _requests,
     ("GET", "stats"): _stats,
     ("GET", "faults"): _faults,
     ("POST", "faults"): _add_fault,

@@ -110,6 +110,10 @@ class Stats:
         return by_endpoint
 
 
+#: How many answered requests ``GET /_emulator/requests`` remembers.
+REQUEST_LOG_SIZE = 100_000
+
+
 class EmulatorState:
     """People by ``cio_id`` with id/email indexes, and everything the account has received."""
 
@@ -132,6 +136,9 @@ class EmulatorState:
         self.metrics: list[dict[str, Any]] = []
         self.attribute_update_failures: deque[dict[str, Any]] = deque(maxlen=1000)
         self.stats = Stats()
+        # GET /_emulator/requests: (arrival on the monotonic clock, method, path, status) of the
+        # latest answered API requests, so tests can check request rates across processes.
+        self.request_log: deque[tuple[float, str, str, int]] = deque(maxlen=REQUEST_LOG_SIZE)
         self._seq = itertools.count(1)
         self._trigger_ids = itertools.count(1)
         self._cio_ids = itertools.count(0xE000000001)
