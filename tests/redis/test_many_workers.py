@@ -1,0 +1,346 @@
+"""Many ``cio-relay worker`` processes on one Redis, against the emulator over real sockets.
+
+- 4 workers deliver 100,000 operations exactly once, in order per person, and together never
+  send more Track requests in any one-second window than the configured limit;
+- a worker killed with SIGKILL while it holds leases has that work finished by another worker;
+- Redis killed and restarted with ``appendonly yes`` still has every operation whose enqueue
+  returned.
+
+Nothing sleeps: the test waits on the outbox emptying (``wait_until_empty``, woken by Redis),
+on Redis keyspace notifications, and on threading events, each with a deadline.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import redis
+from cio_relay import operations as ops
+from cio_relay.emulator import EmulatorConfig, EmulatorServer
+from cio_relay.outbox.redis import RedisOutbox
+from cio_relay.outbox.redis_keys import GROUP, shard_keys
+from tests.fixtures.redis_server import DURABLE_ARGS, RedisServer
+
+WORKER_ARGV = [sys.executable, "-m", "cio_relay", "worker"]
+EMULATOR_ARGV = [sys.executable, "-m", "cio_relay", "emulator"]
+DEADLINE = 100.0  # seconds any one wait may take
+
+
+def _env(
+    emulator: EmulatorServer | EmulatorProcess, outbox_url: str, **settings: str
+) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        CUSTOMERIO_SITE_ID=emulator.config.site_id,
+        CUSTOMERIO_TRACK_API_KEY=emulator.config.track_api_key,
+        CUSTOMERIO_APP_API_KEY=emulator.config.app_api_key,
+        CUSTOMERIO_TRACK_URL=emulator.url,
+        CUSTOMERIO_APP_URL=emulator.url,
+        CIO_RELAY_OUTBOX=outbox_url,
+        CIO_RELAY_STAMP_ENV="0",
+    )
+    env.update({f"CIO_RELAY_{name.upper()}": value for name, value in settings.items()})
+    return env
+
+
+@contextmanager
+def _workers(
+    count: int, env: dict[str, str], logs: Path
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``count`` worker processes; stopped with SIGTERM (graceful) when the block ends."""
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(count):
+            log = (logs / f"worker-{len(procs)}.log").open("wb")
+            with log:
+                procs.append(subprocess.Popen(WORKER_ARGV, env=env, stdout=log, stderr=log))
+        yield procs
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+def _logs(logs: Path) -> str:
+    return "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in sorted(logs.glob("*.log")))
+
+
+def _pages(client: httpx.Client, path: str, key: str) -> list[Any]:
+    rows: list[Any] = []
+    while True:
+        page = client.get(path, params={"limit": 10_000, "offset": len(rows)}).json()
+        rows += page[key]
+        if len(rows) >= page["total"]:
+            return rows
+
+
+def _most_in_one_second(times: list[float]) -> int:
+    times = sorted(times)
+    most = start = 0
+    for end, at in enumerate(times):
+        while at - times[start] >= 1.0:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
+def _in_order_per_person(events: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """Each person's event numbers in the order the emulator accepted them."""
+    numbers: dict[str, list[int]] = defaultdict(list)
+    for event in sorted(events, key=lambda e: e["seq"]):
+        numbers[event["customer_id"]].append(event["data"]["n"])
+    return numbers
+
+
+def _made(count: int, people: int) -> list[ops.Operation]:
+    """``count`` events over ``people`` people; ``n`` counts each person's events from 0."""
+    return [
+        ops.track(f"user-{i % people}", "order_completed", {"n": i // people}) for i in range(count)
+    ]
+
+
+@pytest.fixture
+def inspect(emulator: EmulatorServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=f"{emulator.url}/_emulator", timeout=30) as client:
+        yield client
+
+
+class EmulatorProcess:
+    """``cio-relay emulator --port 0`` in its own process, as Customer.io is to the workers:
+    its clock readings are not delayed by this process's GIL or garbage collector."""
+
+    def __init__(self) -> None:
+        self.config = EmulatorConfig()
+        self.url = ""
+        self.log: list[str] = []
+        self._proc = subprocess.Popen(
+            [*EMULATOR_ARGV, "--port", "0"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        listening = threading.Event()
+        threading.Thread(target=self._read_log, args=(listening,), daemon=True).start()
+        if not listening.wait(DEADLINE) or not self.url:
+            self.stop()
+            raise RuntimeError("the emulator did not start:\n" + "\n".join(self.log))
+
+    def _read_log(self, listening: threading.Event) -> None:
+        assert self._proc.stderr is not None
+        with self._proc.stderr:
+            for line in self._proc.stderr:
+                self.log.append(line.rstrip())
+                if not self.url and (found := re.search(r"listening on (http://\S+)", line)):
+                    self.url = found.group(1)
+                    listening.set()
+        listening.set()
+
+    def stop(self) -> None:
+        self._proc.terminate()
+        self._proc.wait(30)
+
+
+@pytest.fixture
+def emulator_process() -> Iterator[EmulatorProcess]:
+    process = EmulatorProcess()
+    yield process
+    process.stop()
+
+
+def test_the_emulator_logs_when_each_request_arrived(
+    emulator: EmulatorServer, inspect: httpx.Client
+) -> None:
+    before = time.monotonic()
+    auth = (emulator.config.site_id, emulator.config.track_api_key)
+    with httpx.Client(base_url=emulator.url, auth=auth) as api:
+        api.put("/api/v1/customers/u1", json={"plan": "pro"}).raise_for_status()
+        api.post("/api/v2/batch", json={"batch": []})
+    [first, second] = inspect.get("/requests").json()["requests"]
+    assert first[1:] == ["PUT", "/api/v1/customers/u1", 200]
+    assert second[1:3] == ["POST", "/api/v2/batch"]
+    assert before <= first[0] <= second[0] <= time.monotonic()
+
+
+def test_four_workers_deliver_everything_once_in_order_under_one_limit(
+    emulator_process: EmulatorProcess,
+    redis_server: RedisServer,
+    redis_namespace: str,
+    tmp_path: Path,
+) -> None:
+    count, people, rate = 100_000, 5_000, 20
+    url = f"{redis_server.url}?namespace={redis_namespace}"
+    # ~650 events per batch: ~155 requests, ~8 s of sending held at the limit by 4 workers
+    env = _env(emulator_process, url, track_rate=str(rate), batch_max_bytes="100000")
+    made = _made(count, people)
+    outbox = RedisOutbox.from_url(url)
+    try:
+        for start in range(0, count, 1000):
+            outbox.enqueue(made[start : start + 1000])
+        with _workers(4, env, tmp_path) as procs:
+            assert outbox.wait_until_empty(DEADLINE), _logs(tmp_path)
+        assert [proc.returncode for proc in procs] == [0, 0, 0, 0], _logs(tmp_path)
+        depth = outbox.depth()
+        assert (depth.pending, depth.dead) == (0, 0)
+    finally:
+        outbox.close()
+
+    with httpx.Client(base_url=f"{emulator_process.url}/_emulator", timeout=30) as inspect:
+        stats = inspect.get("/stats").json()
+        events = _pages(inspect, "/events", "events")
+        requests = _pages(inspect, "/requests", "requests")
+    assert (stats["events_accepted"], stats["duplicate_event_ids"]) == (count, 0)
+    assert sorted(event["id"] for event in events) == sorted(op.op_id for op in made)
+    assert _in_order_per_person(events) == {
+        f"user-{p}": list(range(count // people)) for p in range(people)
+    }
+    assert {(method, path, status) for _, method, path, status in requests} == {
+        ("POST", "/api/v2/batch", 200)
+    }
+    assert len(requests) > 5 * rate  # the limit held the workers back for several seconds
+    arrivals = sorted(arrived for arrived, *_ in requests)
+    gaps = [round((b - a) * 1000) for a, b in itertools.pairwise(arrivals)]
+    assert _most_in_one_second(arrivals) <= rate, gaps
+
+
+def _next_notification(watch: redis.client.PubSub, deadline: float) -> dict[str, Any] | None:
+    """The next keyspace notification, blocking up to ``deadline`` seconds."""
+    end = time.monotonic() + deadline
+    while (left := end - time.monotonic()) > 0:
+        message = watch.get_message(timeout=left)  # None also for a skipped subscribe reply
+        if message is not None:
+            return dict(message)
+    return None
+
+
+def _consumer_entries(client: redis.Redis, stream: str, prefix: str) -> list[bytes]:
+    pending = client.xpending_range(stream, GROUP, "-", "+", 100_000)
+    return [p["message_id"] for p in pending if p["consumer"].decode().startswith(prefix)]
+
+
+def test_a_killed_workers_leases_are_finished_by_another_worker(
+    emulator: EmulatorServer,
+    inspect: httpx.Client,
+    redis_server: RedisServer,
+    redis_namespace: str,
+    tmp_path: Path,
+) -> None:
+    count, people = 2_000, 200
+    url = f"{redis_server.url}?namespace={redis_namespace}"
+    # Short leases so the takeover comes quickly; a request needs 1 s of lease left to go out.
+    env = _env(emulator, url, lease_seconds="3", http_timeout="1", batch_max_bytes="20000")
+    stream = shard_keys(redis_namespace, 0).stream
+    made = _made(count, people)
+    client = redis_server.client()
+    client.config_set("notify-keyspace-events", "Kz")
+    watch = client.pubsub(ignore_subscribe_messages=True)
+    watch.subscribe(f"__keyspace@0__:{shard_keys(redis_namespace, 0).key('leases')}")
+    outbox = RedisOutbox.from_url(url)
+    try:
+        # Slow answers keep the first worker's batches in flight when it dies.
+        inspect.post("/faults", json={"path": "/api/v2/batch", "latency_ms": 1500})
+        first = tmp_path / "first"
+        first.mkdir()
+        with _workers(1, env, first) as [doomed]:
+            outbox.enqueue(made)
+            leased = _next_notification(watch, DEADLINE)  # the worker recorded a lease deadline
+            assert leased is not None and leased["data"] == b"zadd", _logs(first)
+            held = _consumer_entries(client, stream, f"{socket.gethostname()}:{doomed.pid}:")
+            assert held
+            doomed.send_signal(signal.SIGKILL)
+            doomed.wait(30)
+        inspect.delete("/faults")
+        held_ops = {
+            fields[b"o"].decode()
+            for entry_id in held
+            for _id, fields in client.xrange(stream, entry_id, entry_id)
+        }
+        with _workers(1, env, tmp_path) as [survivor]:
+            assert outbox.wait_until_empty(DEADLINE), _logs(tmp_path)
+        assert survivor.returncode == 0
+        assert _consumer_entries(client, stream, f"{socket.gethostname()}:{doomed.pid}:") == []
+    finally:
+        watch.close()
+        client.config_set("notify-keyspace-events", "")
+        client.close()
+        outbox.close()
+
+    stats = inspect.get("/stats").json()
+    assert stats["events_accepted"] == count  # redeliveries are recognised by event id
+    events = _pages(inspect, "/events", "events")
+    delivered = {event["id"] for event in events}
+    assert delivered == {op.op_id for op in made}
+    assert held_ops <= delivered
+    assert _in_order_per_person(events) == {
+        f"user-{p}": list(range(count // people)) for p in range(people)
+    }
+
+
+def test_redis_restarted_with_appendonly_keeps_every_acknowledged_enqueue(
+    redis_server_factory: Callable[..., RedisServer],
+) -> None:
+    server = redis_server_factory(*DURABLE_ARGS)
+    namespace = "durable"
+    acknowledged: list[str] = []
+    attempted: list[str] = []
+    enough = threading.Event()
+    failure: list[BaseException] = []
+
+    def enqueue_until_redis_dies() -> None:
+        outbox = RedisOutbox(server.url, namespace=namespace)
+        try:
+            for batch_number in range(100_000):
+                batch = _made(20, 7)
+                attempted.extend(op.op_id for op in batch)
+                outbox.enqueue(batch)
+                acknowledged.extend(op.op_id for op in batch)
+                if batch_number == 200:
+                    enough.set()
+        except redis.RedisError as exc:
+            failure.append(exc)
+        finally:
+            enough.set()
+            outbox.close()
+
+    producer = threading.Thread(target=enqueue_until_redis_dies)
+    producer.start()
+    try:
+        assert enough.wait(DEADLINE)
+        server.kill()  # SIGKILL while enqueues are in flight
+    finally:
+        producer.join(DEADLINE)
+    assert failure, "the producer should have seen Redis die"
+
+    server.restart()
+    outbox = RedisOutbox(server.url, namespace=namespace)
+    found: list[str] = []
+    try:
+        while leases := outbox.lease(5000, 60):
+            found += [lease.op.op_id for lease in leases]
+            outbox.ack(leases)
+    finally:
+        outbox.close()
+    assert len(found) == len(set(found))
+    assert set(acknowledged) <= set(found) <= set(attempted)
+    assert len(acknowledged) >= 200 * 20
