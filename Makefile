@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 # Debian packages the test suite starts for real (servers on 127.0.0.1, headless browser).
-SYSTEM_PACKAGES ?= chromium
+SYSTEM_PACKAGES ?= chromium redis-server
 
 .PHONY: run test lint typecheck pytest bench emulator demo clean system-deps venv
 
