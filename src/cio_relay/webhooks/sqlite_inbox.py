@@ -104,6 +104,7 @@ class SQLiteInbox:
         write_timeout: float = 30.0,
         busy_timeout: float = 5.0,
         inline_writes: bool = True,
+        wal_limit_frames: int = 4_096,
     ) -> None:
         if durability not in ("process", "power"):
             raise ValueError(f"durability: must be 'process' or 'power', got {durability!r}")
@@ -117,6 +118,7 @@ class SQLiteInbox:
             write_timeout=write_timeout,
             inline=inline_writes and durability == "process",
             schema=_SCHEMA,
+            wal_limit_frames=wal_limit_frames,
         )
         self._write = self._db.write
         self._write_async = self._db.write_async

@@ -15,9 +15,12 @@ Two paths, both batching many callers' writes into one transaction and one commi
   the writer thread mid-transaction) is handed to the writer thread, which may wait.
   Only for ``synchronous=NORMAL`` (no fsync per commit; the caller decides): an fsync would
   stall the loop. WAL checkpoints (which fsync) are never run inline: the inline connection has
-  autocheckpoint off and asks the writer thread for a passive checkpoint every 4,000 rows.
-  While that checkpoint runs, inline batches go to the writer thread too, so the checkpoint
-  always catches up with the whole WAL and the WAL file is reused instead of growing.
+  autocheckpoint off and asks the writer thread for a passive checkpoint every 2,000 rows,
+  which runs alongside new inline commits. Under steady load such a checkpoint never catches
+  up with the end of the WAL, so the file would only grow; once it is past ``wal_limit_frames``
+  the writer thread checkpoints while holding the inline lock (inline batches meanwhile go to
+  the writer thread's queue), the checkpoint completes, and the WAL is reused from the start.
+  Most of the copying thus happens concurrently, and the pause is short.
 
 One bad write in a batch does not fail its neighbours: the batch is redone one write at a
 time. A batch that fails because the file is busy, locked, full or unreadable fails as a whole,
@@ -52,7 +55,8 @@ _Job = tuple[Write, _Waiter]
 _InlineJob = tuple[Write, "asyncio.Future[Any]", float | None]
 _STOP = object()
 _CHECKPOINT = object()
-_CHECKPOINT_EVERY_ROWS = 4_000  # ~3-4 MB of WAL at typical webhook sizes
+_CHECKPOINT_EVERY_ROWS = 2_000  # ~2 MB of WAL at typical webhook sizes
+_WAL_LIMIT_FRAMES = 4_096  # 16 MB of 4 KiB pages: past this, a checkpoint pauses inline writes
 
 
 def _settle_async(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
@@ -99,6 +103,7 @@ class SQLiteWriter:
         write_timeout: float,
         inline: bool,
         schema: str,
+        wal_limit_frames: int = _WAL_LIMIT_FRAMES,
     ) -> None:
         self.path = path
         self._synchronous = synchronous
@@ -114,7 +119,7 @@ class SQLiteWriter:
         # Per event loop: the writes of this loop iteration, with each caller's timeout.
         self._inline_pending: dict[asyncio.AbstractEventLoop, list[_InlineJob]] = {}
         self._inline_rows = 0
-        self._checkpoint_pending = False
+        self._wal_limit_frames = wal_limit_frames
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._submit_lock = threading.Lock()
         self.closed = False
@@ -142,9 +147,7 @@ class SQLiteWriter:
                     stopping = True
                     break
                 if job is _CHECKPOINT:
-                    with contextlib.suppress(sqlite3.Error):
-                        self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                    self._checkpoint_pending = False
+                    self._checkpoint()
                 else:
                     batch.append(job)
                 if len(batch) >= self._max_batch:
@@ -167,6 +170,14 @@ class SQLiteWriter:
         else:
             failure = _unavailable(error)
             self._settle([(waiter, None, failure) for _, waiter in batch])
+
+    def _checkpoint(self) -> None:
+        checkpoint = "PRAGMA wal_checkpoint(PASSIVE)"
+        with contextlib.suppress(sqlite3.Error):
+            _, wal_frames, _ = self._writer.execute(checkpoint).fetchone()
+            if wal_frames > self._wal_limit_frames:
+                with self._inline_lock:  # no inline commit can append while this catches up
+                    self._writer.execute(checkpoint)
 
     @staticmethod
     def _transaction(
@@ -212,12 +223,8 @@ class SQLiteWriter:
     def _flush_inline(self, loop: asyncio.AbstractEventLoop) -> None:
         batch = self._inline_pending.pop(loop)
         conn = self._inline
-        if (
-            self._checkpoint_pending
-            or conn is None
-            or not self._inline_lock.acquire(blocking=False)
-        ):
-            self._hand_over(loop, batch)  # a checkpoint, or another loop's thread, is busy
+        if conn is None or not self._inline_lock.acquire(blocking=False):
+            self._hand_over(loop, batch)  # a catching-up checkpoint, or another loop, holds it
             return
         values: list[Any]
         error: Exception | None
@@ -238,11 +245,8 @@ class SQLiteWriter:
             self._inline_rows += len(batch)
             if self._inline_rows >= _CHECKPOINT_EVERY_ROWS:
                 self._inline_rows = 0
-                self._checkpoint_pending = True
-                try:
+                with contextlib.suppress(InboxUnavailableError):
                     self._submit(_CHECKPOINT)
-                except InboxUnavailableError:
-                    self._checkpoint_pending = False
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop, batch: list[_InlineJob]) -> None:
         """Send an inline batch to the writer thread; only now can it take long, so only now
