@@ -271,10 +271,9 @@ def _open_lake(directory: str | None) -> Any:
 
 def _open_inbox(path: str | None) -> Any:
     from cio_relay.config import Settings
-    from cio_relay.webhooks.operator import default_inbox_path
     from cio_relay.webhooks.sqlite_inbox import SQLiteInbox
 
-    return SQLiteInbox(path or default_inbox_path(Settings().data_dir))
+    return SQLiteInbox(path or Settings().webhook_inbox_path)
 
 
 @lake_app.command("query")

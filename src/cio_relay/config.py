@@ -181,6 +181,22 @@ class Settings(BaseSettings):
     webhook_max_body: int = Field(
         1_000_000, validation_alias=_env("CIO_RELAY_WEBHOOK_MAX_BODY", "webhook_max_body")
     )
+    #: Built-in handlers (webhooks/builtin.py). Customer.io's "bounced" is taken to be a hard
+    #: bounce: UNCONFIRMED, hence a setting.
+    webhook_suppress_on_bounce: bool = Field(
+        True,
+        validation_alias=_env("CIO_RELAY_WEBHOOK_SUPPRESS_ON_BOUNCE", "webhook_suppress_on_bounce"),
+    )
+    webhook_suppress_on_spam: bool = Field(
+        True,
+        validation_alias=_env("CIO_RELAY_WEBHOOK_SUPPRESS_ON_SPAM", "webhook_suppress_on_spam"),
+    )
+    webhook_record_unsubscribes: bool = Field(
+        True,
+        validation_alias=_env(
+            "CIO_RELAY_WEBHOOK_RECORD_UNSUBSCRIBES", "webhook_record_unsubscribes"
+        ),
+    )
 
     @field_validator("webhook_signing_keys", "api_keys", "production_site_ids", mode="before")
     @classmethod
@@ -228,6 +244,10 @@ class Settings(BaseSettings):
     @property
     def outbox_url(self) -> str:
         return self.outbox or f"sqlite:///{self.data_dir / 'outbox.db'}"
+
+    @property
+    def webhook_inbox_path(self) -> Path:
+        return self.data_dir / "webhooks.db"
 
     @property
     def lake_url(self) -> str:

@@ -128,3 +128,20 @@ def test_enabled_builtins_without_their_callable_are_a_configuration_error() -> 
         )
         == []
     )
+
+
+def test_the_flags_come_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cio_relay.config import Settings
+    from cio_relay.webhooks.builtin import builtin_flags
+
+    monkeypatch.setenv("CIO_RELAY_WEBHOOK_SUPPRESS_ON_BOUNCE", "false")
+    flags = builtin_flags(Settings())
+    assert flags == {
+        "suppress_on_bounce": False,
+        "suppress_on_spam": True,
+        "record_unsubscribes": True,
+    }
+    installed = install_builtin_handlers(
+        Router(), suppress=lambda ids: None, record_unsubscribe=lambda r: None, **flags
+    )
+    assert "email_bounced" not in installed and "email_spammed" in installed

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from cio_relay.config import Settings
 from cio_relay.errors import ConfigError
 from cio_relay.webhooks.events import Event, EventName
 from cio_relay.webhooks.router import ParkEvent, Router
@@ -32,6 +33,7 @@ __all__ = [
     "RecordUnsubscribe",
     "SuppressPerson",
     "UnsubscribeRecord",
+    "builtin_flags",
     "install_builtin_handlers",
 ]
 
@@ -106,6 +108,15 @@ class RecordSubscriptionChange:
         )
 
 
+def builtin_flags(settings: Settings) -> dict[str, bool]:
+    """The three on/off settings as ``install_builtin_handlers`` keyword arguments."""
+    return {
+        "suppress_on_bounce": settings.webhook_suppress_on_bounce,
+        "suppress_on_spam": settings.webhook_suppress_on_spam,
+        "record_unsubscribes": settings.webhook_record_unsubscribes,
+    }
+
+
 def install_builtin_handlers(
     router: Router,
     *,
@@ -116,6 +127,9 @@ def install_builtin_handlers(
     record_unsubscribes: bool = True,
 ) -> list[str]:
     """Register the enabled built-ins on ``router``; return the event names now handled.
+
+    From settings: ``install_builtin_handlers(router, suppress=..., record_unsubscribe=...,
+    **builtin_flags(settings))``.
 
     An enabled built-in without its callable is a configuration error (turn it off instead),
     so a missing wire-up cannot silently leave bounced people unsuppressed.

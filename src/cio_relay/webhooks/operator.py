@@ -7,20 +7,14 @@ they are customer data, and the operator can read the full bytes from the inbox 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 from rich.table import Table
 
 from cio_relay.webhooks.inbox import QuarantinedPayload, StoredEvent
 
-__all__ = ["default_inbox_path", "parked_table", "quarantine_table"]
+__all__ = ["parked_table", "quarantine_table"]
 
 _PREVIEW = 80
-
-
-def default_inbox_path(data_dir: Path) -> Path:
-    """Where ``cio-relay run`` keeps the webhook inbox: ``<data_dir>/webhooks.db``."""
-    return data_dir / "webhooks.db"
 
 
 def _when(seconds: float) -> str:
