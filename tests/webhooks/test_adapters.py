@@ -8,9 +8,11 @@ from collections.abc import Callable, Iterator
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cio_relay.webhooks.adapters import handle_webhook
-from cio_relay.webhooks.inbox import MemoryInbox
+from cio_relay.webhooks.inbox import InboxCounts, MemoryInbox
 from cio_relay.webhooks.intake import WebhookIntake
 from tests.webhooks.helpers import KEY, payload, signed
 
@@ -95,3 +97,33 @@ def test_importing_the_adapters_does_not_import_django_or_flask() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    body=st.binary(max_size=400),
+    timestamp=st.one_of(st.none(), st.text(max_size=12), st.just(str(NOW))),
+    signature=st.one_of(
+        st.none(), st.text(max_size=70), st.binary(min_size=32, max_size=32).map(bytes.hex)
+    ),
+    wrong_key=st.text(min_size=1, max_size=30).filter(lambda k: k != KEY),
+)
+def test_property_no_request_gets_a_2xx_without_a_valid_signature(
+    body: bytes, timestamp: str | None, signature: str | None, wrong_key: str
+) -> None:
+    """Any body with random headers, or signed with another key, is refused and not stored."""
+    inbox = MemoryInbox()
+    intake = WebhookIntake(inbox, [KEY], clock=lambda: float(NOW))
+    forged = signed(body, key=wrong_key, timestamp=NOW)
+    attempts = [
+        {"X-CIO-Timestamp": timestamp, "X-CIO-Signature": signature},
+        forged,
+        {**forged, "X-CIO-Timestamp": str(NOW + 1)},
+    ]
+    for headers in attempts:
+        present = {k: v for k, v in headers.items() if v is not None}
+        status, _ = handle_webhook(intake, body, present)
+        assert status == 401
+    assert inbox.counts() == InboxCounts(pending=0, done=0, parked=0, quarantined=0)
