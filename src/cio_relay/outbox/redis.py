@@ -350,8 +350,8 @@ class RedisOutbox:
 
     @staticmethod
     def _leases(reply: list[Any], consumer: str, until: float) -> Iterator[Lease]:
-        for i in range(0, len(reply), 4):
-            op_id, record, attempts, entry_id = reply[i : i + 4]
+        values = iter(reply)
+        for op_id, record, attempts, entry_id in zip(values, values, values, values, strict=True):
             op = _decode(op_id, record)
             token = f"{consumer} {entry_id.decode()}"
             if attempts is None:

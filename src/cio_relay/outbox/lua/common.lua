@@ -42,8 +42,9 @@ local function activate(op_id)
 end
 
 -- People's heads, read once per call and written back once (write_heads): HEADS maps a person
--- to "<head op id> <ops waiting behind it in WAITING .. person> <its stream entry id, or - while
--- it waits to retry>"; in Lua, {op_id, waiting, entry_id}.
+-- to "<stream entry id of the head, or - while it waits to retry> <ops waiting behind it in
+-- WAITING .. person> <head op id>"; in Lua, {op_id, waiting, entry_id}. (The op id comes last:
+-- it may hold spaces, and a pattern anchored on fixed fields first does not backtrack.)
 local heads, heads_changed = {}, {}
 
 local function read_heads(persons)
@@ -52,7 +53,7 @@ local function read_heads(persons)
     if heads[person] == nil then
       local value = values[i]
       if value then
-        local head, waiting, entry_id = string.match(value, '^(.*) (%d+) (%S+)$')
+        local entry_id, waiting, head = string.match(value, '^(%S+) (%d+) (.*)$')
         heads[person] = {head, tonumber(waiting), entry_id}
       else
         heads[person] = false
@@ -67,7 +68,7 @@ local function write_heads()
     local head = heads[person]
     if head then
       set[#set + 1] = person
-      set[#set + 1] = head[1] .. ' ' .. head[2] .. ' ' .. head[3]
+      set[#set + 1] = head[3] .. ' ' .. head[2] .. ' ' .. head[1]
     else
       gone[#gone + 1] = person
     end
