@@ -35,12 +35,11 @@ import logging
 import time
 from importlib import resources
 
-import redis
 from cio_relay.config import Settings
 from cio_relay.delivery.ratelimit import RateLimiter
 from cio_relay.operations import Api
 from cio_relay.outbox.base import Outbox
-from cio_relay.outbox.redis import RedisOutbox
+from cio_relay.outbox.redis import RedisClient, RedisOutbox
 from cio_relay.outbox.redis_keys import ratelimit_key
 
 __all__ = ["DEFAULT_HEADROOM", "SharedRateLimiter", "redis_limiters", "shared_limiters_for"]
@@ -61,7 +60,7 @@ class SharedRateLimiter:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         key: str,
         rate: float,
         *,
@@ -139,7 +138,7 @@ def _scope(settings: Settings) -> str:
 
 def redis_limiters(
     settings: Settings,
-    client: redis.Redis,
+    client: RedisClient,
     *,
     namespace: str = "cio-relay",
     headroom: float = DEFAULT_HEADROOM,

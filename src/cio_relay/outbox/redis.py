@@ -90,7 +90,7 @@ from cio_relay.outbox.redis_keys import (
     shard_of,
 )
 
-__all__ = ["SCRIPTS", "RedisOutbox", "ReplicationError", "load_script_source"]
+__all__ = ["SCRIPTS", "RedisClient", "RedisOutbox", "ReplicationError", "load_script_source"]
 
 log = logging.getLogger("cio_relay.outbox.redis")
 
@@ -112,6 +112,9 @@ DEAD_PAGE = 500
 #: Longest single BLPOP in ``wait_until_empty``: stays below the client's socket timeout.
 WAIT_SLICE_SECONDS = 2.0
 _KINDS = {kind.value: kind for kind in Kind}
+
+#: What a RedisOutbox talks to: one Redis (or a primary with replicas) or a Redis Cluster.
+RedisClient = redis.Redis | redis.cluster.RedisCluster
 
 
 class ReplicationError(CioRelayError):
@@ -172,7 +175,8 @@ class RedisOutbox:
     """The ``Outbox`` protocol on Redis Streams (see the module docstring for the design).
 
     ``url_or_client`` is a ``redis://``/``rediss://`` URL (the outbox owns and closes the client)
-    or a ``redis.Redis`` made with ``decode_responses=False`` (the caller owns it). Instances are
+    or a ``redis.Redis`` or ``redis.cluster.RedisCluster`` made with ``decode_responses=False``
+    (the caller owns it). Instances are
     thread-safe; each is one consumer of the group (``consumer``, default ``host:pid:random``).
 
     >>> outbox = RedisOutbox("redis://127.0.0.1:6379/0")  # doctest: +SKIP
@@ -180,7 +184,7 @@ class RedisOutbox:
 
     def __init__(
         self,
-        url_or_client: str | redis.Redis,
+        url_or_client: str | RedisClient,
         *,
         shards: int = 1,
         namespace: str = "cio-relay",
@@ -198,7 +202,7 @@ class RedisOutbox:
         self.wait_timeout = wait_timeout
         self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         if isinstance(url_or_client, str):
-            self.client: redis.Redis = redis.Redis.from_url(
+            self.client: RedisClient = redis.Redis.from_url(
                 url_or_client, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
             )
             self._owns_client = True
@@ -207,6 +211,7 @@ class RedisOutbox:
                 raise ConfigError("RedisOutbox needs a client made with decode_responses=False")
             self.client = url_or_client
             self._owns_client = False
+        self._cluster = isinstance(self.client, redis.cluster.RedisCluster)
         self._keys = [shard_keys(namespace, shard) for shard in range(shards)]
         self._scripts: dict[str, Script] = {
             name: self.client.register_script(load_script_source(name)) for name in SCRIPTS
@@ -224,9 +229,11 @@ class RedisOutbox:
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisOutbox:
         """``redis://[:password@]host:port/db[?shards=N&namespace=name&remember_delivered=S]``
-        (``CIO_RELAY_OUTBOX``); other query parameters are redis-py's connection options."""
+        (``CIO_RELAY_OUTBOX``); ``cluster=1`` connects to a Redis Cluster through the given
+        node; other query parameters are redis-py's connection options."""
         parts = urlsplit(url)
         query = parse_qs(parts.query, keep_blank_values=True)
+        cluster = query.pop("cluster", ["0"])[-1].lower() in ("1", "true", "yes")
         converters: dict[str, Any] = {
             "shards": int,
             "namespace": str,
@@ -242,7 +249,16 @@ class RedisOutbox:
                         f"outbox URL: {name} must be a number, got {value!r}"
                     ) from None
         rest = urlunsplit(parts._replace(query=urlencode(query, doseq=True)))
-        return cls(rest, **options)
+        if not cluster:
+            return cls(rest, **options)
+        client = redis.cluster.RedisCluster.from_url(rest, socket_timeout=10)
+        try:
+            outbox = cls(client, **options)
+        except BaseException:
+            client.close()
+            raise
+        outbox._owns_client = True
+        return outbox
 
     def __repr__(self) -> str:
         # No URL: it may carry a password.
@@ -286,11 +302,12 @@ class RedisOutbox:
         return self._scripts[name](keys=keys.script_keys, args=args, client=client)
 
     def _run_many(self, name: str, calls: list[tuple[ShardKeys, list[Any]]]) -> list[Any]:
-        """Several script calls in one round trip; in one MULTI/EXEC unless on a Redis Cluster."""
-        if len(calls) == 1:
-            return [self._run(name, *calls[0])]
-        transaction = not isinstance(self.client, redis.cluster.RedisCluster)
-        with self.client.pipeline(transaction=transaction) as pipe:
+        """Several script calls: on one Redis in one MULTI/EXEC (one round trip, all or
+        nothing); on a Redis Cluster one by one, each atomic on its shard's node (redis-py runs
+        no scripts in cluster pipelines, and a transaction cannot span nodes anyway)."""
+        if len(calls) == 1 or self._cluster:
+            return [self._run(name, keys, args) for keys, args in calls]
+        with self.client.pipeline(transaction=True) as pipe:
             for keys, args in calls:
                 self._run(name, keys, args, client=pipe)
             return list(pipe.execute())
@@ -561,10 +578,7 @@ class RedisOutbox:
     # --- inspection ---------------------------------------------------------------------------
 
     def _depths(self, now: float) -> list[list[Any]]:
-        with self.client.pipeline(transaction=False) as pipe:
-            for keys in self._keys:
-                self._run("depth", keys, [repr(now)], client=pipe)
-            return list(pipe.execute())
+        return self._run_many("depth", [(keys, [repr(now)]) for keys in self._keys])
 
     def depth(self, *, now: float | None = None) -> Depth:
         now = now_or(now)
