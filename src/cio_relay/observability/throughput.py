@@ -37,12 +37,9 @@ class ThroughputRing:
         self._lock = threading.Lock()  # enqueued fires on writer threads, the rest on the loop
 
     def subscribe(self, hooks: Hooks) -> None:
-        hooks.on_enqueued(self._on_enqueued)
+        # Not enqueued: the chart shows what left the outbox, and ingestion is the hot path.
         hooks.on_delivered(self._on_delivered)
         hooks.on_dead(self._on_dead)
-
-    def _on_enqueued(self, op: Operation) -> None:
-        self.record(0)
 
     def _on_delivered(self, op: Operation, latency: float) -> None:
         self.record(1)
@@ -51,7 +48,9 @@ class ThroughputRing:
         self.record(2)
 
     def record(self, column: int, count: int = 1, now: float | None = None) -> None:
-        """Add ``count`` to ``column`` (0 enqueued, 1 delivered, 2 dead) of the current minute."""
+        """Add ``count`` to ``column`` (0 enqueued, 1 delivered, 2 dead) of the current minute.
+
+        Delivered and dead come from the hooks; enqueued is there for callers that want it."""
         minute = int((time.time() if now is None else now) // 60)
         slot = minute % self.minutes
         with self._lock:

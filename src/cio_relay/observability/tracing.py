@@ -31,11 +31,19 @@ class Tracing:
     """Spans for HTTP requests and Customer.io calls; every method is a no-op without OTel."""
 
     def __init__(self, tracer_provider: Any = None) -> None:
+        """``tracer_provider``: the OTel SDK provider to use; by default the global one, if an
+        SDK provider was installed before the app was built (``opentelemetry-instrument`` or
+        ``trace.set_tracer_provider``). With only the API's default no-op provider, tracing
+        stays off here entirely: even a no-op span costs a few microseconds per request."""
         self._tracer: Any = None
-        if tracing_available():
-            from opentelemetry import trace
+        if not tracing_available():
+            return
+        from opentelemetry import trace
 
-            self._tracer = trace.get_tracer(_INSTRUMENTATION, tracer_provider=tracer_provider)
+        provider = tracer_provider or trace.get_tracer_provider()
+        if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+            return
+        self._tracer = trace.get_tracer(_INSTRUMENTATION, tracer_provider=provider)
 
     @property
     def enabled(self) -> bool:

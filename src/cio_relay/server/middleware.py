@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 import re
 
+import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cio_relay.observability.logs import bind_request_id
 from cio_relay.observability.tracing import Tracing
 
 __all__ = ["REQUEST_ID_HEADER", "RequestIdMiddleware"]
@@ -22,28 +22,42 @@ REQUEST_ID_HEADER = "x-request-id"
 _VALID_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 
 
-def _request_id(scope: Scope) -> str:
+class _RequestIds:
+    """16-hex-digit request ids from pooled random bytes (one system call per 512 ids)."""
+
+    def __init__(self) -> None:
+        self._pool = ""
+        self._at = 0
+
+    def __call__(self) -> str:
+        # Called on the event loop thread only: no lock needed.
+        if self._at + 16 > len(self._pool):
+            self._pool = os.urandom(4096).hex()
+            self._at = 0
+        self._at += 16
+        return self._pool[self._at - 16 : self._at]
+
+
+def _given_request_id(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
-            if _VALID_ID.match(value):
-                return str(value.decode("ascii"))
-            break
-    return os.urandom(8).hex()
+            return str(value.decode("ascii")) if _VALID_ID.match(value) else None
+    return None
 
 
 class RequestIdMiddleware:
     def __init__(self, app: ASGIApp, tracing: Tracing | None = None) -> None:
         self.app = app
         self.tracing = tracing if tracing is not None and tracing.enabled else None
+        self._new_id = _RequestIds()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _request_id(scope)
+        request_id = _given_request_id(scope) or self._new_id()
         scope.setdefault("state", {})["request_id"] = request_id
         header = (b"x-request-id", request_id.encode("ascii"))
-
         status = 0
 
         async def send_with_id(message: Message) -> None:
@@ -53,7 +67,9 @@ class RequestIdMiddleware:
                 message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
-        with bind_request_id(request_id):
+        # Bound directly rather than through a context manager: this runs for every request.
+        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
             if self.tracing is None:
                 await self.app(scope, receive, send_with_id)
                 return
@@ -64,3 +80,5 @@ class RequestIdMiddleware:
                     span.update_name(f"{scope['method']} {route}")
                     span.set_attribute("http.route", route)
                 span.set_attribute("http.response.status_code", status)
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)

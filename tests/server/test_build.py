@@ -1,0 +1,34 @@
+"""Operation building for the API: fast ULID op ids, batch field names."""
+
+from __future__ import annotations
+
+import time
+
+from ulid import ULID
+
+from cio_relay.config import Settings
+from cio_relay.server import schemas as s
+from cio_relay.server.build import OperationBuilder, OpIds
+
+
+def test_op_ids_are_unique_ulids_of_now() -> None:
+    make = OpIds()
+    before = time.time()
+    ids = [make() for _ in range(5000)]
+    after = time.time()
+    assert len(set(ids)) == len(ids)
+    for op_id in ids[::97]:
+        parsed = ULID.from_str(op_id)
+        assert str(parsed) == op_id
+        assert before - 0.001 <= parsed.timestamp <= after + 0.001
+
+
+def test_builder_stamps_the_environment_like_the_relay() -> None:
+    builder = OperationBuilder(Settings(env="staging"))
+    body = s.BatchBody.model_validate(
+        {"operations": [{"type": "track", "person": "u-1", "name": "paid", "data": {"x": 1}}]}
+    )
+    (op,) = builder.batch(body)
+    assert op.env == "staging"
+    assert op.payload["data"] == {"x": 1, "_env": "staging"}
+    assert ULID.from_str(op.op_id)
