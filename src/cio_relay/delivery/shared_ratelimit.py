@@ -32,15 +32,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import sys
 import time
 from importlib import resources
+from typing import TYPE_CHECKING
 
 from cio_relay.config import Settings
 from cio_relay.delivery.ratelimit import RateLimiter
 from cio_relay.operations import Api
 from cio_relay.outbox.base import Outbox
-from cio_relay.outbox.redis import RedisClient, RedisOutbox
 from cio_relay.outbox.redis_keys import ratelimit_key
+
+if TYPE_CHECKING:  # redis-py is an optional extra: importing this module does not need it
+    from cio_relay.outbox.redis import RedisClient
 
 __all__ = ["DEFAULT_HEADROOM", "SharedRateLimiter", "redis_limiters", "shared_limiters_for"]
 
@@ -161,7 +165,12 @@ def redis_limiters(
 
 def shared_limiters_for(settings: Settings, outbox: Outbox) -> dict[Api, RateLimiter] | None:
     """Limiters shared through the outbox's Redis when the outbox is a ``RedisOutbox`` (its
-    workers may run anywhere); None otherwise (in-process limiters then suffice)."""
+    workers may run anywhere); None otherwise (in-process limiters then suffice). Needs no
+    redis-py unless a Redis outbox exists."""
+    if "cio_relay.outbox.redis" not in sys.modules:  # no Redis outbox was ever made here
+        return None
+    from cio_relay.outbox.redis import RedisOutbox
+
     if isinstance(outbox, RedisOutbox):
         return redis_limiters(settings, outbox.client)
     return None
