@@ -144,7 +144,8 @@ def _bucket(created_at: float) -> str:
 
 
 def _oldest_by_bucket(ops: Iterable[Operation]) -> list[Any]:
-    """ "n, (bucket, oldest created_at) x n" for the scripts that add operations."""
+    """The buckets of ``ops`` for the scripts that add operations: their count, then each
+    bucket with the oldest ``created_at`` in it."""
     oldest: dict[str, float] = {}
     for op in ops:
         bucket = _bucket(op.created_at)
@@ -176,8 +177,9 @@ class RedisOutbox:
 
     ``url_or_client`` is a ``redis://``/``rediss://`` URL (the outbox owns and closes the client)
     or a ``redis.Redis`` or ``redis.cluster.RedisCluster`` made with ``decode_responses=False``
-    (the caller owns it). Instances are
-    thread-safe; each is one consumer of the group (``consumer``, default ``host:pid:random``).
+    (the caller owns it). Instances are thread-safe. Each ``lease`` call reads as consumer
+    ``<consumer>:<n>`` (``consumer`` defaults to ``host:pid:random``), so ``XINFO CONSUMERS``
+    shows which process holds what.
 
     >>> outbox = RedisOutbox("redis://127.0.0.1:6379/0")  # doctest: +SKIP
     """
