@@ -86,7 +86,10 @@ def serve(kind: str, port: int, data_dir: str) -> None:
     """The server process: ``python -m benchmarks.bench_server --serve bare|ingestion``."""
     import uvicorn
 
+    from cio_relay.service import tune_gc
+
     app = _bare_app() if kind == "bare" else _service_app(data_dir)
+    tune_gc()  # as ``cio-relay run`` does; for both servers, so the comparison stays fair
     uvicorn.run(
         app,
         host="127.0.0.1",
@@ -217,12 +220,18 @@ def _quantiles(latencies: list[float]) -> tuple[float, float]:
     return cuts[49] * 1000, cuts[98] * 1000
 
 
+# Bodies are made before the clock starts: the client shares the machine's cores with the
+# server, and serialising 100 operations per request would be measured as server time.
+_EVENT_BODIES = [_event_body(i) for i in range(500)]
+_BATCH_BODIES = [_batch_body(i) for i in range(200)]
+
+
 def _single(i: int) -> Request:
-    return f"/v1/people/user-{i % 20_000}/events", _event_body(i)
+    return f"/v1/people/user-{i % 20_000}/events", _EVENT_BODIES[i % len(_EVENT_BODIES)]
 
 
 def _batch(i: int) -> Request:
-    return "/v1/batch", _batch_body(i)
+    return "/v1/batch", _BATCH_BODIES[i % len(_BATCH_BODIES)]
 
 
 def main() -> None:
@@ -240,8 +249,14 @@ def main() -> None:
             batch_s, batch_lat = asyncio.run(
                 _closed_loop(url, _batch, BATCH_REQUESTS, BATCH_CONCURRENCY)
             )
-            paced_rate = TARGET_OPS_PER_SECOND / BATCH_SIZE
-            paced_s, paced_lat = asyncio.run(_paced(url, _batch, paced_rate, PACED_SECONDS))
+            # Open loop at the target; when the closed loop showed the server cannot sustain it,
+            # at 80 % of what it did sustain instead (past capacity, latency only measures the
+            # queue growing for as long as the phase lasts).
+            capacity = len(batch_lat) * BATCH_SIZE / batch_s
+            paced_target = min(TARGET_OPS_PER_SECOND, 0.8 * capacity)
+            paced_s, paced_lat = asyncio.run(
+                _paced(url, _batch, paced_target / BATCH_SIZE, PACED_SECONDS)
+            )
         outbox_rows = _count_outbox(Path(data_dir) / "outbox.db")
 
     bare_rps = len(bare_lat) / bare_s
@@ -263,8 +278,9 @@ def main() -> None:
     )
     p99 = _quantiles(paced_lat)[1]
     print(
-        f"paced at target    {paced_ops:10,.0f} ops/s   p50 {_fmt(paced_lat)}  "
-        f"target p99 <= 25 ms  {_ok(p99 <= 25)}"
+        f"paced, open loop   {paced_ops:10,.0f} ops/s   p50 {_fmt(paced_lat)}  "
+        f"target p99 <= 25 ms at 50,000 ops/s  "
+        f"{_ok(p99 <= 25 and paced_target >= TARGET_OPS_PER_SECOND)}"
     )
     print(f"operations stored in the outbox: {outbox_rows:,}")
     _dashboard_with_waiting()
