@@ -226,6 +226,23 @@ def test_release_gives_back_without_counting_an_attempt(outbox: Outbox) -> None:
     assert [lease.attempts for lease in again] == [0, 0]
 
 
+def test_release_with_delay_defers_without_counting_an_attempt(outbox: Outbox) -> None:
+    a1, a2, b = event("a", 1), event("a", 2), event("b")
+    outbox.enqueue([a1, a2, b])
+    t = time.time()
+    leases = outbox.lease(10, 30, now=t)
+    [deferred] = [lease for lease in leases if lease.op == a1]
+    outbox.retry_later(deferred, retry_at=t, error="503 once", now=t)
+    [deferred] = outbox.lease(10, 30, now=t)
+    outbox.release([deferred], delay=5, now=t)
+    # Not due again before the delay, and the person's next op stays behind it (order kept).
+    assert outbox.lease(10, 30, now=t + 4) == []
+    assert outbox.depth(now=t + 4).scheduled == 1
+    [again] = outbox.lease(10, 30, now=t + 5)
+    assert again.op == a1
+    assert (again.attempts, again.last_error) == (1, "503 once")
+
+
 def test_dead_letter_unblocks_the_persons_next_op(outbox: Outbox) -> None:
     a1, a2 = event("a", 1), event("a", 2)
     outbox.enqueue([a1, a2])

@@ -8,9 +8,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import redis
 from redis.crc import key_slot
 
-import redis
 from cio_relay import operations as ops
 from cio_relay.outbox.base import DeadLetterFilter, DeadReason
 from cio_relay.outbox.factory import open_outbox

@@ -29,8 +29,8 @@ from typing import Any
 
 import httpx
 import pytest
-
 import redis
+
 from cio_relay import operations as ops
 from cio_relay.emulator import EmulatorConfig, EmulatorServer
 from cio_relay.outbox.redis import RedisOutbox

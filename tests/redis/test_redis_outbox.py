@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterator
 from importlib import resources
 
 import pytest
+import redis
 from redis.crc import key_slot
 
-import redis
 from cio_relay import operations as ops
 from cio_relay.errors import ConfigError
 from cio_relay.operations import Operation

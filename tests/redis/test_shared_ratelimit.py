@@ -13,8 +13,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-
 import redis
+
 from cio_relay.config import Settings
 from cio_relay.delivery.shared_ratelimit import (
     SharedRateLimiter,

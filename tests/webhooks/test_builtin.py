@@ -43,8 +43,8 @@ def test_hard_bounces_and_spam_complaints_suppress_the_person(inbox: MemoryInbox
         payload("sms", "bounced", customer_id="u4"),  # only email bounces are hard bounces
         payload("email", "bounced", email_address="u5@bounce.test"),
     )
-    assert suppressed == [
-        {"id": "u1", "email": "u1@bounce.test"},
+    assert suppressed == [  # one identifier each, the most stable the event carries
+        {"id": "u1"},
         {"id": "u2"},
         {"email": "u5@bounce.test"},
     ]

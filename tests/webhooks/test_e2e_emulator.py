@@ -66,7 +66,7 @@ def test_emulator_webhooks_land_in_the_lake_and_suppress_bounces_and_spam(
 
                 def suppress(identifiers: dict[str, str]) -> None:
                     suppressed.append(identifiers)
-                    relay.suppress(identifiers["id"])
+                    relay.suppress(identifiers)
 
                 router = Router()
                 install_builtin_handlers(router, suppress=suppress, record_unsubscribes=False)

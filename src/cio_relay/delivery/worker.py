@@ -24,6 +24,7 @@ from cio_relay.delivery.dispatcher import (
 from cio_relay.delivery.hooks import Hooks
 from cio_relay.delivery.ratelimit import RateLimiter, TokenBucket
 from cio_relay.delivery.retry import RetryPolicy
+from cio_relay.delivery.shared_ratelimit import shared_limiters_for
 from cio_relay.operations import Api
 from cio_relay.outbox.base import Outbox
 
@@ -78,7 +79,11 @@ class Worker:
         self.hooks = hooks or Hooks()
         self._track_factory = track
         self._app_factory = app
-        self._limiters_factory = limiters or (lambda: limiters_from_settings(settings))
+        # Workers on a Redis outbox share one limit per API family through that Redis (N
+        # workers together stay under Customer.io's limits); elsewhere in-process buckets do.
+        self._limiters_factory = limiters or (
+            lambda: shared_limiters_for(settings, outbox) or limiters_from_settings(settings)
+        )
         self.config = config_from_settings(settings, **config)
         self.stats = DispatchStats()
 

@@ -117,8 +117,14 @@ class Outbox(Protocol):
     def ack(self, leases: Iterable[Lease]) -> None:
         """Delivered: remove them for good."""
 
-    def release(self, leases: Iterable[Lease]) -> None:
-        """Give leases back untouched (shutdown): due again at once, no attempt counted."""
+    def release(
+        self, leases: Iterable[Lease], *, delay: float = 0.0, now: float | None = None
+    ) -> None:
+        """Give leases back untouched: due again after ``delay`` seconds, no attempt counted.
+
+        ``delay=0`` is shutdown (due at once); a positive ``delay`` is the dispatcher deferring
+        work whose API family is saturated by its rate limit, so it is not leased again at once.
+        """
 
     def retry_later(
         self, lease: Lease, *, retry_at: float, error: str, now: float | None = None

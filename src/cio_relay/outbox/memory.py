@@ -161,12 +161,16 @@ class MemoryOutbox:
                 if entry is not None:
                     self._remove(entry)
 
-    def release(self, leases: Iterable[Lease]) -> None:
+    def release(
+        self, leases: Iterable[Lease], *, delay: float = 0.0, now: float | None = None
+    ) -> None:
+        not_before = now_or(now) + delay if delay > 0 else 0.0
         with self._lock:
             for lease in leases:
                 entry = self._held(lease)
                 if entry is not None:
                     entry.token = None
+                    entry.available_at = max(entry.available_at, not_before)
 
     def retry_later(
         self, lease: Lease, *, retry_at: float, error: str, now: float | None = None

@@ -73,9 +73,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import orjson
+import redis
 from redis.commands.core import Script
 
-import redis
 from cio_relay.errors import CioRelayError, ConfigError
 from cio_relay.operations import Kind, Operation
 from cio_relay.outbox.base import DeadLetter, DeadLetterFilter, DeadReason, Depth, Lease, now_or
@@ -402,13 +402,33 @@ class RedisOutbox:
         if calls:
             self._run_many("ack", calls)
 
-    def release(self, leases: Iterable[Lease]) -> None:
+    def release(
+        self, leases: Iterable[Lease], *, delay: float = 0.0, now: float | None = None
+    ) -> None:
+        if delay > 0:
+            self._defer(list(leases), now_or(now) + delay)
+            return
         for shard, held in self._by_shard(leases).items():
             for chunk in _chunks(held, CHUNK):
                 args = [
                     part for _lease, consumer, entry_id in chunk for part in (consumer, entry_id)
                 ]
                 self._run("release", self._keys[shard], args)
+
+    def _defer(self, leases: list[Lease], not_before: float) -> None:
+        """A delayed release is a retry that counts no attempt: the head waits in the retry set
+        (out of the stream, so nobody else's work waits behind it) with its record unchanged."""
+        calls = []
+        for lease in leases:
+            if (parts := _split_token(lease.token)) is None:
+                continue
+            keys = self._keys[shard_of(lease.op.person_key, self.shards)]
+            record = orjson.dumps([lease.attempts, lease.last_error])
+            calls.append(
+                (keys, [lease.op.op_id, *parts, lease.op.person_key, repr(not_before), record])
+            )
+        for chunk in _chunks(calls, CHUNK):
+            self._run_many("retry", chunk)
 
     def retry_later(
         self, lease: Lease, *, retry_at: float, error: str, now: float | None = None

@@ -292,14 +292,17 @@ class SqliteOutbox:
 
         self._write(delete)
 
-    def release(self, leases: Iterable[Lease]) -> None:
-        rows = [(lease.op.person_key, lease.token) for lease in leases]
+    def release(
+        self, leases: Iterable[Lease], *, delay: float = 0.0, now: float | None = None
+    ) -> None:
+        not_before = now_or(now) + delay if delay > 0 else 0.0
+        rows = [(not_before, lease.op.person_key, lease.token) for lease in leases]
         if not rows:
             return
         self._write(
             lambda conn: conn.executemany(
                 "UPDATE heads SET token = NULL,"
-                " due_at = (SELECT available_at FROM ops WHERE ops.seq = heads.seq)"
+                " due_at = MAX(?, (SELECT available_at FROM ops WHERE ops.seq = heads.seq))"
                 " WHERE person_key = ? AND token = ?",
                 rows,
             )

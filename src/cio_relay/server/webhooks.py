@@ -171,15 +171,6 @@ def _name_of(raw: bytes) -> str | None:
     return f"{payload.get('object_type')}_{payload.get('metric')}"
 
 
-def _one_identifier(identifiers: dict[str, str]) -> dict[str, str]:
-    """A webhook may name a person by id, cio_id and email at once; an operation takes one.
-    The most stable first: ``id``, then ``cio_id``, then ``email``."""
-    for kind in ("id", "cio_id", "email"):
-        if identifiers.get(kind):
-            return {kind: identifiers[kind]}
-    return identifiers
-
-
 class LakeFunnel:
     """The dashboard's funnel: the lake's per-day rows summed per message."""
 
@@ -245,7 +236,7 @@ class WebhookStack:
         # relay suppresses hard bounces and spam complaints through the outbox.
         install_builtin_handlers(
             router,
-            suppress=lambda ids: relay.suppress(_one_identifier(ids)),
+            suppress=relay.suppress,
             record_unsubscribes=False,
         )
         pipeline = WebhookPipeline(inbox, router, lake)

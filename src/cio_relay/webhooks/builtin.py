@@ -3,8 +3,9 @@
 Each is a setting (on by default) and acts through an injected callable, so this module does
 not know the outbox or the user store:
 
-- ``email_bounced`` and ``email_spammed`` call ``suppress(identifiers)`` (wired by the service
-  to the Relay, which suppresses the person at Customer.io through the outbox). Customer.io's
+- ``email_bounced`` and ``email_spammed`` call ``suppress(identifier)`` with the person's most
+  stable identifier as a one-key dict (so ``suppress=relay.suppress`` works as is: the Relay
+  suppresses the person at Customer.io through the outbox). Customer.io's
   ``bounced`` metric is taken to be a *hard* bounce (soft bounces are retried by the sender
   and surface as ``dropped``/``failed``): UNCONFIRMED, hence the setting to turn it off.
 - ``customer_unsubscribed``, ``email_unsubscribed``, ``customer_subscribed`` and
@@ -35,6 +36,7 @@ __all__ = [
     "UnsubscribeRecord",
     "builtin_flags",
     "install_builtin_handlers",
+    "most_stable_identifier",
 ]
 
 Suppress = Callable[[dict[str, str]], object]
@@ -82,7 +84,20 @@ class SuppressPerson:
         return "SuppressPerson"
 
     def __call__(self, event: Event) -> None:
-        self._suppress(_identifiers_or_park(event, "suppress"))
+        self._suppress(most_stable_identifier(_identifiers_or_park(event, "suppress")))
+
+
+#: Identifier kinds from the most to the least stable: an id never changes, an email may.
+IDENTIFIER_PREFERENCE = ("id", "cio_id", "email")
+
+
+def most_stable_identifier(identifiers: dict[str, str]) -> dict[str, str]:
+    """A webhook may name a person by id, cio_id and email at once; an operation (and
+    ``Relay.suppress``) takes exactly one: ``id``, else ``cio_id``, else ``email``."""
+    for kind in IDENTIFIER_PREFERENCE:
+        if identifiers.get(kind):
+            return {kind: identifiers[kind]}
+    return identifiers
 
 
 class RecordSubscriptionChange:
