@@ -5,6 +5,7 @@ Each subsystem's commands sit in their own block below; no logic lives here.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -152,14 +153,25 @@ def worker() -> None:
 
 @app.command()
 def demo(
-    people: int = typer.Option(2_000, help="People to identify."),
-    events: int = typer.Option(20_000, help="Events to track."),
-    emails: int = typer.Option(200, help="Transactional emails (one in ten bounces)."),
+    people: int = typer.Option(2_000, min=1, help="People to identify."),
+    events: int = typer.Option(20_000, min=0, help="Events to track."),
+    emails: int = typer.Option(
+        200, min=0, help="Transactional emails (one in ten bounces, one in 25 reports spam)."
+    ),
+    data_dir: Path | None = typer.Option(
+        None, help="Keep the outbox, webhook inbox and lake here (default: a temporary dir)."
+    ),
+    seed: int = typer.Option(42, help="Seed of the random workload."),
 ) -> None:
-    """A one-shot walkthrough against the emulator, ending with a summary."""
+    """A one-shot walkthrough against the emulator, ending with a summary and the funnel."""
     from cio_relay.demo import DemoWorkload, run_demo
 
-    run_demo(workload=DemoWorkload(people=people, events=events, emails=emails))
+    run_demo(
+        Console(),
+        DemoWorkload(people=people, events=events, emails=emails),
+        data_dir=data_dir,
+        seed=seed,
+    )
 
 
 @dlq_app.command("list")
