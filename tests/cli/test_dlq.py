@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner, Result
@@ -54,7 +55,7 @@ def dead(tmp_path: Path) -> Dead:
     now = time.time()
     then = now - TWO_HOURS
     try:
-        email = {"transactional_message_id": "welcome", "message_data": {"n": 1}}
+        email: dict[str, Any] = {"transactional_message_id": "welcome", "message_data": {"n": 1}}
         return Dead(
             url=url,
             old_track=_kill(
