@@ -97,3 +97,35 @@ def test_bounces_suppress_the_person_and_the_lake_feeds_the_funnel(
     page = httpx.get(f"{url}/dashboard", headers=auth).text
     assert "campaign 7" in page
     assert 'class="chart funnel"' in page
+
+
+@pytest.mark.parametrize(
+    ("setting", "off", "on"),
+    [
+        ("webhook_suppress_on_bounce", "bounced", "spammed"),
+        ("webhook_suppress_on_spam", "spammed", "bounced"),
+    ],
+)
+def test_the_suppress_settings_turn_each_builtin_handler_off(
+    settings: Settings, outbox: Outbox, tmp_path: Path, setting: str, off: str, on: str
+) -> None:
+    from cio_relay.observability.metrics import Metrics
+    from cio_relay.relay import Relay
+    from cio_relay.server.webhooks import WebhookStack
+    from cio_relay.webhooks.events import parse_event
+
+    configured = settings.model_copy(
+        update={
+            "webhook_signing_keys": [SecretStr(SIGNING_KEY)],
+            "lake": str(tmp_path / "lake"),
+            setting: False,
+        }
+    )
+    stack = WebhookStack.from_settings(configured, Relay(configured, outbox=outbox), Metrics())
+    assert stack is not None
+    try:
+        router = stack.pipeline.router
+        assert router.handlers_for(parse_event(_event(off, "e-off", customer_id="u-1"))) == ()
+        assert len(router.handlers_for(parse_event(_event(on, "e-on", customer_id="u-1")))) == 1
+    finally:
+        stack.stop()

@@ -233,10 +233,13 @@ class WebhookStack:
         lake = open_lake(settings.lake_url)
         router = Router()
         # Unsubscribes are recorded by the user-sync repository when it is wired in; here the
-        # relay suppresses hard bounces and spam complaints through the outbox.
+        # relay suppresses hard bounces and spam complaints through the outbox, each unless
+        # its setting turns it off.
         install_builtin_handlers(
             router,
             suppress=relay.suppress,
+            suppress_on_bounce=settings.webhook_suppress_on_bounce,
+            suppress_on_spam=settings.webhook_suppress_on_spam,
             record_unsubscribes=False,
         )
         pipeline = WebhookPipeline(inbox, router, lake)
