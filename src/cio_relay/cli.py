@@ -159,13 +159,17 @@ def demo(
         200, min=0, help="Transactional emails (one in ten bounces, one in 25 reports spam)."
     ),
     data_dir: Path | None = typer.Option(
-        None, help="Keep the outbox, webhook inbox and lake here (default: a temporary dir)."
+        None,
+        help="Keep the outbox, webhook inbox and lake in this new or empty directory "
+        "(default: a temporary one, removed at the end).",
     ),
     seed: int = typer.Option(42, help="Seed of the random workload."),
 ) -> None:
     """A one-shot walkthrough against the emulator, ending with a summary and the funnel."""
     from cio_relay.demo import DemoWorkload, run_demo
 
+    if data_dir is not None and data_dir.exists() and any(data_dir.iterdir()):
+        raise typer.BadParameter("must be a new or empty directory", param_hint="--data-dir")
     run_demo(
         Console(),
         DemoWorkload(people=people, events=events, emails=emails),

@@ -283,12 +283,15 @@ def _run(
     console.print(
         f"Enqueued {enqueued:,} operations durably in {time.perf_counter() - started:.2f} s."
     )
-    settled = _Settled(max(1, int(enqueued * FAULTS_AT)), lambda: _inject_faults(sandbox.url))
+
+    def inject() -> None:
+        _inject_faults(sandbox.url)
+        console.print(f"[red]A burst of faults was injected midway: {FAULTS_NOTE}[/]")
+
+    settled = _Settled(max(1, int(enqueued * FAULTS_AT)), inject)
     relay.hooks.on_delivered(settled.delivered)
     relay.hooks.on_dead(settled.dead)
     stats = _deliver(console, relay, enqueued, settled)
-    if settled.injected:
-        console.print(f"[red]A burst of faults was injected midway: {FAULTS_NOTE}[/]")
     _clear_faults(sandbox.url)  # whatever the burst left unused must not hit the suppressions
 
     with console.status("Waiting for the emulator's webhooks, then draining the pipeline"):

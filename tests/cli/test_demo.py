@@ -131,3 +131,12 @@ def test_demo_refuses_a_workload_without_people() -> None:
     result = CliRunner().invoke(app, ["demo", "--people", "0"], env={"COLUMNS": "200"})
     assert result.exit_code == 2
     assert "--people" in result.output
+
+
+def test_demo_refuses_a_data_dir_with_files_in_it(tmp_path: Path) -> None:
+    (tmp_path / "outbox.db").write_bytes(b"")
+    result = CliRunner().invoke(
+        app, ["demo", *FLAGS, "--data-dir", str(tmp_path)], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 2
+    assert "new or empty directory" in result.output
