@@ -13,6 +13,8 @@ Pure: no I/O, no clocks except ``created_at`` defaults, no globals.
 
 from __future__ import annotations
 
+import os
+import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,7 +23,6 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 import orjson
-from ulid import ULID
 
 from cio_relay.errors import LimitExceeded, ValidationError
 
@@ -37,6 +38,7 @@ __all__ = [
     "identify",
     "merge",
     "new_op_id",
+    "new_operation",
     "page",
     "screen",
     "send_email",
@@ -175,12 +177,11 @@ class Operation:
 
     def to_record(self) -> tuple[str, str, str, bytes, float, str]:
         """The columns an outbox stores: op_id, kind, person_key, payload, created_at, env."""
-        body = {"i": self.identifiers, "p": self.payload}
         return (
             self.op_id,
-            self.kind.value,
+            _KIND_VALUES[self.kind],
             self.person_key,
-            orjson.dumps(body),
+            orjson.dumps({"i": self.identifiers, "p": self.payload}),
             self.created_at,
             self.env,
         )
@@ -190,16 +191,19 @@ class Operation:
         cls, op_id: str, kind: str, payload: bytes, created_at: float, env: str
     ) -> Operation:
         body = orjson.loads(payload)
-        return cls(op_id, Kind(kind), body["i"], body["p"], created_at, env)
+        # What the outbox stored was validated when it was built: no builder runs again here.
+        found = _KINDS.get(kind) or Kind(kind)  # Kind() only to raise for an unknown kind
+        if cls is Operation:
+            return new_operation(op_id, found, body["i"], body["p"], created_at, env)
+        return cls(op_id, found, body["i"], body["p"], created_at, env)
 
     def v1_request(self) -> Request:
         return _V1_BUILDERS[self.kind](self)
 
     def v2_item(self) -> dict[str, Any] | None:
         """The ``/api/v2/batch`` item for this operation, or None where v2 does not apply."""
-        if self.kind not in V2_KINDS:
-            return None
-        return _v2_item(self)
+        build = _V2_BUILDERS.get(self.kind)
+        return None if build is None else build(self)
 
     def __repr__(self) -> str:
         # Payloads can hold personal data; a repr names the operation, not its contents.
@@ -208,11 +212,95 @@ class Operation:
         )
 
 
+_KINDS: dict[str, Kind] = {kind.value: kind for kind in Kind}
+#: ``kind.value`` is a Python-level enum property; a dict lookup is five times as fast.
+_KIND_VALUES: dict[Kind, str] = {kind: kind.value for kind in Kind}
+
+
+# Setting the slots directly is about twice as fast as the frozen dataclass's ``__init__``
+# (which goes through ``object.__setattr__`` per field): it counts on the hot paths, where every
+# operation is built once when enqueued and once more when leased.
+def _slot_setter(name: str) -> Callable[[Operation, Any], None]:
+    setter: Callable[[Operation, Any], None] = vars(Operation)[name].__set__
+    return setter
+
+
+_new_object = object.__new__
+_set_op_id = _slot_setter("op_id")
+_set_kind = _slot_setter("kind")
+_set_identifiers = _slot_setter("identifiers")
+_set_payload = _slot_setter("payload")
+_set_created_at = _slot_setter("created_at")
+_set_env = _slot_setter("env")
+
+
+def new_operation(
+    op_id: str,
+    kind: Kind,
+    identifiers: Identifiers,
+    payload: dict[str, Any],
+    created_at: float,
+    env: str,
+) -> Operation:
+    """``Operation(...)`` with every field given, without the dataclass ``__init__``'s cost.
+
+    For code that has already checked its values (the builders, the outboxes' decoders).
+    """
+    op: Operation = _new_object(Operation)
+    _set_op_id(op, op_id)
+    _set_kind(op, kind)
+    _set_identifiers(op, identifiers)
+    _set_payload(op, payload)
+    _set_created_at(op, created_at)
+    _set_env(op, env)
+    return op
+
+
 # --- building -----------------------------------------------------------------------------------
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits -> two base32 digits
+# Seeded from the system's random source, and again in a forked child (uvicorn workers).
+_random = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(32)))
+_random_bits = _random.getrandbits
+_clock_ns = time.time_ns
+# The current millisecond and its 10 base32 digits: encoded once per millisecond, not per id.
+# One tuple, replaced whole, so that threads never see the digits of another millisecond.
+_time_prefix: tuple[int, str] = (-1, "")
+
+
+def _encode_time(ms: int) -> str:
+    """48 bits of milliseconds as the first 10 digits of a ULID (the first carries 3 bits)."""
+    p = _PAIRS
+    return (
+        p[ms >> 40 & 1023] + p[ms >> 30 & 1023] + p[ms >> 20 & 1023] + p[ms >> 10 & 1023]
+        + p[ms & 1023]
+    )  # fmt: skip
 
 
 def new_op_id() -> str:
-    return str(ULID())
+    """A new op id: a ULID (48 bits of milliseconds, 80 random bits, Crockford base32).
+
+    About six times as fast as python-ulid's ``str(ULID())``, which matters when every
+    operation gets one: the random bits come from a generator seeded from the system's random
+    source instead of a system call per id (on the ingestion hot path each system call also
+    hands the GIL to the thread writing the outbox, which then keeps it for a while), and the
+    time digits are encoded once per millisecond. Op ids must be unique, not secret: 80 random
+    bits per millisecond are.
+    """
+    global _time_prefix
+    ms = _clock_ns() // 1_000_000
+    cached_ms, digits = _time_prefix
+    if ms != cached_ms:
+        digits = _encode_time(ms)
+        _time_prefix = (ms, digits)
+    r = _random_bits(80)
+    p = _PAIRS
+    return (
+        f"{digits}{p[r >> 70]}{p[r >> 60 & 1023]}{p[r >> 50 & 1023]}{p[r >> 40 & 1023]}"
+        f"{p[r >> 30 & 1023]}{p[r >> 20 & 1023]}{p[r >> 10 & 1023]}{p[r & 1023]}"
+    )
 
 
 def _utf8_size(value: str) -> int:
@@ -237,17 +325,19 @@ def _check_bytes(field_name: str, value: str, limit: int) -> None:
 
 def _identifiers(person: PersonRef, field_name: str = "identifier") -> Identifiers:
     if isinstance(person, str):
-        ids = {"id": person}
+        id_type, value = "id", person
     else:
         ids = {k: v for k, v in person.items() if v not in (None, "")}
         if len(ids) != 1 or next(iter(ids)) not in IDENTIFIER_TYPES:
             raise ValidationError(
                 field_name, f"give exactly one of {', '.join(IDENTIFIER_TYPES)}; got {sorted(ids)}"
             )
-    ((id_type, value),) = ids.items()
+        ((id_type, value),) = ids.items()
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(f"{field_name}.{id_type}", "must be a non-empty string")
-    _check_bytes(f"{field_name}.{id_type}", value, LIMITS.identifier_bytes)
+    size = _utf8_size(value)  # the field's name is only formatted for an error (hot path)
+    if size > LIMITS.identifier_bytes:
+        raise LimitExceeded(f"{field_name}.{id_type}", LIMITS.identifier_bytes, size)
     return {id_type: value}
 
 
@@ -270,18 +360,16 @@ def _check_attributes(attributes: Mapping[str, Any], field_name: str = "attribut
             raise LimitExceeded(f"{field_name}.{name}", limit, size)
 
 
-def _check_event(name: str, data: Mapping[str, Any] | None) -> dict[str, Any]:
-    if not isinstance(name, str) or not name.strip():
+def _check_event(name: str, data: dict[str, Any]) -> str:
+    """Check an event's name and (already copied, see ``_stamp``) data; return the name as
+    sent: stripped of surrounding white space."""
+    if not isinstance(name, str) or not (stripped := name.strip()):
         raise ValidationError("name", "an event name is required")
-    _check_bytes("name", name.strip(), LIMITS.event_name_bytes)
-    if data is None:
-        return {}
-    if not isinstance(data, Mapping):
-        raise ValidationError("data", f"must be an object, not {type(data).__name__}")
+    _check_bytes("name", stripped, LIMITS.event_name_bytes)
     size = _json_size(data)
     if size > LIMITS.event_data_bytes:
         raise LimitExceeded("data", LIMITS.event_data_bytes, size)
-    return dict(data)
+    return stripped
 
 
 def _finish(op: Operation) -> Operation:
@@ -302,7 +390,7 @@ def _op(
     created_at: float | None,
 ) -> Operation:
     return _finish(
-        Operation(
+        new_operation(
             op_id or new_op_id(),
             kind,
             identifiers,
@@ -314,7 +402,8 @@ def _op(
 
 
 def _stamp(values: Mapping[str, Any], env: str, stamp_env: bool, field_name: str) -> dict[str, Any]:
-    if not isinstance(values, Mapping):
+    """A copy of ``values`` (the caller's dict is never kept), stamped with ``_env`` if asked."""
+    if type(values) is not dict and not isinstance(values, Mapping):
         raise ValidationError(field_name, f"must be an object, not {type(values).__name__}")
     out = dict(values)
     if stamp_env:
@@ -351,10 +440,11 @@ def _event(
     created_at: float | None,
 ) -> Operation:
     ids = _identifiers(person)
-    clean = _check_event(name, _stamp(data or {}, env, stamp_env, "data"))
+    clean = _stamp(data or {}, env, stamp_env, "data")
+    stripped = _check_event(name, clean)
     created = time.time() if created_at is None else created_at
     payload = {
-        "name": name.strip(),
+        "name": stripped,
         "data": clean,
         "timestamp": int(created if timestamp is None else timestamp),
     }
@@ -451,11 +541,12 @@ def track_anonymous(
     if not isinstance(anonymous_id, str) or not anonymous_id.strip():
         raise ValidationError("anonymous_id", "must be a non-empty string")
     _check_bytes("anonymous_id", anonymous_id, LIMITS.identifier_bytes)
-    clean = _check_event(name, _stamp(data or {}, env, stamp_env, "data"))
+    clean = _stamp(data or {}, env, stamp_env, "data")
+    stripped = _check_event(name, clean)
     created = time.time() if created_at is None else created_at
     payload = {
         "anonymous_id": anonymous_id,
-        "name": name.strip(),
+        "name": stripped,
         "data": clean,
         "timestamp": int(created if timestamp is None else timestamp),
     }
@@ -821,33 +912,75 @@ _V1_BUILDERS: dict[Kind, Callable[[Operation], Request]] = {
 }
 
 
-def _v2_item(op: Operation) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "type": "person",
-        "action": op.kind.value,
-        "identifiers": op.identifiers,
-    }
-    payload = op.payload
-    if op.kind is Kind.IDENTIFY:
-        item["attributes"] = payload["attributes"]
-    elif op.kind in (Kind.TRACK, Kind.PAGE, Kind.SCREEN):
-        item["action"] = "event" if op.kind is Kind.TRACK else op.kind.value
-        item["name"] = payload["name"]
-        item["id"] = op.op_id
-        item["timestamp"] = payload["timestamp"]
+# One builder per kind (keys in the order the items have always had): the dispatcher builds an
+# item for every Track operation it sends, so no chain of kind tests runs per item.
+
+
+def _v2_event(action: str) -> Callable[[Operation], dict[str, Any]]:
+    def build(op: Operation) -> dict[str, Any]:
+        payload = op.payload
+        item: dict[str, Any] = {
+            "type": "person",
+            "action": action,
+            "identifiers": op.identifiers,
+            "name": payload["name"],
+            "id": op.op_id,
+            "timestamp": payload["timestamp"],
+        }
         if payload["data"]:
             item[V2_EVENT_DATA_KEY] = payload["data"]
-    elif op.kind is Kind.ADD_DEVICE:
-        device: dict[str, Any] = {"token": payload["token"], "platform": payload["platform"]}
-        if "last_used" in payload:
-            device["last_used"] = payload["last_used"]
-        if payload.get("attributes"):
-            device["attributes"] = payload["attributes"]
-        item["device"] = device
-    elif op.kind is Kind.DELETE_DEVICE:
-        item["device"] = {"token": payload["token"]}
-    elif op.kind is Kind.MERGE:
-        del item["identifiers"]
-        item["primary"] = payload["primary"]
-        item["secondary"] = payload["secondary"]
-    return item
+        return item
+
+    return build
+
+
+def _v2_person(action: str) -> Callable[[Operation], dict[str, Any]]:
+    def build(op: Operation) -> dict[str, Any]:
+        return {"type": "person", "action": action, "identifiers": op.identifiers}
+
+    return build
+
+
+def _v2_add_device(op: Operation) -> dict[str, Any]:
+    payload = op.payload
+    device: dict[str, Any] = {"token": payload["token"], "platform": payload["platform"]}
+    if "last_used" in payload:
+        device["last_used"] = payload["last_used"]
+    if payload.get("attributes"):
+        device["attributes"] = payload["attributes"]
+    return {
+        "type": "person",
+        "action": Kind.ADD_DEVICE.value,
+        "identifiers": op.identifiers,
+        "device": device,
+    }
+
+
+_V2_BUILDERS: dict[Kind, Callable[[Operation], dict[str, Any]]] = {
+    Kind.IDENTIFY: lambda op: {
+        "type": "person",
+        "action": Kind.IDENTIFY.value,
+        "identifiers": op.identifiers,
+        "attributes": op.payload["attributes"],
+    },
+    Kind.DELETE: _v2_person(Kind.DELETE.value),
+    Kind.TRACK: _v2_event("event"),
+    Kind.PAGE: _v2_event(Kind.PAGE.value),
+    Kind.SCREEN: _v2_event(Kind.SCREEN.value),
+    Kind.ADD_DEVICE: _v2_add_device,
+    Kind.DELETE_DEVICE: lambda op: {
+        "type": "person",
+        "action": Kind.DELETE_DEVICE.value,
+        "identifiers": op.identifiers,
+        "device": {"token": op.payload["token"]},
+    },
+    Kind.SUPPRESS: _v2_person(Kind.SUPPRESS.value),
+    Kind.UNSUPPRESS: _v2_person(Kind.UNSUPPRESS.value),
+    Kind.MERGE: lambda op: {
+        "type": "person",
+        "action": Kind.MERGE.value,
+        "primary": op.payload["primary"],
+        "secondary": op.payload["secondary"],
+    },
+}
+assert frozenset(_V2_BUILDERS) == V2_KINDS

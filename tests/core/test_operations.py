@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from typing import Any
 
 import orjson
@@ -185,6 +187,25 @@ def test_op_ids_are_ulids_and_unique() -> None:
     first, second = ops.track("u", "e"), ops.track("u", "e")
     assert first.op_id != second.op_id
     assert str(ULID.from_str(first.op_id)) == first.op_id
+
+
+def test_op_ids_carry_the_current_millisecond_and_stay_unique() -> None:
+    before = time.time()
+    ids = [ops.new_op_id() for _ in range(20_000)]
+    after = time.time()
+    assert len(set(ids)) == len(ids)
+    for op_id in ids[::499]:
+        parsed = ULID.from_str(op_id)
+        assert str(parsed) == op_id
+        assert before - 0.001 <= parsed.timestamp <= after + 0.001
+
+
+def test_new_operation_equals_the_dataclass_constructor_and_stays_frozen() -> None:
+    fields = ("01J00000000000000000000000", Kind.TRACK, {"id": "u"}, {"name": "e"}, 1.5, "prod")
+    built = ops.new_operation(*fields)
+    assert built == Operation(*fields)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.env = "dev"  # type: ignore[misc]
 
 
 def test_record_round_trip_keeps_everything() -> None:

@@ -7,9 +7,6 @@ Pure: the operation builders (``cio_relay.operations``) check the documented lim
 
 from __future__ import annotations
 
-import os
-import random
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,37 +46,9 @@ def _prefixed(exc: ValidationError, prefix: str) -> ValidationError:
     return ValidationError(field, message)
 
 
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits -> two base32 digits
-_POOL_BYTES = 4000  # 400 ids per read of the system's random source
-
-
-def _encode_ulid(value: int) -> str:
-    """A 128-bit value as the 26 Crockford base32 digits of a ULID (13 pairs of 10 bits)."""
-    p = _PAIRS
-    return (
-        p[value >> 120 & 1023] + p[value >> 110 & 1023] + p[value >> 100 & 1023]
-        + p[value >> 90 & 1023] + p[value >> 80 & 1023] + p[value >> 70 & 1023]
-        + p[value >> 60 & 1023] + p[value >> 50 & 1023] + p[value >> 40 & 1023]
-        + p[value >> 30 & 1023] + p[value >> 20 & 1023] + p[value >> 10 & 1023]
-        + p[value & 1023]
-    )  # fmt: skip
-
-
-# Seeded from the system's random source, and again in a forked child (uvicorn workers).
-_random = random.Random(os.urandom(32))
-os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(32)))
-
-
-def fast_op_id() -> str:
-    """A ULID op id, about three times as fast as ``operations.new_op_id`` (python-ulid).
-
-    A ULID is 48 bits of milliseconds and 80 random bits in Crockford base32. The random bits
-    come from a seeded generator rather than a system call per id: on the ingestion hot path
-    each system call also hands the GIL to the thread writing the outbox, which then keeps it
-    for a while. Op ids must be unique, not secret: 80 random bits per millisecond are.
-    """
-    return _encode_ulid((time.time_ns() // 1_000_000) << 80 | _random.getrandbits(80))
+#: The op id generator, kept under its former name: ``operations.new_op_id`` is the one the
+#: Relay and the server share.
+fast_op_id = ops.new_op_id
 
 
 class OperationBuilder:
@@ -96,7 +65,7 @@ class OperationBuilder:
         is storable; the group writer still isolates a request whose write fails.
         """
         try:
-            return build(*args, op_id=fast_op_id(), **kwargs)  # type: ignore[no-any-return]
+            return build(*args, op_id=ops.new_op_id(), **kwargs)  # type: ignore[no-any-return]
         except UnicodeError:
             raise ValidationError("body", "contains text that is not valid Unicode") from None
 
