@@ -119,6 +119,9 @@ class SQLiteWriter:
         # Per event loop: the writes of this loop iteration, with each caller's timeout.
         self._inline_pending: dict[asyncio.AbstractEventLoop, list[_InlineJob]] = {}
         self._inline_rows = 0
+        # Set from the request of a checkpoint until the writer thread has run it: inline
+        # writes past another interval meanwhile go behind it (see _checkpoint_overdue).
+        self._checkpoint_requested = threading.Event()
         self._wal_limit_frames = wal_limit_frames
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._submit_lock = threading.Lock()
@@ -173,11 +176,20 @@ class SQLiteWriter:
 
     def _checkpoint(self) -> None:
         checkpoint = "PRAGMA wal_checkpoint(PASSIVE)"
-        with contextlib.suppress(sqlite3.Error):
-            _, wal_frames, _ = self._writer.execute(checkpoint).fetchone()
-            if wal_frames > self._wal_limit_frames:
-                with self._inline_lock:  # no inline commit can append while this catches up
-                    self._writer.execute(checkpoint)
+        try:
+            with contextlib.suppress(sqlite3.Error):
+                _, wal_frames, _ = self._writer.execute(checkpoint).fetchone()
+                if wal_frames > self._wal_limit_frames:
+                    with self._inline_lock:  # no inline commit can append while this catches up
+                        self._writer.execute(checkpoint)
+        finally:
+            self._checkpoint_requested.clear()
+
+    def _checkpoint_overdue(self) -> bool:
+        """A checkpoint was asked for a whole interval ago and the writer thread has not run it
+        yet (a busy machine starves that thread): write through the thread, behind the
+        checkpoint, so the WAL stays bounded however late the thread gets its turn."""
+        return self._checkpoint_requested.is_set() and self._inline_rows >= _CHECKPOINT_EVERY_ROWS
 
     @staticmethod
     def _transaction(
@@ -223,7 +235,11 @@ class SQLiteWriter:
     def _flush_inline(self, loop: asyncio.AbstractEventLoop) -> None:
         batch = self._inline_pending.pop(loop)
         conn = self._inline
-        if conn is None or not self._inline_lock.acquire(blocking=False):
+        if (
+            conn is None
+            or self._checkpoint_overdue()
+            or not self._inline_lock.acquire(blocking=False)
+        ):
             self._hand_over(loop, batch)  # a catching-up checkpoint, or another loop, holds it
             return
         values: list[Any]
@@ -243,8 +259,12 @@ class SQLiteWriter:
             done = zip(batch, values, strict=True)
             _settle_async([(future, value, None) for (_, future, _), value in done])
             self._inline_rows += len(batch)
-            if self._inline_rows >= _CHECKPOINT_EVERY_ROWS:
+            if (
+                self._inline_rows >= _CHECKPOINT_EVERY_ROWS
+                and not self._checkpoint_requested.is_set()
+            ):
                 self._inline_rows = 0
+                self._checkpoint_requested.set()
                 with contextlib.suppress(InboxUnavailableError):
                     self._submit(_CHECKPOINT)
 
