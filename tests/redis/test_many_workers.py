@@ -13,7 +13,6 @@ on Redis keyspace notifications, and on threading events, each with a deadline.
 from __future__ import annotations
 
 import itertools
-import os
 import re
 import signal
 import socket
@@ -21,9 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,65 +32,11 @@ from cio_relay import operations as ops
 from cio_relay.emulator import EmulatorConfig, EmulatorServer
 from cio_relay.outbox.redis import RedisOutbox
 from cio_relay.outbox.redis_keys import GROUP, shard_keys
+from tests.fixtures.delivery import in_order_per_person, pages, worker_env, worker_logs, workers
 from tests.fixtures.redis_server import DURABLE_ARGS, RedisServer
 
-WORKER_ARGV = [sys.executable, "-m", "cio_relay", "worker"]
 EMULATOR_ARGV = [sys.executable, "-m", "cio_relay", "emulator"]
 DEADLINE = 100.0  # seconds any one wait may take
-
-
-def _env(
-    emulator: EmulatorServer | EmulatorProcess, outbox_url: str, **settings: str
-) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        CUSTOMERIO_SITE_ID=emulator.config.site_id,
-        CUSTOMERIO_TRACK_API_KEY=emulator.config.track_api_key,
-        CUSTOMERIO_APP_API_KEY=emulator.config.app_api_key,
-        CUSTOMERIO_TRACK_URL=emulator.url,
-        CUSTOMERIO_APP_URL=emulator.url,
-        CIO_RELAY_OUTBOX=outbox_url,
-        CIO_RELAY_STAMP_ENV="0",
-    )
-    env.update({f"CIO_RELAY_{name.upper()}": value for name, value in settings.items()})
-    return env
-
-
-@contextmanager
-def _workers(
-    count: int, env: dict[str, str], logs: Path
-) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """``count`` worker processes; stopped with SIGTERM (graceful) when the block ends."""
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        for _ in range(count):
-            log = (logs / f"worker-{len(procs)}.log").open("wb")
-            with log:
-                procs.append(subprocess.Popen(WORKER_ARGV, env=env, stdout=log, stderr=log))
-        yield procs
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-
-
-def _logs(logs: Path) -> str:
-    return "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in sorted(logs.glob("*.log")))
-
-
-def _pages(client: httpx.Client, path: str, key: str) -> list[Any]:
-    rows: list[Any] = []
-    while True:
-        page = client.get(path, params={"limit": 10_000, "offset": len(rows)}).json()
-        rows += page[key]
-        if len(rows) >= page["total"]:
-            return rows
 
 
 def _most_in_one_second(times: list[float]) -> int:
@@ -104,14 +47,6 @@ def _most_in_one_second(times: list[float]) -> int:
             start += 1
         most = max(most, end - start + 1)
     return most
-
-
-def _in_order_per_person(events: list[dict[str, Any]]) -> dict[str, list[int]]:
-    """Each person's event numbers in the order the emulator accepted them."""
-    numbers: dict[str, list[int]] = defaultdict(list)
-    for event in sorted(events, key=lambda e: e["seq"]):
-        numbers[event["customer_id"]].append(event["data"]["n"])
-    return numbers
 
 
 def _made(count: int, people: int) -> list[ops.Operation]:
@@ -192,15 +127,15 @@ def test_four_workers_deliver_everything_once_in_order_under_one_limit(
     count, people, rate = 100_000, 5_000, 20
     url = f"{redis_server.url}?namespace={redis_namespace}"
     # ~650 events per batch: ~155 requests, ~8 s of sending held at the limit by 4 workers
-    env = _env(emulator_process, url, track_rate=str(rate), batch_max_bytes="100000")
+    env = worker_env(emulator_process, url, track_rate=str(rate), batch_max_bytes="100000")
     made = _made(count, people)
     outbox = RedisOutbox.from_url(url)
     try:
         for start in range(0, count, 1000):
             outbox.enqueue(made[start : start + 1000])
-        with _workers(4, env, tmp_path) as procs:
-            assert outbox.wait_until_empty(DEADLINE), _logs(tmp_path)
-        assert [proc.returncode for proc in procs] == [0, 0, 0, 0], _logs(tmp_path)
+        with workers(4, env, tmp_path) as procs:
+            assert outbox.wait_until_empty(DEADLINE), worker_logs(tmp_path)
+        assert [proc.returncode for proc in procs] == [0, 0, 0, 0], worker_logs(tmp_path)
         depth = outbox.depth()
         assert (depth.pending, depth.dead) == (0, 0)
     finally:
@@ -208,11 +143,11 @@ def test_four_workers_deliver_everything_once_in_order_under_one_limit(
 
     with httpx.Client(base_url=f"{emulator_process.url}/_emulator", timeout=30) as inspect:
         stats = inspect.get("/stats").json()
-        events = _pages(inspect, "/events", "events")
-        requests = _pages(inspect, "/requests", "requests")
+        events = pages(inspect, "/events", "events")
+        requests = pages(inspect, "/requests", "requests")
     assert (stats["events_accepted"], stats["duplicate_event_ids"]) == (count, 0)
     assert sorted(event["id"] for event in events) == sorted(op.op_id for op in made)
-    assert _in_order_per_person(events) == {
+    assert in_order_per_person(events) == {
         f"user-{p}": list(range(count // people)) for p in range(people)
     }
     assert {(method, path, status) for _, method, path, status in requests} == {
@@ -249,7 +184,7 @@ def test_a_killed_workers_leases_are_finished_by_another_worker(
     count, people = 2_000, 200
     url = f"{redis_server.url}?namespace={redis_namespace}"
     # Short leases so the takeover comes quickly; a request needs 1 s of lease left to go out.
-    env = _env(emulator, url, lease_seconds="3", http_timeout="1", batch_max_bytes="20000")
+    env = worker_env(emulator, url, lease_seconds="3", http_timeout="1", batch_max_bytes="20000")
     stream = shard_keys(redis_namespace, 0).stream
     made = _made(count, people)
     client = redis_server.client()
@@ -262,10 +197,10 @@ def test_a_killed_workers_leases_are_finished_by_another_worker(
         inspect.post("/faults", json={"path": "/api/v2/batch", "latency_ms": 1500})
         first = tmp_path / "first"
         first.mkdir()
-        with _workers(1, env, first) as [doomed]:
+        with workers(1, env, first) as [doomed]:
             outbox.enqueue(made)
             leased = _next_notification(watch, DEADLINE)  # the worker recorded a lease deadline
-            assert leased is not None and leased["data"] == b"zadd", _logs(first)
+            assert leased is not None and leased["data"] == b"zadd", worker_logs(first)
             held = _consumer_entries(client, stream, f"{socket.gethostname()}:{doomed.pid}:")
             assert held
             doomed.send_signal(signal.SIGKILL)
@@ -276,8 +211,8 @@ def test_a_killed_workers_leases_are_finished_by_another_worker(
             for entry_id in held
             for _id, fields in client.xrange(stream, entry_id, entry_id)
         }
-        with _workers(1, env, tmp_path) as [survivor]:
-            assert outbox.wait_until_empty(DEADLINE), _logs(tmp_path)
+        with workers(1, env, tmp_path) as [survivor]:
+            assert outbox.wait_until_empty(DEADLINE), worker_logs(tmp_path)
         assert survivor.returncode == 0
         assert _consumer_entries(client, stream, f"{socket.gethostname()}:{doomed.pid}:") == []
     finally:
@@ -288,11 +223,11 @@ def test_a_killed_workers_leases_are_finished_by_another_worker(
 
     stats = inspect.get("/stats").json()
     assert stats["events_accepted"] == count  # redeliveries are recognised by event id
-    events = _pages(inspect, "/events", "events")
+    events = pages(inspect, "/events", "events")
     delivered = {event["id"] for event in events}
     assert delivered == {op.op_id for op in made}
     assert held_ops <= delivered
-    assert _in_order_per_person(events) == {
+    assert in_order_per_person(events) == {
         f"user-{p}": list(range(count // people)) for p in range(people)
     }
 

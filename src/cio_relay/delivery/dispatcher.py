@@ -9,7 +9,10 @@ metrics and logs.
 Outcomes (design.md contracts 2 and 4):
 - 2xx: ack. A 207 dead-letters the refused ``batch_index`` items and acks the rest.
 - Retryable (connect refused, 408, 429, 5xx): retry later with full-jitter backoff; a
-  ``Retry-After`` is a floor for the op and pauses the whole API family.
+  ``Retry-After`` is a floor for the op and pauses the whole API family. For a transactional
+  send or a broadcast trigger, a 5xx other than 503 counts as ambiguous (below): the server may
+  have failed after processing it, or a gateway may have lost its answer (502, 504), so only
+  408, 429, 503 and connection failures before the write say it was not sent.
 - Permanent 4xx: dead-letter with the response as the reason. A whole v2 batch refused with a
   400 is bisected so that one bad item does not take down its neighbours. 401/403 are the
   exception: they say the credentials are wrong, not the operation, so they are retried with
@@ -47,6 +50,8 @@ __all__ = ["DispatchStats", "Dispatcher", "DispatcherConfig"]
 log = logging.getLogger("cio_relay.delivery")
 
 _AUTH_STATUSES = frozenset({401, 403})
+#: 5xx answers that say the request was not processed; any other 5xx may come after it was.
+_UNPROCESSED_5XX = frozenset({503})
 
 
 class BatchOutcome(Protocol):
@@ -395,13 +400,13 @@ class Dispatcher:
 
     async def _settle_error(self, lease: Lease, exc: ApiError) -> None:
         op = lease.op
-        if isinstance(exc, RetryableError):
+        if isinstance(exc, RetryableError) and not _maybe_processed(op, exc):
             if exc.retry_after:
                 self.limiters.get(op.api, Unlimited()).pause_for(exc.retry_after)
             await self._retry(lease, exc, exc.retry_after)
-        elif isinstance(exc, AmbiguousError):
+        elif isinstance(exc, AmbiguousError | RetryableError):
             if op.idempotent or self.config.retry_ambiguous:
-                await self._retry(lease, exc, None)
+                await self._retry(lease, exc, getattr(exc, "retry_after", None))
             else:
                 await self._dead(
                     lease,
@@ -441,6 +446,17 @@ class Dispatcher:
         self.stats.dead[reason.value] = self.stats.dead.get(reason.value, 0) + 1
         log.warning("dead-lettered %s %s: %s", lease.op.kind.value, lease.op.op_id, detail)
         Hooks.fire(self.hooks.dead, lease.op, reason.value, detail)
+
+
+def _maybe_processed(op: Operation, exc: ApiError) -> bool:
+    """True when a failed non-idempotent request may have been carried out all the same."""
+    status = exc.status
+    return (
+        not op.idempotent
+        and status is not None
+        and status >= 500
+        and status not in _UNPROCESSED_5XX
+    )
 
 
 def _describe_item_error(error: Any) -> str:

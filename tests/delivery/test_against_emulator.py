@@ -1,0 +1,347 @@
+"""The real ``Worker`` on a SQLite outbox, fed by a ``Relay``, against the emulator over 127.0.0.1.
+
+The emulator's fault injection (``POST /_emulator/faults``) plays Customer.io on a bad day; what
+it accepted is read back through ``/_emulator/`` (stats, events, people, deliveries, requests):
+
+- under 429s with ``Retry-After``, 5xx answers, connections dropped after the request was
+  processed, added latency and a timed-out batch, every operation is accepted exactly once, in
+  order per person, and the outbox ends empty;
+- a 207 delivers the valid items and dead-letters the refused one with a reason naming the
+  problem; replaying it (nothing fixed) dead-letters it again the same way, and replaying one
+  that gave up on 5xx delivers it, op ids unchanged;
+- a transactional send whose answer was lost is dead-lettered as ``ambiguous``, not sent twice;
+- with a low transactional rate limit, work beyond the family's queue cap is released with a
+  delay (``Outbox.release(delay=...)``) instead of waiting out its lease, and all of it is sent
+  once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from cio_relay import operations as ops
+from cio_relay.config import Settings
+from cio_relay.emulator import EmulatorServer
+from cio_relay.outbox.base import DeadLetterFilter, DeadReason, Lease
+from cio_relay.outbox.sqlite import SqliteOutbox
+from cio_relay.relay import Relay
+from tests.fixtures.delivery import in_order_per_person, pages, wait_for
+
+PEOPLE = [f"user-{p}" for p in range(20)]
+ROUNDS = 4
+DRAIN_TIMEOUT = 30.0
+
+
+def _settings(emulator: EmulatorServer, tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "site_id": emulator.config.site_id,
+        "track_api_key": emulator.config.track_api_key,
+        "app_api_key": emulator.config.app_api_key,
+        "track_url": emulator.url,
+        "app_url": emulator.url,
+        "outbox": f"sqlite:///{tmp_path / 'outbox.db'}",
+        "stamp_env": False,
+        "retry_base": 0.01,  # fast retries; a Retry-After (<= retry_cap) is still honoured
+        "retry_cap": 2.0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def _enqueue_workload(relay: Relay) -> list[str]:
+    """For each person, ``ROUNDS`` times: an event numbered ``n``, then an identify setting
+    ``step`` to the same number. Returns the event op ids."""
+    events: list[str] = []
+    for k in range(ROUNDS):
+        for person in PEOPLE:
+            events.append(relay.track(person, "step", {"n": k}))
+            relay.identify(person, step=k, **{f"seen_{k}": True})
+    return events
+
+
+def _assert_each_accepted_once_in_order(
+    relay: Relay, inspect: httpx.Client, event_ids: list[str]
+) -> dict[str, Any]:
+    """Nothing left in the outbox; every event accepted once, in order per person; every
+    identify applied, the last one last. Returns the emulator's stats."""
+    depth = relay.outbox.depth()
+    assert (depth.pending, depth.dead) == (0, 0)
+    stats: dict[str, Any] = inspect.get("/stats").json()
+    assert stats["events_accepted"] == len(event_ids)
+    events = pages(inspect, "/events", "events")
+    assert sorted(event["id"] for event in events) == sorted(event_ids)
+    assert in_order_per_person(events) == {person: list(range(ROUNDS)) for person in PEOPLE}
+    people = {person["id"]: person["attributes"] for person in pages(inspect, "/people", "people")}
+    assert people == {
+        person: {"step": ROUNDS - 1, **{f"seen_{k}": True for k in range(ROUNDS)}}
+        for person in PEOPLE
+    }
+    return stats
+
+
+def _requests(inspect: httpx.Client) -> list[tuple[float, str, str, int]]:
+    """Answered API requests as (arrival on the monotonic clock, method, path, status)."""
+    rows = pages(inspect, "/requests", "requests")
+    return sorted((arrived, method, path, status) for arrived, method, path, status in rows)
+
+
+FAULTS: dict[str, dict[str, Any]] = {
+    "429 with Retry-After": {
+        "path": "/api/",
+        "error_rate": 1.0,
+        "status_codes": [429],
+        "retry_after": 1,
+        "count": 2,
+    },
+    "500s": {"path": "/api/", "error_rate": 1.0, "status_codes": [500, 502, 503], "count": 3},
+    "dropped connections": {
+        "path": "/api/",
+        "drop_rate": 1.0,
+        "drop_after_processing": True,  # applied, then the answer is lost: the worker resends
+        "count": 2,
+    },
+    "added latency": {"path": "/api/", "latency_ms": 60},
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_every_operation_is_accepted_once_in_order_under_faults(
+    fault: str, emulator: EmulatorServer, inspect: httpx.Client, tmp_path: Path
+) -> None:
+    inspect.post("/faults", json=FAULTS[fault]).raise_for_status()
+    with Relay(_settings(emulator, tmp_path)) as relay:
+        event_ids = _enqueue_workload(relay)
+        stats = relay.worker().drain(timeout=DRAIN_TIMEOUT)
+        assert stats.dead_total == 0
+        assert stats.delivered == 2 * len(event_ids)
+        seen = _assert_each_accepted_once_in_order(relay, inspect, event_ids)
+
+    requests = _requests(inspect)
+    if fault == "429 with Retry-After":
+        assert seen["injected_errors"] == 2
+        assert stats.retried > 0
+        throttled = [at for at, _, _, status in requests if status == 429]
+        assert len(throttled) == 2
+        for at in throttled:  # nothing was sent until the Retry-After second had passed
+            after = [later for later, *_ in requests if later > at]
+            assert min(after) - at >= 1.0
+    elif fault == "500s":
+        assert seen["injected_errors"] == 3
+        assert Counter(status for *_, status in requests)[200] == len(requests) - 3
+        assert seen["duplicate_event_ids"] == 0  # refused before processing: nothing to dedupe
+    elif fault == "dropped connections":
+        assert seen["dropped_connections"] == 2
+        assert seen["duplicate_event_ids"] > 0  # resent after the lost answers, ignored by id
+    else:
+        assert seen["delayed_requests"] == seen["requests_total"] == len(requests)
+        assert stats.retried == 0
+
+
+def test_a_batch_that_timed_out_is_resent_and_its_events_counted_once(
+    emulator: EmulatorServer, inspect: httpx.Client, tmp_path: Path
+) -> None:
+    # The first batch (everyone's first event) answers after the worker's timeout: an
+    # ambiguous failure, resent because events carry their op id. The late original is then
+    # applied by the emulator too, and ignored as a duplicate.
+    fault = {"path": "/api/v2/batch", "latency_ms": 1500, "count": 1}
+    inspect.post("/faults", json=fault).raise_for_status()
+    with Relay(_settings(emulator, tmp_path, http_timeout=0.5)) as relay:
+        event_ids = _enqueue_workload(relay)
+        stats = relay.worker().drain(timeout=DRAIN_TIMEOUT)
+        assert (stats.retried, stats.dead_total) == (len(PEOPLE), 0)
+        # The late original lands after the drain: wait for it, then check nothing doubled.
+        assert wait_for(
+            lambda: inspect.get("/stats").json()["duplicate_event_ids"] == len(PEOPLE), 30
+        ), "the timed-out batch was never applied"
+        _assert_each_accepted_once_in_order(relay, inspect, event_ids)
+
+
+def _refused_by_customerio(person: str) -> ops.Operation:
+    """An event Customer.io refuses (name over 100 bytes) built around our enqueue checks, as a
+    row written by an older release or edited by hand could be."""
+    valid = ops.track(person, "step", {"n": 0})
+    return dataclasses.replace(valid, payload={**valid.payload, "name": "x" * 101})
+
+
+def test_a_207_delivers_valid_items_and_dead_letters_the_refused_one_again_on_replay(
+    emulator: EmulatorServer, inspect: httpx.Client, tmp_path: Path
+) -> None:
+    with Relay(_settings(emulator, tmp_path)) as relay:
+        valid = [relay.track(person, "step", {"n": 0}) for person in PEOPLE[:4]]
+        [refused] = relay.enqueue(_refused_by_customerio(PEOPLE[4]))
+        stats = relay.worker().drain(timeout=DRAIN_TIMEOUT)
+        assert (stats.delivered, stats.dead) == (4, {"batch_item": 1})
+        [dead] = relay.outbox.list_dead()
+        assert (dead.op.op_id, dead.reason) == (refused, DeadReason.BATCH_ITEM)
+        assert dead.detail == (
+            "refused in batch: name: event name cannot be longer than 100 bytes: too_long"
+        )
+        assert [(method, path, status) for _, method, path, status in _requests(inspect)] == [
+            ("POST", "/api/v2/batch", 207)
+        ]
+        events = pages(inspect, "/events", "events")
+        assert sorted(event["id"] for event in events) == sorted(valid)
+
+        # Replayed with nothing fixed: refused again for the same reason, op id kept.
+        assert relay.outbox.replay(DeadLetterFilter(op_ids=(refused,))) == 1
+        again = relay.worker().drain(timeout=DRAIN_TIMEOUT)
+        assert (again.delivered, again.dead) == (0, {"batch_item": 1})
+        [dead_again] = relay.outbox.list_dead()
+        assert (dead_again.op.op_id, dead_again.reason, dead_again.detail) == (
+            refused,
+            dead.reason,
+            dead.detail,
+        )
+        assert relay.outbox.depth().pending == 0
+    stats_seen = inspect.get("/stats").json()
+    assert (stats_seen["batch_items_accepted"], stats_seen["batch_items_refused"]) == (4, 2)
+
+
+def test_replaying_a_dead_letter_that_gave_up_on_5xx_delivers_it_with_its_op_id(
+    emulator: EmulatorServer, inspect: httpx.Client, tmp_path: Path
+) -> None:
+    fault = {"path": "/api/", "error_rate": 1.0, "status_codes": [500], "count": 2}
+    inspect.post("/faults", json=fault).raise_for_status()
+    with Relay(_settings(emulator, tmp_path, max_attempts=2)) as relay:
+        op_id = relay.track(PEOPLE[0], "step", {"n": 0})
+        stats = relay.worker().drain(timeout=DRAIN_TIMEOUT)
+        assert stats.dead == {"max_attempts": 1}
+        [dead] = relay.outbox.list_dead()
+        assert dead.op.op_id == op_id
+        assert dead.detail.startswith("gave up after 2 attempts; last error: ")
+        assert "500" in dead.detail
+        assert inspect.get("/stats").json()["events_accepted"] == 0
+
+        assert relay.outbox.replay(DeadLetterFilter(reason="max_attempts")) == 1
+        replayed = relay.worker().drain(timeout=DRAIN_TIMEOUT)
+        assert (replayed.delivered, replayed.dead_total) == (1, 0)
+        depth = relay.outbox.depth()
+        assert (depth.pending, depth.dead) == (0, 0)
+    [event] = pages(inspect, "/events", "events")
+    assert (event["id"], event["customer_id"], event["data"]) == (op_id, PEOPLE[0], {"n": 0})
+
+
+def test_an_ambiguous_transactional_send_is_dead_lettered_not_sent_twice(
+    emulator: EmulatorServer, inspect: httpx.Client, tmp_path: Path
+) -> None:
+    # The first send to arrive is applied (an email goes out), then its answer is lost.
+    fault = {"path": "/v1/send/email", "drop_rate": 1.0, "drop_after_processing": True, "count": 1}
+    inspect.post("/faults", json=fault).raise_for_status()
+    with Relay(_settings(emulator, tmp_path)) as relay:
+        sent = [
+            relay.send_email(
+                to=f"person-{n}@example.com",
+                identifiers={"id": f"person-{n}"},
+                transactional_message_id="welcome",
+                message_data={"n": n},
+            )
+            for n in range(3)
+        ]
+        stats = relay.worker().drain(timeout=DRAIN_TIMEOUT)
+        [dead] = relay.outbox.list_dead()
+        assert relay.outbox.depth().pending == 0
+    assert (stats.delivered, stats.retried, stats.dead) == (2, 0, {"ambiguous": 1})
+    assert dead.op.op_id in sent
+    assert dead.reason is DeadReason.AMBIGUOUS
+    assert "may or may not have been processed" in dead.detail
+    deliveries = pages(inspect, "/deliveries", "deliveries")
+    # Each email went out exactly once, the one whose answer was lost included.
+    assert sorted(d["request"]["message_data"]["n"] for d in deliveries) == [0, 1, 2]
+    seen = inspect.get("/stats").json()
+    assert seen["requests"]["POST /v1/send/email"] == {"0": 1, "200": 2}
+
+
+@pytest.mark.parametrize(
+    ("status", "settled"),
+    [(500, "dead"), (502, "dead"), (504, "dead"), (503, "delivered"), (429, "delivered")],
+)
+def test_a_transactional_send_answered_5xx_is_resent_only_when_known_unsent(
+    status: int, settled: str, emulator: EmulatorServer, inspect: httpx.Client, tmp_path: Path
+) -> None:
+    # A 503 or 429 says the send was not processed; after a 500, 502 or 504 it may have been
+    # (the server failed part-way, or a gateway lost its answer): sending again could send twice.
+    fault = {"path": "/v1/send/email", "error_rate": 1.0, "status_codes": [status], "count": 1}
+    inspect.post("/faults", json=fault).raise_for_status()
+    with Relay(_settings(emulator, tmp_path)) as relay:
+        op_id = relay.send_email(
+            to="ada@example.com", identifiers={"id": "ada"}, transactional_message_id="welcome"
+        )
+        stats = relay.worker().drain(timeout=DRAIN_TIMEOUT)
+        dead = relay.outbox.list_dead()
+        assert relay.outbox.depth().pending == 0
+    statuses = [answer for *_, answer in _requests(inspect)]
+    deliveries = pages(inspect, "/deliveries", "deliveries")
+    if settled == "delivered":
+        assert (stats.delivered, stats.retried, dead) == (1, 1, [])
+        assert (statuses, len(deliveries)) == ([status, 200], 1)
+    else:
+        assert (stats.delivered, stats.retried, stats.dead) == (0, 0, {"ambiguous": 1})
+        [letter] = dead
+        assert (letter.op.op_id, letter.reason) == (op_id, DeadReason.AMBIGUOUS)
+        assert f"answered {status}" in letter.detail
+        assert "may or may not have been processed" in letter.detail
+        assert statuses == [status]
+
+
+class RecordingOutbox(SqliteOutbox):
+    """The SQLite outbox, noting each ``release`` (how many leases, what delay)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.releases: list[tuple[int, float]] = []
+
+    def release(
+        self, leases: Iterable[Lease], *, delay: float = 0.0, now: float | None = None
+    ) -> None:
+        leases = list(leases)
+        self.releases.append((len(leases), delay))
+        super().release(leases, delay=delay, now=now)
+
+
+def test_sends_beyond_the_rate_limited_queue_are_deferred_and_all_delivered_once(
+    emulator: EmulatorServer,
+    inspect: httpx.Client,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    count, rate, concurrency = 60, 20.0, 2
+    # Customer.io's side of the limit: anything faster than ``rate`` would be answered 429.
+    limit = {"path": "/v1/send/", "rate_limit": {"rps": rate, "retry_after": 1}}
+    inspect.post("/faults", json=limit).raise_for_status()
+    # 60 sends at 20/s take 3 s, longer than a lease leaves for sending (2 s - 0.5 s timeout):
+    # held in memory behind the limiter, the last ones would see their leases run out.
+    settings = _settings(
+        emulator, tmp_path, transactional_rate=rate, lease_seconds=2.0, http_timeout=0.5
+    )
+    outbox = RecordingOutbox(tmp_path / "outbox.db")
+    caplog.set_level(logging.WARNING, logger="cio_relay.delivery")
+    with Relay(settings, outbox=outbox) as relay:
+        for n in range(count):
+            relay.send_email(
+                to=f"person-{n}@example.com",
+                identifiers={"id": f"person-{n}"},
+                transactional_message_id="welcome",
+                message_data={"n": n},
+            )
+        stats = relay.worker(concurrency=concurrency).drain(timeout=DRAIN_TIMEOUT)
+        depth = outbox.depth()
+    outbox.close()
+    assert (depth.pending, depth.dead) == (0, 0)
+    assert (stats.delivered, stats.retried, stats.dead_total) == (count, 0, 0)
+    cap = 4 * concurrency  # transactional requests one dispatcher queues at once
+    assert outbox.releases, "nothing was deferred"
+    released, delay = outbox.releases[0]  # the first lease: all but what the cap lets through
+    assert (released, delay) == (count - cap, 0.5)  # delay: at least 0.5 s
+    assert all(delay > 0 for _, delay in outbox.releases)  # deferred, never handed back as due
+    assert not [r for r in caplog.records if "lease ran out" in r.getMessage()]
+    deliveries = pages(inspect, "/deliveries", "deliveries")
+    assert sorted(d["request"]["message_data"]["n"] for d in deliveries) == list(range(count))
+    assert inspect.get("/stats").json()["rate_limited"] == 0

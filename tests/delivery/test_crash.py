@@ -1,0 +1,115 @@
+"""``kill -9`` of a worker in the middle of a batch loses nothing (design.md contract 1).
+
+A ``cio-relay worker`` process delivers a SQLite outbox to the emulator, whose answers are slowed
+down so that a batch is always on the wire. Once the emulator has answered some requests and is
+holding another one, the worker is killed with SIGKILL. The emulator still applies the request
+it was holding, but the worker never heard back, so those operations stay leased in the outbox
+until their short lease runs out. A new worker (the real ``Worker`` on the same file) then
+drains the rest: every operation arrives at least once, every Track event is accepted exactly
+once (Customer.io ignores an event ``id`` it has seen), each person's events in order.
+
+Nothing sleeps: the kill waits on the emulator's counters, polled with a deadline; the new
+worker's ``drain`` returns once the outbox is empty.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from cio_relay.config import Settings
+from cio_relay.emulator import EmulatorServer
+from cio_relay.relay import Relay
+from tests.fixtures.delivery import (
+    in_order_per_person,
+    pages,
+    wait_for,
+    worker_env,
+    worker_logs,
+    workers,
+)
+
+PEOPLE = [f"user-{p}" for p in range(50)]
+ROUNDS = 6
+DEADLINE = 60.0
+# Short leases so the takeover comes quickly; a request needs ``HTTP_TIMEOUT`` of lease left to
+# go out, and the emulator's added latency stays below it, so the worker never times out.
+LEASE_SECONDS, HTTP_TIMEOUT, LATENCY_MS = 2.0, 1.0, 500
+
+
+def _enqueue_workload(relay: Relay) -> list[str]:
+    """Per person, ``ROUNDS`` events numbered ``n`` and as many identifies setting ``step``,
+    interleaved so that every request the worker makes carries some events (even people start
+    with an event, odd people with an identify). Returns the event op ids."""
+    events: list[str] = []
+    for k in range(ROUNDS):
+        for index, person in enumerate(PEOPLE):
+            if index % 2:
+                relay.identify(person, step=k)
+            events.append(relay.track(person, "step", {"n": k}))
+            if not index % 2:
+                relay.identify(person, step=k)
+    return events
+
+
+def _mid_batch(inspect: httpx.Client) -> bool:
+    """The emulator has answered some requests and is holding another one right now."""
+    stats: dict[str, Any] = inspect.get("/stats").json()
+    answered: int = stats["requests_total"]
+    arrived: int = stats["delayed_requests"]  # every API request is delayed, so this counts all
+    return 0 < answered < arrived
+
+
+def test_a_worker_killed_mid_batch_loses_nothing_and_counts_each_event_once(
+    emulator: EmulatorServer, inspect: httpx.Client, tmp_path: Path
+) -> None:
+    outbox_url = f"sqlite:///{tmp_path / 'outbox.db'}"
+    settings = Settings(
+        site_id=emulator.config.site_id,
+        track_api_key=emulator.config.track_api_key,
+        app_api_key=emulator.config.app_api_key,
+        track_url=emulator.url,
+        app_url=emulator.url,
+        outbox=outbox_url,
+        stamp_env=False,
+        lease_seconds=LEASE_SECONDS,
+        http_timeout=HTTP_TIMEOUT,
+        retry_base=0.01,
+    )
+    with Relay(settings) as relay:
+        event_ids = _enqueue_workload(relay)
+    total_ops = 2 * len(event_ids)
+
+    inspect.post("/faults", json={"path": "/api/", "latency_ms": LATENCY_MS}).raise_for_status()
+    env = worker_env(
+        emulator, outbox_url, lease_seconds=str(LEASE_SECONDS), http_timeout=str(HTTP_TIMEOUT)
+    )
+    logs = tmp_path / "doomed"
+    logs.mkdir()
+    with workers(1, env, logs) as [doomed]:
+        assert wait_for(lambda: _mid_batch(inspect), DEADLINE), worker_logs(logs)
+        doomed.send_signal(signal.SIGKILL)
+        assert doomed.wait(30) == -signal.SIGKILL
+    inspect.delete("/faults").raise_for_status()
+
+    with Relay(settings) as relay:
+        held = relay.outbox.depth()
+        assert held.leased > 0  # the killed worker's batch: leased, never acknowledged
+        assert 0 < held.pending < total_ops  # some delivered before the kill, not all
+        stats = relay.worker().drain(timeout=DEADLINE)
+        depth = relay.outbox.depth()
+    assert (depth.pending, depth.dead) == (0, 0)
+    assert stats.dead_total == 0
+    assert stats.delivered >= held.pending  # the held batch was delivered again
+
+    seen = inspect.get("/stats").json()
+    assert seen["events_accepted"] == len(event_ids)  # exactly once at Customer.io
+    assert seen["duplicate_event_ids"] > 0  # the held batch was applied, then redelivered
+    events = pages(inspect, "/events", "events")
+    assert sorted(event["id"] for event in events) == sorted(event_ids)
+    assert in_order_per_person(events) == {person: list(range(ROUNDS)) for person in PEOPLE}
+    people = {person["id"]: person["attributes"] for person in pages(inspect, "/people", "people")}
+    assert people == {person: {"step": ROUNDS - 1} for person in PEOPLE}
