@@ -33,6 +33,7 @@ __all__ = [
     "Depth",
     "Lease",
     "Outbox",
+    "new_lease",
 ]
 
 
@@ -56,6 +57,26 @@ class Lease:
     attempts: int  # delivery attempts made before this lease
     lease_until: float
     last_error: str | None = None
+
+
+_new_object = object.__new__
+_set_op, _set_token, _set_attempts, _set_lease_until, _set_last_error = (
+    vars(Lease)[name].__set__ for name in ("op", "token", "attempts", "lease_until", "last_error")
+)
+
+
+def new_lease(
+    op: Operation, token: str, attempts: int, lease_until: float, last_error: str | None = None
+) -> Lease:
+    """``Lease(...)`` for the backends' ``lease``: setting the slots directly is about twice as
+    fast as the frozen dataclass's ``__init__`` (see ``operations.new_operation``)."""
+    lease: Lease = _new_object(Lease)
+    _set_op(lease, op)
+    _set_token(lease, token)
+    _set_attempts(lease, attempts)
+    _set_lease_until(lease, lease_until)
+    _set_last_error(lease, last_error)
+    return lease
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,8 +77,16 @@ import redis
 from redis.commands.core import Script
 
 from cio_relay.errors import CioRelayError, ConfigError
-from cio_relay.operations import Kind, Operation
-from cio_relay.outbox.base import DeadLetter, DeadLetterFilter, DeadReason, Depth, Lease, now_or
+from cio_relay.operations import Kind, Operation, new_operation
+from cio_relay.outbox.base import (
+    DeadLetter,
+    DeadLetterFilter,
+    DeadReason,
+    Depth,
+    Lease,
+    new_lease,
+    now_or,
+)
 from cio_relay.outbox.memory import EVERY_DEAD_LETTER, dead_attempts
 from cio_relay.outbox.redis_keys import (
     DELIVERED_TTL_SECONDS,
@@ -112,6 +120,7 @@ DEAD_PAGE = 500
 #: Longest single BLPOP in ``wait_until_empty``: stays below the client's socket timeout.
 WAIT_SLICE_SECONDS = 2.0
 _KINDS = {kind.value: kind for kind in Kind}
+_KIND_VALUES = {kind: kind.value for kind in Kind}
 
 #: What a RedisOutbox talks to: one Redis (or a primary with replicas) or a Redis Cluster.
 RedisClient = redis.Redis | redis.cluster.RedisCluster
@@ -130,12 +139,13 @@ def load_script_source(name: str) -> str:
 
 
 def _encode(op: Operation) -> bytes:
-    return orjson.dumps([op.kind.value, op.created_at, op.env, op.identifiers, op.payload])
+    return orjson.dumps([_KIND_VALUES[op.kind], op.created_at, op.env, op.identifiers, op.payload])
 
 
 def _decode(op_id: bytes, record: bytes) -> Operation:
+    # What was stored was validated when it was built: no builder runs again here.
     kind, created_at, env, identifiers, payload = orjson.loads(record)
-    return Operation(op_id.decode(), _KINDS[kind], identifiers, payload, created_at, env)
+    return new_operation(op_id.decode(), _KINDS[kind], identifiers, payload, created_at, env)
 
 
 def _bucket(created_at: float) -> str:
@@ -148,9 +158,17 @@ def _oldest_by_bucket(ops: Iterable[Operation]) -> list[Any]:
     bucket with the oldest ``created_at`` in it."""
     oldest: dict[str, float] = {}
     for op in ops:
-        bucket = _bucket(op.created_at)
-        if bucket not in oldest or op.created_at < oldest[bucket]:
-            oldest[bucket] = op.created_at
+        _note_oldest(oldest, _bucket(op.created_at), op.created_at)
+    return _oldest_args(oldest)
+
+
+def _note_oldest(oldest: dict[str, float], bucket: str, created_at: float) -> None:
+    seen = oldest.get(bucket)
+    if seen is None or created_at < seen:
+        oldest[bucket] = created_at
+
+
+def _oldest_args(oldest: dict[str, float]) -> list[Any]:
     return [len(oldest), *(v for item in oldest.items() for v in (item[0], repr(item[1])))]
 
 
@@ -323,17 +341,25 @@ class RedisOutbox:
                 raise TypeError(f"enqueue takes Operations, not {type(op).__name__}")
         if not batch:
             return 0
-        by_shard: dict[int, list[Operation]] = defaultdict(list)
-        for op in batch:
-            by_shard[shard_of(op.person_key, self.shards)].append(op)
+        by_shard: dict[int, list[Operation]]
+        if self.shards == 1:
+            by_shard = {0: batch}
+        else:
+            by_shard = defaultdict(list)
+            for op in batch:
+                by_shard[shard_of(op.person_key, self.shards)].append(op)
         remember = "1" if self.remember_delivered > 0 else "0"
         calls = []
         for shard, shard_ops in by_shard.items():
             for chunk in _chunks(shard_ops, CHUNK):
-                args: list[Any] = [remember, *_oldest_by_bucket(chunk)]
+                oldest: dict[str, float] = {}
+                quads: list[Any] = []
                 for op in chunk:
-                    args += (op.op_id, op.person_key, _encode(op), _bucket(op.created_at))
-                calls.append((self._keys[shard], args))
+                    created_at = op.created_at
+                    bucket = _bucket(created_at)
+                    _note_oldest(oldest, bucket, created_at)
+                    quads += (op.op_id, op.person_key, _encode(op), bucket)
+                calls.append((self._keys[shard], [remember, *_oldest_args(oldest), *quads]))
         added = sum(self._run_many("enqueue", calls))
         if self.wait_replicas:
             self._wait_for_replicas()
@@ -368,23 +394,31 @@ class RedisOutbox:
         return leases
 
     @staticmethod
-    def _leases(reply: list[Any], consumer: str, until: float) -> Iterator[Lease]:
+    def _leases(reply: list[Any], consumer: str, until: float) -> list[Lease]:
+        # The hot loop of every worker: one record decoded and one lease made per operation.
+        prefix = f"{consumer} "
+        loads, kinds = orjson.loads, _KINDS
+        leases = []
         values = iter(reply)
         for op_id, record, attempts, entry_id in zip(values, values, values, values, strict=True):
-            op = _decode(op_id, record)
-            token = f"{consumer} {entry_id.decode()}"
+            kind, created_at, env, identifiers, payload = loads(record)
+            op = new_operation(op_id.decode(), kinds[kind], identifiers, payload, created_at, env)
+            token = prefix + entry_id.decode()
             if attempts is None:
-                yield Lease(op, token, 0, until)
+                leases.append(new_lease(op, token, 0, until))
             else:
-                count, error = orjson.loads(attempts)
-                yield Lease(op, token, count, until, error)
+                count, error = loads(attempts)
+                leases.append(new_lease(op, token, count, until, error))
+        return leases
 
     def _by_shard(self, leases: Iterable[Lease]) -> dict[int, list[tuple[Lease, str, str]]]:
         """Leases per shard with their (consumer, entry id); tokens not ours are left out."""
         grouped: dict[int, list[tuple[Lease, str, str]]] = defaultdict(list)
+        one_shard = self.shards == 1
         for lease in leases:
             if (parts := _split_token(lease.token)) is not None:
-                grouped[shard_of(lease.op.person_key, self.shards)].append((lease, *parts))
+                shard = 0 if one_shard else shard_of(lease.op.person_key, self.shards)
+                grouped[shard].append((lease, *parts))
         return grouped
 
     def ack(self, leases: Iterable[Lease]) -> None:

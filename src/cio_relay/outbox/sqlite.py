@@ -54,7 +54,15 @@ import orjson
 
 from cio_relay.errors import ConfigError
 from cio_relay.operations import Operation
-from cio_relay.outbox.base import DeadLetter, DeadLetterFilter, DeadReason, Depth, Lease, now_or
+from cio_relay.outbox.base import (
+    DeadLetter,
+    DeadLetterFilter,
+    DeadReason,
+    Depth,
+    Lease,
+    new_lease,
+    now_or,
+)
 from cio_relay.outbox.group_commit import GroupCommit
 from cio_relay.outbox.memory import EVERY_DEAD_LETTER, NO_ATTEMPT_REASONS, new_lease_token
 
@@ -266,19 +274,21 @@ class SqliteOutbox:
         until = at + lease_seconds
         token = new_lease_token()
 
-        def take(conn: sqlite3.Connection) -> list[Lease]:
+        def take(conn: sqlite3.Connection) -> list[Any]:
             rows = conn.execute(_DUE_HEADS, (at, limit)).fetchall()
             conn.executemany(
                 "UPDATE heads SET due_at = ?, token = ? WHERE person_key = ?",
                 [(until, token, row[0]) for row in rows],
             )
-            return [
-                Lease(Operation.from_record(op_id, kind, payload, created, env), token, n, until, e)
-                for _, op_id, kind, payload, created, env, n, e in rows
-            ]
+            return rows
 
-        leases: list[Lease] = self._write(take)
-        return leases
+        rows: list[Any] = self._write(take)
+        # Decoded after the commit: the connection (and the write lock) are not held meanwhile.
+        from_record = Operation.from_record
+        return [
+            new_lease(from_record(op_id, kind, payload, created, env), token, n, until, e)
+            for _, op_id, kind, payload, created, env, n, e in rows
+        ]
 
     def ack(self, leases: Iterable[Lease]) -> None:
         op_ids = [(lease.op.op_id,) for lease in leases]
