@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -29,6 +30,7 @@ import pytest
 
 from cio_relay import operations as ops
 from cio_relay.config import Settings
+from cio_relay.customerio._shell import DEFAULT_MAX_CONNECTIONS
 from cio_relay.emulator import EmulatorServer
 from cio_relay.outbox.base import DeadLetterFilter, DeadReason, Lease
 from cio_relay.outbox.sqlite import SqliteOutbox
@@ -292,11 +294,13 @@ def test_a_transactional_send_answered_5xx_is_resent_only_when_known_unsent(
 
 
 class RecordingOutbox(SqliteOutbox):
-    """The SQLite outbox, noting each ``release`` (how many leases, what delay)."""
+    """The SQLite outbox, noting each ``release`` (how many leases, what delay) and, for each
+    settled lease (ack, retry, dead letter), how much of it was left."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self.releases: list[tuple[int, float]] = []
+        self.lease_left_at_settle: list[float] = []
 
     def release(
         self, leases: Iterable[Lease], *, delay: float = 0.0, now: float | None = None
@@ -304,6 +308,65 @@ class RecordingOutbox(SqliteOutbox):
         leases = list(leases)
         self.releases.append((len(leases), delay))
         super().release(leases, delay=delay, now=now)
+
+    def _settling(self, leases: Iterable[Lease]) -> None:
+        self.lease_left_at_settle += [lease.lease_until - time.time() for lease in leases]
+
+    def ack(self, leases: Iterable[Lease]) -> None:
+        leases = list(leases)
+        self._settling(leases)
+        super().ack(leases)
+
+    def retry_later(
+        self, lease: Lease, *, retry_at: float, error: str, now: float | None = None
+    ) -> None:
+        self._settling([lease])
+        super().retry_later(lease, retry_at=retry_at, error=error, now=now)
+
+    def dead_letter(
+        self, lease: Lease, reason: DeadReason, detail: str, *, now: float | None = None
+    ) -> None:
+        self._settling([lease])
+        super().dead_letter(lease, reason, detail, now=now)
+
+
+def test_a_send_kept_waiting_for_a_connection_settles_before_its_lease_runs_out(
+    emulator: EmulatorServer, inspect: httpx.Client, tmp_path: Path
+) -> None:
+    # httpx times each phase of a request (pool wait, connect, write, read) on its own, so one
+    # request may take several timeouts in all. Here more sends are in flight than the client
+    # has connections: the last ones wait for a connection, then for a slow answer, past the
+    # end of their lease, when another worker could lease them and send them again. They must
+    # be settled (here: dead-lettered as ambiguous, having been written) while still leased.
+    extra = 2
+    count = DEFAULT_MAX_CONNECTIONS + extra
+    fault = {"path": "/v1/send/email", "latency_ms": 1500}
+    inspect.post("/faults", json=fault).raise_for_status()
+    settings = _settings(emulator, tmp_path, lease_seconds=2.3, http_timeout=2.0)
+    outbox = RecordingOutbox(tmp_path / "outbox.db")
+    with Relay(settings, outbox=outbox) as relay:
+        for n in range(count):
+            relay.send_email(
+                to=f"person-{n}@example.com",
+                identifiers={"id": f"person-{n}"},
+                transactional_message_id="welcome",
+                message_data={"n": n},
+            )
+        stats = relay.worker(concurrency=count).drain(timeout=DRAIN_TIMEOUT)
+        depth = outbox.depth()
+        dead = outbox.list_dead()
+    outbox.close()
+    assert depth.pending == 0
+    assert len(outbox.lease_left_at_settle) == count
+    assert min(outbox.lease_left_at_settle) > 0  # every outcome recorded while still leased
+    assert stats.delivered + stats.dead_total == count
+    assert stats.dead_total >= extra
+    assert {letter.reason for letter in dead} == {DeadReason.AMBIGUOUS}
+    assert all("lease" in letter.detail for letter in dead)
+    # The abandoned sends had been written: the emulator sends them once it is done waiting.
+    assert wait_for(lambda: inspect.get("/stats").json()["deliveries"] == count, 30)
+    deliveries = pages(inspect, "/deliveries", "deliveries")
+    assert sorted(d["request"]["message_data"]["n"] for d in deliveries) == list(range(count))
 
 
 def test_sends_beyond_the_rate_limited_queue_are_deferred_and_all_delivered_once(
@@ -316,10 +379,10 @@ def test_sends_beyond_the_rate_limited_queue_are_deferred_and_all_delivered_once
     # Customer.io's side of the limit: anything faster than ``rate`` would be answered 429.
     limit = {"path": "/v1/send/", "rate_limit": {"rps": rate, "retry_after": 1}}
     inspect.post("/faults", json=limit).raise_for_status()
-    # 60 sends at 20/s take 3 s, longer than a lease leaves for sending (2 s - 0.5 s timeout):
+    # 60 sends at 20/s take 3 s, longer than a lease leaves for sending (2.5 s - 0.5 s timeout):
     # held in memory behind the limiter, the last ones would see their leases run out.
     settings = _settings(
-        emulator, tmp_path, transactional_rate=rate, lease_seconds=2.0, http_timeout=0.5
+        emulator, tmp_path, transactional_rate=rate, lease_seconds=2.5, http_timeout=0.5
     )
     outbox = RecordingOutbox(tmp_path / "outbox.db")
     caplog.set_level(logging.WARNING, logger="cio_relay.delivery")

@@ -18,6 +18,9 @@ Outcomes (design.md contracts 2 and 4):
   exception: they say the credentials are wrong, not the operation, so they are retried with
   backoff (and logged loudly) until the attempt/age caps instead of emptying the queue into the
   dead-letter queue during a key rotation.
+- A request still unanswered shortly before its lease runs out is abandoned as ambiguous: the
+  client's timeout bounds each phase (pool wait, connect, write, read) on its own, not the
+  whole, and past the lease another worker may lease the operation and send it again.
 - Ambiguous (timeout or lost connection after the request was written): idempotent operations
   (Track: identify is a PUT, events carry their op id as ``id``) are retried; transactional sends
   and broadcast triggers are dead-lettered as ``ambiguous`` for an operator, unless
@@ -31,9 +34,9 @@ import collections
 import functools
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
@@ -52,6 +55,7 @@ log = logging.getLogger("cio_relay.delivery")
 _AUTH_STATUSES = frozenset({401, 403})
 #: 5xx answers that say the request was not processed; any other 5xx may come after it was.
 _UNPROCESSED_5XX = frozenset({503})
+T = TypeVar("T")
 
 
 class BatchOutcome(Protocol):
@@ -323,11 +327,36 @@ class Dispatcher:
     def _lease_left(self, lease: Lease) -> float:
         return lease.lease_until - time.time() - self.config.request_timeout
 
+    async def _within_lease(self, leases: list[Lease], endpoint: str, call: Awaitable[T]) -> T:
+        """Await ``call``, giving up shortly before the first of ``leases`` runs out.
+
+        The margin leaves time to record the outcome while the lease is still ours (a late
+        ``retry_later``/``dead_letter`` would be ignored, and another worker may have sent the
+        operation again by then).
+        """
+        margin = min(1.0, 0.1 * self.config.request_timeout)
+        started = time.time()
+        left = min(lease.lease_until for lease in leases) - started - margin
+        deadline = asyncio.timeout(max(0.0, left))
+        try:
+            async with deadline:
+                return await call
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise AmbiguousError(
+                f"{endpoint} had no answer after {time.time() - started:.1f} s, when its "
+                "lease was about to run out",
+                endpoint=endpoint,
+            ) from None
+
     async def _send_batch(self, leases: list[Lease], items: list[bytes]) -> None:
         assert self.track is not None
         started = time.perf_counter()
         try:
-            result = await self.track.send_batch_raw(items)
+            result = await self._within_lease(
+                leases, "POST /api/v2/batch", self.track.send_batch_raw(items)
+            )
         except ApiError as exc:
             self._observe_request(Api.TRACK, "POST /api/v2/batch", exc.status, started)
             if (
@@ -369,16 +398,15 @@ class Dispatcher:
                 lease, RetryableError(f"no client configured for the {request.api.value} API")
             )
             return
+        endpoint = f"{request.method} {request.path}"
         started = time.perf_counter()
         try:
-            await sender.send(request)
+            await self._within_lease([lease], endpoint, sender.send(request))
         except ApiError as exc:
-            self._observe_request(
-                request.api, f"{request.method} {request.path}", exc.status, started
-            )
+            self._observe_request(request.api, endpoint, exc.status, started)
             await self._settle_error(lease, exc)
             return
-        self._observe_request(request.api, f"{request.method} {request.path}", 200, started)
+        self._observe_request(request.api, endpoint, 200, started)
         self.stats.requests += 1
         self.stats.operations_sent += 1
         await self._ack([lease])
