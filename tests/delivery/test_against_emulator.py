@@ -9,10 +9,12 @@ it accepted is read back through ``/_emulator/`` (stats, events, people, deliver
 - a 207 delivers the valid items and dead-letters the refused one with a reason naming the
   problem; replaying it (nothing fixed) dead-letters it again the same way, and replaying one
   that gave up on 5xx delivers it, op ids unchanged;
-- a transactional send whose answer was lost is dead-lettered as ``ambiguous``, not sent twice;
+- a transactional send whose answer was lost, or that was answered 500/502/504, is
+  dead-lettered as ``ambiguous``, not sent twice; after a 503 or 429 it is sent again;
 - with a low transactional rate limit, work beyond the family's queue cap is released with a
   delay (``Outbox.release(delay=...)``) instead of waiting out its lease, and all of it is sent
-  once.
+  once;
+- a send kept waiting for a connection is settled before its lease runs out.
 """
 
 from __future__ import annotations
