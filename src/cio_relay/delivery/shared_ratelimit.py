@@ -16,7 +16,8 @@ Requests must also *arrive* spread out. Two guards keep them from bunching at Cu
   holders of the next slots, so it leaves its slot unused and reserves a new one;
 - ``headroom`` aims a little under the limit (``rate * (1 - headroom)``) so that jitter on the
   way does not push what arrives in any one-second window over ``rate``; ``redis_limiters``
-  uses 5 %, i.e. tolerates ~50 ms of jitter.
+  uses 10 %, i.e. tolerates ~100 ms between a slot and the request's arrival (measured: at 5 %,
+  four workers on a busy 2-core machine once put 21 requests into a second at a limit of 20).
 
 Use with a Redis outbox (the Worker's ``limiters=`` factory)::
 
@@ -51,7 +52,7 @@ __all__ = ["DEFAULT_HEADROOM", "SharedRateLimiter", "redis_limiters", "shared_li
 log = logging.getLogger("cio_relay.delivery.ratelimit")
 
 #: How far under the configured rate the shared limiters aim (see the module docstring).
-DEFAULT_HEADROOM = 0.05
+DEFAULT_HEADROOM = 0.1
 _MICROS = 1_000_000
 
 
