@@ -32,21 +32,18 @@ from cio_relay import operations as ops
 from cio_relay.emulator import EmulatorConfig, EmulatorServer
 from cio_relay.outbox.redis import RedisOutbox
 from cio_relay.outbox.redis_keys import GROUP, shard_keys
-from tests.fixtures.delivery import in_order_per_person, pages, worker_env, worker_logs, workers
+from tests.fixtures.delivery import (
+    in_order_per_person,
+    most_in_one_second,
+    pages,
+    worker_env,
+    worker_logs,
+    workers,
+)
 from tests.fixtures.redis_server import DURABLE_ARGS, RedisServer
 
 EMULATOR_ARGV = [sys.executable, "-m", "cio_relay", "emulator"]
 DEADLINE = 100.0  # seconds any one wait may take
-
-
-def _most_in_one_second(times: list[float]) -> int:
-    times = sorted(times)
-    most = start = 0
-    for end, at in enumerate(times):
-        while at - times[start] >= 1.0:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
 
 
 def _made(count: int, people: int) -> list[ops.Operation]:
@@ -156,7 +153,7 @@ def test_four_workers_deliver_everything_once_in_order_under_one_limit(
     assert len(requests) > 5 * rate  # the limit held the workers back for several seconds
     arrivals = sorted(arrived for arrived, *_ in requests)
     gaps = [round((b - a) * 1000) for a, b in itertools.pairwise(arrivals)]
-    assert _most_in_one_second(arrivals) <= rate, gaps
+    assert most_in_one_second(arrivals) <= rate, gaps
 
 
 def _next_notification(watch: redis.client.PubSub, deadline: float) -> dict[str, Any] | None:

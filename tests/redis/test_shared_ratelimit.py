@@ -24,6 +24,7 @@ from cio_relay.delivery.shared_ratelimit import (
 from cio_relay.operations import Api
 from cio_relay.outbox.memory import MemoryOutbox
 from cio_relay.outbox.redis import RedisOutbox
+from tests.fixtures.delivery import most_in_one_second
 from tests.fixtures.redis_server import RedisServer
 
 
@@ -38,16 +39,6 @@ def clients(redis_server: RedisServer) -> Iterator[list[redis.Redis]]:
     yield made
     for client in made:
         client.close()
-
-
-def _most_in_one_second(times: list[float]) -> int:
-    times = sorted(times)
-    most = start = 0
-    for end, at in enumerate(times):
-        while at - times[start] >= 1.0:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
 
 
 def test_workers_together_stay_under_the_limit(clients: list[redis.Redis], key: str) -> None:
@@ -75,7 +66,7 @@ def test_workers_together_stay_under_the_limit(clients: list[redis.Redis], key: 
     for thread in threads:
         thread.join()
     assert len(granted) == 80
-    assert _most_in_one_second(granted) <= rate
+    assert most_in_one_second(granted) <= rate
     # 80 requests at 38/s, one at once: the last cannot go before 79 intervals have passed
     assert max(granted) - started >= 79 / (rate * 0.95) - 0.01
 
