@@ -255,7 +255,7 @@ def test_an_ambiguous_transactional_send_is_dead_lettered_not_sent_twice(
     assert (stats.delivered, stats.retried, stats.dead) == (2, 0, {"ambiguous": 1})
     assert dead.op.op_id in sent
     assert dead.reason is DeadReason.AMBIGUOUS
-    assert "may or may not have been processed" in dead.detail
+    assert "may or may not have processed it" in dead.detail
     deliveries = pages(inspect, "/deliveries", "deliveries")
     # Each email went out exactly once, the one whose answer was lost included.
     assert sorted(d["request"]["message_data"]["n"] for d in deliveries) == [0, 1, 2]

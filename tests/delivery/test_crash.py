@@ -113,3 +113,54 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_counts_each_event_once(
     assert in_order_per_person(events) == {person: list(range(ROUNDS)) for person in PEOPLE}
     people = {person["id"]: person["attributes"] for person in pages(inspect, "/people", "people")}
     assert people == {person: {"step": ROUNDS - 1} for person in PEOPLE}
+
+
+def test_a_worker_killed_mid_send_leaves_its_emails_dead_lettered_not_sent_twice(
+    emulator: EmulatorServer, inspect: httpx.Client, tmp_path: Path
+) -> None:
+    """A transactional email carries no id Customer.io de-duplicates: a second worker must not
+    send again what a killed one may have sent. The mark the dispatcher writes before each send
+    tells it so; it dead-letters those emails as ``ambiguous`` for an operator instead."""
+    outbox_url = f"sqlite:///{tmp_path / 'outbox.db'}"
+    settings = Settings(
+        site_id=emulator.config.site_id,
+        track_api_key=emulator.config.track_api_key,
+        app_api_key=emulator.config.app_api_key,
+        track_url=emulator.url,
+        app_url=emulator.url,
+        outbox=outbox_url,
+        lease_seconds=LEASE_SECONDS,
+        http_timeout=HTTP_TIMEOUT,
+    )
+    recipients = [f"person-{n}@example.com" for n in range(4)]
+    with Relay(settings) as relay:
+        for n, address in enumerate(recipients):
+            relay.send_email(
+                to=address, identifiers={"id": f"person-{n}"}, transactional_message_id="receipt"
+            )
+
+    inspect.post("/faults", json={"path": "/v1/send", "latency_ms": LATENCY_MS}).raise_for_status()
+    env = worker_env(
+        emulator, outbox_url, lease_seconds=str(LEASE_SECONDS), http_timeout=str(HTTP_TIMEOUT)
+    )
+    logs = tmp_path / "doomed"
+    logs.mkdir()
+    with workers(1, env, logs) as [doomed]:
+        on_the_wire = lambda: inspect.get("/stats").json()["delayed_requests"] == len(recipients)  # noqa: E731
+        assert wait_for(on_the_wire, DEADLINE), worker_logs(logs)
+        doomed.send_signal(signal.SIGKILL)
+        assert doomed.wait(30) == -signal.SIGKILL
+    inspect.delete("/faults").raise_for_status()
+    # The emulator applies what it was holding, as Customer.io would have.
+    assert wait_for(lambda: inspect.get("/stats").json()["deliveries"] == 4, DEADLINE)
+
+    with Relay(settings) as relay:
+        stats = relay.worker().drain(timeout=DEADLINE)
+        dead = relay.outbox.list_dead()
+        depth = relay.outbox.depth()
+    assert depth.pending == 0 and stats.delivered == 0
+    assert sorted(d.op.payload["to"] for d in dead) == recipients
+    assert {d.reason.value for d in dead} == {"ambiguous"}
+    assert all("a worker stopped" in d.detail for d in dead)
+    sent = [d["to"] for d in pages(inspect, "/deliveries", "deliveries")]
+    assert sorted(sent) == recipients  # each email once: none sent a second time

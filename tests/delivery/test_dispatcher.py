@@ -21,7 +21,7 @@ from cio_relay.delivery.ratelimit import TokenBucket
 from cio_relay.delivery.retry import RetryPolicy
 from cio_relay.errors import AmbiguousError, PermanentError, RetryableError
 from cio_relay.operations import Api, Operation, Request
-from cio_relay.outbox.base import DeadLetterFilter
+from cio_relay.outbox.base import SENDING_MARK, DeadLetterFilter
 from cio_relay.outbox.memory import MemoryOutbox
 
 FAST = RetryPolicy(base=0.001, cap=0.01, max_attempts=5)
@@ -325,3 +325,42 @@ async def test_no_client_for_an_api_keeps_the_work(kind: str) -> None:
     await _dispatcher(outbox, None, None, policy=policy).drain(timeout=10)
     [dead] = outbox.list_dead()
     assert "no client configured" in dead.detail
+
+
+async def test_a_send_left_marked_by_a_dead_worker_is_dead_lettered_not_resent() -> None:
+    outbox = MemoryOutbox()
+    [email] = _enqueue(outbox, ops.send_email(to="a@x.test", transactional_message_id=1))
+    app = ScriptedTrack()
+    [lease] = outbox.lease(10, 0.01)
+    # What the dispatcher does before writing the request; then the worker dies.
+    outbox.mark_sending(lease)
+    stats = await _dispatcher(outbox, None, app).drain(timeout=10)
+    assert app.requests == [] and stats.delivered == 0
+    [dead] = outbox.list_dead()
+    assert (dead.op, dead.reason.value) == (email, "ambiguous")
+    assert "a worker stopped" in dead.detail
+
+
+async def test_a_transactional_send_is_marked_before_it_is_written() -> None:
+    outbox = MemoryOutbox()
+    _enqueue(outbox, ops.send_email(to="a@x.test", transactional_message_id=1))
+    seen: list[str | None] = []
+
+    def look_at_the_outbox(items: list[dict[str, Any]]) -> None:
+        # While the request is on the wire, a second worker would find the mark.
+        seen.extend(entry.last_error for entry in outbox._entries.values())
+
+    app = ScriptedTrack(look_at_the_outbox)
+    stats = await _dispatcher(outbox, None, app).drain(timeout=10)
+    assert stats.delivered == 1 and seen == [SENDING_MARK]
+
+
+async def test_idempotent_operations_are_not_marked() -> None:
+    outbox = MemoryOutbox()
+    _enqueue(outbox, ops.suppress("u"))
+    seen: list[str | None] = []
+    track = ScriptedTrack(
+        lambda items: seen.extend(e.last_error for e in outbox._entries.values()) or None
+    )
+    stats = await _dispatcher(outbox, track).drain(timeout=10)
+    assert stats.delivered == 1 and seen == [None]

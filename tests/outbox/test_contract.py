@@ -16,7 +16,7 @@ import pytest
 
 from cio_relay import operations as ops
 from cio_relay.operations import Operation
-from cio_relay.outbox.base import DeadLetterFilter, DeadReason, Lease, Outbox
+from cio_relay.outbox.base import SENDING_MARK, DeadLetterFilter, DeadReason, Lease, Outbox
 from cio_relay.outbox.memory import MemoryOutbox
 
 BACKENDS = ["memory", "sqlite", "redis"]
@@ -241,6 +241,25 @@ def test_release_with_delay_defers_without_counting_an_attempt(outbox: Outbox) -
     [again] = outbox.lease(10, 30, now=t + 5)
     assert again.op == a1
     assert (again.attempts, again.last_error) == (1, "503 once")
+
+
+def test_a_send_marked_sending_shows_the_mark_to_the_next_leaser(outbox: Outbox) -> None:
+    op = ops.send_email(
+        to="ada@example.com", identifiers={"id": "ada"}, transactional_message_id="welcome"
+    )
+    outbox.enqueue([op])
+    t = time.time()
+    [lease] = outbox.lease(10, 30, now=t)
+    outbox.mark_sending(lease)
+    # The worker dies here: nothing settles the lease; it runs out and the op is leased again.
+    [again] = outbox.lease(10, 30, now=t + 31)
+    assert (again.op, again.attempts, again.last_error) == (op, 0, SENDING_MARK)
+    # A known outcome overwrites the mark; a lease no longer held marks nothing.
+    outbox.retry_later(again, retry_at=t + 31, error="503 Service Unavailable", now=t + 31)
+    outbox.mark_sending(again)
+    outbox.mark_sending(lease)
+    [third] = outbox.lease(10, 30, now=t + 31)
+    assert (third.attempts, third.last_error) == (1, "503 Service Unavailable")
 
 
 def test_dead_letter_unblocks_the_persons_next_op(outbox: Outbox) -> None:

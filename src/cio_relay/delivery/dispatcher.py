@@ -46,7 +46,7 @@ from cio_relay.delivery.ratelimit import RateLimiter, Unlimited
 from cio_relay.delivery.retry import RetryPolicy
 from cio_relay.errors import AmbiguousError, ApiError, PermanentError, RetryableError
 from cio_relay.operations import LIMITS, Api, Operation, Request
-from cio_relay.outbox.base import DeadReason, Lease, Outbox
+from cio_relay.outbox.base import SENDING_MARK, DeadReason, Lease, Outbox
 
 __all__ = ["DispatchStats", "Dispatcher", "DispatcherConfig"]
 
@@ -249,6 +249,15 @@ class Dispatcher:
                     f"({lease.attempts} attempts; last error: {lease.last_error})",
                 )
                 continue
+            if lease.last_error == SENDING_MARK and not self._may_resend(op):
+                self._dead_soon(
+                    lease,
+                    DeadReason.AMBIGUOUS,
+                    f"a worker stopped (crash, kill or lost lease) while sending this "
+                    f"{op.kind.value}: Customer.io may or may not have processed it; replay "
+                    "it only if you know it was not",
+                )
+                continue
             try:
                 item = op.v2_item()
                 serialised = orjson.dumps(item) if item is not None else None
@@ -399,6 +408,10 @@ class Dispatcher:
             )
             return
         endpoint = f"{request.method} {request.path}"
+        if not self._may_resend(op):
+            # Durably, before the first byte: should this worker die mid-request, whoever
+            # leases the send next dead-letters it instead of sending it a second time.
+            await asyncio.to_thread(self.outbox.mark_sending, lease)
         started = time.perf_counter()
         try:
             await self._within_lease([lease], endpoint, sender.send(request))
@@ -426,6 +439,10 @@ class Dispatcher:
             for lease in leases:
                 Hooks.fire(self.hooks.delivered, lease.op, now - lease.op.created_at)
 
+    def _may_resend(self, op: Operation) -> bool:
+        """Whether a second copy of ``op`` is harmless (or the user accepts the risk)."""
+        return op.idempotent or self.config.retry_ambiguous
+
     async def _settle_error(self, lease: Lease, exc: ApiError) -> None:
         op = lease.op
         if isinstance(exc, RetryableError) and not _maybe_processed(op, exc):
@@ -433,14 +450,17 @@ class Dispatcher:
                 self.limiters.get(op.api, Unlimited()).pause_for(exc.retry_after)
             await self._retry(lease, exc, exc.retry_after)
         elif isinstance(exc, AmbiguousError | RetryableError):
-            if op.idempotent or self.config.retry_ambiguous:
+            if self._may_resend(op):
                 await self._retry(lease, exc, getattr(exc, "retry_after", None))
             else:
+                said = "may or may not have" in str(exc)  # the client's own errors say so
+                unsure = (
+                    "" if said else f" — the {op.kind.value} may or may not have been processed"
+                )
                 await self._dead(
                     lease,
                     DeadReason.AMBIGUOUS,
-                    f"{exc} — the {op.kind.value} may or may not have been "
-                    "processed; replay it only if you know it was not",
+                    f"{exc}{unsure}; replay it only if you know it was not",
                 )
         elif exc.status in _AUTH_STATUSES:
             log.error(

@@ -27,6 +27,7 @@ from typing import Protocol, runtime_checkable
 from cio_relay.operations import Operation
 
 __all__ = [
+    "SENDING_MARK",
     "DeadLetter",
     "DeadLetterFilter",
     "DeadReason",
@@ -125,6 +126,10 @@ class Depth:
         return self.ready + self.scheduled + self.leased
 
 
+#: ``last_error`` of an operation whose send was started by a worker that never reported back.
+SENDING_MARK = "sending: a worker started writing this request and never reported the outcome"
+
+
 @runtime_checkable
 class Outbox(Protocol):
     """Durable queue of Operations. All methods are thread-safe; ``now`` is for tests."""
@@ -145,6 +150,16 @@ class Outbox(Protocol):
 
         ``delay=0`` is shutdown (due at once); a positive ``delay`` is the dispatcher deferring
         work whose API family is saturated by its rate limit, so it is not leased again at once.
+        """
+
+    def mark_sending(self, lease: Lease) -> None:
+        """Record durably, while ``lease`` is held, that its (non-idempotent) operation is about
+        to be written to the network: ``last_error`` becomes ``SENDING_MARK``.
+
+        Nothing else changes. If the worker then dies, whoever leases the operation after the
+        lease runs out sees the mark and knows it may have been sent (the dispatcher
+        dead-letters it as ``ambiguous`` rather than sending a transactional email twice).
+        ``retry_later`` and ``dead_letter`` overwrite the mark with what really happened.
         """
 
     def retry_later(

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from cio_relay.operations import Operation
 from cio_relay.outbox.base import (
+    SENDING_MARK,
     DeadLetter,
     DeadLetterFilter,
     DeadReason,
@@ -171,6 +172,12 @@ class MemoryOutbox:
                 if entry is not None:
                     entry.token = None
                     entry.available_at = max(entry.available_at, not_before)
+
+    def mark_sending(self, lease: Lease) -> None:
+        with self._lock:
+            entry = self._held(lease)
+            if entry is not None:
+                entry.last_error = SENDING_MARK
 
     def retry_later(
         self, lease: Lease, *, retry_at: float, error: str, now: float | None = None

@@ -79,6 +79,7 @@ from redis.commands.core import Script
 from cio_relay.errors import CioRelayError, ConfigError
 from cio_relay.operations import Kind, Operation, new_operation
 from cio_relay.outbox.base import (
+    SENDING_MARK,
     DeadLetter,
     DeadLetterFilter,
     DeadReason,
@@ -107,6 +108,7 @@ SCRIPTS = (
     "lease",
     "ack",
     "retry",
+    "mark",
     "dead",
     "release",
     "revive",
@@ -463,6 +465,13 @@ class RedisOutbox:
             )
         for chunk in _chunks(calls, CHUNK):
             self._run_many("retry", chunk)
+
+    def mark_sending(self, lease: Lease) -> None:
+        if (parts := _split_token(lease.token)) is None:
+            return
+        keys = self._keys[shard_of(lease.op.person_key, self.shards)]
+        record = orjson.dumps([lease.attempts, SENDING_MARK])
+        self._run("mark", keys, [lease.op.op_id, *parts, record])
 
     def retry_later(
         self, lease: Lease, *, retry_at: float, error: str, now: float | None = None

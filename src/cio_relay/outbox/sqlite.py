@@ -55,6 +55,7 @@ import orjson
 from cio_relay.errors import ConfigError
 from cio_relay.operations import Operation
 from cio_relay.outbox.base import (
+    SENDING_MARK,
     DeadLetter,
     DeadLetterFilter,
     DeadReason,
@@ -315,6 +316,15 @@ class SqliteOutbox:
                 " due_at = MAX(?, (SELECT available_at FROM ops WHERE ops.seq = heads.seq))"
                 " WHERE person_key = ? AND token = ?",
                 rows,
+            )
+        )
+
+    def mark_sending(self, lease: Lease) -> None:
+        self._write(
+            lambda conn: conn.execute(
+                "UPDATE ops SET last_error = ? WHERE op_id = ? AND EXISTS (SELECT 1 FROM heads"
+                " WHERE heads.person_key = ? AND heads.token = ? AND heads.seq = ops.seq)",
+                (SENDING_MARK, lease.op.op_id, lease.op.person_key, lease.token),
             )
         )
 
