@@ -13,8 +13,10 @@ Pure: no I/O, no clocks except ``created_at`` defaults, no globals.
 
 from __future__ import annotations
 
+import email.utils
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -381,6 +383,20 @@ def _finish(op: Operation) -> Operation:
     return op
 
 
+_ULID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
+
+
+def checked_op_id(op_id: str) -> str:
+    """A caller's own op id, upper-cased: it must be a ULID, because a Track event carries it
+    as its ``id`` and Customer.io refuses any other (better here than in the worker)."""
+    if not isinstance(op_id, str) or _ULID.fullmatch(op_id.upper()) is None:
+        size = len(op_id) if isinstance(op_id, str) else type(op_id).__name__
+        raise ValidationError(
+            "op_id", f"must be a ULID (26 Crockford base32 characters); got {size!r}"
+        )
+    return op_id.upper()
+
+
 def _op(
     kind: Kind,
     identifiers: Identifiers,
@@ -391,7 +407,7 @@ def _op(
 ) -> Operation:
     return _finish(
         new_operation(
-            op_id or new_op_id(),
+            new_op_id() if op_id is None else checked_op_id(op_id),
             kind,
             identifiers,
             payload,
@@ -665,9 +681,20 @@ def _recipients(value: Any) -> int:
 
 
 def _transactional_identifiers(identifiers: Mapping[str, str] | None, to: Any) -> Identifiers:
+    """The person a send is about: ``identifiers``, or for one plain recipient address that
+    address as ``{"email": ...}``. Customer.io refuses a send without one (customerio-api.md
+    §5), so it is refused here, before anything is stored."""
     if identifiers:
         return _identifiers(identifiers, "identifiers")
-    return {}
+    if isinstance(to, str) and "," not in to:
+        _name, address = email.utils.parseaddr(to)
+        if "@" in address:
+            return {"email": address}
+    raise ValidationError(
+        "identifiers",
+        "required: give {'id': ...}, {'email': ...} or {'cio_id': ...} for the person this "
+        "message is about (it may be left out only when 'to' is one email address)",
+    )
 
 
 def _check_transactional(fields: dict[str, Any]) -> None:

@@ -100,7 +100,11 @@ def test_event_data_must_be_an_object() -> None:
 
 
 def test_more_than_15_recipients_is_refused() -> None:
-    ops.send_email(to=[f"p{i}@x.test" for i in range(15)], transactional_message_id="t")
+    ops.send_email(
+        to=[f"p{i}@x.test" for i in range(15)],
+        identifiers={"id": "p0"},
+        transactional_message_id="t",
+    )
     with pytest.raises(LimitExceeded) as info:
         ops.send_email(
             to=[f"p{i}@x.test" for i in range(10)],
@@ -324,3 +328,28 @@ def test_device_items_on_v1_and_v2() -> None:
         "last_used": 5,
         "attributes": {"app": "1.2"},
     }
+
+
+def test_a_send_names_its_person_or_takes_the_one_recipient_address() -> None:
+    one = ops.send_email(to="Ada <ADA@example.com>", transactional_message_id="t")
+    assert one.payload["identifiers"] == {"email": "ADA@example.com"}
+    for to in (["a@x.test", "b@x.test"], "a@x.test, b@x.test", "not-an-address"):
+        with pytest.raises(ValidationError, match=r"^identifiers: required"):
+            ops.send_email(to=to, transactional_message_id="t")
+    with pytest.raises(ValidationError, match=r"^identifiers: an SMS needs"):
+        ops.send_sms(to="+15555550100", transactional_message_id="t", identifiers={})
+
+
+@pytest.mark.parametrize(
+    "bad", ["not-a-ulid", "01ARZ3NDEKTSV4RRFFQ69G5FA", "81ARZ3NDEKTSV4RRFFQ69G5FAV"]
+)
+def test_an_own_op_id_must_be_a_ulid(bad: str) -> None:
+    with pytest.raises(ValidationError, match=rf"^op_id: must be a ULID .*got {len(bad)}"):
+        ops.track("u", "e", op_id=bad)
+
+
+def test_an_own_op_id_is_kept_upper_cased() -> None:
+    assert (
+        ops.track("u", "e", op_id="01arz3ndektsv4rrffq69g5fav").op_id
+        == "01ARZ3NDEKTSV4RRFFQ69G5FAV"
+    )
