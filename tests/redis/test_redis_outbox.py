@@ -249,6 +249,17 @@ def test_a_stale_ack_of_a_replayed_op_takes_it_out_of_the_queue(
     assert [lease.op.op_id for lease in leased] == [a2.op_id]
 
 
+def test_the_same_lease_acked_twice_in_one_call_counts_once(redis_outbox: RedisOutbox) -> None:
+    t = time.time()
+    a1, a2 = (ops.track("a", "e", created_at=t) for _ in range(2))
+    redis_outbox.enqueue([a1, a2])
+    [lease] = redis_outbox.lease(10, 30, now=t)
+    redis_outbox.ack([lease, lease])
+    depth = redis_outbox.depth(now=t + 1)
+    assert depth.pending == 1
+    assert depth.oldest_waiting_age is not None  # a2, created in the same second, still waits
+
+
 # --- delivered ids, waiting, safety checks ------------------------------------------------------
 
 

@@ -2,27 +2,30 @@
 -- each person's next operation ready. ARGV: now, forget_before (remembered delivered ids older
 -- than this are dropped; empty = remember none), the number of lease consumers, the consumers,
 -- then quadruples (op_id, person_key, entry_id, bucket).
+-- Whether an op is still pending is read from its person's head (no HMGET of the records): a
+-- pending op is its person's head or waits in the person's queue, so it is pending exactly when
+-- it is the head, or when LREM takes it out of the queue (a stale ack of an op replayed behind
+-- others; rare).
 local now, forget_before = ARGV[1], ARGV[2]
 local first = 4 + tonumber(ARGV[3])
-local asked, entry_ids = {}, {}
+local entry_ids, persons = {}, {}
 for i = first, #ARGV, 4 do
-  asked[#asked + 1] = ARGV[i]
   entry_ids[#entry_ids + 1] = ARGV[i + 2]
+  persons[#persons + 1] = ARGV[i + 1]
 end
 call_chunked('XACK', STREAM, GROUP, entry_ids)
-local gone, persons, entries, buckets = {}, {}, {}, {}
-for i, record in ipairs(hmget(OPS, asked)) do
-  if record then
-    local at = first + 4 * (i - 1)
-    gone[#gone + 1] = ARGV[at]
-    persons[#persons + 1] = ARGV[at + 1]
-    entries[#entries + 1] = ARGV[at + 2]
-    buckets[#buckets + 1] = ARGV[at + 3]
+read_heads(persons)
+local gone, buckets = {}, {}
+for i = first, #ARGV, 4 do
+  local op_id, person = ARGV[i], ARGV[i + 1]
+  local head = heads[person]
+  if head and (head[1] == op_id or remove_waiting(person, head, op_id)) then
+    gone[#gone + 1] = op_id
+    buckets[#buckets + 1] = ARGV[i + 3]
+    if head[1] == op_id then advance(person, op_id, ARGV[i + 2]) end
   end
 end
 forget(gone, buckets)
-read_heads(persons)
-for i, op_id in ipairs(gone) do advance(persons[i], op_id, entries[i]) end
 write_heads()
 if forget_before ~= '' and #gone > 0 then
   local done = {}

@@ -89,17 +89,25 @@ local function append(person, op_id)
   heads_changed[person] = true
 end
 
+-- Take `op_id`, which is not its person's head, out of the person's queue (a stale ack of an
+-- op replayed behind others). Returns whether it was there.
+local function remove_waiting(person, head, op_id)
+  if head[2] == 0 or redis.call('LREM', WAITING .. person, 1, op_id) == 0 then return false end
+  head[2] = head[2] - 1
+  heads_changed[person] = true
+  return true
+end
+
 -- The operation left for good (delivered or dead) through the lease on `entry_id`: the
 -- person's next one becomes ready.
 local function advance(person, op_id, entry_id)
   local head = heads[person]
   if not head then return end
-  heads_changed[person] = true
   if head[1] ~= op_id then
-    -- Not the head (a stale ack of an op replayed behind others): take it out of the queue.
-    head[2] = head[2] - redis.call('LREM', WAITING .. person, 1, op_id)
+    remove_waiting(person, head, op_id)
     return
   end
+  heads_changed[person] = true
   if head[3] == '-' then
     redis.call('ZREM', RETRY, person)  -- a stale ack of a head waiting to retry
   elseif head[3] ~= entry_id then
