@@ -297,11 +297,13 @@ def new_op_id() -> str:
     if ms != cached_ms:
         digits = _encode_time(ms)
         _time_prefix = (ms, digits)
-    r = _random_bits(80)
+    # Four draws of 20 bits: small ints, where one of 80 bits is a multi-digit int whose every
+    # shift and mask allocates (measured ~25 % faster in all).
+    a, b, c, d = _random_bits(20), _random_bits(20), _random_bits(20), _random_bits(20)
     p = _PAIRS
     return (
-        f"{digits}{p[r >> 70]}{p[r >> 60 & 1023]}{p[r >> 50 & 1023]}{p[r >> 40 & 1023]}"
-        f"{p[r >> 30 & 1023]}{p[r >> 20 & 1023]}{p[r >> 10 & 1023]}{p[r & 1023]}"
+        f"{digits}{p[a >> 10]}{p[a & 1023]}{p[b >> 10]}{p[b & 1023]}"
+        f"{p[c >> 10]}{p[c & 1023]}{p[d >> 10]}{p[d & 1023]}"
     )
 
 
