@@ -17,11 +17,20 @@ import benchmarks
 
 
 def main(argv: list[str]) -> None:
-    names = argv or sorted(
+    available = sorted(
         m.name.removeprefix("bench_")
         for m in pkgutil.iter_modules(benchmarks.__path__)
         if m.name.startswith("bench_")
     )
+    if any(arg in ("-h", "--help") for arg in argv):
+        print("usage: python -m benchmarks [NAME ...]\n")
+        print(f"NAME: {', '.join(available)} (all if none)")
+        print("Each benchmark's BENCH_* environment variables are in its module docstring.")
+        return
+    unknown = [name for name in argv if name not in available]
+    if unknown:
+        sys.exit(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(available)}")
+    names = argv or available
     print(f"cio-relay benchmarks on {os.cpu_count()} cores, python {sys.version.split()[0]}")
     for name in names:
         module = importlib.import_module(f"benchmarks.bench_{name}")
