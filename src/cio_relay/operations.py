@@ -284,7 +284,7 @@ def _encode_time(ms: int) -> str:
 def new_op_id() -> str:
     """A new op id: a ULID (48 bits of milliseconds, 80 random bits, Crockford base32).
 
-    About six times as fast as python-ulid's ``str(ULID())``, which matters when every
+    About eight times as fast as python-ulid's ``str(ULID())``, which matters when every
     operation gets one: the random bits come from a generator seeded from the system's random
     source instead of a system call per id (on the ingestion hot path each system call also
     hands the GIL to the thread writing the outbox, which then keeps it for a while), and the
