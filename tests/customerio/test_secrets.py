@@ -105,6 +105,8 @@ TRANSPORT = {
 @pytest.fixture
 def debug_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
     caplog.set_level(logging.DEBUG)  # root: httpx, httpcore and ours all propagate here
+    for chatty in ("httpx", "httpcore"):  # quietened by cio_relay's log setup in other tests
+        caplog.set_level(logging.DEBUG, logger=chatty)
     yield caplog
     for record in caplog.records:
         assert_clean(record.getMessage(), f"a log line of {record.name}")
