@@ -161,7 +161,11 @@ def _rss_child(count: int) -> None:
         leases = relay.outbox.lease(1500, 60.0)
         lease_ms = (time.perf_counter() - t0) * 1e3
         relay.close()
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # VmHWM: this process's own peak RSS. ru_maxrss would also count the peak of the parent it
+    # was spawned from (Linux carries it over exec), here the benchmark driver's.
+    status = Path("/proc/self/status").read_text().splitlines()
+    peak = [line.split()[1] for line in status if line.startswith("VmHWM:")]
+    peak_kb = int(peak[0]) if peak else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(f"{waiting} {peak_kb} {len(leases)} {lease_ms:.1f}")
 
 
