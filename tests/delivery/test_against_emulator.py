@@ -37,7 +37,7 @@ from cio_relay.emulator import EmulatorServer
 from cio_relay.outbox.base import DeadLetterFilter, DeadReason, Lease
 from cio_relay.outbox.sqlite import SqliteOutbox
 from cio_relay.relay import Relay
-from tests.fixtures.delivery import in_order_per_person, pages, wait_for
+from tests.fixtures.delivery import emulator_settings, in_order_per_person, pages, wait_for
 
 PEOPLE = [f"user-{p}" for p in range(20)]
 ROUNDS = 4
@@ -45,19 +45,10 @@ DRAIN_TIMEOUT = 30.0
 
 
 def _settings(emulator: EmulatorServer, tmp_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "site_id": emulator.config.site_id,
-        "track_api_key": emulator.config.track_api_key,
-        "app_api_key": emulator.config.app_api_key,
-        "track_url": emulator.url,
-        "app_url": emulator.url,
-        "outbox": f"sqlite:///{tmp_path / 'outbox.db'}",
-        "stamp_env": False,
-        "retry_base": 0.01,  # fast retries; a Retry-After (<= retry_cap) is still honoured
-        "retry_cap": 2.0,
-    }
-    values.update(overrides)
-    return Settings(**values)
+    outbox = f"sqlite:///{tmp_path / 'outbox.db'}"
+    # Fast retries; a Retry-After (<= retry_cap) is still honoured.
+    fast: dict[str, Any] = {"retry_base": 0.01, "retry_cap": 2.0}
+    return emulator_settings(emulator, outbox, **{**fast, **overrides})
 
 
 def _enqueue_workload(relay: Relay) -> list[str]:

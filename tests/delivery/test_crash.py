@@ -20,10 +20,10 @@ from typing import Any
 
 import httpx
 
-from cio_relay.config import Settings
 from cio_relay.emulator import EmulatorServer
 from cio_relay.relay import Relay
 from tests.fixtures.delivery import (
+    emulator_settings,
     in_order_per_person,
     pages,
     wait_for,
@@ -67,14 +67,9 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_counts_each_event_once(
     emulator: EmulatorServer, inspect: httpx.Client, tmp_path: Path
 ) -> None:
     outbox_url = f"sqlite:///{tmp_path / 'outbox.db'}"
-    settings = Settings(
-        site_id=emulator.config.site_id,
-        track_api_key=emulator.config.track_api_key,
-        app_api_key=emulator.config.app_api_key,
-        track_url=emulator.url,
-        app_url=emulator.url,
-        outbox=outbox_url,
-        stamp_env=False,
+    settings = emulator_settings(
+        emulator,
+        outbox_url,
         lease_seconds=LEASE_SECONDS,
         http_timeout=HTTP_TIMEOUT,
         retry_base=0.01,
@@ -122,15 +117,8 @@ def test_a_worker_killed_mid_send_leaves_its_emails_dead_lettered_not_sent_twice
     send again what a killed one may have sent. The mark the dispatcher writes before each send
     tells it so; it dead-letters those emails as ``ambiguous`` for an operator instead."""
     outbox_url = f"sqlite:///{tmp_path / 'outbox.db'}"
-    settings = Settings(
-        site_id=emulator.config.site_id,
-        track_api_key=emulator.config.track_api_key,
-        app_api_key=emulator.config.app_api_key,
-        track_url=emulator.url,
-        app_url=emulator.url,
-        outbox=outbox_url,
-        lease_seconds=LEASE_SECONDS,
-        http_timeout=HTTP_TIMEOUT,
+    settings = emulator_settings(
+        emulator, outbox_url, lease_seconds=LEASE_SECONDS, http_timeout=HTTP_TIMEOUT
     )
     recipients = [f"person-{n}@example.com" for n in range(4)]
     with Relay(settings) as relay:
