@@ -51,6 +51,19 @@ def _settings(emulator: EmulatorServer, tmp_path: Path, **overrides: Any) -> Set
     return emulator_settings(emulator, outbox, **{**fast, **overrides})
 
 
+def _send_welcome_emails(relay: Relay, count: int) -> list[str]:
+    """``count`` transactional emails to ``person-<n>``, ``message_data.n`` numbering them."""
+    return [
+        relay.send_email(
+            to=f"person-{n}@example.com",
+            identifiers={"id": f"person-{n}"},
+            transactional_message_id="welcome",
+            message_data={"n": n},
+        )
+        for n in range(count)
+    ]
+
+
 def _enqueue_workload(relay: Relay) -> list[str]:
     """For each person, ``ROUNDS`` times: an event numbered ``n``, then an identify setting
     ``step`` to the same number. Returns the event op ids."""
@@ -231,15 +244,7 @@ def test_an_ambiguous_transactional_send_is_dead_lettered_not_sent_twice(
     fault = {"path": "/v1/send/email", "drop_rate": 1.0, "drop_after_processing": True, "count": 1}
     inspect.post("/faults", json=fault).raise_for_status()
     with Relay(_settings(emulator, tmp_path)) as relay:
-        sent = [
-            relay.send_email(
-                to=f"person-{n}@example.com",
-                identifiers={"id": f"person-{n}"},
-                transactional_message_id="welcome",
-                message_data={"n": n},
-            )
-            for n in range(3)
-        ]
+        sent = _send_welcome_emails(relay, 3)
         stats = relay.worker().drain(timeout=DRAIN_TIMEOUT)
         [dead] = relay.outbox.list_dead()
         assert relay.outbox.depth().pending == 0
@@ -338,13 +343,7 @@ def test_a_send_kept_waiting_for_a_connection_settles_before_its_lease_runs_out(
     settings = _settings(emulator, tmp_path, lease_seconds=2.3, http_timeout=2.0)
     outbox = RecordingOutbox(tmp_path / "outbox.db")
     with Relay(settings, outbox=outbox) as relay:
-        for n in range(count):
-            relay.send_email(
-                to=f"person-{n}@example.com",
-                identifiers={"id": f"person-{n}"},
-                transactional_message_id="welcome",
-                message_data={"n": n},
-            )
+        _send_welcome_emails(relay, count)
         stats = relay.worker(concurrency=count).drain(timeout=DRAIN_TIMEOUT)
         depth = outbox.depth()
         dead = outbox.list_dead()
@@ -380,13 +379,7 @@ def test_sends_beyond_the_rate_limited_queue_are_deferred_and_all_delivered_once
     outbox = RecordingOutbox(tmp_path / "outbox.db")
     caplog.set_level(logging.WARNING, logger="cio_relay.delivery")
     with Relay(settings, outbox=outbox) as relay:
-        for n in range(count):
-            relay.send_email(
-                to=f"person-{n}@example.com",
-                identifiers={"id": f"person-{n}"},
-                transactional_message_id="welcome",
-                message_data={"n": n},
-            )
+        _send_welcome_emails(relay, count)
         stats = relay.worker(concurrency=concurrency).drain(timeout=DRAIN_TIMEOUT)
         depth = outbox.depth()
     outbox.close()
