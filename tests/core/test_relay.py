@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from cio_relay import AsyncRelay, Relay, Settings
 from cio_relay.errors import LimitExceeded, OutboxFullError, ValidationError
 from cio_relay.operations import Kind
 from cio_relay.outbox.memory import MemoryOutbox
+from cio_relay.outbox.sqlite import SqliteOutbox
 
 
 @pytest.fixture
@@ -179,3 +182,26 @@ async def test_async_relay_stores_durably_and_returns_op_ids() -> None:
 def test_repr_shows_no_secrets() -> None:
     relay = Relay(Settings(track_api_key="sekrit-track", site_id="s"), outbox=MemoryOutbox())
     assert "sekrit" not in repr(relay)
+
+
+async def test_concurrent_async_calls_share_commits_and_each_returns_durable(
+    tmp_path: Path,
+) -> None:
+    outbox = SqliteOutbox(tmp_path / "outbox.db")
+    relay = AsyncRelay(Settings(), outbox=outbox)
+    op_ids = await asyncio.gather(*(relay.track(f"u{i % 7}", "e", {"i": i}) for i in range(300)))
+    # Every call returned after its write: all 300 are in the file, in fewer commits than calls.
+    assert outbox.depth().pending == 300 and len(set(op_ids)) == 300
+    assert outbox.enqueue_commits <= 2  # one thread hop and commit for the group
+    await relay.aclose()
+    reopened = SqliteOutbox(tmp_path / "outbox.db")
+    assert reopened.depth().pending == 300
+    reopened.close()
+
+
+def test_an_async_relay_serves_one_event_loop_after_another() -> None:
+    relay = AsyncRelay(Settings(), outbox=MemoryOutbox())
+    first = asyncio.run(relay.track("u", "first"))
+    second = asyncio.run(relay.identify("u", plan="pro"))
+    assert [lease.op.op_id for lease in relay.outbox.lease(10, 60.0)] == [first]
+    assert first != second and relay.outbox.depth().pending == 2

@@ -33,6 +33,7 @@ from starlette.routing import BaseRoute, Route
 from cio_relay.config import Settings
 from cio_relay.delivery.hooks import Hooks
 from cio_relay.delivery.worker import Worker
+from cio_relay.group_writer import GroupWriter
 from cio_relay.observability.logs import log_delivery_events
 from cio_relay.observability.metrics import Metrics
 from cio_relay.observability.throughput import ThroughputRing
@@ -49,7 +50,6 @@ from cio_relay.server.middleware import RequestIdMiddleware
 from cio_relay.server.openapi import openapi_document
 from cio_relay.server.responses import error_response
 from cio_relay.server.webhooks import WebhookStack
-from cio_relay.server.writer import GroupWriter
 
 __all__ = ["PUBLIC_PATHS", "Service", "create_app", "idempotency_path_for"]
 

@@ -25,6 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cio_relay.errors import OutboxFullError, ValidationError
+from cio_relay.group_writer import GroupWriter
 from cio_relay.observability.metrics import Metrics
 from cio_relay.operations import Operation
 from cio_relay.server import schemas as s
@@ -40,7 +41,6 @@ from cio_relay.server.responses import (
     too_large,
     unauthorized,
 )
-from cio_relay.server.writer import GroupWriter
 
 __all__ = ["INGEST_ROUTES", "Ingestion", "read_capped"]
 

@@ -1,6 +1,7 @@
-"""Group commit for the ingestion API: concurrent requests share one thread hop and one commit.
+"""Group commit for asyncio callers: concurrent writers share one thread hop and one commit.
 
-Each request hands its operations (and its idempotency claim, if any) to ``GroupWriter.write``
+Used by the ingestion API (each HTTP request) and by ``AsyncRelay`` (each awaited call). Each
+caller hands its operations (and, in the API, its idempotency claim) to ``GroupWriter.write``
 and waits. One flusher task takes everything waiting, writes it with a single
 ``relay.enqueue(...)`` in a worker thread, and wakes every request of the group; what arrives
 during a flush forms the next group. Under load, groups grow by themselves, so the disk and the
@@ -18,13 +19,28 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cio_relay.errors import OutboxFullError
 from cio_relay.operations import Operation
-from cio_relay.relay import Relay
-from cio_relay.server.idempotency import Claim, IdempotencyStore
 
-__all__ = ["GroupWriter"]
+if TYPE_CHECKING:  # the Relay imports this module
+    from cio_relay.relay import Relay
+
+__all__ = ["ClaimStore", "GroupWriter"]
+
+#: An idempotency claim: opaque here, understood by the ``ClaimStore`` it goes to.
+Claim = Any
+
+
+class ClaimStore(Protocol):
+    """Where idempotency claims are recorded around a group's write (server/idempotency.py)."""
+
+    def reserve(self, claims: Sequence[Claim]) -> None: ...
+
+    def complete(self, claims: Sequence[Claim]) -> None: ...
+
+    def forget(self, claims: Sequence[Claim]) -> None: ...
 
 
 @dataclass(slots=True)
@@ -37,7 +53,7 @@ class _Waiting:
 class GroupWriter:
     """Writes operations for many concurrent requests in groups; see the module docstring."""
 
-    def __init__(self, relay: Relay, idempotency: IdempotencyStore | None = None) -> None:
+    def __init__(self, relay: Relay, idempotency: ClaimStore | None = None) -> None:
         self.relay = relay
         self.idempotency = idempotency
         self._waiting: list[_Waiting] = []
