@@ -326,14 +326,26 @@ _RELAY_METHODS = (
 )
 
 
+class _Capture(Relay):
+    """``Relay``'s methods with its validation and stamping but no outbox: ``_one`` keeps each
+    built operation for ``AsyncRelay``, which writes it with the group."""
+
+    def __init__(self, settings: Settings) -> None:  # nothing to open: no super().__init__
+        self.settings = settings
+        self.built: list[Operation] = []
+
+    def _one(self, op: Operation) -> str:
+        self.built.append(op)
+        return op.op_id
+
+
 class AsyncRelay:
     """``Relay`` for asyncio apps: the same methods as coroutines.
 
     Validation runs inline (it is pure and fast); the durable write runs in a worker thread so
-    the event loop never waits on the disk. Concurrent ``enqueue``, ``identify`` and ``track``
-    calls (the hot ones) share that thread hop and one commit (``GroupWriter``): a busy app pays
-    the disk once per group, not once per call, and each call still returns only once its
-    operations are durable. The other methods take a thread hop and a commit each.
+    the event loop never waits on the disk. Concurrent calls share that thread hop and one
+    commit (``GroupWriter``): a busy app pays the disk once per group, not once per call, and
+    each call still returns only once its operations are durable.
     """
 
     def __init__(
@@ -347,6 +359,7 @@ class AsyncRelay:
         self.settings = self._relay.settings
         self.outbox = self._relay.outbox
         self.hooks = self._relay.hooks
+        self._capture = _Capture(self.settings)
         # One writer per event loop: its futures and flusher task belong to that loop.
         self._writers: dict[asyncio.AbstractEventLoop, GroupWriter] = {}
 
@@ -357,8 +370,11 @@ class AsyncRelay:
     def __repr__(self) -> str:
         return f"AsyncRelay(env={self.settings.env!r}, region={self.settings.region!r})"
 
-    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(getattr(self._relay, method), *args, **kwargs)
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> str:
+        """``Relay.<method>``'s operation, built inline and written with the group."""
+        getattr(self._capture, method)(*args, **kwargs)
+        op = self._capture.built.pop()  # no await since the call: it is this call's operation
+        return (await self.enqueue(op))[0]
 
     async def enqueue(self, *operations: Operation) -> list[str]:
         """Store ``operations`` durably (with whatever other calls are waiting); their op ids."""
@@ -391,60 +407,47 @@ class AsyncRelay:
     async def track_anonymous(
         self, anonymous_id: str, name: str, data: Mapping[str, Any] | None = None, **kw: Any
     ) -> str:
-        result: str = await self._call("track_anonymous", anonymous_id, name, data, **kw)
-        return result
+        return await self._call("track_anonymous", anonymous_id, name, data, **kw)
 
     async def page(
         self, person: PersonRef, url: str, data: Mapping[str, Any] | None = None, **kw: Any
     ) -> str:
-        result: str = await self._call("page", person, url, data, **kw)
-        return result
+        return await self._call("page", person, url, data, **kw)
 
     async def screen(
         self, person: PersonRef, name: str, data: Mapping[str, Any] | None = None, **kw: Any
     ) -> str:
-        result: str = await self._call("screen", person, name, data, **kw)
-        return result
+        return await self._call("screen", person, name, data, **kw)
 
     async def add_device(self, person: PersonRef, token: str, platform: str, **kw: Any) -> str:
-        result: str = await self._call("add_device", person, token, platform, **kw)
-        return result
+        return await self._call("add_device", person, token, platform, **kw)
 
     async def delete_device(self, person: PersonRef, token: str) -> str:
-        result: str = await self._call("delete_device", person, token)
-        return result
+        return await self._call("delete_device", person, token)
 
     async def suppress(self, person: PersonRef) -> str:
-        result: str = await self._call("suppress", person)
-        return result
+        return await self._call("suppress", person)
 
     async def unsuppress(self, person: PersonRef) -> str:
-        result: str = await self._call("unsuppress", person)
-        return result
+        return await self._call("unsuppress", person)
 
     async def merge(self, primary: PersonRef, secondary: PersonRef) -> str:
-        result: str = await self._call("merge", primary, secondary)
-        return result
+        return await self._call("merge", primary, secondary)
 
     async def delete(self, person: PersonRef) -> str:
-        result: str = await self._call("delete", person)
-        return result
+        return await self._call("delete", person)
 
     async def send_email(self, **kw: Any) -> str:
-        result: str = await self._call("send_email", **kw)
-        return result
+        return await self._call("send_email", **kw)
 
     async def send_push(self, **kw: Any) -> str:
-        result: str = await self._call("send_push", **kw)
-        return result
+        return await self._call("send_push", **kw)
 
     async def send_sms(self, **kw: Any) -> str:
-        result: str = await self._call("send_sms", **kw)
-        return result
+        return await self._call("send_sms", **kw)
 
     async def trigger_broadcast(self, broadcast_id: int | str, **kw: Any) -> str:
-        result: str = await self._call("trigger_broadcast", broadcast_id, **kw)
-        return result
+        return await self._call("trigger_broadcast", broadcast_id, **kw)
 
     def worker(self, **options: Any) -> Any:
         return self._relay.worker(**options)

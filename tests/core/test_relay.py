@@ -189,7 +189,10 @@ async def test_concurrent_async_calls_share_commits_and_each_returns_durable(
 ) -> None:
     outbox = SqliteOutbox(tmp_path / "outbox.db")
     relay = AsyncRelay(Settings(), outbox=outbox)
-    op_ids = await asyncio.gather(*(relay.track(f"u{i % 7}", "e", {"i": i}) for i in range(300)))
+    calls = [relay.track(f"u{i % 7}", "e", {"i": i}) for i in range(150)]
+    calls += [relay.suppress(f"s{i}") for i in range(100)]
+    calls += [relay.send_email(to=f"p{i}@x.test", transactional_message_id=1) for i in range(50)]
+    op_ids = await asyncio.gather(*calls)
     # Every call returned after its write: all 300 are in the file, in fewer commits than calls.
     assert outbox.depth().pending == 300 and len(set(op_ids)) == 300
     assert outbox.enqueue_commits <= 2  # one thread hop and commit for the group
