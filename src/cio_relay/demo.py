@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import uvicorn
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -41,8 +42,9 @@ from cio_relay.lake.funnel import FunnelRow
 from cio_relay.observability.metrics import Metrics
 from cio_relay.operations import Operation
 from cio_relay.relay import Relay
-from cio_relay.sandbox import BackgroundServer, Sandbox, listening_socket, start_sandbox
+from cio_relay.sandbox import Sandbox, start_sandbox
 from cio_relay.server.webhooks import WebhookStack
+from cio_relay.serving import BackgroundServer, bind_socket
 
 __all__ = [
     "DemoResult",
@@ -244,7 +246,7 @@ def run_demo(
         )
         # The receiver's socket listens before the emulator starts, so the emulator is given
         # its URL up front; webhooks posted before uvicorn accepts wait in the backlog.
-        sock = listening_socket()
+        sock = bind_socket("127.0.0.1", 0, backlog=1024)
         stack.callback(sock.close)
         receiver_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         sandbox = start_sandbox(settings, webhook_url=receiver_url + WEBHOOK_PATH)
@@ -255,7 +257,8 @@ def run_demo(
             raise RuntimeError("the sandbox gave no webhook signing key")
         stack.callback(webhooks.stop)
         app = Starlette(routes=[Route(WEBHOOK_PATH, webhooks.app, methods=["POST"])])
-        stack.enter_context(BackgroundServer(app, sock, name="cio-relay-demo-webhooks"))
+        config = uvicorn.Config(app, log_config=None, log_level="warning", access_log=False)
+        stack.enter_context(BackgroundServer(config, sock, name="cio-relay-demo-webhooks"))
         stack.enter_context(_warnings_to(console))
         console.print(f"[bold yellow]{sandbox.banner}[/]")
         console.print(f"Webhook receiver: {receiver_url}{WEBHOOK_PATH}", highlight=False)

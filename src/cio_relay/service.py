@@ -30,6 +30,7 @@ from cio_relay.observability.logs import SecretScrubber, configure_logging
 from cio_relay.sandbox import Sandbox, needs_sandbox, start_sandbox
 from cio_relay.server import create_app
 from cio_relay.server.auth import generate_api_key
+from cio_relay.serving import bind_socket, socket_url
 
 __all__ = ["PreparedService", "prepare_service", "print_banner", "run_service", "tune_gc"]
 
@@ -46,7 +47,7 @@ class PreparedService:
 
     @property
     def base_url(self) -> str:
-        return _base_url(self.sock)
+        return socket_url(self.sock)
 
     def close(self) -> None:
         self.sock.close()
@@ -54,22 +55,11 @@ class PreparedService:
             self.sandbox.stop()
 
 
-def _base_url(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - bound to all interfaces: show a local URL
-        host = "127.0.0.1"
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
 def _bind(host: str, port: int) -> socket.socket:
-    """Bind before anything starts, so the URL (and port 0's real port) is known up front."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    # Listening now: a client that reads the printed URL before uvicorn is up waits in the
-    # backlog instead of being refused.
-    sock.listen(2048)
+    """Bind before anything starts, so the URL (and port 0's real port) is known up front;
+    listening now, a client that reads the printed URL before uvicorn is up waits in the
+    backlog instead of being refused."""
+    sock = bind_socket(host, port, backlog=2048)
     sock.set_inheritable(True)
     return sock
 
@@ -108,7 +98,7 @@ def prepare_service(
     sandbox = None
     try:
         if needs_sandbox(settings):
-            webhook_url = f"{_base_url(sock)}/webhooks/customerio"
+            webhook_url = f"{socket_url(sock)}/webhooks/customerio"
             sandbox = start_sandbox(settings, webhook_url=webhook_url)
             settings = sandbox.settings
         if scrubber is not None:

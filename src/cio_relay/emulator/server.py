@@ -1,28 +1,28 @@
 """Serve the emulator with uvicorn: in a background thread (tests, sandbox) or in the foreground.
 
 ``EmulatorServer`` binds its socket itself (port 0 picks a free one), so ``url`` is known
-before the server starts, and ``start`` returns once uvicorn has started serving on it.
+before the server starts, and ``start`` returns once uvicorn has started serving on it (a
+``cio_relay.serving.BackgroundServer``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import gc
-import socket
-import threading
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
 import uvicorn
 
+from cio_relay.serving import BackgroundServer, bind_socket, socket_url
+
 from .app import create_app
 from .config import EmulatorConfig
 from .state import EmulatorState
 
-__all__ = ["EmulatorServer", "bind_socket", "serve_forever", "uvicorn_config"]
+__all__ = ["EmulatorServer", "serve_forever", "uvicorn_config"]
 
-_START_TIMEOUT = 30.0
 OWN_PROCESS_GC_FREEZE_BYTES = 20_000_000
 OWN_PROCESS_GC_THRESHOLD = 20_000
 
@@ -56,24 +56,6 @@ def uvicorn_config(
     )
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to ``host:port`` (0: a free port), not yet listening."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def _url(host: str, port: int, *, tls: bool) -> str:
-    netloc = f"[{host}]" if ":" in host else host
-    return f"{'https' if tls else 'http'}://{netloc}:{port}"
-
-
 class EmulatorServer:
     """The emulator on a real 127.0.0.1 socket, served from a background thread.
 
@@ -92,20 +74,14 @@ class EmulatorServer:
         self.config = config or EmulatorConfig()
         self.app = create_app(self.config)
         self.host = host
-        self._socket = bind_socket(host, port)
-        self.port = int(self._socket.getsockname()[1])
-        self.url = _url(host, self.port, tls=ssl_certfile is not None)
-        self._server = uvicorn.Server(
-            uvicorn_config(
-                self.app,
-                host=host,
-                port=self.port,
-                ssl_certfile=ssl_certfile,
-                ssl_keyfile=ssl_keyfile,
-            )
+        # Listening from the start: requests sent before uvicorn accepts wait in the backlog.
+        sock = bind_socket(host, port, backlog=4096)
+        self.port = int(sock.getsockname()[1])
+        config_ = uvicorn_config(
+            self.app, host=host, port=self.port, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile
         )
-        self._thread: threading.Thread | None = None
-        self._finished = threading.Event()
+        self._background = BackgroundServer(config_, sock, name=f"cio-relay-emulator-{self.port}")
+        self.url = self._background.url
 
     def __repr__(self) -> str:
         return f"EmulatorServer(url={self.url!r}, config={self.config!r})"
@@ -116,37 +92,13 @@ class EmulatorServer:
         return self.app.state
 
     def start(self) -> EmulatorServer:
-        if self._thread is not None:
-            return self
-        self._thread = threading.Thread(
-            target=self._run, name=f"cio-relay-emulator-{self.port}", daemon=True
-        )
-        self._thread.start()
-        # Poll uvicorn's own flag, waking on the thread's end so a failed start is seen at once.
-        waited = 0.0
-        while not self._server.started:
-            if self._finished.wait(0.005):
-                raise RuntimeError(f"the emulator failed to start on {self.url}")
-            waited += 0.005
-            if waited > _START_TIMEOUT:
-                self.stop()
-                raise RuntimeError(f"the emulator did not start on {self.url} in time")
+        """Return once uvicorn serves on the socket; raise if it fails to start."""
+        self._background.start()
         return self
-
-    def _run(self) -> None:
-        try:
-            self._socket.listen(4096)
-            self._server.run(sockets=[self._socket])
-        finally:
-            self._finished.set()
 
     def stop(self) -> None:
         """Stop serving and wait for the thread; safe to call twice."""
-        self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
-        self._socket.close()
+        self._background.stop()
 
     def __enter__(self) -> EmulatorServer:
         return self.start()
@@ -180,7 +132,7 @@ def serve_forever(
     # A v2 batch allocates tens of thousands of short-lived dicts: with the default threshold
     # (700) the young generation is collected dozens of times per batch.
     gc.set_threshold(OWN_PROCESS_GC_THRESHOLD, 20, 20)
-    sock = bind_socket(host, port)
+    sock = bind_socket(host, port)  # listening below, once the server is built
     try:
         server = uvicorn.Server(
             uvicorn_config(
@@ -194,7 +146,7 @@ def serve_forever(
         )
         sock.listen(4096)  # from here the kernel queues connections until uvicorn accepts them
         if on_listening is not None:
-            on_listening(_url(host, int(sock.getsockname()[1]), tls=ssl_certfile is not None))
+            on_listening(socket_url(sock, tls=ssl_certfile is not None))
         server.run(sockets=[sock])
     finally:
         sock.close()
