@@ -370,7 +370,7 @@ class AsyncRelay:
     def __repr__(self) -> str:
         return f"AsyncRelay(env={self.settings.env!r}, region={self.settings.region!r})"
 
-    async def _call(self, method: str, *args: Any, **kwargs: Any) -> str:
+    async def _call(self, method: str, /, *args: Any, **kwargs: Any) -> str:
         """``Relay.<method>``'s operation, built inline and written with the group."""
         getattr(self._capture, method)(*args, **kwargs)
         op = self._capture.built.pop()  # no await since the call: it is this call's operation

@@ -453,14 +453,11 @@ class Dispatcher:
             if self._may_resend(op):
                 await self._retry(lease, exc, getattr(exc, "retry_after", None))
             else:
-                said = "may or may not have" in str(exc)  # the client's own errors say so
-                unsure = (
-                    "" if said else f" — the {op.kind.value} may or may not have been processed"
-                )
                 await self._dead(
                     lease,
                     DeadReason.AMBIGUOUS,
-                    f"{exc}{unsure}; replay it only if you know it was not",
+                    f"{exc} — the {op.kind.value} may or may not have been "
+                    "processed; replay it only if you know it was not",
                 )
         elif exc.status in _AUTH_STATUSES:
             log.error(

@@ -399,17 +399,15 @@ class RedisOutbox:
     def _leases(reply: list[Any], consumer: str, until: float) -> list[Lease]:
         # The hot loop of every worker: one record decoded and one lease made per operation.
         prefix = f"{consumer} "
-        loads, kinds = orjson.loads, _KINDS
         leases = []
         values = iter(reply)
         for op_id, record, attempts, entry_id in zip(values, values, values, values, strict=True):
-            kind, created_at, env, identifiers, payload = loads(record)
-            op = new_operation(op_id.decode(), kinds[kind], identifiers, payload, created_at, env)
+            op = _decode(op_id, record)
             token = prefix + entry_id.decode()
             if attempts is None:
                 leases.append(new_lease(op, token, 0, until))
             else:
-                count, error = loads(attempts)
+                count, error = orjson.loads(attempts)
                 leases.append(new_lease(op, token, count, until, error))
         return leases
 

@@ -16,7 +16,7 @@ from cio_relay.errors import LimitExceeded, ValidationError
 from cio_relay.operations import IDENTIFIER_TYPES, Operation, PersonRef
 from cio_relay.server import schemas as s
 
-__all__ = ["OperationBuilder", "fast_op_id", "person_from_path"]
+__all__ = ["OperationBuilder", "person_from_path"]
 
 
 def person_from_path(person_id: str, id_type: str | None) -> dict[str, str]:
@@ -44,11 +44,6 @@ def _prefixed(exc: ValidationError, prefix: str) -> ValidationError:
         return LimitExceeded(field, exc.limit, exc.size, exc.unit)
     message = str(exc).removeprefix(f"{exc.field}: ")
     return ValidationError(field, message)
-
-
-#: The op id generator, kept under its former name: ``operations.new_op_id`` is the one the
-#: Relay and the server share.
-fast_op_id = ops.new_op_id
 
 
 _EVENT_BUILDERS = {"event": ops.track, "track": ops.track, "page": ops.page, "screen": ops.screen}
