@@ -15,6 +15,7 @@ worker's ``drain`` returns once the outbox is empty.
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,29 @@ def _mid_batch(inspect: httpx.Client) -> bool:
     return 0 < answered < arrived
 
 
+def _kill_worker_when(
+    condition: Callable[[], bool],
+    fault: dict[str, Any],
+    emulator: EmulatorServer,
+    inspect: httpx.Client,
+    outbox_url: str,
+    tmp_path: Path,
+) -> None:
+    """Slow the emulator down with ``fault``, start a ``cio-relay worker`` on ``outbox_url``,
+    SIGKILL it as soon as ``condition`` holds, and lift the fault."""
+    inspect.post("/faults", json=fault).raise_for_status()
+    env = worker_env(
+        emulator, outbox_url, lease_seconds=str(LEASE_SECONDS), http_timeout=str(HTTP_TIMEOUT)
+    )
+    logs = tmp_path / "doomed"
+    logs.mkdir()
+    with workers(1, env, logs) as [doomed]:
+        assert wait_for(condition, DEADLINE), worker_logs(logs)
+        doomed.send_signal(signal.SIGKILL)
+        assert doomed.wait(30) == -signal.SIGKILL
+    inspect.delete("/faults").raise_for_status()
+
+
 def test_a_worker_killed_mid_batch_loses_nothing_and_counts_each_event_once(
     emulator: EmulatorServer, inspect: httpx.Client, tmp_path: Path
 ) -> None:
@@ -78,17 +102,8 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_counts_each_event_once(
         event_ids = _enqueue_workload(relay)
     total_ops = 2 * len(event_ids)
 
-    inspect.post("/faults", json={"path": "/api/", "latency_ms": LATENCY_MS}).raise_for_status()
-    env = worker_env(
-        emulator, outbox_url, lease_seconds=str(LEASE_SECONDS), http_timeout=str(HTTP_TIMEOUT)
-    )
-    logs = tmp_path / "doomed"
-    logs.mkdir()
-    with workers(1, env, logs) as [doomed]:
-        assert wait_for(lambda: _mid_batch(inspect), DEADLINE), worker_logs(logs)
-        doomed.send_signal(signal.SIGKILL)
-        assert doomed.wait(30) == -signal.SIGKILL
-    inspect.delete("/faults").raise_for_status()
+    slowed = {"path": "/api/", "latency_ms": LATENCY_MS}
+    _kill_worker_when(lambda: _mid_batch(inspect), slowed, emulator, inspect, outbox_url, tmp_path)
 
     with Relay(settings) as relay:
         held = relay.outbox.depth()
@@ -127,18 +142,9 @@ def test_a_worker_killed_mid_send_leaves_its_emails_dead_lettered_not_sent_twice
                 to=address, identifiers={"id": f"person-{n}"}, transactional_message_id="receipt"
             )
 
-    inspect.post("/faults", json={"path": "/v1/send", "latency_ms": LATENCY_MS}).raise_for_status()
-    env = worker_env(
-        emulator, outbox_url, lease_seconds=str(LEASE_SECONDS), http_timeout=str(HTTP_TIMEOUT)
-    )
-    logs = tmp_path / "doomed"
-    logs.mkdir()
-    with workers(1, env, logs) as [doomed]:
-        on_the_wire = lambda: inspect.get("/stats").json()["delayed_requests"] == len(recipients)  # noqa: E731
-        assert wait_for(on_the_wire, DEADLINE), worker_logs(logs)
-        doomed.send_signal(signal.SIGKILL)
-        assert doomed.wait(30) == -signal.SIGKILL
-    inspect.delete("/faults").raise_for_status()
+    slowed = {"path": "/v1/send", "latency_ms": LATENCY_MS}
+    on_the_wire = lambda: inspect.get("/stats").json()["delayed_requests"] == len(recipients)  # noqa: E731
+    _kill_worker_when(on_the_wire, slowed, emulator, inspect, outbox_url, tmp_path)
     # The emulator applies what it was holding, as Customer.io would have.
     assert wait_for(lambda: inspect.get("/stats").json()["deliveries"] == 4, DEADLINE)
 
