@@ -263,3 +263,37 @@ def test_large_op_id_filters_and_payloads_round_trip(path: Path) -> None:
         assert dead.op == big
     finally:
         box.close()
+
+
+def test_a_version_1_file_is_migrated_with_its_pending_work(path: Path) -> None:
+    a1, a2, a3 = event("a", 1), event("a", 2), event("a", 3)
+    box = SqliteOutbox(path)
+    box.enqueue([a1, a2])
+    [first] = box.lease(10, 30)  # both admitted into ``ops``, as version 1 held them
+    box.release([first])
+    box.close()
+    conn = sqlite3.connect(path)
+    try:  # back to version 1: no ``intake`` table
+        conn.execute("DROP TABLE intake")
+        conn.execute("PRAGMA user_version = 1")
+        conn.commit()
+    finally:
+        conn.close()
+    box = SqliteOutbox(path)
+    try:
+        box.enqueue([a3, a1])  # the repeat of a1 stays one operation
+        assert drain_ids(box, time.time()) == [a1.op_id, a2.op_id, a3.op_id]
+        assert box.depth().ready == 0
+    finally:
+        box.close()
+
+
+def test_waiting_operations_not_yet_admitted_count_in_depth(path: Path) -> None:
+    box = SqliteOutbox(path)
+    try:
+        box.enqueue([event("a", 1), event("b", 1)])
+        depth = box.depth(now=time.time() + 5)
+        assert (depth.ready, depth.leased, depth.scheduled) == (2, 0, 0)
+        assert depth.oldest_waiting_age is not None and depth.oldest_waiting_age >= 5
+    finally:
+        box.close()

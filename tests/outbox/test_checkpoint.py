@@ -1,0 +1,113 @@
+"""The SQLite outbox's checkpoint thread: the WAL stays bounded while writers go on."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cio_relay.outbox.checkpoint import Checkpointer
+from cio_relay.outbox.sqlite import SqliteOutbox
+
+from .test_contract import event
+
+ROW = b"x" * 500
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[tuple[Path, sqlite3.Connection]]:
+    """A WAL file with autocheckpoint off, as the outbox's writer connection has it."""
+    path = tmp_path / "wal.db"
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA page_size = 1024")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)")
+    yield path, conn
+    conn.close()
+
+
+def _write(conn: sqlite3.Connection, lock: threading.Lock, commits: int) -> None:
+    for _ in range(commits):
+        with lock:
+            conn.execute("BEGIN")
+            conn.executemany("INSERT INTO t (v) VALUES (?)", [(ROW,), (ROW,)])
+            conn.execute("COMMIT")
+
+
+def _wal_bytes(path: Path) -> int:
+    return path.with_name(path.name + "-wal").stat().st_size
+
+
+def test_wal_stays_bounded_under_sustained_writes(db: tuple[Path, sqlite3.Connection]) -> None:
+    path, conn = db
+    lock = threading.Lock()
+    checkpointer = Checkpointer(
+        path, synchronous="NORMAL", writer_lock=lock, every_changes=1_000, every_commits=10**9
+    )
+    for _ in range(10_000):  # 20,000 rows: ~45 MB of WAL with no checkpoint at all
+        _write(conn, lock, 1)
+        checkpointer.wrote(conn.total_changes)
+    checkpointer.close()
+    assert checkpointer.rounds >= 1
+    assert _wal_bytes(path) < 20 * 1024 * 1024
+    assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 20_000
+
+
+def test_a_round_copies_every_frame_so_the_wal_starts_over(
+    db: tuple[Path, sqlite3.Connection],
+) -> None:
+    path, conn = db
+    lock = threading.Lock()
+    _write(conn, lock, 2_000)
+    high_water = _wal_bytes(path)
+    checkpointer = Checkpointer(path, synchronous="NORMAL", writer_lock=lock, every_changes=1)
+    checkpointer.wrote(conn.total_changes)  # due: the round runs, even though close comes next
+    checkpointer.close()
+    assert checkpointer.rounds == 1
+    _write(conn, lock, 2_000)  # the same again reuses the WAL from its start: no growth to 2x
+    assert _wal_bytes(path) < high_water * 1.1
+
+
+def test_nothing_is_due_before_the_threshold_and_close_without_a_thread_is_fine(
+    db: tuple[Path, sqlite3.Connection],
+) -> None:
+    path, conn = db
+    checkpointer = Checkpointer(
+        path, synchronous="NORMAL", writer_lock=threading.Lock(), every_changes=10**6
+    )
+    _write(conn, threading.Lock(), 10)
+    checkpointer.wrote(conn.total_changes)
+    assert checkpointer._thread is None
+    checkpointer.close()
+    assert checkpointer.rounds == 0
+
+
+def test_close_stops_the_thread_and_later_writes_start_none(
+    db: tuple[Path, sqlite3.Connection],
+) -> None:
+    path, conn = db
+    lock = threading.Lock()
+    checkpointer = Checkpointer(path, synchronous="NORMAL", writer_lock=lock, every_changes=1)
+    _write(conn, lock, 10)
+    checkpointer.wrote(conn.total_changes)
+    thread = checkpointer._thread
+    assert thread is not None
+    checkpointer.close()
+    assert not thread.is_alive()
+    checkpointer.wrote(conn.total_changes + 10)
+    assert checkpointer._thread is thread and not thread.is_alive()
+
+
+def test_the_outbox_checkpoints_its_file_as_it_is_written(tmp_path: Path) -> None:
+    box = SqliteOutbox(tmp_path / "outbox.db")
+    try:
+        assert box._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        for batch in range(25):  # 25,000 rows: past CHECKPOINT_EVERY_CHANGES
+            box.enqueue([event(f"p{i}", batch) for i in range(1_000)])
+    finally:
+        box.close()
+    assert box._checkpointer.rounds >= 1
