@@ -62,6 +62,22 @@ def test_every_key_a_script_touches_shares_one_cluster_slot(person: str) -> None
     assert len({key_slot(shard_keys("cio-relay", s).ops.encode()) for s in range(4)}) > 1
 
 
+def test_the_outbox_client_packs_commands_as_redis_py_does(redis_server: RedisServer) -> None:
+    outbox = RedisOutbox(redis_server.url, namespace="packer")
+    client = outbox.client
+    try:
+        client.set("packer:k", "é")
+        client.hset("packer:h", mapping={b"b": bytearray(b"x"), "f": 0.1 + 0.2, "i": 7})
+        assert client.get("packer:k") == "é".encode()
+        assert client.hgetall("packer:h") == {b"b": b"x", b"f": b"0.30000000000000004", b"i": b"7"}
+        assert client.config_get("appendonly")  # a two-word command name
+        with pytest.raises(redis.DataError):
+            client.set("packer:k", True)  # type: ignore[arg-type]
+    finally:
+        client.delete("packer:k", "packer:h")
+        outbox.close()
+
+
 def test_namespaces_cannot_break_hash_tags(redis_server: RedisServer) -> None:
     with pytest.raises(ValueError, match="without"):
         RedisOutbox(redis_server.url, namespace="a{b}")

@@ -72,9 +72,11 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
+import hiredis
 import orjson
 import redis
 from redis.commands.core import Script
+from redis.exceptions import DataError
 
 from cio_relay.errors import CioRelayError, ConfigError
 from cio_relay.operations import Kind, Operation, new_operation
@@ -187,6 +189,30 @@ def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+class _Packer:
+    """Packs commands for the outbox's own client with one hiredis call.
+
+    redis-py's default packer passes every argument through a Python encoder first (~0.3 us
+    each); script calls carry a few arguments per operation, so on every enqueue and ack that was
+    about half of the caller's CPU in the client. hiredis packs str (as UTF-8), bytes, int and
+    float itself; bytearray and memoryview are copied to bytes, and anything else (a bool, None)
+    is refused with redis-py's DataError, as the default packer does.
+    """
+
+    def pack(self, *args: Any) -> list[bytes]:
+        name = args[0]
+        if (isinstance(name, str) and " " in name) or (isinstance(name, bytes) and b" " in name):
+            args = (*name.split(), *args[1:])  # "SCRIPT LOAD": two words on the wire
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError:
+            args = tuple(bytes(a) if isinstance(a, bytearray | memoryview) else a for a in args)
+            try:
+                return [hiredis.pack_command(args)]
+            except TypeError as exc:
+                raise DataError(f"invalid argument for a Redis command: {exc}") from None
+
+
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -225,7 +251,11 @@ class RedisOutbox:
         self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         if isinstance(url_or_client, str):
             self.client: RedisClient = redis.Redis.from_url(
-                url_or_client, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
+                url_or_client,
+                socket_timeout=10,
+                socket_connect_timeout=5,
+                health_check_interval=30,
+                command_packer=_Packer(),
             )
             self._owns_client = True
         else:
