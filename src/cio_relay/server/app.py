@@ -43,6 +43,7 @@ from cio_relay.relay import Relay
 from cio_relay.server.auth import ApiKeys
 from cio_relay.server.build import OperationBuilder
 from cio_relay.server.dashboard import Dashboard
+from cio_relay.server.direct import DirectRoutes
 from cio_relay.server.health import Health, Readiness
 from cio_relay.server.idempotency import IdempotencyStore
 from cio_relay.server.ingest import Ingestion
@@ -174,8 +175,9 @@ def create_app(
     async def openapi(request: Request) -> Response:
         return Response(document, media_type="application/json")
 
+    ingestion_routes = service.ingestion.routes()
     routes: list[BaseRoute] = [
-        *service.ingestion.routes(),
+        *ingestion_routes,
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
         Route("/metrics", health.metrics_text, methods=["GET"]),
@@ -195,8 +197,13 @@ def create_app(
 
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(RequestIdMiddleware, tracing=service.tracing)],
-        exception_handlers={HTTPException: _http_error},
+        middleware=[
+            Middleware(RequestIdMiddleware, tracing=service.tracing),
+            Middleware(DirectRoutes, routes=ingestion_routes),
+        ],
+        # Exception: Starlette's outermost middleware answers an unexpected error with this (and
+        # re-raises it for the server to log), on the direct routes as on every other.
+        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
         lifespan=lifespan,
     )
     app.state.service = service
@@ -268,3 +275,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return error_response(exc.status_code, code, exc.detail, headers=exc.headers)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    return error_response(500, "internal", "internal server error")

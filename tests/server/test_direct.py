@@ -1,0 +1,120 @@
+"""Direct dispatch of the ingestion routes: the same answers as the router, found without it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+
+import httpx
+import pytest
+from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
+
+from cio_relay.operations import Operation
+from cio_relay.outbox.memory import MemoryOutbox
+from cio_relay.server.direct import DirectRoutes
+from cio_relay.server.ingest import read_capped
+
+
+async def _endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+    raise AssertionError("the table is only matched here, never called")
+
+
+def _table() -> DirectRoutes:
+    routes = [
+        Route("/v1/people/{id}", _endpoint, methods=["POST", "DELETE"], name="person"),
+        Route("/v1/people/{id}/events", _endpoint, methods=["POST"], name="events"),
+        Route("/v1/broadcasts/{id}/triggers", _endpoint, methods=["POST"], name="triggers"),
+        Route("/v1/batch", _endpoint, methods=["POST"], name="batch"),
+    ]
+    return DirectRoutes(_endpoint, routes)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "name", "params"),
+    [
+        ("POST", "/v1/people/u-1", "person", {"id": "u-1"}),
+        ("DELETE", "/v1/people/ada@x.io", "person", {"id": "ada@x.io"}),
+        ("POST", "/v1/people/u-1/events", "events", {"id": "u-1"}),
+        ("POST", "/v1/people/events/events", "events", {"id": "events"}),
+        ("POST", "/v1/broadcasts/42/triggers", "triggers", {"id": "42"}),
+        ("POST", "/v1/batch", "batch", {}),
+    ],
+)
+def test_routes_match_exactly_with_their_parameter(
+    method: str, path: str, name: str, params: dict[str, str]
+) -> None:
+    found = _table().match(method, path)
+    assert found is not None
+    assert (found[0].name, found[1]) == (name, params)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/people/u-1"),  # another method: the router answers 405
+        ("POST", "/v1/people/"),  # an empty id
+        ("POST", "/v1/people//events"),
+        ("POST", "/v1/people/u-1/"),  # the router redirects a trailing slash
+        ("POST", "/v1/people/u-1/events/more"),
+        ("POST", "/v1/people/u-1/triggers"),
+        ("POST", "/v1/batch/"),
+        ("POST", "/v1"),
+    ],
+)
+def test_anything_else_is_left_to_the_router(method: str, path: str) -> None:
+    assert _table().match(method, path) is None
+
+
+@pytest.mark.parametrize("path", ["/v1/{a}/{b}", "/v1/people/{id:int}", "/v1/x-{id}"])
+def test_paths_the_table_could_match_differently_from_the_router_are_refused(path: str) -> None:
+    with pytest.raises(ValueError, match="direct dispatch"):
+        DirectRoutes(_endpoint, [Route(path, _endpoint, methods=["POST"])])
+
+
+def _receiving(messages: Sequence[Message]) -> Receive:
+    queue = list(messages)
+
+    async def receive() -> Message:
+        return queue.pop(0)
+
+    return receive
+
+
+async def test_a_body_in_several_messages_is_joined_and_a_disconnect_answers_nothing() -> None:
+    chunked = _receiving(
+        [
+            {"type": "http.request", "body": b"ab", "more_body": True},
+            {"type": "http.request", "body": b"cd", "more_body": False},
+        ]
+    )
+    gone = _receiving(
+        [{"type": "http.request", "body": b"ab", "more_body": True}, {"type": "http.disconnect"}]
+    )
+    assert await read_capped(chunked, None, 100) == b"abcd"
+    assert await read_capped(gone, None, 100) is None
+
+
+def test_a_routed_request_answers_as_before(client: httpx.Client, auth: dict[str, str]) -> None:
+    accepted = client.post("/v1/people/u-1/events", json={"name": "x"}, headers=auth)
+    wrong_method = client.get("/v1/people/u-1/events", headers=auth)
+    slash = client.post("/v1/people/u-1/events/", json={"name": "x"}, headers=auth)
+    assert accepted.status_code == 202 and len(accepted.json()["op_ids"]) == 1
+    assert accepted.headers["content-type"] == "application/json"
+    assert len(accepted.headers["x-request-id"]) == 16
+    assert wrong_method.status_code == 405
+    assert slash.status_code == 307 and slash.headers["location"].endswith("/v1/people/u-1/events")
+
+
+class _BrokenOutbox(MemoryOutbox):
+    def enqueue(self, ops: Sequence[Operation]) -> int:
+        raise RuntimeError("the disk is on fire")
+
+
+def test_an_unexpected_error_is_a_json_500(
+    served: Callable[..., AbstractContextManager[str]], auth: dict[str, str]
+) -> None:
+    with served(outbox=_BrokenOutbox()) as url, httpx.Client(base_url=url) as http:
+        response = http.post("/v1/people/u-1/events", json={"name": "x"}, headers=auth)
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal", "message": "internal server error"}
