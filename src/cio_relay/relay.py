@@ -71,6 +71,10 @@ class _Backpressure:
         self._depth = 0
         self._lock = threading.Lock()
 
+    def fresh(self) -> bool:
+        """Whether ``check`` would decide without asking the outbox (which may block)."""
+        return time.monotonic() - self._checked_at < _DEPTH_CHECK_INTERVAL
+
     def check(self) -> None:
         now = time.monotonic()
         if now - self._checked_at >= _DEPTH_CHECK_INTERVAL:
@@ -123,6 +127,25 @@ class Relay(_OperationFactory):
         """Store already-built operations (all or none); return their op ids."""
         self._backpressure.check()
         self.outbox.enqueue(operations)
+        if self.hooks.enqueued:
+            for op in operations:
+                Hooks.fire(self.hooks.enqueued, op)
+        return [op.op_id for op in operations]
+
+    def enqueue_nowait(self, *operations: Operation) -> list[str] | None:
+        """``enqueue``, if that needs no waiting (for an event loop); else None, nothing stored.
+
+        Waiting would be needed for an outbox without ``enqueue_nowait`` (Redis: a network round
+        trip), one that is busy or fsyncs (see ``SqliteOutbox.enqueue_nowait``), or a
+        backpressure check that is due (it asks the outbox its depth). ``on_enqueued`` hooks
+        run on the calling thread, as with ``enqueue``.
+        """
+        nowait = getattr(self.outbox, "enqueue_nowait", None)
+        if nowait is None or not self._backpressure.fresh():
+            return None
+        self._backpressure.check()
+        if nowait(operations) is None:
+            return None
         if self.hooks.enqueued:
             for op in operations:
                 Hooks.fire(self.hooks.enqueued, op)

@@ -297,3 +297,21 @@ def test_waiting_operations_not_yet_admitted_count_in_depth(path: Path) -> None:
         assert depth.oldest_waiting_age is not None and depth.oldest_waiting_age >= 5
     finally:
         box.close()
+
+
+def test_a_deferred_release_sticks_through_a_later_release(path: Path) -> None:
+    # Found by the equivalence machine: after release(delay=5) and a later release(delay=0),
+    # the operation stays behind work that was due before its deferral ended, as in memory.
+    t = time.time() + 1000
+    box = SqliteOutbox(path)
+    try:
+        first, other, second = event("a", 1), event("b", 1), event("a", 2)
+        box.enqueue([first, other, second])
+        _, b1 = box.lease(2, 5, now=t)
+        box.release([b1], delay=5, now=t)  # b deferred until t + 5
+        a2, b2 = box.lease(2, 5, now=t + 6)  # a's lease ran out at t + 5: both due again
+        box.ack([a2])  # a's next is due since its enqueue, long before t + 5
+        box.release([b2], now=t + 6)  # b: due at t + 5 still, not at its enqueue time
+        assert ids(box.lease(1, 5, now=t + 6)) == [second.op_id]
+    finally:
+        box.close()

@@ -1,7 +1,9 @@
 """Observability hooks around delivery: on_enqueued, on_delivered, on_retry, on_dead.
 
 Metrics, logs and tracing subscribe here instead of living in the dispatcher loop. A hook that
-raises is logged and ignored: observing must never break delivery.
+raises is logged and ignored: observing must never break delivery. Hooks run on the thread where
+the event happens; ``on_enqueued`` under ``AsyncRelay`` or the HTTP service often on the event
+loop's own thread: like any observer, a hook must be quick and must not block.
 """
 
 from __future__ import annotations

@@ -12,7 +12,9 @@ instead of failing half-way; each ``SqliteOutbox`` holds one connection guarded 
 Group commit (group_commit.py). Concurrent ``enqueue`` calls share one transaction: the first
 caller that finds no commit under way leads, writes every call queued so far in one transaction
 and wakes their callers; a lone caller commits at once on its own thread, so one thread's latency
-stays that of one small commit. ``enqueue_commits`` counts these transactions.
+stays that of one small commit. ``enqueue_commits`` counts these transactions. An event loop
+that gathers its own groups (group_writer.py) calls ``enqueue_nowait`` instead: the group is
+written on the loop's thread when nothing else holds the file, without a thread hop.
 
 Schema (version in ``PRAGMA user_version``):
 
@@ -20,7 +22,7 @@ Schema (version in ``PRAGMA user_version``):
   (``op_id``, near-sequential since op ids are ULIDs), so an enqueue commit dirties few pages
   (measured with 100-operation batches: 7 us an operation against 13-15 us writing straight
   into ``ops``; one-operation commits 33 against 55 us). ``lease`` first moves the oldest
-  ``ADMIT_BATCH`` into ``ops`` in order, in its own transaction, so the indexing work is done
+  ``ADMIT_BATCH`` into ``ops`` in order, in the lease's transaction, so the indexing work is done
   by the worker, on its own core, rather than by the caller waiting for its 202 or return.
   Enqueue is idempotent across both tables and ``dead`` (``INSERT OR IGNORE`` plus two
   ``NOT EXISTS`` probes).
@@ -55,7 +57,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -199,6 +201,8 @@ class SqliteOutbox:
         self._lock = threading.Lock()  # the connection
         self._group = GroupCommit(self._insert_groups)
         self._closed = False
+        self._busy_timeout_ms = int(busy_timeout * 1000)
+        self._nowait_commits = 0
         self._conn = self._connect(busy_timeout)
         self._checkpointer = Checkpointer(
             self.path, synchronous=_SYNCHRONOUS[durability], writer_lock=self._lock
@@ -254,15 +258,19 @@ class SqliteOutbox:
         with self._lock:
             conn = self._open_connection()
             conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = work(conn)
-                conn.execute("COMMIT")
-                self._checkpointer.wrote(conn.total_changes)
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            return result
+            return self._finish(conn, work)
+
+    def _finish(self, conn: sqlite3.Connection, work: Any) -> Any:
+        """The rest of a transaction begun on ``conn``: ``work``, then COMMIT (or ROLLBACK)."""
+        try:
+            result = work(conn)
+            conn.execute("COMMIT")
+            self._checkpointer.wrote(conn.total_changes)
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return result
 
     def _open_connection(self) -> sqlite3.Connection:
         if self._closed:
@@ -273,16 +281,49 @@ class SqliteOutbox:
 
     @property
     def enqueue_commits(self) -> int:
-        """Transactions written by ``enqueue``: fewer than calls when callers shared commits."""
-        return self._group.commits
+        """Transactions written by ``enqueue`` (and ``enqueue_nowait``): fewer than calls when
+        callers shared commits."""
+        return self._group.commits + self._nowait_commits
 
     def enqueue(self, ops: Sequence[Operation]) -> int:
         records = _records(ops)
         return self._group.submit(records) if records else 0
 
+    def enqueue_nowait(self, ops: Sequence[Operation]) -> int | None:
+        """``enqueue``, if that needs no waiting; else None, and nothing is stored.
+
+        For an event loop, which must never block: with ``durability="process"`` a commit does
+        not fsync, so an uncontended enqueue is a few microseconds of CPU an operation. Waiting
+        would be needed when another thread of this process holds the connection (a worker's
+        lease, a checkpoint's short pause) or another process holds the write lock; then this
+        returns None at once (the caller hands the write to a thread that may wait), as it
+        does always with ``durability="power"`` (an fsync per commit).
+        """
+        records = _records(ops)
+        if self.durability != "process" or not self._lock.acquire(blocking=False):
+            return None
+        try:
+            conn = self._open_connection()
+            conn.execute("PRAGMA busy_timeout = 0")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:  # SQLITE_BUSY: another process is writing
+                return None
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+            counts: list[int] = self._finish(conn, self._insert([records]))
+            self._nowait_commits += 1
+            return counts[0]
+        finally:
+            self._lock.release()
+
     def _insert_groups(self, groups: list[Sequence[Any]]) -> list[int]:
         """One transaction for a whole group of ``enqueue`` calls (see group_commit.py)."""
+        counts: list[int] = self._write(self._insert(groups))
+        return counts
 
+    @staticmethod
+    def _insert(groups: list[Sequence[Any]]) -> Callable[[sqlite3.Connection], list[int]]:
         def insert(conn: sqlite3.Connection) -> list[int]:
             now = time.time()
             counts = [
@@ -293,8 +334,7 @@ class SqliteOutbox:
                 conn.execute("UPDATE stats SET pending = pending + ?", (added,))
             return counts
 
-        counts: list[int] = self._write(insert)
-        return counts
+        return insert
 
     # --- leasing ------------------------------------------------------------------------------
 
@@ -345,14 +385,22 @@ class SqliteOutbox:
         rows = [(not_before, lease.op.person_key, lease.token) for lease in leases]
         if not rows:
             return
-        self._write(
-            lambda conn: conn.executemany(
+
+        def give_back(conn: sqlite3.Connection) -> None:
+            if not_before:  # the deferral sticks: a later release(delay=0) does not undo it
+                conn.executemany(
+                    "UPDATE ops SET available_at = MAX(available_at, ?) WHERE seq ="
+                    " (SELECT seq FROM heads WHERE person_key = ? AND token = ?)",
+                    rows,
+                )
+            conn.executemany(
                 "UPDATE heads SET token = NULL,"
                 " due_at = MAX(?, (SELECT available_at FROM ops WHERE ops.seq = heads.seq))"
                 " WHERE person_key = ? AND token = ?",
                 rows,
             )
-        )
+
+        self._write(give_back)
 
     def mark_sending(self, lease: Lease) -> None:
         self._write(
