@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import orjson
 
-from benchmarks.support import BENCH_KEYS, free_port, wait_for
+from benchmarks.support import BENCH_KEYS, cpu_seconds, free_port, wait_for
 
 __all__ = ["bare_app", "main"]
 
@@ -87,10 +87,9 @@ class Server:
     def cpu_seconds(self) -> float | None:
         """User + system CPU of the process so far; None where /proc is not available."""
         try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return cpu_seconds(self.pid)
         except OSError:
             return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager

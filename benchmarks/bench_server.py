@@ -35,7 +35,7 @@ from typing import Any
 
 import orjson
 
-from benchmarks.support import free_port, wait_for
+from benchmarks.support import cpu_seconds, free_port, wait_for
 
 API_KEY = "bench-api-key-0123456789abcdef"
 CONCURRENCY = 64
@@ -103,7 +103,8 @@ def serve(kind: str, port: int, data_dir: str) -> None:
 
 
 @contextmanager
-def _server(kind: str, data_dir: str) -> Iterator[str]:
+def _server(kind: str, data_dir: str) -> Iterator[tuple[str, int]]:
+    """The server process; yields its URL and pid."""
     port = free_port()
     argv = [sys.executable, "-m", "benchmarks.bench_server", "--serve", kind]
     argv += ["--port", str(port), "--data", data_dir]
@@ -113,7 +114,7 @@ def _server(kind: str, data_dir: str) -> Iterator[str]:
         wait_for(lambda: _listening(port) or proc.poll() is not None, 60, f"the {kind} server")
         if proc.poll() is not None:
             raise RuntimeError(f"{kind} server exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         proc.wait(30)
@@ -234,20 +235,27 @@ def _batch(i: int) -> Request:
     return "/v1/batch", _BATCH_BODIES[i % len(_BATCH_BODIES)]
 
 
+def _phase(pid: int, phase: Any) -> tuple[float, list[float], float]:
+    """Run one phase (a coroutine); (seconds, latencies, server CPU seconds per request)."""
+    before = cpu_seconds(pid)
+    seconds, latencies = asyncio.run(phase)
+    return seconds, latencies, (cpu_seconds(pid) - before) / max(len(latencies), 1)
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-server-") as data_dir:
-        with _server("bare", data_dir) as bare_url:
+        with _server("bare", data_dir) as (bare_url, pid):
             asyncio.run(_closed_loop(bare_url, _single, WARMUP, CONCURRENCY))
-            bare_s, bare_lat = asyncio.run(
-                _closed_loop(bare_url, _single, SINGLE_REQUESTS, CONCURRENCY)
+            bare_s, bare_lat, bare_cpu = _phase(
+                pid, _closed_loop(bare_url, _single, SINGLE_REQUESTS, CONCURRENCY)
             )
-        with _server("ingestion", data_dir) as url:
+        with _server("ingestion", data_dir) as (url, pid):
             asyncio.run(_closed_loop(url, _single, WARMUP, CONCURRENCY))
-            single_s, single_lat = asyncio.run(
-                _closed_loop(url, _single, SINGLE_REQUESTS, CONCURRENCY)
+            single_s, single_lat, single_cpu = _phase(
+                pid, _closed_loop(url, _single, SINGLE_REQUESTS, CONCURRENCY)
             )
-            batch_s, batch_lat = asyncio.run(
-                _closed_loop(url, _batch, BATCH_REQUESTS, BATCH_CONCURRENCY)
+            batch_s, batch_lat, batch_cpu = _phase(
+                pid, _closed_loop(url, _batch, BATCH_REQUESTS, BATCH_CONCURRENCY)
             )
             # Open loop at the target; when the closed loop showed the server cannot sustain it,
             # at 80 % of what it did sustain instead (past capacity, latency only measures the
@@ -269,17 +277,22 @@ def main() -> None:
     paced_ops = len(paced_lat) * BATCH_SIZE / paced_s
     print(
         f"bare endpoint      {bare_rps:10,.0f} req/s   p50 {_fmt(bare_lat)}  ({CONCURRENCY} conc.)"
+        f"  server CPU {bare_cpu * 1e6:5.1f} us/request"
     )
     print(
         f"single operation   {single_rps:10,.0f} req/s   p50 {_fmt(single_lat)}  "
-        f"({CONCURRENCY} conc.)"
+        f"({CONCURRENCY} conc.)  server CPU {single_cpu * 1e6:5.1f} us/request"
     )
     ratio = single_rps / bare_rps
     print(f"ratio single/bare  {ratio:10.2f}x        target >= 0.50x  {_ok(ratio >= 0.5)}")
+    # One aiohttp client process needs about as much CPU per request as either server, so on
+    # two shared cores both rates can be the client's; the CPU ratio is the server-bound one.
+    print(f"  server-bound ratio (bare CPU / single CPU per request): {bare_cpu / single_cpu:.2f}x")
     print(
         f"batch of {BATCH_SIZE}       {batch_ops:10,.0f} ops/s   p50 {_fmt(batch_lat)}  "
         f"({BATCH_CONCURRENCY} conc.)  target >= 50,000 ops/s  {_ok(batch_ops >= 50_000)}"
     )
+    print(f"  server CPU {batch_cpu / BATCH_SIZE * 1e6:.1f} us per operation")
     p99 = _quantiles(paced_lat)[1]
     print(
         f"paced, open loop   {paced_ops:10,.0f} ops/s   p50 {_fmt(paced_lat)}  "
@@ -326,7 +339,7 @@ def _dashboard_with_waiting() -> None:
             "metrics": "/metrics",
         }
         print(f"dashboard with {WAITING:,} waiting and {DEAD:,} dead (filled in {filled:.0f} s):")
-        with _server("ingestion", data_dir) as url:
+        with _server("ingestion", data_dir) as (url, _):
             headers = {"Authorization": f"Bearer {API_KEY}"}
             with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
                 for name, path in pages.items():

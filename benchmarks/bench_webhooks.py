@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from benchmarks.support import free_port, wait_for
+from benchmarks.support import cpu_seconds, free_port, wait_for
 
 REQUESTS = int(os.environ.get("BENCH_WEBHOOKS", "15000"))
 WARMUP = 2_000
@@ -93,12 +93,6 @@ def _accepts(port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads), from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager

@@ -1,4 +1,5 @@
-"""Shared benchmark plumbing: free ports, the emulator as a separate process, bounded waits."""
+"""Shared benchmark plumbing: free ports, the emulator as a separate process, bounded waits,
+a process's CPU time."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
-__all__ = ["BENCH_KEYS", "free_port", "start_emulator", "wait_for"]
+__all__ = ["BENCH_KEYS", "cpu_seconds", "free_port", "start_emulator", "wait_for"]
 
 BENCH_KEYS = {
     "site_id": "bench-site",
@@ -34,6 +36,12 @@ def wait_for(
         if time.monotonic() > end:
             raise TimeoutError(f"gave up waiting for {what} after {deadline:.0f} s")
         time.sleep(interval)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, all its threads (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _accepts(port: int) -> bool:
