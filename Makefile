@@ -4,6 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # Debian packages the test suite starts for real (servers on 127.0.0.1, headless browser).
 SYSTEM_PACKAGES ?= chromium redis-server
+# And what the benchmarks add: wrk, a load generator cheap enough per request that the server,
+# not the client, is what a single-operation benchmark measures.
+BENCH_PACKAGES ?= $(SYSTEM_PACKAGES) wrk
 
 .PHONY: run test lint typecheck pytest bench emulator demo clean system-deps venv
 
@@ -34,6 +37,7 @@ pytest: venv
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 bench: venv ## benchmarks; results go in docs/benchmarks.md
+	@bash scripts/system-deps.sh $(BENCH_PACKAGES)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 emulator: venv
