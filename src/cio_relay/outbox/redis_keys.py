@@ -15,9 +15,10 @@ Keys of shard ``s`` in namespace ``ns`` (tag ``T = {ns:s}``):
   (deadline 0) holds leases given back with ``release``.
 - ``T:ops`` (hash): op id -> record, orjson ``[kind, created_at, env, identifiers, payload]``,
   of every pending operation.
-- ``T:heads`` (hash): person key -> ``"<entry id> <n> <head op id>"`` for every person with
-  pending work: the person's oldest pending op (the only one ever active), its stream entry
-  (``-`` while it waits in ``T:retry``) and how many ops wait behind it.
+- ``T:heads`` (hash): person key -> ``"<hint><entry id> <head op id>"`` for every person with
+  pending work: the person's oldest pending op (the only one ever active) and its stream entry
+  (``-`` while it waits in ``T:retry``); the hint is ``+`` when ops may wait behind the head in
+  ``T:q:<person_key>`` and ``.`` when none do (common.lua).
 - ``T:q:<person_key>`` (list): the op ids waiting behind the person's head, oldest first.
 - ``T:retry`` (zset): person key -> retry_at: heads waiting to retry, out of the stream.
 - ``T:attempts`` (hash): op id -> orjson ``[attempts, last_error]`` (ops that were retried).

@@ -17,12 +17,9 @@ call_chunked('XACK', STREAM, GROUP, entry_ids)
 read_heads(persons)
 local gone, buckets = {}, {}
 for i = first, #ARGV, 4 do
-  local op_id, person = ARGV[i], ARGV[i + 1]
-  local head = heads[person]
-  if head and (head[1] == op_id or remove_waiting(person, head, op_id)) then
-    gone[#gone + 1] = op_id
+  if advance(ARGV[i + 1], ARGV[i], ARGV[i + 2]) then
+    gone[#gone + 1] = ARGV[i]
     buckets[#buckets + 1] = ARGV[i + 3]
-    if head[1] == op_id then advance(person, op_id, ARGV[i + 2]) end
   end
 end
 forget(gone, buckets)

@@ -41,25 +41,32 @@ local function activate(op_id)
   return redis.call('XADD', STREAM, '*', 'o', op_id)
 end
 
--- People's heads, read once per call and written back once (write_heads): HEADS maps a person
--- to "<stream entry id of the head, or - while it waits to retry> <ops waiting behind it in
--- WAITING .. person> <head op id>"; in Lua, {op_id, waiting, entry_id}. (The op id comes last:
--- it may hold spaces, and a pattern anchored on fixed fields first does not backtrack.)
+-- People's heads, read once per call (read_heads) and written back once (write_heads): HEADS
+-- maps a person to "<hint><stream entry id of the head, or - while it waits to retry> <head op
+-- id>", kept here as that string. The hint is '+' when operations may wait behind the head in
+-- WAITING .. person and '.' when none do: enqueue sets it, and the pop that finds the queue empty
+-- ends it; so a person's head is rewritten only when it changes or the hint flips, and nothing is
+-- counted. (The op id comes last: it may hold spaces.)
 local heads, heads_changed = {}, {}
+local find, sub, byte = string.find, string.sub, string.byte
+local MORE = 43  -- '+'
 
 local function read_heads(persons)
   local values = hmget(HEADS, persons)
   for i, person in ipairs(persons) do
-    if heads[person] == nil then
-      local value = values[i]
-      if value then
-        local entry_id, waiting, head = string.match(value, '^(%S+) (%d+) (.*)$')
-        heads[person] = {head, tonumber(waiting), entry_id}
-      else
-        heads[person] = false
-      end
-    end
+    if heads[person] == nil then heads[person] = values[i] or false end
   end
+end
+
+-- A head's op id, stream entry id (or '-') and whether operations may wait behind it.
+local function parse_head(head)
+  local space = find(head, ' ', 2, true)
+  return sub(head, space + 1), sub(head, 2, space - 1), byte(head) == MORE
+end
+
+local function set_head(person, op_id, entry_id, more)
+  heads[person] = (more and '+' or '.') .. entry_id .. ' ' .. op_id
+  heads_changed[person] = true
 end
 
 local function write_heads()
@@ -68,7 +75,7 @@ local function write_heads()
     local head = heads[person]
     if head then
       set[#set + 1] = person
-      set[#set + 1] = head[3] .. ' ' .. head[2] .. ' ' .. head[1]
+      set[#set + 1] = head
     else
       gone[#gone + 1] = person
     end
@@ -82,45 +89,45 @@ local function append(person, op_id)
   local head = heads[person]
   if head then
     redis.call('RPUSH', WAITING .. person, op_id)
-    head[2] = head[2] + 1
+    if byte(head) ~= MORE then
+      heads[person] = '+' .. sub(head, 2)
+      heads_changed[person] = true
+    end
   else
-    heads[person] = {op_id, 0, activate(op_id)}
+    set_head(person, op_id, activate(op_id), false)
   end
-  heads_changed[person] = true
 end
 
 -- Take `op_id`, which is not its person's head, out of the person's queue (a stale ack of an
 -- op replayed behind others). Returns whether it was there.
-local function remove_waiting(person, head, op_id)
-  if head[2] == 0 or redis.call('LREM', WAITING .. person, 1, op_id) == 0 then return false end
-  head[2] = head[2] - 1
-  heads_changed[person] = true
-  return true
+local function remove_waiting(person, op_id)
+  local head = heads[person]
+  return head and byte(head) == MORE and redis.call('LREM', WAITING .. person, 1, op_id) > 0
 end
 
--- The operation left for good (delivered or dead) through the lease on `entry_id`: the
--- person's next one becomes ready.
+-- The operation left for good (delivered or dead) through the lease on `entry_id`: if it was the
+-- person's head, the next one becomes ready. Returns whether it was pending (the head, or
+-- waiting behind it).
 local function advance(person, op_id, entry_id)
   local head = heads[person]
-  if not head then return end
-  if head[1] ~= op_id then
-    remove_waiting(person, head, op_id)
-    return
-  end
-  heads_changed[person] = true
-  if head[3] == '-' then
+  if not head then return false end
+  local head_op, head_entry, more = parse_head(head)
+  if head_op ~= op_id then return remove_waiting(person, op_id) end
+  if head_entry == '-' then
     redis.call('ZREM', RETRY, person)  -- a stale ack of a head waiting to retry
-  elseif head[3] ~= entry_id then
+  elseif head_entry ~= entry_id then
     -- A stale ack of a head that was retried and made ready again: drop its current entry.
-    redis.call('XACK', STREAM, GROUP, head[3])
-    redis.call('XDEL', STREAM, head[3])
+    redis.call('XACK', STREAM, GROUP, head_entry)
+    redis.call('XDEL', STREAM, head_entry)
   end
-  if head[2] == 0 then
-    heads[person] = false
+  local next_op = more and redis.call('LPOP', WAITING .. person)
+  if next_op then
+    set_head(person, next_op, activate(next_op), true)
   else
-    local next_op = redis.call('LPOP', WAITING .. person)
-    heads[person] = {next_op, head[2] - 1, activate(next_op)}
+    heads[person] = false
+    heads_changed[person] = true
   end
+  return true
 end
 
 -- Whether the lease (consumer, entry) still holds its entry: false once taken over, released or

@@ -38,9 +38,8 @@ if #retries > 0 then
   call_chunked('ZREM', RETRY, nil, retries)
   read_heads(retries)
   for _, person in ipairs(retries) do
-    local head = heads[person]
-    head[3] = activate(head[1])
-    heads_changed[person] = true
+    local op_id, _, more = parse_head(heads[person])
+    set_head(person, op_id, activate(op_id), more)
   end
   write_heads()
 end

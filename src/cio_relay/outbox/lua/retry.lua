@@ -5,8 +5,8 @@ local op_id, consumer, entry_id, person = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 if not held(consumer, entry_id) then return 0 end
 redis.call('XACK', STREAM, GROUP, entry_id)
 read_heads({person})
-heads[person][3] = '-'
-heads_changed[person] = true
+local head_op, _, more = parse_head(heads[person])
+set_head(person, head_op, '-', more)
 write_heads()
 redis.call('ZADD', RETRY, ARGV[5], person)
 redis.call('HSET', ATTEMPTS, op_id, ARGV[6])
