@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import random
 import re
+from contextvars import ContextVar
+from typing import Any
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -41,11 +43,24 @@ def _given_request_id(scope: Scope) -> str | None:
     return None
 
 
+def _structlog_variable(key: str) -> ContextVar[Any]:
+    """The context variable structlog keeps ``key`` in (a token names its variable).
+
+    Setting it directly is what ``structlog.contextvars.bind_contextvars(key=...)`` does, at a
+    fraction of the cost per request (no keyword dicts, no name formatting or lookups); log
+    lines still get the value from structlog's ``merge_contextvars``.
+    """
+    tokens = structlog.contextvars.bind_contextvars(**{key: None})
+    structlog.contextvars.reset_contextvars(**tokens)
+    return tokens[key].var
+
+
 class RequestIdMiddleware:
     def __init__(self, app: ASGIApp, tracing: Tracing | None = None) -> None:
         self.app = app
         self.tracing = tracing if tracing is not None and tracing.enabled else None
         self._new_id = _RequestIds()
+        self._log_request_id = _structlog_variable("request_id")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -63,8 +78,7 @@ class RequestIdMiddleware:
                 message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
-        # Bound directly rather than through a context manager: this runs for every request.
-        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        token = self._log_request_id.set(request_id)
         try:
             if self.tracing is None:
                 await self.app(scope, receive, send_with_id)
@@ -77,4 +91,4 @@ class RequestIdMiddleware:
                     span.set_attribute("http.route", route)
                 span.set_attribute("http.response.status_code", status)
         finally:
-            structlog.contextvars.reset_contextvars(**tokens)
+            self._log_request_id.reset(token)
