@@ -51,30 +51,35 @@ def outbox(tmp_path: Path) -> Iterator[SqliteOutbox]:
     box.close()
 
 
+@pytest.fixture
+async def writer(outbox: SqliteOutbox, executor: CountingExecutor) -> GroupWriter:
+    """A writer past its first group, which also checks the outbox depth for backpressure (in
+    the thread); later groups may go inline. Counts start from zero."""
+    writer = GroupWriter(Relay(Settings(), outbox=outbox))
+    await writer.write([_track(0)])
+    assert executor.submitted == 1
+    executor.submitted = 0
+    executor.handed.clear()
+    return writer
+
+
 def _track(i: int) -> ops.Operation:
     return ops.track(f"u{i % 5}", "e", {"i": i})
 
 
 async def test_an_uncontended_group_is_written_on_the_loop(
-    outbox: SqliteOutbox, executor: CountingExecutor
+    outbox: SqliteOutbox, executor: CountingExecutor, writer: GroupWriter
 ) -> None:
-    writer = GroupWriter(Relay(Settings(), outbox=outbox))
-    await writer.write([_track(0)])  # the first group also checks the depth: in the thread
-    assert executor.submitted == 1
     await asyncio.gather(*(writer.write([_track(i)]) for i in range(1, 51)))
     assert outbox.depth().pending == 51
     assert (writer.groups_written, outbox.enqueue_commits) == (2, 2)
-    assert executor.submitted == 1
+    assert executor.submitted == 0
 
 
 async def test_a_group_waits_in_a_thread_while_this_process_holds_the_file(
-    outbox: SqliteOutbox, executor: CountingExecutor
+    outbox: SqliteOutbox, executor: CountingExecutor, writer: GroupWriter
 ) -> None:
-    writer = GroupWriter(Relay(Settings(), outbox=outbox))
-    await writer.write([_track(0)])  # backpressure checked: later groups may go inline
-    executor.submitted = 0
     outbox._lock.acquire()  # as a worker's lease or a checkpoint's pause holds it
-    executor.handed.clear()
     write = asyncio.ensure_future(writer.write([_track(1), _track(2)]))
     await asyncio.wait_for(executor.handed.wait(), 10)  # the loop runs on while the write waits
     assert not write.done()
@@ -84,14 +89,10 @@ async def test_a_group_waits_in_a_thread_while_this_process_holds_the_file(
 
 
 async def test_a_group_waits_in_a_thread_while_another_process_writes(
-    outbox: SqliteOutbox, executor: CountingExecutor
+    outbox: SqliteOutbox, executor: CountingExecutor, writer: GroupWriter
 ) -> None:
-    writer = GroupWriter(Relay(Settings(), outbox=outbox))
-    await writer.write([_track(0)])  # backpressure checked: later groups may go inline
-    executor.submitted = 0
     other = sqlite3.connect(outbox.path, isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")  # another process's write transaction
-    executor.handed.clear()
     write = asyncio.ensure_future(writer.write([_track(1)]))
     await asyncio.wait_for(executor.handed.wait(), 10)
     assert not write.done()
