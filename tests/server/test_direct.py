@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from typing import Any
 
 import httpx
 import pytest
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
@@ -16,18 +18,29 @@ from cio_relay.server.direct import DirectRoutes
 from cio_relay.server.ingest import read_capped
 
 
-async def _endpoint(scope: Scope, receive: Receive, send: Send) -> None:
-    raise AssertionError("the table is only matched here, never called")
+class _Endpoint:
+    """Only matched in these tests, never asked to answer."""
+
+    async def respond(self, scope: Scope, receive: Receive) -> Response | None:
+        raise AssertionError("not called")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise AssertionError("not called")
+
+
+def _route(path: str, *methods: str, name: str | None = None) -> Route:
+    return Route(path, _Endpoint(), methods=methods or ["POST"], name=name)
 
 
 def _table() -> DirectRoutes:
-    routes = [
-        Route("/v1/people/{id}", _endpoint, methods=["POST", "DELETE"], name="person"),
-        Route("/v1/people/{id}/events", _endpoint, methods=["POST"], name="events"),
-        Route("/v1/broadcasts/{id}/triggers", _endpoint, methods=["POST"], name="triggers"),
-        Route("/v1/batch", _endpoint, methods=["POST"], name="batch"),
-    ]
-    return DirectRoutes(_endpoint, routes)
+    return DirectRoutes(
+        [
+            _route("/v1/people/{id}", "POST", "DELETE", name="person"),
+            _route("/v1/people/{id}/events", name="events"),
+            _route("/v1/broadcasts/{id}/triggers", name="triggers"),
+            _route("/v1/batch", name="batch"),
+        ]
+    )
 
 
 @pytest.mark.parametrize(
@@ -69,7 +82,26 @@ def test_anything_else_is_left_to_the_router(method: str, path: str) -> None:
 @pytest.mark.parametrize("path", ["/v1/{a}/{b}", "/v1/people/{id:int}", "/v1/x-{id}"])
 def test_paths_the_table_could_match_differently_from_the_router_are_refused(path: str) -> None:
     with pytest.raises(ValueError, match="direct dispatch"):
-        DirectRoutes(_endpoint, [Route(path, _endpoint, methods=["POST"])])
+        DirectRoutes([_route(path)])
+
+
+def test_an_endpoint_that_cannot_respond_is_refused() -> None:
+    async def plain(scope: Scope, receive: Receive, send: Send) -> None:
+        pass
+
+    with pytest.raises(TypeError, match="respond"):
+        DirectRoutes([Route("/v1/batch", plain, methods=["POST"])])
+
+
+def test_the_scope_is_filled_in_as_the_router_would_and_a_root_path_is_left_to_it() -> None:
+    table = _table()
+    scope: dict[str, Any] = {"type": "http", "method": "POST", "path": "/v1/people/u-1/events"}
+    mounted = {**scope, "root_path": "/relay", "path": "/relay/v1/people/u-1/events"}
+    endpoint = table.endpoint_for(scope)
+    assert endpoint is not None and endpoint is scope["endpoint"]
+    assert scope["path_params"] == {"id": "u-1"}
+    assert scope["route"].path == "/v1/people/{id}/events"
+    assert table.endpoint_for(mounted) is None
 
 
 def _receiving(messages: Sequence[Message]) -> Receive:

@@ -198,8 +198,11 @@ def create_app(
     app = Starlette(
         routes=routes,
         middleware=[
-            Middleware(RequestIdMiddleware, tracing=service.tracing),
-            Middleware(DirectRoutes, routes=ingestion_routes),
+            Middleware(
+                RequestIdMiddleware,
+                tracing=service.tracing,
+                direct=DirectRoutes(ingestion_routes),
+            ),
         ],
         # Exception: Starlette's outermost middleware answers an unexpected error with this (and
         # re-raises it for the server to log), on the direct routes as on every other.

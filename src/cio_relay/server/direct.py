@@ -1,38 +1,48 @@
-"""Direct dispatch: the ingestion routes found by one dictionary lookup, not by Starlette's router.
+"""Direct routes: the ingestion API found by one dictionary lookup, not by Starlette's router.
 
-Starlette's router tries each route's regular expression in turn and then passes the request
-through its exception middleware; for the ingestion API, the service's hot path, that is a fair
-share of a request's cost. ``DirectRoutes`` sits inside the app's middleware (so request ids,
-log binding, tracing and the 500 guard still wrap every request) and answers the routes it was
-given by an exact match on method and path; everything else goes on to the router unchanged.
+Starlette's router tries each route's regular expression in turn, and its exception middleware
+and a ``send`` wrapper per layer come with every request; for the ingestion API, the service's
+hot path, that was a fair share of a request's cost. ``RequestIdMiddleware`` asks this table
+first: a route found here is answered by its endpoint's ``respond`` (request ids, log binding,
+tracing and Starlette's 500 guard still wrap it); everything else goes on to the router.
 
 The routes stay in the app's route table too: the router still answers them when the direct
-match does not apply (a mounted app's ``root_path``) and still answers 405 for other methods.
+match does not apply (a ``root_path``) and answers 405 for their other methods.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol, cast, runtime_checkable
 
+from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope
 
-__all__ = ["DirectRoutes"]
+__all__ = ["DirectEndpoint", "DirectRoutes"]
 
-# A templated path as its segments, the one parameter segment as None: ("", "v1", "people", None).
+# A templated path as its segments, the parameter segment as None: ("", "v1", "people", None).
 _Template = tuple[str | None, ...]
 
 
+@runtime_checkable
+class DirectEndpoint(Protocol):
+    """An endpoint that can answer without sending: the caller sends what it returns."""
+
+    async def respond(self, scope: Scope, receive: Receive) -> Response | None:
+        """The answer; None when there is nobody left to answer (the client went away)."""
+        ...
+
+
 class DirectRoutes:
-    """ASGI middleware that calls ``routes``' apps directly on an exact method and path match.
+    """Routes whose endpoints are ``DirectEndpoint``s, matched exactly on method and path.
 
     A route's path may hold one parameter, a whole segment with the default ``str`` converter
-    (``/v1/people/{id}/events``): any other form is refused when the table is built, so a route
-    could never match here differently from the router.
+    (``/v1/people/{id}/events``): any other form is refused when the table is built, so that
+    a request can never match here differently from the router.
     """
 
-    def __init__(self, app: ASGIApp, routes: Iterable[Route]) -> None:
-        self.app = app
+    def __init__(self, routes: Iterable[Route]) -> None:
         self._exact: dict[tuple[str, str], Route] = {}
         self._templated: dict[tuple[str, _Template], tuple[Route, str]] = {}
         self._parameter_at: set[int] = set()
@@ -40,6 +50,8 @@ class DirectRoutes:
             self._add(route)
 
     def _add(self, route: Route) -> None:
+        if not isinstance(route.endpoint, DirectEndpoint):
+            raise TypeError(f"{route.path}: the endpoint has no respond(scope, receive)")
         segments = route.path.split("/")
         parameters = [i for i, segment in enumerate(segments) if "{" in segment]
         methods = route.methods or ()
@@ -70,14 +82,15 @@ class DirectRoutes:
                     return found[0], {found[1]: segments[index]}
         return None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # With a root_path the router matches on the path below it: leave that case to it.
-        if scope["type"] == "http" and not scope.get("root_path"):
-            found = self.match(scope["method"], scope["path"])
-            if found is not None:
-                route, scope["path_params"] = found
-                scope["route"] = route  # the route template names the tracing span
-                scope["endpoint"] = route.endpoint
-                await route.app(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+    def endpoint_for(self, scope: Scope) -> DirectEndpoint | None:
+        """The endpoint that answers this HTTP request, with the scope filled in as the router
+        would (path parameters, route, endpoint); None to leave the request to the router."""
+        if scope.get("root_path"):
+            return None  # the router matches on the path below it
+        found = self.match(scope["method"], scope["path"])
+        if found is None:
+            return None
+        route, scope["path_params"] = found
+        scope["route"] = route  # its template names the tracing span
+        scope["endpoint"] = route.endpoint
+        return cast(DirectEndpoint, route.endpoint)  # checked when the table was built

@@ -218,7 +218,10 @@ class Ingestion:
 
 
 class _Endpoint:
-    """One ingestion route as an ASGI app: answers, and counts the answer by route and status."""
+    """One ingestion route: a ``DirectEndpoint`` (``respond``) and, for the router, an ASGI app.
+
+    Every answer is counted by route and status.
+    """
 
     def __init__(
         self,
@@ -232,12 +235,16 @@ class _Endpoint:
         self.model = model
         self.build = build
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def respond(self, scope: Scope, receive: Receive) -> Response | None:
         response = await self.ingestion.accept(scope, receive, self.model, self.build)
-        if response is None:
-            return
-        self.ingestion.metrics.on_http(self.name, response.status_code)
-        await response(scope, receive, send)
+        if response is not None:
+            self.ingestion.metrics.on_http(self.name, response.status_code)
+        return response
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.respond(scope, receive)
+        if response is not None:
+            await response(scope, receive, send)
 
 
 def _path_person(scope: Scope) -> dict[str, str]:

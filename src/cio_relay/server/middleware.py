@@ -4,6 +4,10 @@
 or made up; it is bound to the logging context for the request and sent back on the response.
 Anything else a client sends there is replaced, not echoed: a header is no place to inject text
 into our logs.
+
+The ingestion routes (``server/direct.py``) are answered here: their endpoints return the
+response, so the id is added to its headers and it is sent as is, with no ``send`` wrapper and
+none of the router's layers. Every other request goes on to the app with ``send`` wrapped.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cio_relay.observability.tracing import Tracing
+from cio_relay.server.direct import DirectRoutes
 
 __all__ = ["REQUEST_ID_HEADER", "RequestIdMiddleware"]
 
@@ -56,9 +61,12 @@ def _structlog_variable(key: str) -> ContextVar[Any]:
 
 
 class RequestIdMiddleware:
-    def __init__(self, app: ASGIApp, tracing: Tracing | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, tracing: Tracing | None = None, direct: DirectRoutes | None = None
+    ) -> None:
         self.app = app
         self.tracing = tracing if tracing is not None and tracing.enabled else None
+        self.direct = direct
         self._new_id = _RequestIds()
         self._log_request_id = _structlog_variable("request_id")
 
@@ -69,6 +77,33 @@ class RequestIdMiddleware:
         request_id = _given_request_id(scope) or self._new_id()
         scope.setdefault("state", {})["request_id"] = request_id
         header = (b"x-request-id", request_id.encode("ascii"))
+        token = self._log_request_id.set(request_id)
+        try:
+            if self.tracing is None:
+                await self._answer(scope, receive, send, header)
+                return
+            with self.tracing.request_span(scope["method"], request_id) as span:
+                status = await self._answer(scope, receive, send, header)
+                route = getattr(scope.get("route"), "path", None)
+                if route is not None:
+                    span.update_name(f"{scope['method']} {route}")
+                    span.set_attribute("http.route", route)
+                span.set_attribute("http.response.status_code", status)
+        finally:
+            self._log_request_id.reset(token)
+
+    async def _answer(
+        self, scope: Scope, receive: Receive, send: Send, header: tuple[bytes, bytes]
+    ) -> int:
+        """Serve the request with ``header`` on the response; the status sent (0: none)."""
+        endpoint = self.direct.endpoint_for(scope) if self.direct is not None else None
+        if endpoint is not None:
+            response = await endpoint.respond(scope, receive)
+            if response is None:
+                return 0
+            response.raw_headers.append(header)
+            await response(scope, receive, send)
+            return response.status_code
         status = 0
 
         async def send_with_id(message: Message) -> None:
@@ -78,17 +113,5 @@ class RequestIdMiddleware:
                 message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
-        token = self._log_request_id.set(request_id)
-        try:
-            if self.tracing is None:
-                await self.app(scope, receive, send_with_id)
-                return
-            with self.tracing.request_span(scope["method"], request_id) as span:
-                await self.app(scope, receive, send_with_id)
-                route = getattr(scope.get("route"), "path", None)
-                if route is not None:
-                    span.update_name(f"{scope['method']} {route}")
-                    span.set_attribute("http.route", route)
-                span.set_attribute("http.response.status_code", status)
-        finally:
-            self._log_request_id.reset(token)
+        await self.app(scope, receive, send_with_id)
+        return status
