@@ -142,11 +142,20 @@ class _BrokenOutbox(MemoryOutbox):
     def enqueue(self, ops: Sequence[Operation]) -> int:
         raise RuntimeError("the disk is on fire")
 
+    def depth(self) -> Any:
+        raise RuntimeError("the disk is on fire")
 
-def test_an_unexpected_error_is_a_json_500(
+
+def test_an_unexpected_error_is_a_json_500_with_the_request_id(
     served: Callable[..., AbstractContextManager[str]], auth: dict[str, str]
 ) -> None:
-    with served(outbox=_BrokenOutbox()) as url, httpx.Client(base_url=url) as http:
-        response = http.post("/v1/people/u-1/events", json={"name": "x"}, headers=auth)
-    assert response.status_code == 500
-    assert response.json() == {"error": "internal", "message": "internal server error"}
+    headers = {**auth, "X-Request-Id": "req-500"}
+    # One connection each: the server closes a connection after a 500.
+    with served(outbox=_BrokenOutbox()) as url:
+        direct = httpx.post(f"{url}/v1/people/u-1/events", json={"name": "x"}, headers=headers)
+        # A routed request, Starlette's error middleware answering: the dashboard asks the outbox
+        routed = httpx.get(f"{url}/dashboard", headers=headers)
+    for response in (direct, routed):
+        assert response.status_code == 500
+        assert response.json() == {"error": "internal", "message": "internal server error"}
+        assert response.headers["x-request-id"] == "req-500"

@@ -19,10 +19,12 @@ from contextvars import ContextVar
 from typing import Any
 
 import structlog
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cio_relay.observability.tracing import Tracing
 from cio_relay.server.direct import DirectRoutes
+from cio_relay.server.responses import internal_error
 
 __all__ = ["REQUEST_ID_HEADER", "RequestIdMiddleware"]
 
@@ -58,6 +60,14 @@ def _structlog_variable(key: str) -> ContextVar[Any]:
     tokens = structlog.contextvars.bind_contextvars(**{key: None})
     structlog.contextvars.reset_contextvars(**tokens)
     return tokens[key].var
+
+
+async def _send_with(
+    response: Response, header: tuple[bytes, bytes], scope: Scope, receive: Receive, send: Send
+) -> int:
+    response.raw_headers.append(header)  # a fresh response per request: its own header list
+    await response(scope, receive, send)
+    return response.status_code
 
 
 class RequestIdMiddleware:
@@ -98,12 +108,16 @@ class RequestIdMiddleware:
         """Serve the request with ``header`` on the response; the status sent (0: none)."""
         endpoint = self.direct.endpoint_for(scope) if self.direct is not None else None
         if endpoint is not None:
-            response = await endpoint.respond(scope, receive)
+            try:
+                response = await endpoint.respond(scope, receive)
+            except Exception:
+                # Starlette's error guard is below this middleware: answer as it would, re-raise
+                # for the server to log.
+                await _send_with(internal_error(), header, scope, receive, send)
+                raise
             if response is None:
                 return 0
-            response.raw_headers.append(header)
-            await response(scope, receive, send)
-            return response.status_code
+            return await _send_with(response, header, scope, receive, send)
         status = 0
 
         async def send_with_id(message: Message) -> None:

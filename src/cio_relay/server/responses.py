@@ -19,6 +19,7 @@ from cio_relay.errors import LimitExceeded, OutboxFullError, ValidationError
 __all__ = [
     "accepted",
     "error_response",
+    "internal_error",
     "invalid_from_pydantic",
     "invalid_from_validation",
     "json_response",
@@ -51,6 +52,11 @@ def error_response(
     body = {"error": error, "message": message}
     body.update({k: v for k, v in fields.items() if v is not None})
     return json_response(body, status, headers)
+
+
+def internal_error() -> Response:
+    """500 for an unexpected error; what went wrong is for the logs, not for the client."""
+    return error_response(500, "internal", "internal server error")
 
 
 _UNAUTHORIZED = orjson.dumps({"error": "unauthorized", "message": "unauthorized"})
