@@ -155,6 +155,8 @@ class Metrics:
         )
         # Label lookups take a lock; the hot paths keep their children here instead.
         self._children: dict[tuple[Any, ...], Any] = {}
+        # Every ingestion request counts one answer: its children by (route, status) as given.
+        self._http_children: dict[tuple[str, int], Any] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
@@ -207,7 +209,12 @@ class Metrics:
         self._child(self.webhooks, metric or "unknown", result).inc()
 
     def on_http(self, route: str, status: int) -> None:
-        self._child(self.http_requests, route, str(status)).inc()
+        child = self._http_children.get((route, status))
+        if child is None:
+            child = self._http_children[(route, status)] = self._child(
+                self.http_requests, route, str(status)
+            )
+        child.inc()
 
     # --- exposition ---------------------------------------------------------------------------
 

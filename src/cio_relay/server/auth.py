@@ -62,6 +62,8 @@ class ApiKeys:
 
     def __init__(self, keys: Iterable[str]) -> None:
         self._digests = tuple(_digest(key) for key in keys if key)
+        # Principals are immutable: one per key, made here rather than per request.
+        self._principals = {digest: Principal(digest) for digest in self._digests}
 
     def __repr__(self) -> str:
         return f"ApiKeys({len(self._digests)} keys)"
@@ -76,7 +78,7 @@ class ApiKeys:
         for digest in self._digests:
             if hmac.compare_digest(candidate, digest):
                 found = digest
-        return Principal(found) if found is not None else None
+        return self._principals[found] if found is not None else None
 
     def from_authorization(self, header: str | None) -> Principal | None:
         """``Authorization: Bearer <key>``."""
