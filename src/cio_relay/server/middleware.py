@@ -40,7 +40,7 @@ class _RequestIds:
         self._random = random.Random(os.urandom(32))
 
     def __call__(self) -> str:
-        return f"{self._random.getrandbits(64):016x}"
+        return self._random.getrandbits(64).to_bytes(8).hex()  # cheaper than f"{n:016x}"
 
 
 def _given_request_id(scope: Scope) -> str | None:
