@@ -31,6 +31,16 @@ from cio_relay.outbox.base import Outbox
 __all__ = ["Worker", "limiters_from_settings", "policy_from_settings"]
 
 
+def _fast_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when installed; None (asyncio's own) otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
 def policy_from_settings(settings: Settings) -> RetryPolicy:
     return RetryPolicy(
         base=settings.retry_base,
@@ -144,7 +154,8 @@ class Worker:
         return asyncio.run(self.adrain(timeout))
 
     def run(self) -> DispatchStats:
-        """Deliver until SIGTERM or SIGINT, then shut down gracefully."""
+        """Deliver until SIGTERM or SIGINT, then shut down gracefully (on uvloop when it is
+        installed, the ``fast`` extra: less event-loop CPU per request and per thread hop)."""
 
         async def main() -> DispatchStats:
             stop = asyncio.Event()
@@ -153,4 +164,5 @@ class Worker:
                 loop.add_signal_handler(sig, stop.set)
             return await self.arun(stop)
 
-        return asyncio.run(main())
+        with asyncio.Runner(loop_factory=_fast_loop_factory()) as runner:
+            return runner.run(main())
