@@ -33,7 +33,7 @@ from starlette.types import Receive, Scope, Send
 from cio_relay.errors import OutboxFullError, ValidationError
 from cio_relay.group_writer import GroupWriter
 from cio_relay.observability.metrics import Metrics
-from cio_relay.operations import Operation
+from cio_relay.operations import Operation, PersonRef
 from cio_relay.server import schemas as s
 from cio_relay.server.auth import ApiKeys, Principal
 from cio_relay.server.build import OperationBuilder, person_from_path
@@ -247,7 +247,7 @@ class _Endpoint:
             await response(scope, receive, send)
 
 
-def _path_person(scope: Scope) -> dict[str, str]:
+def _path_person(scope: Scope) -> PersonRef:
     query: bytes = scope["query_string"]
     # Most requests carry no query string: no parsing for them.
     id_type = QueryParams(query).get("id_type") if query else None
