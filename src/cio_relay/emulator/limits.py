@@ -9,7 +9,6 @@ Sizes: a string is measured as its UTF-8 bytes, anything else as its JSON encodi
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
@@ -44,10 +43,8 @@ V2_ITEM_BYTES = 32_000
 BATCH_BYTES = 500_000
 EVENT_TYPES = frozenset({"event", "page", "screen"})
 
-# Crockford base32, 26 characters, the first at most 7 (128 bits).
 # JSON scalars whose encoding is at most ~24 bytes (orjson keeps integers within 64 bits).
 _SCALARS = frozenset({int, float, bool, type(None)})
-_ULID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}", re.IGNORECASE)
 
 
 class Invalid(Exception):
@@ -124,9 +121,21 @@ def check_event_id(value: Any) -> str | None:
     but its error text is UNCONFIRMED; this one says what is wrong and what is expected."""
     if value is None:
         return None
-    if type(value) is not str or len(value) != 26 or _ULID.fullmatch(value) is None:
-        raise Invalid("event id must be a valid ULID (26 characters, Crockford base32)", "id")
-    return value.upper()
+    if type(value) is str and len(value) == 26 and value.isascii():
+        # Crockford base32 (no I, L, O, U), the first character at most 7 (128 bits). The hot
+        # path of every event: no regular expression, and an id already in upper case (as the
+        # relay sends them) is kept, not copied.
+        upper = value if value.isupper() else value.upper()
+        if (
+            "0" <= upper[0] <= "7"
+            and upper.isalnum()
+            and "I" not in upper
+            and "L" not in upper
+            and "O" not in upper
+            and "U" not in upper
+        ):
+            return upper
+    raise Invalid("event id must be a valid ULID (26 characters, Crockford base32)", "id")
 
 
 CheckedEvent = tuple[str, str, str | None, int | float | None, bytes]
