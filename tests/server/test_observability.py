@@ -235,3 +235,17 @@ def test_tracing_records_request_and_customerio_spans() -> None:
     assert client.name == "customerio PUT /api/v1/customers/{identifier}"
     assert (client.end_time - client.start_time) == pytest.approx(0.25e9, rel=0.01)
     assert not client.status.is_ok
+
+
+def test_api_answers_are_counted_as_a_prometheus_counter_by_route_and_status() -> None:
+    metrics = Metrics()
+    for route, status in [("track", 202), ("track", 202), ("batch", 422)]:
+        metrics.on_http(route, status)
+    families = {f.name: f for f in text_string_to_metric_families(metrics.render().decode())}
+    counts = {
+        (s.labels["route"], s.labels["status"]): s.value
+        for s in families["cio_relay_http_requests"].samples
+    }
+    assert families["cio_relay_http_requests"].type == "counter"
+    assert counts == {("track", "202"): 2.0, ("batch", "422"): 1.0}
+    assert len(families["cio_relay_http_requests_created"].samples) == 2

@@ -21,18 +21,19 @@ Each ``Metrics`` owns its registry, so several apps (tests) never share counters
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from cio_relay.delivery.hooks import Hooks
 from cio_relay.operations import Operation
 from cio_relay.outbox.base import Outbox
 
-__all__ = ["CONTENT_TYPE", "Metrics", "OutboxCollector", "normalise_endpoint"]
+__all__ = ["CONTENT_TYPE", "AnswerCounts", "Metrics", "OutboxCollector", "normalise_endpoint"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -85,6 +86,38 @@ class OutboxCollector(Collector):
         )
         oldest.add_metric([], depth.oldest_waiting_age or 0.0)
         yield oldest
+
+
+class AnswerCounts(Collector):
+    """``http_requests_total{route,status}``: the ingestion API's answers, counted in plain ints.
+
+    Every request counts one, on the event loop's thread; a ``Counter`` child takes a lock per
+    increment (0.3 us, a tenth of what the API itself spends on a request). The scrape, on
+    another thread, copies the counts in one C call (atomic under the GIL). Exposed as a
+    Counter is, ``_created`` included.
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, int], int] = {}
+        self._created: dict[tuple[str, int], float] = {}
+
+    def count(self, route: str, status: int) -> None:
+        key = (route, status)
+        counts = self._counts
+        if key in counts:
+            counts[key] += 1
+        else:
+            self._created[key] = time.time()
+            counts[key] = 1
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "cio_relay_http_requests", "Ingestion API answers", labels=["route", "status"]
+        )
+        for (route, status), count in list(self._counts.items()):
+            created = self._created[(route, status)]
+            family.add_metric([route, str(status)], float(count), created=created)
+        yield family
 
 
 class Metrics:
@@ -150,13 +183,10 @@ class Metrics:
             ["metric", "result"],
             registry=r,
         )
-        self.http_requests = Counter(
-            "cio_relay_http_requests", "Ingestion API answers", ["route", "status"], registry=r
-        )
+        self.http_requests = AnswerCounts()
+        r.register(self.http_requests)
         # Label lookups take a lock; the hot paths keep their children here instead.
         self._children: dict[tuple[Any, ...], Any] = {}
-        # Every ingestion request counts one answer: its children by (route, status) as given.
-        self._http_children: dict[tuple[str, int], Any] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
@@ -209,12 +239,7 @@ class Metrics:
         self._child(self.webhooks, metric or "unknown", result).inc()
 
     def on_http(self, route: str, status: int) -> None:
-        child = self._http_children.get((route, status))
-        if child is None:
-            child = self._http_children[(route, status)] = self._child(
-                self.http_requests, route, str(status)
-            )
-        child.inc()
+        self.http_requests.count(route, status)
 
     # --- exposition ---------------------------------------------------------------------------
 
