@@ -8,14 +8,22 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.responses import Response
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
+from cio_relay.observability.tracing import Tracing
 from cio_relay.operations import Operation
 from cio_relay.outbox.memory import MemoryOutbox
 from cio_relay.server.direct import DirectRoutes
 from cio_relay.server.ingest import read_capped
+from cio_relay.server.middleware import RequestIdMiddleware
+from cio_relay.server.responses import json_response
 
 
 class _Endpoint:
@@ -159,3 +167,36 @@ def test_an_unexpected_error_is_a_json_500_with_the_request_id(
         assert response.status_code == 500
         assert response.json() == {"error": "internal", "message": "internal server error"}
         assert response.headers["x-request-id"] == "req-500"
+
+
+class _Accepting:
+    async def respond(self, scope: Scope, receive: Receive) -> Response | None:
+        return json_response({"op_ids": []}, 202)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise AssertionError("answered directly, never through the router")
+
+
+async def test_direct_and_routed_requests_are_traced_alike() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    direct = Route("/v1/people/{id}/events", _Accepting(), methods=["POST"])
+
+    async def other(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    routed = Starlette(routes=[Route("/other/{name}", other)])
+    app = RequestIdMiddleware(routed, Tracing(provider), DirectRoutes([direct]))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        accepted = await http.post("/v1/people/u-1/events", headers={"X-Request-Id": "req-1"})
+        answered = await http.get("/other/x", headers={"X-Request-Id": "req-2"})
+    assert accepted.status_code == 202 and accepted.headers["x-request-id"] == "req-1"
+    assert answered.status_code == 200 and answered.headers["x-request-id"] == "req-2"
+    spans = {span.attributes["request_id"]: span for span in exporter.get_finished_spans()}
+    assert spans["req-1"].name == "POST /v1/people/{id}/events"
+    assert spans["req-1"].attributes["http.route"] == "/v1/people/{id}/events"
+    assert spans["req-1"].attributes["http.response.status_code"] == 202
+    assert spans["req-2"].name == "GET /other/{name}"
+    assert spans["req-2"].attributes["http.response.status_code"] == 200
