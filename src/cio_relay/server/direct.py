@@ -4,7 +4,8 @@ Starlette's router tries each route's regular expression in turn, and its except
 and a ``send`` wrapper per layer come with every request; for the ingestion API, the service's
 hot path, that was a fair share of a request's cost. ``RequestIdMiddleware`` asks this table
 first: a route found here is answered by its endpoint's ``respond`` (request ids, log binding,
-tracing and Starlette's 500 guard still wrap it); everything else goes on to the router.
+tracing and a JSON 500 for an unexpected error are the middleware's, as for every request);
+everything else goes on to Starlette's middleware and router.
 
 The routes stay in the app's route table too: the router still answers them when the direct
 match does not apply (a ``root_path``) and answers 405 for their other methods.

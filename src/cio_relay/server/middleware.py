@@ -5,9 +5,11 @@ or made up; it is bound to the logging context for the request and sent back on 
 Anything else a client sends there is replaced, not echoed: a header is no place to inject text
 into our logs.
 
-The ingestion routes (``server/direct.py``) are answered here: their endpoints return the
-response, so the id is added to its headers and it is sent as is, with no ``send`` wrapper and
-none of the router's layers. Every other request goes on to the app with ``send`` wrapped.
+The app puts this middleware outside Starlette's whole stack (``app._ServiceApp``). The
+ingestion routes (``server/direct.py``) are answered here: their endpoints return the response,
+the id is added to its headers and it is sent as is, with no ``send`` wrapper and no Starlette
+layer; an unexpected error there is answered with a JSON 500 here, as Starlette's error
+middleware answers it for every other request, which goes on to the app with ``send`` wrapped.
 """
 
 from __future__ import annotations
