@@ -19,6 +19,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from cio_relay.observability.tracing import Tracing
 from cio_relay.operations import Operation
+from cio_relay.outbox.base import Outbox
 from cio_relay.outbox.memory import MemoryOutbox
 from cio_relay.server.direct import DirectRoutes
 from cio_relay.server.ingest import read_capped
@@ -200,3 +201,14 @@ async def test_direct_and_routed_requests_are_traced_alike() -> None:
     assert spans["req-1"].attributes["http.response.status_code"] == 202
     assert spans["req-2"].name == "GET /other/{name}"
     assert spans["req-2"].attributes["http.response.status_code"] == 200
+
+
+async def test_under_a_root_path_the_router_answers_the_ingestion_routes(
+    make_app: Callable[..., Starlette], auth: dict[str, str], outbox: Outbox
+) -> None:
+    transport = httpx.ASGITransport(app=make_app(), root_path="/relay")
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        response = await http.post("/relay/v1/people/u-1/events", json={"name": "x"}, headers=auth)
+    assert response.status_code == 202
+    assert len(response.headers["x-request-id"]) == 16
+    assert outbox.depth().pending == 1

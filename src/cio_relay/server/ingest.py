@@ -8,10 +8,11 @@ outbox (503 with Retry-After under backpressure) -> 202 ``{"op_ids": [...]}``.
 Paths name people by id; ``?id_type=email`` or ``?id_type=cio_id`` names them otherwise. An id
 containing ``/`` cannot travel in a path: send it in ``POST /v1/batch`` instead.
 
-The endpoints are raw ASGI apps rather than ``Request -> Response`` functions: they read the
-headers, the path parameter and the body straight from the ASGI scope and ``receive``, so a
-request costs no Starlette ``Request``, ``Headers`` or ``QueryParams`` objects (measured: 37 ->
-24 us a request in process, most of it Starlette's per-request machinery).
+The endpoints read the headers, the path parameter and the body straight from the ASGI scope
+and ``receive``: a request costs no Starlette ``Request``, ``Headers`` or ``QueryParams``
+objects (measured: 37 -> 24 us a request in process, most of it Starlette's per-request
+machinery). Each answers through ``respond`` (``server/direct.py``: the request-id middleware
+calls it without the router) and, as an ASGI app, through the router when that one decides.
 """
 
 from __future__ import annotations
