@@ -1,6 +1,6 @@
 """The ingestion API: ``/v1/...`` endpoints that validate, write durably, and answer 202.
 
-Every endpoint runs the same steps (``Ingestion._accept``): bearer key -> body read under the cap
+Every endpoint runs the same steps (``Ingestion.accept``): bearer key -> body read under the cap
 (413) -> shape check and operation building (422 naming the field, the limit and the size) ->
 ``Idempotency-Key`` (a replay answers the first request's op ids) -> group-committed write to the
 outbox (503 with Retry-After under backpressure) -> 202 ``{"op_ids": [...]}``.
