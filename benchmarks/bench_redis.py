@@ -209,8 +209,10 @@ def _main() -> None:
         f"Single-call relay.track() on Redis: {single:,.0f} enqueues/s (one round trip each).\n"
         "On 2 cores every process above shares the same two CPUs: adding workers adds CPU "
         "demand, not CPU, so throughput is bounded by the total CPU per event (the sum of the "
-        "CPU columns over the events) rather than by any one process; more machines, or a Redis "
-        "and an emulator of their own, are what let more workers scale."
+        "CPU columns over the events) and by the one producer waiting for Redis, which runs one "
+        "script at a time on cores it shares with four busy processes, rather than by any one "
+        "process; more machines, or a Redis and an emulator of their own, are what let more "
+        "workers scale."
     )
 
 
