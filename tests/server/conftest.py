@@ -40,16 +40,14 @@ class _Server(uvicorn.Server):
 
 
 @contextmanager
-def serve(app: Any, sock: socket.socket | None = None, **options: Any) -> Iterator[str]:
-    """Serve ``app`` on 127.0.0.1 (or on ``sock``) in a thread; yields its base URL.
-
-    ``options`` go to ``uvicorn.Config`` (``http=...``)."""
+def serve(app: Any, sock: socket.socket | None = None) -> Iterator[str]:
+    """Serve ``app`` on 127.0.0.1 (or on ``sock``) in a thread; yields its base URL."""
     if sock is None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", **options)
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
     server = _Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
