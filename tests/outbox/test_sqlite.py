@@ -315,3 +315,18 @@ def test_a_deferred_release_sticks_through_a_later_release(path: Path) -> None:
         assert ids(box.lease(1, 5, now=t + 6)) == [second.op_id]
     finally:
         box.close()
+
+
+def test_one_persons_backlog_in_intake_does_not_hide_other_peoples_work(path: Path) -> None:
+    from cio_relay.outbox.sqlite import ADMIT_BATCH
+
+    box = SqliteOutbox(path)
+    try:
+        box.enqueue([event("whale", i) for i in range(3 * ADMIT_BATCH)])
+        others = [event(f"p{i}") for i in range(10)]
+        box.enqueue(others)
+        [head] = box.lease(1, 60)
+        box.retry_later(head, retry_at=time.time() + 3600, error="503")
+        assert ids(box.lease(10, 60)) == [op.op_id for op in others]
+    finally:
+        box.close()

@@ -160,9 +160,10 @@ _INSERT = (
     " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE NOT EXISTS (SELECT 1 FROM ops WHERE op_id = ?1)"
     " AND NOT EXISTS (SELECT 1 FROM dead WHERE op_id = ?1)"
 )
-#: Operations moved from ``intake`` into ``ops`` per ``lease`` call: enough to stay ahead of
-#: any lease size, small enough that the move (~10 us an operation) holds the write lock for
-#: a few milliseconds at most, not a backlog's worth.
+#: Operations moved from ``intake`` into ``ops`` at a time by ``lease``: enough to stay ahead
+#: of any lease size, small enough that the move (~10 us an operation) holds the write lock for
+#: a few milliseconds, not a backlog's worth, unless the lease finds too few due heads (a
+#: person's backlog ahead of the rest), when it admits further until it has enough.
 ADMIT_BATCH = 2_000
 _ADMIT_UNTIL = "SELECT max(seq) FROM (SELECT seq FROM intake ORDER BY seq LIMIT ?)"
 _ADMIT = (
@@ -350,6 +351,10 @@ class SqliteOutbox:
         def take(conn: sqlite3.Connection) -> list[Any]:
             _admit(conn)
             rows = conn.execute(_DUE_HEADS, (at, limit)).fetchall()
+            # Short of due heads while operations wait in intake (one person's backlog ahead of
+            # everyone else's, say): admit more until there are enough or intake is empty.
+            while len(rows) < limit and _admit(conn):
+                rows = conn.execute(_DUE_HEADS, (at, limit)).fetchall()
             conn.executemany(
                 "UPDATE heads SET due_at = ?, token = ? WHERE person_key = ?",
                 [(until, token, row[0]) for row in rows],
@@ -571,12 +576,15 @@ class SqliteOutbox:
                 self._conn.close()
 
 
-def _admit(conn: sqlite3.Connection) -> None:
-    """Move the oldest ``ADMIT_BATCH`` operations of ``intake`` into ``ops`` (in order)."""
+def _admit(conn: sqlite3.Connection) -> bool:
+    """Move the oldest ``ADMIT_BATCH`` operations of ``intake`` into ``ops`` (in order);
+    whether there were any."""
     until = conn.execute(_ADMIT_UNTIL, (ADMIT_BATCH,)).fetchone()[0]
-    if until is not None:
-        conn.execute(_ADMIT, (until,))
-        conn.execute("DELETE FROM intake WHERE seq <= ?", (until,))
+    if until is None:
+        return False
+    conn.execute(_ADMIT, (until,))
+    conn.execute("DELETE FROM intake WHERE seq <= ?", (until,))
+    return True
 
 
 def _records(ops: Sequence[Operation]) -> list[tuple[Any, ...]]:
