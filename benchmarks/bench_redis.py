@@ -32,7 +32,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.support import BENCH_KEYS, free_port, start_emulator, wait_for
+from benchmarks.support import BENCH_KEYS, cpu_seconds, free_port, start_emulator, wait_for
 from cio_relay import operations as ops
 from cio_relay.config import Settings
 from cio_relay.relay import Relay
@@ -46,7 +46,6 @@ PEOPLE = 20_000
 BATCH = 500
 SINGLE_CALLS = 5_000
 DEADLINE = 300.0  # seconds any single wait may take
-_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -55,12 +54,6 @@ class Run:
     workers: int
     events_per_second: float
     cpu: dict[str, float]  # seconds of CPU per kind of process during the run
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
 def _own_cpu() -> float:
@@ -127,14 +120,14 @@ def end_to_end(
             pids = {"emulator": [emulator_pid], "workers": [p.pid for p in procs]}
             if redis_pid is not None:
                 pids["redis"] = [redis_pid]
-            before = {kind: sum(map(_cpu_seconds, found)) for kind, found in pids.items()}
+            before = {kind: sum(map(cpu_seconds, found)) for kind, found in pids.items()}
             producer_before = _own_cpu()
             started = time.perf_counter()
             for batch in _batches(EVENTS, BATCH):
                 relay.enqueue(*batch)
             wait_for(lambda: _accepted(client) >= BATCH + EVENTS, DEADLINE, "every event")
             elapsed = time.perf_counter() - started
-            cpu = {k: sum(map(_cpu_seconds, pids[k])) - v for k, v in before.items()}
+            cpu = {k: sum(map(cpu_seconds, pids[k])) - v for k, v in before.items()}
             cpu["producer"] = _own_cpu() - producer_before
     relay.close()
     scheme = outbox_url.split(":", 1)[0]

@@ -127,10 +127,7 @@ class Relay(_OperationFactory):
         """Store already-built operations (all or none); return their op ids."""
         self._backpressure.check()
         self.outbox.enqueue(operations)
-        if self.hooks.enqueued:
-            for op in operations:
-                Hooks.fire(self.hooks.enqueued, op)
-        return [op.op_id for op in operations]
+        return self._enqueued(operations)
 
     def enqueue_nowait(self, *operations: Operation) -> list[str] | None:
         """``enqueue``, if that needs no waiting (for an event loop); else None, nothing stored.
@@ -146,6 +143,10 @@ class Relay(_OperationFactory):
         self._backpressure.check()
         if nowait(operations) is None:
             return None
+        return self._enqueued(operations)
+
+    def _enqueued(self, operations: tuple[Operation, ...]) -> list[str]:
+        """After a write: the ``on_enqueued`` hooks, and the op ids to return."""
         if self.hooks.enqueued:
             for op in operations:
                 Hooks.fire(self.hooks.enqueued, op)

@@ -300,8 +300,10 @@ class SqliteOutbox:
         returns None at once (the caller hands the write to a thread that may wait), as it
         does always with ``durability="power"`` (an fsync per commit).
         """
+        if self.durability != "process":
+            return None  # before serialising: the caller's thread path serialises again
         records = _records(ops)
-        if self.durability != "process" or not self._lock.acquire(blocking=False):
+        if not self._lock.acquire(blocking=False):
             return None
         try:
             conn = self._open_connection()
