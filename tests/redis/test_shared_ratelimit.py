@@ -18,6 +18,7 @@ import redis
 from cio_relay.config import Settings
 from cio_relay.delivery.shared_ratelimit import (
     SharedRateLimiter,
+    jitter_budget,
     redis_limiters,
     shared_limiters_for,
 )
@@ -119,6 +120,52 @@ async def test_senders_that_wake_late_take_new_slots_instead_of_bunching(
     await asyncio.gather(*(send() for _ in range(6)))
     gaps = [b - a for a, b in itertools.pairwise(done)]
     assert min(gaps) > 0.02, gaps  # without the guard, three would go out at once
+
+
+class _CountingLimiter(SharedRateLimiter):
+    """Counts reservations: more than one per acquire means slots were left unused."""
+
+    reservations = 0
+
+    def _reserve(self) -> float:
+        self.reservations += 1
+        return super()._reserve()
+
+
+async def test_a_sender_a_little_late_keeps_its_slot_at_a_high_rate(
+    clients: list[redis.Redis], key: str
+) -> None:
+    # 100 requests/s with 10 % headroom: slots 11 ms apart, a jitter budget of 111 ms, so a
+    # sender may wake up to 55 ms after its slot. Half an interval (5.5 ms) threw most slots of
+    # a busy worker away.
+    limiter = _CountingLimiter(clients[0], key, 100.0, headroom=0.1)
+    granted: list[float] = []
+
+    async def send() -> None:
+        await limiter.acquire()
+        granted.append(time.monotonic())
+        if len(granted) == 1:
+            end = time.monotonic() + 0.03  # the loop stalls 30 ms: the next slot passes
+            while time.monotonic() < end:
+                pass
+
+    await asyncio.gather(send(), send())
+    assert limiter.reservations == 2  # the late sender went on its own slot
+    assert granted[1] - granted[0] < 0.045
+
+
+def test_the_jitter_budget_keeps_any_window_at_the_limit() -> None:
+    """Slots 1 / (rate (1 - headroom)) apart, each request up to the budget late: the densest
+    second (or window of 1 / rate) holds at most the limit."""
+    for rate, headroom in [(100.0, 0.1), (20.0, 0.1), (40.0, 0.05), (0.1, 0.1)]:
+        interval = 1 / (rate * (1 - headroom))
+        window = max(1.0, 1 / rate)
+        late = jitter_budget(rate, headroom) * 0.999
+        slots = [k * interval for k in range(int(10 * window / interval))]
+        # Worst case: every other request as late as allowed, the rest on time.
+        arrivals = sorted(slot + (late if k % 2 else 0.0) for k, slot in enumerate(slots))
+        densest = max(sum(1 for t in arrivals if start <= t < start + window) for start in arrivals)
+        assert densest <= max(1, rate * window), (rate, headroom, densest)
 
 
 def test_the_limit_leaves_nothing_behind_once_idle(clients: list[redis.Redis], key: str) -> None:
