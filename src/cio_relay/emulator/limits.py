@@ -171,7 +171,19 @@ def check_event(
     timestamp = body.get("timestamp")
     if timestamp is not None and type(timestamp) not in _NUMBERS:
         raise Invalid("event timestamp must be a unix timestamp in seconds", "timestamp")
-    return name, event_type, check_event_id(body.get("id")), timestamp, encoded
+    return name, event_type, check_event_id(body.get("id")), timestamp, _right_sized(encoded)
+
+
+def _right_sized(encoded: bytes) -> bytes:
+    """A copy of ``orjson.dumps`` output that is kept (stored events keep their properties).
+
+    orjson writes into a buffer of a few KB from the C allocator and shrinks it in place, so
+    every kept result pinned a whole buffer: ~4 KB of heap per stored event (2 GB for 420,000
+    events) and a fresh page to fault in per event, ~40 % of the server's CPU under a batch
+    benchmark. The copy is allocated at its own size (by Python's allocator when small) and
+    the buffer is freed for the next call to reuse.
+    """
+    return b"%b" % encoded
 
 
 def _event_properties(body: dict[str, Any], data_keys: tuple[str, ...]) -> dict[str, Any]:
