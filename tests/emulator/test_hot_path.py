@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from cio_relay.emulator.state import EmulatorState
+
 # Stores 20,000 events the way the handlers do and prints the growth of the resident set.
 _STORE_EVENTS = textwrap.dedent(
     """
@@ -37,3 +39,22 @@ def test_a_stored_event_costs_hundreds_of_bytes_not_a_serialiser_buffer() -> Non
         [sys.executable, "-c", _STORE_EVENTS], capture_output=True, text=True, check=True
     ).stdout
     assert int(grown) < 20_000 * 1_000
+
+
+def test_the_dedupe_window_forgets_the_oldest_id_first() -> None:
+    state = EmulatorState(dedupe_window=2)
+
+    def add(event_id: str) -> bool:
+        return state.add_event("cio", None, "e", "event", event_id, None, b"{}")
+
+    assert [add(i) for i in ("A", "B", "A", "C", "A", "B", "B")] == [
+        True,  # A
+        True,  # A B
+        False,
+        True,  # B C: A forgotten
+        True,  # C A
+        True,  # A B
+        False,
+    ]
+    assert state.stats.duplicate_event_ids == 2
+    assert state.seen_event_ids == {"A", "B"}
