@@ -147,9 +147,10 @@ def single_call_enqueues(outbox_url: str) -> float:
 
 def _report(run: Run) -> None:
     cpu = ", ".join(f"{kind} {seconds:.1f}" for kind, seconds in sorted(run.cpu.items()))
+    busy = sum(run.cpu.values()) * run.events_per_second / EVENTS  # CPU seconds per second
     print(
         f"  {run.outbox:<6} {run.workers} worker(s): {run.events_per_second:>9,.0f} events/s"
-        f"   CPU s: {cpu}",
+        f"   CPU s: {cpu}   cores busy: {busy:.2f}",
         flush=True,
     )
 
@@ -202,8 +203,7 @@ def _main() -> None:
         f"Single-call relay.track() on Redis: {single:,.0f} enqueues/s (one round trip each).\n"
         "On 2 cores every process above shares the same two CPUs: adding workers adds CPU "
         "demand, not CPU, so throughput is bounded by the total CPU per event (the sum of the "
-        "CPU columns over the events) and by the one producer waiting for Redis, which runs one "
-        "script at a time on cores it shares with four busy processes, rather than by any one "
+        "CPU columns over the events, with most of the two cores busy) rather than by any one "
         "process; more machines, or a Redis and an emulator of their own, are what let more "
         "workers scale."
     )
