@@ -95,13 +95,13 @@ def _person(em: Emulator, identifier: str) -> Reply:
 def _events(em: Emulator, request: Request) -> Reply:
     params = query_params(request)
     state = em.state
-    rows: Iterable[Any] = state.events
+    rows: Iterable[Any] = state.stored_events()
     if "person" in params:
         person = state.find_by_path(params["person"])
         if person is not None:
             rows = state.events_of(person)
         else:  # not a person: perhaps an anonymous id
-            rows = (e for e in state.events if e.anonymous_id == params["person"])
+            rows = (e for e in state.stored_events() if e.anonymous_id == params["person"])
     if "name" in params:
         rows = (e for e in rows if e.name == params["name"])
     if "type" in params:
