@@ -26,6 +26,7 @@ from urllib.parse import quote
 
 import orjson
 
+from cio_relay import kept_json
 from cio_relay.errors import LimitExceeded, ValidationError
 
 __all__ = [
@@ -183,7 +184,7 @@ class Operation:
             self.op_id,
             _KIND_VALUES[self.kind],
             self.person_key,
-            orjson.dumps({"i": self.identifiers, "p": self.payload}),
+            kept_json.dumps({"i": self.identifiers, "p": self.payload}),  # kept for a batch
             self.created_at,
             self.env,
         )

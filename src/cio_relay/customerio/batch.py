@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from cio_relay import kept_json
 from cio_relay.errors import LimitExceeded, RetryableError, ValidationError
 from cio_relay.operations import LIMITS
 
@@ -105,7 +106,7 @@ def _item_bytes(index: int, item: Mapping[str, Any] | bytes) -> bytes:
     if not isinstance(item, Mapping):
         raise ValidationError(f"batch[{index}]", f"must be an object, not {type(item).__name__}")
     try:
-        return orjson.dumps(item)
+        return kept_json.dumps(item)  # collected for the body
     except TypeError as exc:
         raise ValidationError(f"batch[{index}]", f"is not JSON-serialisable: {exc}") from None
 

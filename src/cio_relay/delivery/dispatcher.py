@@ -38,8 +38,7 @@ from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-import orjson
-
+from cio_relay import kept_json
 from cio_relay.delivery.batching import pack
 from cio_relay.delivery.hooks import Hooks
 from cio_relay.delivery.ratelimit import RateLimiter, Unlimited
@@ -260,7 +259,8 @@ class Dispatcher:
                 continue
             try:
                 item = op.v2_item()
-                serialised = orjson.dumps(item) if item is not None else None
+                # Kept until the request is answered: right-sized (see kept_json).
+                serialised = kept_json.dumps(item) if item is not None else None
             except Exception as exc:  # a stored op that no longer builds: keep it, don't crash
                 self._dead_soon(lease, DeadReason.INVALID, f"cannot build request: {exc!r}")
                 continue

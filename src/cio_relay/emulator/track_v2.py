@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from cio_relay.kept_json import right_sized
+
 from . import people
 from .http import OK, Reply, Request, json_reply, parse_object
 from .limits import (
@@ -27,7 +29,6 @@ from .limits import (
     check_attributes,
     check_event,
     check_identifier,
-    right_sized,
     utf8_size,
 )
 from .state import EmulatorState

@@ -82,6 +82,7 @@ import redis
 from redis.commands.core import Script
 from redis.exceptions import DataError
 
+from cio_relay import kept_json
 from cio_relay.errors import CioRelayError, ConfigError
 from cio_relay.operations import Kind, Operation, new_operation
 from cio_relay.outbox.base import (
@@ -151,7 +152,8 @@ def load_script_source(name: str) -> str:
 
 
 def _encode(op: Operation) -> bytes:
-    return orjson.dumps([_KIND_VALUES[op.kind], op.created_at, op.env, op.identifiers, op.payload])
+    record = [_KIND_VALUES[op.kind], op.created_at, op.env, op.identifiers, op.payload]
+    return kept_json.dumps(record)  # a batch of records is kept until sent
 
 
 def _decode(op_id: bytes, record: bytes) -> Operation:
