@@ -69,8 +69,17 @@ async def test_a_reset_before_the_request_was_written_is_retryable(
     # httpcore swallows the write error and tries to read; only the trace shows that the body
     # never left, which is what makes this safe to send again.
     peer = raw_peer("reset_at_once")
-    with pytest.raises(RetryableError, match="not delivered"):
+    with pytest.raises((RetryableError, AmbiguousError)) as caught:
         await send(shell, peer.url, HUGE)
+    if shell == "sync" or isinstance(caught.value, RetryableError):
+        # A blocking socket cannot take 32 MB the peer never reads: the write fails.
+        assert isinstance(caught.value, RetryableError)
+        assert "not delivered" in str(caught.value)
+    else:
+        # asyncio's transport buffers a whole write in memory: when the reset arrives only after
+        # the body was handed over, the client cannot tell how much left, and says so (found
+        # flaky under load: about 1 run in 15 with both cores busy).
+        assert "may or may not" in str(caught.value)
 
 
 async def test_a_transactional_send_to_a_silent_peer_is_ambiguous(
