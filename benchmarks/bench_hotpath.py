@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from cio_relay import kept_json
 from cio_relay import operations as ops
 from cio_relay.config import Settings
 from cio_relay.outbox.sqlite import SqliteOutbox
@@ -129,9 +130,9 @@ def _deliver(outbox: Any, clock: _Clock, count: int, *, serialise: bool) -> None
     delivered = 0
     while leases := clock.run("lease 5,000 (records decoded)", lambda: outbox.lease(5000, 600)):
         if serialise:
-            clock.run(
-                "v2 item serialised (orjson)",
-                lambda: [orjson.dumps(lease.op.v2_item()) for lease in leases],
+            clock.run(  # as the dispatcher does: kept for the batch, so right-sized
+                "v2 item serialised (kept_json)",
+                lambda: [kept_json.dumps(lease.op.v2_item()) for lease in leases],
             )
         for chunk in _chunks(leases, 1500):
             clock.run("ack, 1,500 per call", lambda: outbox.ack(chunk))  # noqa: B023
