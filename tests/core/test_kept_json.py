@@ -2,34 +2,22 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
-
 import orjson
 import pytest
 
 from cio_relay import kept_json
+from tests.fixtures.memory import needs_proc, resident_growth
 
-# Keeps 20,000 results of ``make`` (a record-sized JSON value each) and prints the growth of
-# the resident set.
-_KEEP_RESULTS = textwrap.dedent(
-    """
-    import os
-    from cio_relay import kept_json
+# Keeps 20,000 results of a record-sized JSON value each and prints the growth.
+_KEEP_RESULTS = """
+from cio_relay import kept_json
 
-    def rss() -> int:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    values = [["track", 1.5, "production", {"id": f"user-{n}"}, {"name": "paid", "n": n}]
-              for n in range(20_000)]
-    before = rss()
-    kept = [kept_json.dumps(value) for value in values]
-    print(rss() - before)
-    """
-)
+values = [["track", 1.5, "production", {"id": f"user-{n}"}, {"name": "paid", "n": n}]
+          for n in range(20_000)]
+before = rss()
+kept = [kept_json.dumps(value) for value in values]
+print(rss() - before)
+"""
 
 
 def test_dumps_is_orjson_output() -> None:
@@ -43,10 +31,7 @@ def test_dumps_refuses_what_orjson_refuses() -> None:
         kept_json.dumps({"when": object()})
 
 
-@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux /proc")
+@needs_proc
 def test_a_kept_result_costs_its_size_not_a_serialiser_buffer() -> None:
     # Each result is ~90 bytes; a kept orjson.dumps result pinned its ~4 KB buffer (80 MB here).
-    grown = subprocess.run(
-        [sys.executable, "-c", _KEEP_RESULTS], capture_output=True, text=True, check=True
-    ).stdout
-    assert int(grown) < 20_000 * 500
+    assert resident_growth(_KEEP_RESULTS) < 20_000 * 500

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import gc
-import subprocess
-import sys
-import textwrap
 import time
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -18,37 +14,28 @@ from cio_relay.emulator.app import Emulator
 from cio_relay.emulator.http import Request
 from cio_relay.emulator.limits import V2_ITEM_BYTES
 from cio_relay.emulator.state import EmulatorState
+from tests.fixtures.memory import needs_proc, resident_growth
 
 from .helpers import inspect, track_client
 
 # Stores 20,000 events the way the handlers do and prints the growth of the resident set.
-_STORE_EVENTS = textwrap.dedent(
-    """
-    import os
-    from cio_relay.emulator.limits import check_event
-    from cio_relay.emulator.state import EmulatorState
+_STORE_EVENTS = """
+from cio_relay.emulator.limits import check_event
+from cio_relay.emulator.state import EmulatorState
 
-    def rss() -> int:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    state = EmulatorState()
-    before = rss()
-    for n in range(20_000):
-        body = {"name": "order_completed", "data": {"order_id": f"order-{n}", "total": 42.5}}
-        state.add_event("cio", None, *check_event(body))
-    print(rss() - before)
-    """
-)
+state = EmulatorState()
+before = rss()
+for n in range(20_000):
+    body = {"name": "order_completed", "data": {"order_id": f"order-{n}", "total": 42.5}}
+    state.add_event("cio", None, *check_event(body))
+print(rss() - before)
+"""
 
 
-@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux /proc")
+@needs_proc
 def test_a_stored_event_costs_hundreds_of_bytes_not_a_serialiser_buffer() -> None:
     # orjson's output buffer is a few KB; kept as is, each stored event pinned one (~4 KB).
-    grown = subprocess.run(
-        [sys.executable, "-c", _STORE_EVENTS], capture_output=True, text=True, check=True
-    ).stdout
-    assert int(grown) < 20_000 * 1_000
+    assert resident_growth(_STORE_EVENTS) < 20_000 * 1_000
 
 
 # --- the plain-event shortcut judges exactly as the general path ------------------------------
