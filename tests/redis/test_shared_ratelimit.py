@@ -154,6 +154,29 @@ async def test_a_sender_a_little_late_keeps_its_slot_at_a_high_rate(
     assert granted[1] - granted[0] < 0.045
 
 
+async def test_a_sender_late_past_half_the_budget_takes_a_new_slot_at_a_low_rate(
+    clients: list[redis.Redis], key: str
+) -> None:
+    # 2 requests/s with 10 % headroom: slots 556 ms apart, a sender may wake up to 55 ms late.
+    # Half an interval (278 ms) let a late sender go out almost on top of the next slot.
+    limiter = _CountingLimiter(clients[0], key, 2.0, headroom=0.1)
+    granted: list[float] = []
+
+    async def send() -> None:
+        await limiter.acquire()
+        granted.append(time.monotonic())
+        if len(granted) == 1:
+            # The loop stalls 150 ms: the other sender begins its wait that late and wakes
+            # ~150 ms after its slot.
+            end = time.monotonic() + 0.15
+            while time.monotonic() < end:
+                pass
+
+    await asyncio.gather(send(), send())
+    assert limiter.reservations == 3  # the late sender gave its slot up
+    assert granted[1] - granted[0] > 1.0  # and went on the slot after (at 1,111 ms)
+
+
 def test_the_jitter_budget_keeps_any_window_at_the_limit() -> None:
     """Slots 1 / (rate (1 - headroom)) apart, each request up to the budget late: the densest
     second (or window of 1 / rate) holds at most the limit."""

@@ -21,10 +21,13 @@ Requests must also *arrive* spread out. Two guards keep them from bunching at Cu
 - a reservation is good only near its time: a sender that wakes more than ``slack`` after its
   slot (its process stalled: GC, a busy CPU) would spend more than its share of the budget, so it
   leaves its slot unused and reserves a new one. ``slack`` is half the jitter budget (the other
-  half is for the way to Customer.io), and at least half an interval. Half an interval alone was
-  too strict at high rates (5.5 ms at 100 requests/s): a worker whose event loop was a few
-  milliseconds late, which on a busy machine is most of the time, threw most slots away (measured
-  on 2 cores: 2.7 reservations per request) and its requests queued for ~170 ms each.
+  half is for the way to Customer.io); without headroom there is no budget, and it is half an
+  interval. Half an interval was the rule for every limit before: too strict at high rates
+  (5.5 ms at 100 requests/s: a worker whose event loop was a few milliseconds late, which on a
+  busy machine is most of the time, threw most slots away, measured on 2 cores at 2.7
+  reservations per request, and its requests queued for ~170 ms each), and too loose at low ones
+  (5.5 s for one broadcast trigger per 10 s, which let a late trigger go out a few seconds
+  before the next).
 
 Use with a Redis outbox (the Worker's ``limiters=`` factory)::
 
@@ -99,7 +102,9 @@ class SharedRateLimiter:
         self._script = client.register_script(_gcra_source())
         self._interval = round(_MICROS / (rate * (1 - headroom)))  # microseconds between sends
         self._tolerance = (burst - 1) * self._interval
-        self._slack = max(self._interval / 2 / _MICROS, jitter_budget(rate, headroom) / 2)
+        # Seconds a sender may wake after its slot and still use it (see the module docstring).
+        budget = jitter_budget(rate, headroom)
+        self._slack = budget / 2 if budget > 0 else self._interval / 2 / _MICROS
         self._paused_until = 0.0  # this process's own view (monotonic), set by pause_for
 
     def __repr__(self) -> str:
