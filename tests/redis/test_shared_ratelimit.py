@@ -132,6 +132,24 @@ class _CountingLimiter(SharedRateLimiter):
         return super()._reserve()
 
 
+async def _two_senders_late_by(limiter: SharedRateLimiter, stall: float) -> list[float]:
+    """When each of two senders was granted. Both reserve at once; the first, granted at once,
+    stalls the event loop for ``stall`` seconds (a busy loop, as in a GC pause), so the second
+    begins its wait that late and wakes ``stall`` after its slot."""
+    granted: list[float] = []
+
+    async def send() -> None:
+        await limiter.acquire()
+        granted.append(time.monotonic())
+        if len(granted) == 1:
+            end = time.monotonic() + stall
+            while time.monotonic() < end:
+                pass
+
+    await asyncio.gather(send(), send())
+    return granted
+
+
 async def test_a_sender_a_little_late_keeps_its_slot_at_a_high_rate(
     clients: list[redis.Redis], key: str
 ) -> None:
@@ -139,17 +157,7 @@ async def test_a_sender_a_little_late_keeps_its_slot_at_a_high_rate(
     # sender may wake up to 55 ms after its slot. Half an interval (5.5 ms) threw most slots of
     # a busy worker away.
     limiter = _CountingLimiter(clients[0], key, 100.0, headroom=0.1)
-    granted: list[float] = []
-
-    async def send() -> None:
-        await limiter.acquire()
-        granted.append(time.monotonic())
-        if len(granted) == 1:
-            end = time.monotonic() + 0.03  # the loop stalls 30 ms: the next slot passes
-            while time.monotonic() < end:
-                pass
-
-    await asyncio.gather(send(), send())
+    granted = await _two_senders_late_by(limiter, 0.03)
     assert limiter.reservations == 2  # the late sender went on its own slot
     assert granted[1] - granted[0] < 0.045
 
@@ -160,19 +168,7 @@ async def test_a_sender_late_past_half_the_budget_takes_a_new_slot_at_a_low_rate
     # 2 requests/s with 10 % headroom: slots 556 ms apart, a sender may wake up to 55 ms late.
     # Half an interval (278 ms) let a late sender go out almost on top of the next slot.
     limiter = _CountingLimiter(clients[0], key, 2.0, headroom=0.1)
-    granted: list[float] = []
-
-    async def send() -> None:
-        await limiter.acquire()
-        granted.append(time.monotonic())
-        if len(granted) == 1:
-            # The loop stalls 150 ms: the other sender begins its wait that late and wakes
-            # ~150 ms after its slot.
-            end = time.monotonic() + 0.15
-            while time.monotonic() < end:
-                pass
-
-    await asyncio.gather(send(), send())
+    granted = await _two_senders_late_by(limiter, 0.15)
     assert limiter.reservations == 3  # the late sender gave its slot up
     assert granted[1] - granted[0] > 1.0  # and went on the slot after (at 1,111 ms)
 
