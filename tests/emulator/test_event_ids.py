@@ -33,6 +33,7 @@ def test_ulids_are_accepted_in_upper_case(value: str | None, stored: str | None)
         "01JD000000000000000000012u",
         "01JD00000000000000000001-3",
         "01JD000000000000000000012ß",  # upper-cases to two letters
+        "01JD000000000000000000012\u017f",  # the long s upper-cases to S
         "01JD00000000000000000000A\n",  # 26 characters with a line end
         "01JD00000000000000000000\uff11\uff12",  # full-width digits
         "01JD00000000000000000001",

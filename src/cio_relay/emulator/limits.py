@@ -130,19 +130,12 @@ def check_event_id(value: Any) -> str | None:
     but its error text is UNCONFIRMED; this one says what is wrong and what is expected."""
     if value is None:
         return None
-    if type(value) is str and UPPER_ULID.fullmatch(value):
-        return value  # the hot path: already in upper case, as the relay sends them
-    if type(value) is str and len(value) == 26 and value.isascii():
-        # Crockford base32 (no I, L, O, U), the first character at most 7 (128 bits), any case.
-        upper = value if value.isupper() else value.upper()
-        if (
-            "0" <= upper[0] <= "7"
-            and upper.isalnum()
-            and "I" not in upper
-            and "L" not in upper
-            and "O" not in upper
-            and "U" not in upper
-        ):
+    if type(value) is str:
+        if UPPER_ULID.fullmatch(value):
+            return value  # the hot path: already in upper case, as the relay sends them
+        # Any case, stored in upper case. ASCII only: str.upper maps a few other letters onto
+        # Crockford ones (the long s onto S).
+        if value.isascii() and UPPER_ULID.fullmatch(upper := value.upper()):
             return upper
     raise Invalid("event id must be a valid ULID (26 characters, Crockford base32)", "id")
 

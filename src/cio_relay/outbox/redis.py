@@ -55,7 +55,7 @@ silently drop operations under memory pressure. Acknowledged stream entries are 
 MINID below the oldest entry still pending or unread, never by MAXLEN. See docs/scaling.md.
 
 Cost (measured on 2 cores): about 10-12 us of Redis CPU per operation from enqueue to ack, in
-batches (about a quarter of it is the append-only file); per-operation work in the scripts is
+batches (about 15 % of it feeding the append-only file); per-operation work in the scripts is
 kept to what needs an answer one by one. Leases and acks run as scripts of at most
 ``SETTLE_CHUNK`` operations, each its own round trip, so that no worker holds Redis (and every
 producer's enqueue) for long: Redis runs one script at a time.
