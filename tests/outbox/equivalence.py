@@ -127,6 +127,16 @@ class SameAsMemory(RuleBasedStateMachine):
         self.other.release([other], delay=delay, now=self.now)
 
     @precondition(lambda self: self.held)
+    @rule(index=st.integers(0, 50), seconds=st.sampled_from([5.0, 30.0]))
+    def extend(self, index: int, seconds: float) -> None:
+        # As the dispatcher does: every lease of the chosen lease call (backends may keep one
+        # deadline per call), settled ones included (an extend leaves those alone).
+        token = self.pick(index)[0].token
+        pairs = [pair for pair in self.held if pair[0].token == token]
+        self.memory.extend([memory for memory, _ in pairs], seconds, now=self.now)
+        self.other.extend([other for _, other in pairs], seconds, now=self.now)
+
+    @precondition(lambda self: self.held)
     @rule(index=st.integers(0, 50), wait=st.sampled_from([0.0, 5.0, 20.0]))
     def retry_later(self, index: int, wait: float) -> None:
         memory, other = self.pick(index)

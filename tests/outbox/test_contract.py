@@ -202,6 +202,37 @@ def test_an_expired_lease_is_handed_out_again_and_the_stale_token_is_ignored(
     assert (third.op.op_id, third.attempts, third.last_error) == (op.op_id, 1, "real")
 
 
+def test_extend_keeps_a_busy_workers_leases_and_never_shortens_them(outbox: Outbox) -> None:
+    a1, a2, b = event("a", 1), event("a", 2), event("b")
+    outbox.enqueue([a1, a2, b])
+    t = time.time()
+    held = outbox.lease(10, 10, now=t)
+    outbox.extend(held, 10, now=t + 8)  # the heartbeat: held until t + 18
+    assert outbox.lease(10, 10, now=t + 17) == []
+    assert outbox.depth(now=t + 17).leased == 2
+    outbox.extend(held, 1, now=t + 8)  # shorter than what is held: no change
+    assert outbox.lease(10, 10, now=t + 17) == []
+    # Extended leases settle as usual, and run out like any lease once the heartbeat stops.
+    [lease_a] = [lease for lease in held if lease.op == a1]
+    outbox.ack([lease_a])
+    assert set(ids(outbox.lease(10, 10, now=t + 18))) == {a2.op_id, b.op_id}
+
+
+def test_extend_leaves_a_lease_taken_over_alone(outbox: Outbox) -> None:
+    op = event("u")
+    outbox.enqueue([op])
+    t = time.time()
+    [stale] = outbox.lease(10, 10, now=t)
+    [fresh] = outbox.lease(10, 10, now=t + 11)  # the first worker stalled past its lease
+    outbox.extend([stale], 100, now=t + 12)  # its late heartbeat must not keep the new lease
+    [third] = outbox.lease(10, 10, now=t + 22)
+    assert third.op == op and third.token not in (stale.token, fresh.token)
+    # Settled or released leases are not brought back by an extend either.
+    outbox.release([third], now=t + 22)
+    outbox.extend([third], 100, now=t + 22)
+    assert ids(outbox.lease(10, 10, now=t + 23)) == [op.op_id]
+
+
 def test_ack_removes_for_good_even_with_a_stale_token(outbox: Outbox) -> None:
     op, follower = event("u", 1), event("u", 2)
     outbox.enqueue([op, follower])

@@ -9,9 +9,11 @@ Contracts (design.md 1-3) every backend keeps, checked by one parametrized suite
   dead-lettered, and only when it is due (``available_at``) and not leased by someone else whose
   lease is still running. So operations for one person go out one at a time, in enqueue order,
   and a person whose head is waiting to retry holds up nobody else (no head-of-line blocking).
-- A lease expires after ``lease_seconds``; the work is then leased again (a worker died). The
-  ``token`` of a lease makes a late worker's ``retry_later``/``dead_letter`` harmless once its
-  lease was taken over. ``ack`` always applies: a delivered operation is done.
+- A lease expires after ``lease_seconds``; the work is then leased again (a worker died). A
+  worker that is still busy with its leases ``extend``s them (a heartbeat), so leases can be
+  short and a dead worker's work is taken over within one lease time. The ``token`` of a lease
+  makes a late worker's ``retry_later``/``dead_letter``/``extend`` harmless once its lease was
+  taken over. ``ack`` always applies: a delivered operation is done.
 - Operations leave only by ``ack`` (delivered) or ``dead_letter`` (with a reason); dead letters
   stay until purged, and ``replay`` puts them back with their op ids unchanged.
 """
@@ -150,6 +152,18 @@ class Outbox(Protocol):
 
         ``delay=0`` is shutdown (due at once); a positive ``delay`` is the dispatcher deferring
         work whose API family is saturated by its rate limit, so it is not leased again at once.
+        """
+
+    def extend(
+        self, leases: Iterable[Lease], lease_seconds: float, *, now: float | None = None
+    ) -> None:
+        """Keep ``leases`` until ``now + lease_seconds`` (never shorten one): the heartbeat of a
+        worker still busy with them. A lease taken over by another worker, released or
+        settled is left alone.
+
+        Pass every unsettled lease of the ``lease`` calls concerned, as the dispatcher does:
+        a backend may keep leases per ``lease`` call (Redis keeps one deadline per call), and
+        then extending one lease extends the others of its call that are still held.
         """
 
     def mark_sending(self, lease: Lease) -> None:

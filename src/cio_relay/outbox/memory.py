@@ -173,6 +173,16 @@ class MemoryOutbox:
                     entry.token = None
                     entry.available_at = max(entry.available_at, not_before)
 
+    def extend(
+        self, leases: Iterable[Lease], lease_seconds: float, *, now: float | None = None
+    ) -> None:
+        until = now_or(now) + lease_seconds
+        with self._lock:
+            for lease in leases:
+                entry = self._held(lease)
+                if entry is not None:
+                    entry.lease_until = max(entry.lease_until, until)
+
     def mark_sending(self, lease: Lease) -> None:
         with self._lock:
             entry = self._held(lease)

@@ -116,6 +116,7 @@ SCRIPTS = (
     "ack",
     "retry",
     "mark",
+    "extend",
     "dead",
     "release",
     "revive",
@@ -510,6 +511,15 @@ class RedisOutbox:
             )
         for chunk in _chunks(calls, CHUNK):
             self._run_many("retry", chunk)
+
+    def extend(
+        self, leases: Iterable[Lease], lease_seconds: float, *, now: float | None = None
+    ) -> None:
+        until = repr(now_or(now) + lease_seconds)
+        for shard, held in self._by_shard(leases).items():
+            consumers = list({consumer for _lease, consumer, _entry in held})
+            for chunk in _chunks(consumers, CHUNK):
+                self._run("extend", self._keys[shard], [until, *chunk])
 
     def mark_sending(self, lease: Lease) -> None:
         if (parts := _split_token(lease.token)) is None:

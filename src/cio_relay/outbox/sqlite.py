@@ -409,6 +409,19 @@ class SqliteOutbox:
 
         self._write(give_back)
 
+    def extend(
+        self, leases: Iterable[Lease], lease_seconds: float, *, now: float | None = None
+    ) -> None:
+        until = now_or(now) + lease_seconds
+        rows = [(until, lease.op.person_key, lease.token) for lease in leases]
+        if rows:
+            self._write(
+                lambda conn: conn.executemany(
+                    "UPDATE heads SET due_at = MAX(due_at, ?) WHERE person_key = ? AND token = ?",
+                    rows,
+                )
+            )
+
     def mark_sending(self, lease: Lease) -> None:
         self._write(
             lambda conn: conn.execute(
