@@ -1,15 +1,20 @@
 """The ``cio-relay`` command: a thin Typer layer that parses and calls library functions.
 
-Each subsystem's commands sit in their own block below; no logic lives here.
+Each subsystem's commands sit in their own block below; no logic lives here. Values that come
+from data (op ids, error messages) are printed through ``plain_text``, never as Rich markup.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
+
+from cio_relay.plain_text import plain_text
 
 app = typer.Typer(
     name="cio-relay",
@@ -26,6 +31,26 @@ def main() -> None:
 # --- emulator -------------------------------------------------------------------------------
 
 _HIDDEN = "never printed"
+
+
+def _is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost``; a host name may resolve anywhere: False."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _warn_if_exposed(host: str) -> None:
+    if not _is_loopback(host):
+        typer.echo(
+            f"WARNING: the emulator binds {host}, reachable from other machines. Its /_emulator/ "
+            "API (every stored person and message, fault injection, reset) needs no "
+            "credentials. Bind 127.0.0.1 unless this is a trusted test network.",
+            err=True,
+        )
 
 
 @app.command()
@@ -77,6 +102,7 @@ def emulator(
     if webhook_url and not webhook_signing_key:
         raise typer.BadParameter("webhooks are signed: give --webhook-signing-key too")
     signing_key = webhook_signing_key.split(",")[0].strip() if webhook_signing_key else None
+    _warn_if_exposed(host)
     config = EmulatorConfig(
         site_id=site_id,
         track_api_key=track_api_key,
@@ -209,7 +235,9 @@ def dlq_show(op_id: str = typer.Argument(..., help="The op id of the dead letter
     try:
         rows = outbox.list_dead(_filter([op_id], None, None, None), limit=1)
         if not rows:
-            Console(stderr=True).print(f"no dead letter with op id {op_id}")
+            Console(stderr=True).print(
+                Text.assemble("no dead letter with op id ", plain_text(op_id))
+            )
             raise typer.Exit(1)
         Console().print(dead_letter_detail(rows[0]))
     finally:
@@ -309,7 +337,8 @@ def lake_query(
     try:
         result = opened.query(sql)
     except duckdb.Error as exc:
-        Console(stderr=True).print(f"[red]query failed:[/] {exc}")
+        failure = plain_text(str(exc), multiline=True)  # quotes the SQL and the data
+        Console(stderr=True).print(Text.assemble(("query failed: ", "red"), failure))
         raise typer.Exit(1) from None
     finally:
         opened.close()

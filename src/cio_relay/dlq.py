@@ -1,4 +1,9 @@
-"""Presenting dead letters to an operator (CLI tables; the dashboard has its own templates)."""
+"""Presenting dead letters to an operator (CLI tables; the dashboard has its own templates).
+
+Every value that came with an operation or from Customer.io (ids, the person, the detail, the
+payload) goes through ``plain_text``: it is shown literally, never read as Rich markup, and its
+control characters are made visible.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cio_relay.outbox.base import DeadLetter
+from cio_relay.plain_text import plain_text
 
 __all__ = ["age", "dead_letter_detail", "dead_letter_table"]
 
@@ -32,13 +38,13 @@ def dead_letter_table(rows: Sequence[DeadLetter], *, total: int, offset: int = 0
         table.add_column(column, overflow="fold")
     for dead in rows:
         table.add_row(
-            dead.op.op_id,
+            plain_text(dead.op.op_id),
             dead.op.kind.value,
-            dead.op.person_key,
+            plain_text(dead.op.person_key),
             dead.reason.value,
             str(dead.attempts),
             age(now - dead.dead_at),
-            dead.detail[:120],
+            plain_text(dead.detail[:120]),
         )
     return table
 
@@ -56,6 +62,11 @@ def dead_letter_detail(dead: DeadLetter) -> Group:
         ("created", time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(op.created_at)) + " UTC"),
         ("dead since", time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(dead.dead_at)) + " UTC"),
     ):
-        facts.add_row(Text(name, style="bold"), Text(value))
+        facts.add_row(Text(name, style="bold"), plain_text(value))
+    # JSON escapes C0 controls but not DEL, C1 controls or bidi overrides; nor Rich markup.
     payload = orjson.dumps(op.payload, option=orjson.OPT_INDENT_2).decode()
-    return Group(facts, Panel(dead.detail, title="why"), Panel(payload, title="payload"))
+    return Group(
+        facts,
+        Panel(plain_text(dead.detail, multiline=True), title="why"),
+        Panel(plain_text(payload, multiline=True), title="payload"),
+    )

@@ -1,4 +1,9 @@
-"""Rich tables for ``cio-relay lake query`` and ``cio-relay lake funnel`` (and the dashboard)."""
+"""Rich tables for ``cio-relay lake query`` and ``cio-relay lake funnel`` (and the dashboard).
+
+Cells and query column names come from webhooks and the operator's SQL (a ``PIVOT`` makes
+column names of data values), so they go through ``plain_text``: shown literally, never read
+as Rich markup, control characters made visible.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,11 @@ from typing import Any
 
 from rich import box
 from rich.table import Table
+from rich.text import Text
 
 from cio_relay.lake.base import QueryResult
 from cio_relay.lake.funnel import FunnelRow
+from cio_relay.plain_text import plain_text
 
 __all__ = ["funnel_table", "query_table"]
 
@@ -28,19 +35,21 @@ _RATE_NOTE = (
 )
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any) -> Text:
     if value is None:
-        return ""
+        return Text()
     if isinstance(value, datetime):
-        return value.isoformat(sep=" ", timespec="seconds")
+        return Text(value.isoformat(sep=" ", timespec="seconds"))
     if isinstance(value, date):
-        return value.isoformat()
-    return str(value)
+        return Text(value.isoformat())
+    return plain_text(value)
 
 
 def query_table(result: QueryResult, *, limit: int | None = None) -> Table:
     """A query's rows (up to ``limit``), with the total in the caption."""
-    table = Table(*result.columns, caption=f"{len(result.rows)} rows", box=box.SIMPLE_HEAD)
+    table = Table(caption=f"{len(result.rows)} rows", box=box.SIMPLE_HEAD)
+    for name in result.columns:
+        table.add_column(plain_text(name))
     shown = result.rows if limit is None else result.rows[:limit]
     for row in shown:
         table.add_row(*(_cell(value) for value in row))
@@ -66,7 +75,7 @@ def funnel_table(rows: list[FunnelRow], *, by: str) -> Table:
     for row in rows:
         table.add_row(
             row.day.isoformat(),
-            row.message_id,
+            plain_text(row.message_id),
             *(_count_and_rate(row, count, rate) for _, count, rate in _FUNNEL_COLUMNS),
         )
     return table

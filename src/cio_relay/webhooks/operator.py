@@ -2,6 +2,8 @@
 
 Used by ``cio-relay webhooks parked|quarantined``. Payloads are shown as a short preview only:
 they are customer data, and the operator can read the full bytes from the inbox if needed.
+Every value that came in a webhook (ids, names, errors, payloads) goes through ``plain_text``:
+shown literally, never read as Rich markup, control characters made visible.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from datetime import UTC, datetime
 
 from rich.table import Table
 
+from cio_relay.plain_text import plain_text
 from cio_relay.webhooks.inbox import QuarantinedPayload, StoredEvent
 
 __all__ = ["parked_table", "quarantine_table"]
@@ -28,11 +31,11 @@ def parked_table(events: list[StoredEvent], *, total: int) -> Table:
         table.add_column(header)
     for event in events:
         table.add_row(
-            event.event_id,
-            event.name,
+            plain_text(event.event_id),
+            plain_text(event.name),
             _when(event.received_at),
             str(event.attempts),
-            event.last_error or "",
+            plain_text(event.last_error or ""),
         )
     return table
 
@@ -43,5 +46,7 @@ def quarantine_table(items: list[QuarantinedPayload], *, total: int) -> Table:
         preview = item.raw[:_PREVIEW].decode("utf-8", "replace")
         if len(item.raw) > _PREVIEW:
             preview += "..."
-        table.add_row(str(item.id), _when(item.received_at), item.error, preview)
+        table.add_row(
+            str(item.id), _when(item.received_at), plain_text(item.error), plain_text(preview)
+        )
     return table
