@@ -1,5 +1,15 @@
 """DuckDB plumbing shared by the lake backends: a UTC connection, the ``events`` view, results.
 
+The connection is a sandbox, because lake queries run the operator's SQL (``cio-relay lake
+query``) and DuckDB can otherwise read any file on the host (``read_csv('/etc/passwd')``),
+write one (``COPY ... TO``), attach databases and install extensions. External access is off,
+with no directory or path allowed, not even the lake's: the lake's rows reach DuckDB as Arrow
+data (a registered ``pyarrow.dataset`` that pyarrow reads, see ``parquet.py``), so no SQL can
+overwrite or add a lake file either. Extension auto-loading, Python variables as tables and the
+spill directory (a writable place) are off too, and the configuration is locked so the SQL
+cannot turn any of it back on. Queries therefore run in memory (DuckDB's default limit, 80 % of
+RAM); the funnel and compaction already work on bounded data.
+
 Results are fetched through Arrow (``to_arrow_table``) because DuckDB's own conversion of
 ``TIMESTAMP WITH TIME ZONE`` values needs ``pytz``, which we do not depend on; Arrow converts
 them with the standard ``zoneinfo``.
@@ -19,11 +29,22 @@ __all__ = ["connect", "create_events_view", "run_query", "to_arrow_table"]
 DATE_EXPRESSION = "CAST(timezone('UTC', occurred_at) AS DATE)"
 
 
+_SANDBOX: dict[str, str | bool | int | float | list[str]] = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "python_enable_replacements": False,
+    "temp_directory": "",
+}
+
+
 def connect() -> Any:
+    """An in-memory DuckDB connection in UTC that can reach no file (see the module docstring)."""
     import duckdb
 
-    con = duckdb.connect(":memory:")
-    con.execute("SET TimeZone = 'UTC'")
+    con = duckdb.connect(":memory:", config=_SANDBOX)
+    con.execute("SET TimeZone = 'UTC'")  # not accepted in ``config``
+    con.execute("SET lock_configuration = true")
     return con
 
 

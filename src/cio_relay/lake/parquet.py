@@ -45,7 +45,7 @@ __all__ = ["ParquetLake"]
 
 _JOURNAL = "_compaction.json"
 _STALE_TMP_SECONDS = 3600.0
-_QUERY_ATTEMPTS = 3  # a file may vanish under a concurrent compaction between glob and read
+_QUERY_ATTEMPTS = 3  # a file may vanish under a concurrent compaction between listing and read
 
 
 def _fsync_path(path: Path) -> None:
@@ -186,29 +186,38 @@ class ParquetLake:
         """The days (``YYYY-MM-DD``) that have data files."""
         return sorted({p.parent.name.removeprefix("date=") for p in self.files()})
 
-    def _create_view(self, con: Any) -> None:
-        if not self.files():
-            con.register("lake_rows", arrow_schema().empty_table())
-            create_events_view(con, "lake_rows", add_date=True)
-            return
-        pattern = str(self.directory.resolve() / "date=*" / "*.parquet").replace("'", "''")
-        source = (
-            f"read_parquet('{pattern}', hive_partitioning = true, "
-            "hive_types = {'date': DATE}, union_by_name = true)"
+    def _events_dataset(self, files: list[Path]) -> Any:
+        """``files`` as one Arrow dataset with the ``date`` partition column, read by pyarrow.
+
+        DuckDB's sandbox (``duck.py``) reaches no file, so pyarrow reads the lake for it: only
+        these files (never a ``.tmp`` being written), each against the lake's own schema.
+        """
+        import pyarrow as pa
+        import pyarrow.dataset as ds
+
+        date_field = pa.field("date", pa.date32())
+        return ds.dataset(
+            [str(path) for path in files],
+            schema=arrow_schema().append(date_field),
+            format="parquet",
+            partitioning=ds.partitioning(pa.schema([date_field]), flavor="hive"),
+            partition_base_dir=str(self.directory),
         )
-        create_events_view(con, source, add_date=False)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> QueryResult:
         import duckdb
 
         self.flush()
         for attempt in range(_QUERY_ATTEMPTS):
+            files = self.files()
             con = connect()
             try:
-                self._create_view(con)
+                con.register("lake_rows", self._events_dataset(files))
+                create_events_view(con, "lake_rows", add_date=False)
                 return QueryResult(*run_query(con, sql, params))
-            except duckdb.IOException:
-                if attempt == _QUERY_ATTEMPTS - 1:
+            except (duckdb.Error, OSError):
+                vanished = any(not path.exists() for path in files)
+                if not vanished or attempt == _QUERY_ATTEMPTS - 1:
                     raise
             finally:
                 con.close()
