@@ -11,6 +11,7 @@ Secrets are ``SecretStr``: their repr and str are masked, so a logged ``Settings
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,7 +26,14 @@ from pydantic_settings import (
 
 from cio_relay.errors import ConfigError
 
-__all__ = ["REGION_URLS", "Environment", "Region", "Settings"]
+__all__ = [
+    "MIN_API_KEY_DISTINCT",
+    "MIN_API_KEY_LENGTH",
+    "REGION_URLS",
+    "Environment",
+    "Region",
+    "Settings",
+]
 
 Region = Literal["us", "eu"]
 Environment = Literal["development", "staging", "production"]
@@ -37,6 +45,14 @@ REGION_URLS: dict[str, dict[str, str]] = {
 }
 
 DEFAULT_DATA_DIR = Path("cio-relay-data")
+
+#: A configured API key (``CIO_RELAY_API_KEYS``) needs at least this many characters: 32 hex
+#: digits are 128 bits, 32 base64 characters 192; ``cio-relay run`` makes 256-bit keys itself.
+MIN_API_KEY_LENGTH = 32
+#: ... of which at least this many different ones: refuses "aaaa..." and a short word repeated,
+#: while a random key passes (32 random hex digits have fewer than 8 different ones about once
+#: in 28 million keys; base64 ones about once in 10^22).
+MIN_API_KEY_DISTINCT = 8
 
 
 def _env(*names: str) -> Any:
@@ -149,7 +165,49 @@ class Settings(BaseSettings):
     dashboard_read_only: bool = Field(
         False, validation_alias=_env("CIO_RELAY_DASHBOARD_READ_ONLY", "dashboard_read_only")
     )
+    #: Mark the dashboard's session cookie ``Secure`` even when the request did not arrive over
+    #: https as the server saw it (a TLS proxy on another host, not in ``trusted_proxies``).
+    #: Unset: on in production, else only for https requests.
+    secure_cookies: bool | None = Field(
+        None, validation_alias=_env("CIO_RELAY_SECURE_COOKIES", "secure_cookies")
+    )
+    #: Peers whose ``X-Forwarded-For``/``X-Forwarded-Proto`` are believed (IP addresses or
+    #: networks, or "*"): the reverse proxy in front of the service, so the dashboard sees the
+    #: client's address (login throttling) and scheme (``Secure`` cookies). uvicorn's
+    #: ``forwarded_allow_ips``, with its default: a proxy on this machine.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1"],
+        validation_alias=_env("CIO_RELAY_TRUSTED_PROXIES", "trusted_proxies"),
+    )
     log_level: str = Field("INFO", validation_alias=_env("CIO_RELAY_LOG_LEVEL", "log_level"))
+    # Per-connection limits (cio_relay.http_guard). Our clients are servers (apps, Customer.io's
+    # webhook sender) whose headers and bodies arrive at network speed; the deadlines leave room
+    # for TCP's retransmission backoff over several lost packets (0.2 + 0.4 + ... + 3.2 s is
+    # 6.2 s for five; 25 s for seven), and nothing more.
+    #: Seconds for a request's headers, from the connection's opening or a later request's
+    #: first byte (408 past it).
+    http_header_timeout: float = Field(
+        10.0, gt=0, validation_alias=_env("CIO_RELAY_HTTP_HEADER_TIMEOUT", "http_header_timeout")
+    )
+    #: Seconds a request body may go without a byte while it is being read (408 past it).
+    http_body_timeout: float = Field(
+        30.0, gt=0, validation_alias=_env("CIO_RELAY_HTTP_BODY_TIMEOUT", "http_body_timeout")
+    )
+    #: Bytes of request line and headers (431 past it): nginx's default bound (4 x 8 KiB);
+    #: ours are a bearer key, a cookie, a few proxy headers.
+    http_max_header_bytes: int = Field(
+        32_768,
+        gt=0,
+        validation_alias=_env("CIO_RELAY_HTTP_MAX_HEADER_BYTES", "http_max_header_bytes"),
+    )
+    #: Connections open at once (a new one past it gets 503 at once). Far above what the
+    #: clients use (connection pools of tens, Customer.io's webhook sender), below the common
+    #: open-file limit of 1,024, so the refusal is a clear 503 and not a failed accept.
+    http_max_connections: int = Field(
+        1_000,
+        gt=0,
+        validation_alias=_env("CIO_RELAY_HTTP_MAX_CONNECTIONS", "http_max_connections"),
+    )
 
     # --- delivery (contract 4, 6, 7) ----------------------------------------------------------
     track_rate: float = Field(100.0, validation_alias=_env("CIO_RELAY_TRACK_RATE", "track_rate"))
@@ -163,8 +221,10 @@ class Settings(BaseSettings):
     batch_max_bytes: int = Field(
         450_000, validation_alias=_env("CIO_RELAY_BATCH_MAX_BYTES", "batch_max_bytes")
     )
+    #: How long a crashed worker's operations wait before another worker takes them over; a
+    #: live worker renews its leases (a heartbeat every quarter of it) for as long as it works.
     lease_seconds: float = Field(
-        60.0, validation_alias=_env("CIO_RELAY_LEASE_SECONDS", "lease_seconds")
+        10.0, gt=0, validation_alias=_env("CIO_RELAY_LEASE_SECONDS", "lease_seconds")
     )
     retry_base: float = Field(0.5, validation_alias=_env("CIO_RELAY_RETRY_BASE", "retry_base"))
     retry_cap: float = Field(300.0, validation_alias=_env("CIO_RELAY_RETRY_CAP", "retry_cap"))
@@ -198,10 +258,40 @@ class Settings(BaseSettings):
         ),
     )
 
-    @field_validator("webhook_signing_keys", "api_keys", "production_site_ids", mode="before")
+    @field_validator(
+        "webhook_signing_keys", "api_keys", "production_site_ids", "trusted_proxies", mode="before"
+    )
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _refuse_weak_api_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        for number, key in enumerate(keys, 1):
+            value = key.get_secret_value()
+            # Never the key, nor its length, in the message: it may end up in a log.
+            if len(value) < MIN_API_KEY_LENGTH or len(set(value)) < MIN_API_KEY_DISTINCT:
+                raise ConfigError(
+                    f"CIO_RELAY_API_KEYS: key {number} of {len(keys)} is too weak: a key needs "
+                    f"at least {MIN_API_KEY_LENGTH} characters, at least "
+                    f"{MIN_API_KEY_DISTINCT} of them different; make one with "
+                    "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+                )
+        return keys
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_addresses(cls, entries: list[str]) -> list[str]:
+        for entry in entries:
+            if entry != "*":
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ConfigError(
+                        f"CIO_RELAY_TRUSTED_PROXIES: {entry!r} is not an IP address, a network or *"
+                    ) from None
+        return entries
 
     @model_validator(mode="after")
     def _refuse_production_credentials_outside_production(self) -> Settings:

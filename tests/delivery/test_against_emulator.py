@@ -14,13 +14,16 @@ it accepted is read back through ``/_emulator/`` (stats, events, people, deliver
 - with a low transactional rate limit, work beyond the family's queue cap is released with a
   delay (``Outbox.release(delay=...)``) instead of waiting out its lease, and all of it is sent
   once;
-- a send kept waiting for a connection is settled before its lease runs out.
+- a send kept waiting for a connection keeps its lease (the heartbeat renews it) and goes out
+  once; when the lease cannot be renewed (the outbox fails), the send is abandoned and settled
+  before its lease runs out.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -293,12 +296,21 @@ def test_a_transactional_send_answered_5xx_is_resent_only_when_known_unsent(
 
 class RecordingOutbox(SqliteOutbox):
     """The SQLite outbox, noting each ``release`` (how many leases, what delay) and, for each
-    settled lease (ack, retry, dead letter), how much of it was left."""
+    settled lease (ack, retry, dead letter), how much of it was left, renewals counted."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self.releases: list[tuple[int, float]] = []
         self.lease_left_at_settle: list[float] = []
+        self.extended: dict[str, float] = {}  # op id -> the deadline its last renewal gave
+
+    def extend(
+        self, leases: Iterable[Lease], lease_seconds: float, *, now: float | None = None
+    ) -> None:
+        leases = list(leases)
+        super().extend(leases, lease_seconds, now=now)
+        until = (time.time() if now is None else now) + lease_seconds
+        self.extended.update((lease.op.op_id, until) for lease in leases)
 
     def release(
         self, leases: Iterable[Lease], *, delay: float = 0.0, now: float | None = None
@@ -308,7 +320,10 @@ class RecordingOutbox(SqliteOutbox):
         super().release(leases, delay=delay, now=now)
 
     def _settling(self, leases: Iterable[Lease]) -> None:
-        self.lease_left_at_settle += [lease.lease_until - time.time() for lease in leases]
+        now = time.time()
+        self.lease_left_at_settle += [
+            max(lease.lease_until, self.extended.get(lease.op.op_id, 0.0)) - now for lease in leases
+        ]
 
     def ack(self, leases: Iterable[Lease]) -> None:
         leases = list(leases)
@@ -328,20 +343,53 @@ class RecordingOutbox(SqliteOutbox):
         super().dead_letter(lease, reason, detail, now=now)
 
 
-def test_a_send_kept_waiting_for_a_connection_settles_before_its_lease_runs_out(
+class NoRenewalOutbox(RecordingOutbox):
+    """An outbox whose lease renewals fail (its storage breaks down for that one call)."""
+
+    def extend(
+        self, leases: Iterable[Lease], lease_seconds: float, *, now: float | None = None
+    ) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+
+def test_a_send_kept_waiting_for_a_connection_keeps_its_lease_and_goes_out_once(
     emulator: EmulatorServer, inspect: httpx.Client, tmp_path: Path
 ) -> None:
     # httpx times each phase of a request (pool wait, connect, write, read) on its own, so one
     # request may take several timeouts in all. Here more sends are in flight than the client
     # has connections: the last ones wait for a connection, then for a slow answer, past the
-    # end of their lease, when another worker could lease them and send them again. They must
-    # be settled (here: dead-lettered as ambiguous, having been written) while still leased.
+    # end of the lease they were given. The heartbeat renews it, so they go out once and are
+    # settled while still leased; nobody else could have taken them meanwhile.
+    count = DEFAULT_MAX_CONNECTIONS + 2
+    fault = {"path": "/v1/send/email", "latency_ms": 1500}
+    inspect.post("/faults", json=fault).raise_for_status()
+    settings = _settings(emulator, tmp_path, lease_seconds=2.3, http_timeout=2.0)
+    outbox = RecordingOutbox(tmp_path / "outbox.db")
+    with Relay(settings, outbox=outbox) as relay:
+        _send_welcome_emails(relay, count)
+        stats = relay.worker(concurrency=count).drain(timeout=DRAIN_TIMEOUT)
+        depth = outbox.depth()
+    outbox.close()
+    assert (depth.pending, depth.dead) == (0, 0)
+    assert (stats.delivered, stats.dead_total) == (count, 0)
+    assert outbox.extended, "no lease was renewed"
+    assert min(outbox.lease_left_at_settle) > 0  # every outcome recorded while still leased
+    deliveries = pages(inspect, "/deliveries", "deliveries")
+    assert sorted(d["request"]["message_data"]["n"] for d in deliveries) == list(range(count))
+
+
+def test_a_send_whose_lease_cannot_be_renewed_settles_before_its_lease_runs_out(
+    emulator: EmulatorServer, inspect: httpx.Client, tmp_path: Path
+) -> None:
+    # As above, but the renewals fail: the sends still waiting when the lease is about to run
+    # out are abandoned, when another worker could lease them and send them again. They must be
+    # settled (here: dead-lettered as ambiguous, having been written) while still leased.
     extra = 2
     count = DEFAULT_MAX_CONNECTIONS + extra
     fault = {"path": "/v1/send/email", "latency_ms": 1500}
     inspect.post("/faults", json=fault).raise_for_status()
     settings = _settings(emulator, tmp_path, lease_seconds=2.3, http_timeout=2.0)
-    outbox = RecordingOutbox(tmp_path / "outbox.db")
+    outbox = NoRenewalOutbox(tmp_path / "outbox.db")
     with Relay(settings, outbox=outbox) as relay:
         _send_welcome_emails(relay, count)
         stats = relay.worker(concurrency=count).drain(timeout=DRAIN_TIMEOUT)

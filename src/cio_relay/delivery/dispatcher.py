@@ -18,23 +18,29 @@ Outcomes (design.md contracts 2 and 4):
   exception: they say the credentials are wrong, not the operation, so they are retried with
   backoff (and logged loudly) until the attempt/age caps instead of emptying the queue into the
   dead-letter queue during a key rotation.
-- A request still unanswered shortly before its lease runs out is abandoned as ambiguous: the
-  client's timeout bounds each phase (pool wait, connect, write, read) on its own, not the
-  whole, and past the lease another worker may lease the operation and send it again.
+- Leases are short (``lease_seconds``, 10 s by default) and a heartbeat extends those still in
+  work (``Outbox.extend``), so a crashed worker's operations are taken over within one lease
+  time while a live one keeps its slow sends. A request still unanswered shortly before its
+  lease runs out (the heartbeat could not renew it: the storage fails) is abandoned as
+  ambiguous: past the lease another worker may lease the operation and send it again.
 - Ambiguous (timeout or lost connection after the request was written): idempotent operations
   (Track: identify is a PUT, events carry their op id as ``id``) are retried; transactional sends
   and broadcast triggers are dead-lettered as ``ambiguous`` for an operator, unless
   ``retry_ambiguous`` is set.
+
+A failing outbox (full disk, Redis restarting) never stops the dispatcher: every outbox call is
+retried with backoff until it answers, and ``StorageHealth`` reports meanwhile (storage.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -43,6 +49,7 @@ from cio_relay.delivery.batching import pack
 from cio_relay.delivery.hooks import Hooks
 from cio_relay.delivery.ratelimit import RateLimiter, Unlimited
 from cio_relay.delivery.retry import RetryPolicy
+from cio_relay.delivery.storage import StorageHealth, storage_delays
 from cio_relay.errors import AmbiguousError, ApiError, PermanentError, RetryableError
 from cio_relay.operations import LIMITS, Api, Operation, Request
 from cio_relay.outbox.base import SENDING_MARK, DeadReason, Lease, Outbox
@@ -79,13 +86,29 @@ class AppSender(Protocol):
 @dataclass(frozen=True, slots=True)
 class DispatcherConfig:
     lease_size: int = 5000
-    lease_seconds: float = 60.0
+    #: A crashed worker's operations wait at most this long; the heartbeat renews a live one's.
+    lease_seconds: float = 10.0
     batch_max_bytes: int = 450_000
     concurrency: int = 8  # requests in flight at once
     idle_wait: float = 0.05  # how long an idle loop waits for new work before looking again
     grace_period: float = 10.0  # shutdown: how long in-flight requests may take to finish
     retry_ambiguous: bool = False
-    request_timeout: float = 10.0  # a send needs this much lease left, so leases never overlap
+
+    @property
+    def heartbeat_every(self) -> float:
+        """Seconds between looks for leases to renew: four per lease, so a renewal due at half
+        the lease has a quarter of it left to complete even when a look comes late."""
+        return self.lease_seconds / 4
+
+    @property
+    def renew_below(self) -> float:
+        """Leases with less than this left are renewed to a whole ``lease_seconds`` again."""
+        return self.lease_seconds / 2
+
+    @property
+    def settle_margin(self) -> float:
+        """Lease a request leaves unused, to record its outcome while the lease is still held."""
+        return min(1.0, self.lease_seconds / 10)
 
 
 @dataclass
@@ -103,9 +126,32 @@ class DispatchStats:
         return sum(self.dead.values())
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
+class _LeaseGroup:
+    """The leases of one ``lease`` call, which share a deadline that the heartbeat renews.
+
+    ``until`` is a lower bound of the deadline the outbox holds: it moves only after a renewal
+    that finished before the previous deadline (a renewal that ends later may have come after
+    another worker took the leases over, when it changes nothing). Requests under way are
+    bounded by ``until`` (``deadlines``) and rescheduled with it.
+    """
+
+    until: float
+    deadlines: set[asyncio.Timeout] = field(default_factory=set)
+
+    def renewed(self, until: float, margin: float) -> None:
+        self.until = until
+        loop = asyncio.get_running_loop()
+        when = loop.time() + (until - time.time()) - margin
+        for deadline in self.deadlines:
+            if not deadline.expired():
+                deadline.reschedule(when)
+
+
+@dataclass(slots=True, eq=False)
 class _Planned:
     api: Api
+    group: _LeaseGroup
     leases: list[Lease]
     items: list[bytes] | None = None  # v2 batch items, serialised once; None for a v1 request
     written: bool = False  # set just before the request goes out: from then on it is ambiguous
@@ -124,6 +170,7 @@ class Dispatcher:
         limiters: Mapping[Api, RateLimiter] | None = None,
         hooks: Hooks | None = None,
         config: DispatcherConfig | None = None,
+        health: StorageHealth | None = None,
     ) -> None:
         self.outbox = outbox
         self.track = track
@@ -133,7 +180,9 @@ class Dispatcher:
         self.hooks = hooks or Hooks()
         self.config = config or DispatcherConfig()
         self.stats = DispatchStats()
+        self.health = health or StorageHealth(self.hooks)
         self._inflight: set[asyncio.Task[None]] = set()
+        self._planned: set[_Planned] = set()  # sending or waiting to: their leases are renewed
         self._sending = asyncio.Semaphore(self.config.concurrency)  # requests on the wire
         self._queued: dict[Api, int] = collections.defaultdict(int)  # tasks per API family
 
@@ -143,39 +192,114 @@ class Dispatcher:
         """Deliver until ``stop`` is set, then finish or release in-flight work (graceful)."""
         stop = stop or asyncio.Event()
         stop_wait = asyncio.ensure_future(stop.wait())
-        try:
-            await self._pump(until_empty=False, stop_wait=stop_wait)
-        finally:
-            stop_wait.cancel()
-        await self._finish_inflight()
+        async with self._heartbeat():
+            try:
+                await self._pump(until_empty=False, stop_wait=stop_wait)
+            finally:
+                stop_wait.cancel()
+            await self._finish_inflight()
 
     async def drain(self, timeout: float | None = None) -> DispatchStats:
         """Deliver until nothing is pending (delivered or dead-lettered), then return.
 
         Retries scheduled in the future are waited for, so keep backoff short in tests.
         """
-        await asyncio.wait_for(self._pump(until_empty=True, stop_wait=None), timeout)
-        await self._finish_inflight()
+        async with self._heartbeat():
+            await asyncio.wait_for(self._pump(until_empty=True, stop_wait=None), timeout)
+            await self._finish_inflight()
         return self.stats
 
     async def _pump(self, *, until_empty: bool, stop_wait: asyncio.Future[Any] | None) -> None:
+        delays = storage_delays()
         while not (stop_wait and stop_wait.done()):
             # Lease only when the Track pipeline has room: this bounds what is held in memory.
             if self._queued[Api.TRACK] >= self._cap(Api.TRACK):
                 await self._wait_any(set(self._inflight), stop_wait)
                 continue
-            leases = await asyncio.to_thread(
-                self.outbox.lease, self.config.lease_size, self.config.lease_seconds
-            )
+            try:
+                leases = await asyncio.to_thread(
+                    self.outbox.lease, self.config.lease_size, self.config.lease_seconds
+                )
+                empty = until_empty and not leases and not self._inflight and await self._empty()
+            except Exception as exc:
+                # Waits without leasing more; what is in flight settles (or waits) meanwhile.
+                self.health.failed("lease", exc)
+                await self._wait_any(set(), stop_wait, timeout=next(delays))
+                continue
+            self.health.succeeded()
+            delays = storage_delays()
             if leases:
                 await self._dispatch(leases)
                 continue
             if self._inflight:
                 await self._wait_any(set(self._inflight), stop_wait)
                 continue
-            if until_empty and (await asyncio.to_thread(self.outbox.depth)).pending == 0:
+            if empty:
                 return
             await self._wait_any(set(), stop_wait, timeout=self.config.idle_wait)
+
+    async def _empty(self) -> bool:
+        return (await asyncio.to_thread(self.outbox.depth)).pending == 0
+
+    async def _stored(self, operation: str, call: Callable[..., T], *args: Any, **kw: Any) -> T:
+        """``call(*args, **kw)`` on a worker thread, tried again until the outbox answers.
+
+        Settling may wait out a storage outage: an outcome recorded late is still right (ack
+        always applies; the others apply while the lease is held, else the next holder redoes
+        the work). Shutdown cancels the wait past the grace period.
+        """
+        delays = storage_delays()
+        while True:
+            try:
+                result = await asyncio.to_thread(call, *args, **kw)
+            except Exception as exc:
+                self.health.failed(operation, exc)
+                await asyncio.sleep(next(delays))
+                continue
+            self.health.succeeded()
+            return result
+
+    @contextlib.asynccontextmanager
+    async def _heartbeat(self) -> AsyncIterator[None]:
+        task = asyncio.create_task(self._renew_leases_forever(), name="cio-relay-lease-heartbeat")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _renew_leases_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.heartbeat_every)
+            await self._renew_leases()
+
+    async def _renew_leases(self) -> None:
+        """Extend the leases of every group in work whose deadline comes within ``renew_below``.
+
+        Groups whose deadline has passed are not renewed: another worker may hold their leases
+        now; their sends are stopped by the deadline and nothing of them is sent again here.
+        """
+        now = time.time()
+        due: dict[_LeaseGroup, list[Lease]] = {}
+        for planned in self._planned:
+            left = planned.group.until - now
+            if 0 < left < self.config.renew_below:
+                due.setdefault(planned.group, []).extend(planned.leases)
+        if not due:
+            return
+        leases = [lease for held in due.values() for lease in held]
+        lease_seconds = self.config.lease_seconds
+        try:
+            await asyncio.to_thread(self.outbox.extend, leases, lease_seconds, now=now)
+        except Exception as exc:
+            self.health.failed("extend", exc)
+            return
+        self.health.succeeded()
+        finished = time.time()
+        for group in due:
+            if finished < group.until:  # extended before anyone else could take them over
+                group.renewed(now + lease_seconds, self.config.settle_margin)
 
     @staticmethod
     async def _wait_any(
@@ -210,31 +334,34 @@ class Dispatcher:
 
     async def _dispatch(self, leases: list[Lease]) -> None:
         deferred: dict[Api, list[Lease]] = {}
-        for planned in self._plan(leases):
+        group = _LeaseGroup(min(lease.lease_until for lease in leases))
+        for planned in self._plan(leases, group):
             if planned.api is not Api.TRACK and self._queued[planned.api] >= self._cap(planned.api):
                 # This family is saturated by its rate limit; holding more of its operations
                 # would only let their leases run out. Give them back for later, untouched.
                 deferred.setdefault(planned.api, []).extend(planned.leases)
                 continue
             self._queued[planned.api] += 1
+            self._planned.add(planned)
             task = asyncio.create_task(self._send_planned(planned))
             self._inflight.add(task)
-            task.add_done_callback(functools.partial(self._task_done, planned.api))
+            task.add_done_callback(functools.partial(self._task_done, planned))
         for api, held_back in deferred.items():
-            await asyncio.to_thread(self.outbox.release, held_back, delay=self._backlog(api))
+            await self._stored("release", self.outbox.release, held_back, delay=self._backlog(api))
 
     def _backlog(self, api: Api) -> float:
         """Seconds until this family's queued requests are likely through its rate limiter."""
         rate = getattr(self.limiters.get(api), "rate", None)
         return max(0.5, self._queued[api] / rate) if rate else 1.0
 
-    def _task_done(self, api: Api, task: asyncio.Task[None]) -> None:
+    def _task_done(self, planned: _Planned, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
-        self._queued[api] -= 1
+        self._planned.discard(planned)
+        self._queued[planned.api] -= 1
         if not task.cancelled() and task.exception() is not None:
             log.error("delivery task failed", exc_info=task.exception())
 
-    def _plan(self, leases: list[Lease]) -> list[_Planned]:
+    def _plan(self, leases: list[Lease], group: _LeaseGroup) -> list[_Planned]:
         now = time.time()
         plans: list[_Planned] = []
         batchable: list[tuple[Lease, bytes]] = []
@@ -271,10 +398,12 @@ class Dispatcher:
             ):
                 batchable.append((lease, serialised))
             else:
-                plans.append(_Planned(op.api, [lease]))
-        for group in pack(batchable, self.config.batch_max_bytes):
+                plans.append(_Planned(op.api, group, [lease]))
+        for packed in pack(batchable, self.config.batch_max_bytes):
             plans.append(
-                _Planned(Api.TRACK, [lease for lease, _ in group], [item for _, item in group])
+                _Planned(
+                    Api.TRACK, group, [lease for lease, _ in packed], [item for _, item in packed]
+                )
             )
         return plans
 
@@ -295,14 +424,22 @@ class Dispatcher:
             raise
 
     async def _abandon(self, leases: list[Lease], *, maybe_written: bool) -> None:
+        """Shutdown: one try each, no waiting on a failing outbox. Leases not given back run
+        out; a send that may have been written was marked first (``mark_sending``), so it is
+        never sent twice either way."""
         unsafe = [lease for lease in leases if maybe_written and not lease.op.idempotent]
         safe = [lease for lease in leases if lease not in unsafe]
-        if safe:
-            await asyncio.to_thread(self.outbox.release, safe)
-        for lease in unsafe:
-            await self._dead(
-                lease, DeadReason.AMBIGUOUS, "shutdown interrupted the request after it was sent"
-            )
+        reason = "shutdown interrupted the request after it was sent"
+        try:
+            if safe:
+                await asyncio.to_thread(self.outbox.release, safe)
+            for lease in unsafe:
+                await asyncio.to_thread(
+                    self.outbox.dead_letter, lease, DeadReason.AMBIGUOUS, reason
+                )
+                self._count_dead(lease, DeadReason.AMBIGUOUS, reason)
+        except Exception as exc:
+            self.health.failed("release", exc)
 
     async def _limit_and_send(self, planned: _Planned) -> None:
         limiter = self.limiters.get(planned.api, Unlimited())
@@ -314,41 +451,41 @@ class Dispatcher:
                 return
             planned.written = True
             if planned.items is not None:
-                await self._send_batch(planned.leases, planned.items)
+                await self._send_batch(planned.group, planned.leases, planned.items)
             else:
-                await self._send_one(planned.leases[0])
+                await self._send_one(planned)
 
     def _keep_live_leases(self, planned: _Planned) -> bool:
-        """Drop operations whose lease is too close to running out; False if none is left.
+        """Whether the plan's leases are still held long enough to send.
 
-        Another worker may lease an expired operation, so sending it could send it twice:
-        leave it to whoever leases it next.
+        Past the deadline (the heartbeat could not renew it) another worker may lease the
+        operations, so sending them could send them twice: leave them to whoever leases them
+        next.
         """
-        # One clock reading for the whole batch (its leases mostly share one deadline).
-        cutoff = time.time() + self.config.request_timeout
-        if min(lease.lease_until for lease in planned.leases) > cutoff:
-            return True  # the hot path: every lease has time left
-        alive = [lease.lease_until > cutoff for lease in planned.leases]
-        log.warning("skipping %d operations whose lease ran out before sending", alive.count(False))
-        if planned.items is not None:
-            planned.items = [item for item, ok in zip(planned.items, alive, strict=True) if ok]
-        planned.leases = [lease for lease, ok in zip(planned.leases, alive, strict=True) if ok]
-        return bool(planned.leases)
+        if planned.group.until - time.time() > self.config.settle_margin:
+            return True
+        log.warning(
+            "skipping %d operations whose lease ran out before sending", len(planned.leases)
+        )
+        return False
 
-    async def _within_lease(self, leases: list[Lease], endpoint: str, call: Awaitable[T]) -> T:
-        """Await ``call``, giving up shortly before the first of ``leases`` runs out.
+    async def _within_lease(self, group: _LeaseGroup, endpoint: str, call: Awaitable[T]) -> T:
+        """Await ``call``, giving up shortly before ``group``'s leases run out (the heartbeat
+        renews them, and the deadline moves with them).
 
         The margin leaves time to record the outcome while the lease is still ours (a late
         ``retry_later``/``dead_letter`` would be ignored, and another worker may have sent the
         operation again by then).
         """
-        margin = min(1.0, 0.1 * self.config.request_timeout)
         started = time.time()
-        left = min(lease.lease_until for lease in leases) - started - margin
-        deadline = asyncio.timeout(max(0.0, left))
+        deadline = asyncio.timeout(max(0.0, group.until - started - self.config.settle_margin))
         try:
             async with deadline:
-                return await call
+                group.deadlines.add(deadline)
+                try:
+                    return await call
+                finally:
+                    group.deadlines.discard(deadline)
         except TimeoutError:
             if not deadline.expired():
                 raise
@@ -358,12 +495,14 @@ class Dispatcher:
                 endpoint=endpoint,
             ) from None
 
-    async def _send_batch(self, leases: list[Lease], items: list[bytes]) -> None:
+    async def _send_batch(
+        self, group: _LeaseGroup, leases: list[Lease], items: list[bytes]
+    ) -> None:
         assert self.track is not None
         started = time.perf_counter()
         try:
             result = await self._within_lease(
-                leases, "POST /api/v2/batch", self.track.send_batch_raw(items)
+                group, "POST /api/v2/batch", self.track.send_batch_raw(items)
             )
         except ApiError as exc:
             self._observe_request(Api.TRACK, "POST /api/v2/batch", exc.status, started)
@@ -372,7 +511,7 @@ class Dispatcher:
                 and exc.status not in _AUTH_STATUSES
                 and len(leases) > 1
             ):
-                await self._bisect(leases, items)
+                await self._bisect(group, leases, items)
                 return
             await asyncio.gather(*(self._settle_error(lease, exc) for lease in leases))
             return
@@ -387,13 +526,14 @@ class Dispatcher:
         for index, error in refused.items():
             await self._dead(leases[index], DeadReason.BATCH_ITEM, _describe_item_error(error))
 
-    async def _bisect(self, leases: list[Lease], items: list[bytes]) -> None:
+    async def _bisect(self, group: _LeaseGroup, leases: list[Lease], items: list[bytes]) -> None:
         middle = len(leases) // 2
         log.info("v2 batch of %d refused whole; retrying as two halves", len(leases))
-        await self._send_batch(leases[:middle], items[:middle])
-        await self._send_batch(leases[middle:], items[middle:])
+        await self._send_batch(group, leases[:middle], items[:middle])
+        await self._send_batch(group, leases[middle:], items[middle:])
 
-    async def _send_one(self, lease: Lease) -> None:
+    async def _send_one(self, planned: _Planned) -> None:
+        lease = planned.leases[0]
         op = lease.op
         try:
             request = op.v1_request()
@@ -407,13 +547,11 @@ class Dispatcher:
             )
             return
         endpoint = f"{request.method} {request.path}"
-        if not self._may_resend(op):
-            # Durably, before the first byte: should this worker die mid-request, whoever
-            # leases the send next dead-letters it instead of sending it a second time.
-            await asyncio.to_thread(self.outbox.mark_sending, lease)
+        if not self._may_resend(op) and not await self._marked_sending(planned):
+            return
         started = time.perf_counter()
         try:
-            await self._within_lease([lease], endpoint, sender.send(request))
+            await self._within_lease(planned.group, endpoint, sender.send(request))
         except ApiError as exc:
             self._observe_request(request.api, endpoint, exc.status, started)
             await self._settle_error(lease, exc)
@@ -423,6 +561,21 @@ class Dispatcher:
         self.stats.operations_sent += 1
         await self._ack([lease])
 
+    async def _marked_sending(self, planned: _Planned) -> bool:
+        """Record, durably and before the first byte, that the send is going out: should this
+        worker die mid-request, whoever leases it next dead-letters it instead of sending it a
+        second time. False, and the lease given back, when the send must not go out: the mark
+        could not be written (the outbox fails), or the lease ran out meanwhile."""
+        lease = planned.leases[0]
+        try:
+            await asyncio.to_thread(self.outbox.mark_sending, lease)
+        except Exception as exc:
+            self.health.failed("mark_sending", exc)
+            await self._stored("release", self.outbox.release, [lease])
+            return False
+        self.health.succeeded()
+        return self._keep_live_leases(planned)
+
     def _observe_request(self, api: Api, endpoint: str, status: int | None, started: float) -> None:
         Hooks.fire(self.hooks.request, api.value, endpoint, status, time.perf_counter() - started)
 
@@ -431,7 +584,7 @@ class Dispatcher:
     async def _ack(self, leases: list[Lease]) -> None:
         if not leases:
             return
-        await asyncio.to_thread(self.outbox.ack, leases)
+        await self._stored("ack", self.outbox.ack, leases)
         now = time.time()
         self.stats.delivered += len(leases)
         if self.hooks.delivered:
@@ -479,14 +632,17 @@ class Dispatcher:
             )
             return
         delay = self.policy.delay(lease.attempts, retry_after)
-        await asyncio.to_thread(
-            lambda: self.outbox.retry_later(lease, retry_at=time.time() + delay, error=error)
+        await self._stored(
+            "retry_later", self.outbox.retry_later, lease, retry_at=time.time() + delay, error=error
         )
         self.stats.retried += 1
         Hooks.fire(self.hooks.retry, lease.op, error, delay)
 
     async def _dead(self, lease: Lease, reason: DeadReason, detail: str) -> None:
-        await asyncio.to_thread(self.outbox.dead_letter, lease, reason, detail)
+        await self._stored("dead_letter", self.outbox.dead_letter, lease, reason, detail)
+        self._count_dead(lease, reason, detail)
+
+    def _count_dead(self, lease: Lease, reason: DeadReason, detail: str) -> None:
         self.stats.dead[reason.value] = self.stats.dead.get(reason.value, 0) + 1
         log.warning("dead-lettered %s %s: %s", lease.op.kind.value, lease.op.op_id, detail)
         Hooks.fire(self.hooks.dead, lease.op, reason.value, detail)

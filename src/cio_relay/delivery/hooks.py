@@ -1,4 +1,5 @@
-"""Observability hooks around delivery: on_enqueued, on_delivered, on_retry, on_dead.
+"""Observability hooks around delivery: on_enqueued, on_delivered, on_retry, on_dead, and the
+rest below (requests, rate-limiter waits, outbox failures).
 
 Metrics, logs and tracing subscribe here instead of living in the dispatcher loop. A hook that
 raises is logged and ignored: observing must never break delivery. Hooks run on the thread where
@@ -25,6 +26,7 @@ RetryHook = Callable[[Operation, str, float], Any]  # error, delay before the ne
 DeadHook = Callable[[Operation, str, str], Any]  # reason, detail
 RequestHook = Callable[[str, str, int | None, float], Any]  # api, endpoint, status, seconds
 WaitHook = Callable[[str, float], Any]  # api family, seconds waited on the rate limiter
+StorageErrorHook = Callable[[str, BaseException], Any]  # outbox call (lease, ack ...), error
 
 
 @dataclass
@@ -35,6 +37,7 @@ class Hooks:
     dead: list[DeadHook] = field(default_factory=list)
     request: list[RequestHook] = field(default_factory=list)
     rate_wait: list[WaitHook] = field(default_factory=list)
+    storage_error: list[StorageErrorHook] = field(default_factory=list)
 
     # Decorator-style registration: ``@relay.hooks.on_dead``.
     def on_enqueued(self, fn: EnqueuedHook) -> EnqueuedHook:
@@ -59,6 +62,10 @@ class Hooks:
 
     def on_rate_wait(self, fn: WaitHook) -> WaitHook:
         self.rate_wait.append(fn)
+        return fn
+
+    def on_storage_error(self, fn: StorageErrorHook) -> StorageErrorHook:
+        self.storage_error.append(fn)
         return fn
 
     @staticmethod

@@ -25,6 +25,7 @@ from cio_relay.delivery.hooks import Hooks
 from cio_relay.delivery.ratelimit import RateLimiter, TokenBucket
 from cio_relay.delivery.retry import RetryPolicy
 from cio_relay.delivery.shared_ratelimit import shared_limiters_for
+from cio_relay.delivery.storage import StorageHealth
 from cio_relay.operations import Api
 from cio_relay.outbox.base import Outbox
 
@@ -64,7 +65,6 @@ def config_from_settings(settings: Settings, **overrides: Any) -> DispatcherConf
         "lease_seconds": settings.lease_seconds,
         "batch_max_bytes": settings.batch_max_bytes,
         "retry_ambiguous": settings.retry_ambiguous,
-        "request_timeout": settings.http_timeout,
     }
     values.update(overrides)
     return DispatcherConfig(**values)
@@ -96,6 +96,7 @@ class Worker:
         )
         self.config = config_from_settings(settings, **config)
         self.stats = DispatchStats()
+        self.health = StorageHealth(self.hooks)  # outlives each run: readiness reads it
 
     @contextlib.asynccontextmanager
     async def dispatcher(self) -> AsyncIterator[Dispatcher]:
@@ -108,6 +109,7 @@ class Worker:
             limiters=self._limiters_factory(),
             hooks=self.hooks,
             config=self.config,
+            health=self.health,
         )
         dispatcher.stats = self.stats
         try:

@@ -12,6 +12,9 @@ Series (all prefixed ``cio_relay_``):
 - ``rate_limiter_wait_seconds{api}`` (histogram)
 - ``webhooks_total{metric,result}``: what the webhook receiver accepted, de-duplicated, refused
 - ``http_requests_total{route,status}``: the ingestion API's answers
+- ``storage_errors_total{operation,error}``: outbox calls of the dispatcher that failed (and
+  are retried; ``operation`` is lease, ack, extend ..., ``error`` the exception class)
+- ``worker_restarts_total``: delivery workers of ``cio-relay run`` restarted after they stopped
 - ``outbox_depth{state}``, ``outbox_oldest_waiting_age_seconds``, ``outbox_up``: asked of the
   outbox at scrape time (``Outbox.depth()``), so they are exact and cost nothing between scrapes.
 
@@ -183,6 +186,17 @@ class Metrics:
             ["metric", "result"],
             registry=r,
         )
+        self.storage_errors = Counter(
+            "cio_relay_storage_errors",
+            "Outbox calls of the dispatcher that failed and are retried",
+            ["operation", "error"],
+            registry=r,
+        )
+        self.worker_restarts = Counter(
+            "cio_relay_worker_restarts",
+            "Delivery workers restarted after they stopped",
+            registry=r,
+        )
         self.http_requests = AnswerCounts()
         r.register(self.http_requests)
         # Label lookups take a lock; the hot paths keep their children here instead.
@@ -205,6 +219,7 @@ class Metrics:
         hooks.on_dead(self.on_dead)
         hooks.on_request(self.on_request)
         hooks.on_rate_wait(self.on_rate_wait)
+        hooks.on_storage_error(self.on_storage_error)
 
     def watch_outbox(self, outbox: Outbox) -> None:
         """Report ``outbox``'s depth by state at every scrape."""
@@ -233,6 +248,9 @@ class Metrics:
 
     def on_rate_wait(self, api: str, seconds: float) -> None:
         self._child(self.rate_wait, api).observe(seconds)
+
+    def on_storage_error(self, operation: str, exc: BaseException) -> None:
+        self._child(self.storage_errors, operation, type(exc).__name__).inc()
 
     def on_webhook(self, metric: str, result: str) -> None:
         """One reporting webhook: ``result`` is accepted, duplicate, quarantined, refused ..."""

@@ -1,0 +1,97 @@
+"""Riding out a failing outbox: how long to wait before trying again, and what to report.
+
+The outbox can fail under a running worker: a full disk (SQLite's "database or disk is full"),
+a Redis restart (``ConnectionError``, then ``BusyLoadingError`` while it loads its data), a lock
+held too long. None of these is a reason to stop delivering for good. The dispatcher retries
+every outbox call that fails, waiting ``storage_delays()`` between tries, and reports through one
+``StorageHealth`` per worker: readiness says ``unavailable: <error class>`` while calls fail,
+the logs say when it started, that it goes on (every ``LOG_EVERY`` seconds, not once per call)
+and when it ended, and the ``storage_error`` hook feeds ``cio_relay_storage_errors_total``.
+
+Nothing is lost meanwhile: what was leased stays leased until its lease runs out (another
+worker, or this one once the storage is back, takes it over), and an outcome that could not be
+recorded is recorded when the storage answers again, if the lease is still held.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Iterator
+
+from cio_relay.delivery.hooks import Hooks
+
+__all__ = ["LOG_EVERY", "StorageHealth", "storage_delays"]
+
+log = logging.getLogger("cio_relay.delivery")
+
+#: First wait after a failed outbox call, and the longest: the time to notice that the storage
+#: is back is at most the longest wait, so it stays short; a failing call is cheap to repeat.
+FIRST_DELAY, MAX_DELAY = 0.1, 2.0
+#: Seconds between "still failing" log lines during an outage.
+LOG_EVERY = 30.0
+
+
+def storage_delays() -> Iterator[float]:
+    """Waits between tries of a failing outbox call: doubling from ``FIRST_DELAY`` up to
+    ``MAX_DELAY``, each drawn from its upper half so that retries neither hammer the storage
+    nor line up across tasks."""
+    delay = FIRST_DELAY
+    while True:
+        yield random.uniform(delay / 2, delay)
+        delay = min(delay * 2, MAX_DELAY)
+
+
+class StorageHealth:
+    """Whether the outbox answers one worker's calls; shared by its dispatchers over restarts."""
+
+    def __init__(self, hooks: Hooks | None = None) -> None:
+        self.hooks = hooks or Hooks()
+        self.failing_since: float | None = None
+        self.error: str | None = None  # the exception class: error text may name hosts or paths
+        self.failures = 0
+        self._logged_at = 0.0
+
+    def __repr__(self) -> str:
+        return f"StorageHealth({self.status()!r})"
+
+    def status(self) -> str:
+        """``ok``, or ``unavailable: <error class>`` (readiness shows it as is)."""
+        return "ok" if self.failing_since is None else f"unavailable: {self.error}"
+
+    def failed(self, operation: str, exc: BaseException) -> None:
+        now = time.monotonic()
+        self.failures += 1
+        self.error = type(exc).__name__
+        first = self.failing_since is None
+        if first:
+            self.failing_since = self._logged_at = now
+        Hooks.fire(self.hooks.storage_error, operation, exc)
+        if first:
+            log.error(
+                "the outbox failed (%s during %s); delivery waits and retries",
+                self.error,
+                operation,
+                exc_info=exc,
+            )
+        elif now - self._logged_at >= LOG_EVERY:
+            self._logged_at = now
+            log.error(
+                "the outbox still fails after %.0f s (%s during %s, %d failed calls)",
+                now - self.failing_since,
+                self.error,
+                operation,
+                self.failures,
+            )
+
+    def succeeded(self) -> None:
+        if self.failing_since is None:
+            return
+        log.warning(
+            "the outbox answers again after %.1f s (%d failed calls); delivery resumes",
+            time.monotonic() - self.failing_since,
+            self.failures,
+        )
+        self.failing_since = self.error = None
+        self.failures = 0
