@@ -6,6 +6,7 @@
     │   └── LimitExceeded      a documented Customer.io limit broken at enqueue (field, limit, size)
     ├── SignatureError         a webhook that failed verification (one message, no detail leaked)
     ├── OutboxFullError        backpressure: the outbox is past its maximum depth
+    ├── StorageUnavailableError  the outbox (or a store beside it) failed: nothing was stored
     └── ApiError               Customer.io answered or failed to (status, body, request_id)
         ├── RetryableError     transient or known unsent: refused, 408, 429, 5xx (retry_after)
         ├── PermanentError     other 4xx: retrying cannot help (parsed meta.error/errors[].detail)
@@ -28,6 +29,7 @@ __all__ = [
     "PermanentError",
     "RetryableError",
     "SignatureError",
+    "StorageUnavailableError",
     "ValidationError",
 ]
 
@@ -76,6 +78,28 @@ class OutboxFullError(CioRelayError):
         self.max_depth = max_depth
         self.retry_after = retry_after
         super().__init__(f"outbox depth {depth} is past the maximum of {max_depth}; retry later")
+
+
+class StorageUnavailableError(CioRelayError):
+    """The outbox, or the idempotency store beside it, could not take a write (a full disk,
+    Redis restarting): nothing of the call was stored, so calling again is safe; retry after
+    ``retry_after`` seconds. The storage's own exception is the ``__cause__``; the message names
+    only its class (the text may name hosts or paths), or SQLite's fixed reason."""
+
+    def __init__(self, store: str, cause: BaseException, retry_after: float = 1.0) -> None:
+        self.store = store
+        self.retry_after = retry_after
+        self.reason = _storage_reason(cause)
+        super().__init__(f"the {store} is unavailable ({self.reason}); nothing was stored")
+
+
+def _storage_reason(cause: BaseException) -> str:
+    import sqlite3  # SQLite's messages are fixed texts ("database or disk is full")
+
+    name = type(cause).__name__
+    if isinstance(cause, sqlite3.Error) and str(cause):
+        return f"{name}: {str(cause)[:100]}"
+    return name
 
 
 class ApiError(CioRelayError):

@@ -16,23 +16,32 @@ another process, idempotency claims to record) the group goes to a worker thread
 A request is answered only after its group's write returned: the operations are durable
 (contract 1). When the outbox refuses the group for backpressure, every request of it gets the
 ``OutboxFullError`` (answered 503 with Retry-After). Any other failure of a group is retried one
-request at a time, so that one request's problem cannot fail its neighbours.
+request at a time, so that one request's problem cannot fail its neighbours; a storage that
+fails them all gives each a ``StorageUnavailableError`` (also a 503), with nothing stored: an
+idempotency claim is reserved before the enqueue and forgotten if the enqueue fails. Once the
+operations are durable the request succeeds, even if marking its claim done then fails: the
+claim, still pending, holds the op ids, so a retry with the same key writes the same ids again
+(which the outbox stores once) instead of new ones.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from cio_relay.errors import OutboxFullError
+from cio_relay.errors import OutboxFullError, StorageUnavailableError
 from cio_relay.operations import Operation
 
 if TYPE_CHECKING:  # the Relay imports this module
     from cio_relay.relay import Relay
 
 __all__ = ["ClaimStore", "GroupWriter"]
+
+log = logging.getLogger("cio_relay.server")
 
 #: An idempotency claim: opaque here, understood by the ``ClaimStore`` it goes to.
 Claim = Any
@@ -113,17 +122,25 @@ class GroupWriter:
 
     def _write_group(self, group: list[_Waiting]) -> None:
         claims = [w.claim for w in group if w.claim is not None]
-        store = self.idempotency
-        if claims and store is not None:
-            store.reserve(claims)
+        store = self.idempotency if claims else None
+        if store is not None:
+            try:
+                store.reserve(claims)
+            except Exception as exc:
+                raise StorageUnavailableError("idempotency store", exc) from exc
         try:
             self.relay.enqueue(*(op for waiting in group for op in waiting.ops))
         except BaseException:
-            if claims and store is not None:
-                store.forget(claims)
+            if store is not None:
+                # Should this fail too, the pending claims only make a retry reuse their ids.
+                with contextlib.suppress(Exception):
+                    store.forget(claims)
             raise
-        if claims and store is not None:
-            store.complete(claims)
+        if store is not None:
+            try:
+                store.complete(claims)
+            except Exception:
+                log.warning("idempotency claims left pending after a durable write", exc_info=True)
         self.groups_written += 1
 
     async def aclose(self) -> None:

@@ -12,7 +12,9 @@ deliver (``relay.worker().drain()`` in scripts and tests, ``cio-relay worker`` i
 
 Backpressure: when the outbox holds more than ``outbox_max_depth`` undelivered operations, the
 methods raise ``OutboxFullError`` (with a retry-after) instead of growing without bound; nothing
-is ever dropped silently.
+is ever dropped silently. When the outbox cannot take the write at all (a full disk, Redis
+restarting), they raise ``StorageUnavailableError``: nothing was stored, and calling again (with
+the same ``op_id`` where one was passed) is safe.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 from cio_relay import operations as ops
 from cio_relay.config import Settings
 from cio_relay.delivery.hooks import Hooks
-from cio_relay.errors import OutboxFullError
+from cio_relay.errors import CioRelayError, OutboxFullError, StorageUnavailableError
 from cio_relay.group_writer import GroupWriter
 from cio_relay.operations import Operation, PersonRef
 from cio_relay.outbox.base import Outbox
@@ -125,8 +127,13 @@ class Relay(_OperationFactory):
 
     def enqueue(self, *operations: Operation) -> list[str]:
         """Store already-built operations (all or none); return their op ids."""
-        self._backpressure.check()
-        self.outbox.enqueue(operations)
+        try:
+            self._backpressure.check()
+            self.outbox.enqueue(operations)
+        except (CioRelayError, TypeError):
+            raise  # ours, or not Operations: nothing to do with the storage
+        except Exception as exc:
+            raise StorageUnavailableError("outbox", exc) from exc
         return self._enqueued(operations)
 
     def enqueue_nowait(self, *operations: Operation) -> list[str] | None:
@@ -140,9 +147,14 @@ class Relay(_OperationFactory):
         nowait = getattr(self.outbox, "enqueue_nowait", None)
         if nowait is None or not self._backpressure.fresh():
             return None
-        self._backpressure.check()
-        if nowait(operations) is None:
-            return None
+        try:
+            self._backpressure.check()
+            if nowait(operations) is None:
+                return None
+        except (CioRelayError, TypeError):
+            raise
+        except Exception as exc:
+            raise StorageUnavailableError("outbox", exc) from exc
         return self._enqueued(operations)
 
     def _enqueued(self, operations: tuple[Operation, ...]) -> list[str]:

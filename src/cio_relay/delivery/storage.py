@@ -16,11 +16,11 @@ recorded is recorded when the storage answers again, if the lease is still held.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Iterator
 
 from cio_relay.delivery.hooks import Hooks
+from cio_relay.delivery.retry import growing_delays
 
 __all__ = ["LOG_EVERY", "StorageHealth", "storage_delays"]
 
@@ -34,13 +34,8 @@ LOG_EVERY = 30.0
 
 
 def storage_delays() -> Iterator[float]:
-    """Waits between tries of a failing outbox call: doubling from ``FIRST_DELAY`` up to
-    ``MAX_DELAY``, each drawn from its upper half so that retries neither hammer the storage
-    nor line up across tasks."""
-    delay = FIRST_DELAY
-    while True:
-        yield random.uniform(delay / 2, delay)
-        delay = min(delay * 2, MAX_DELAY)
+    """Waits between tries of a failing outbox call (see ``growing_delays``)."""
+    return growing_delays(FIRST_DELAY, MAX_DELAY)
 
 
 class StorageHealth:
@@ -64,11 +59,11 @@ class StorageHealth:
         now = time.monotonic()
         self.failures += 1
         self.error = type(exc).__name__
-        first = self.failing_since is None
-        if first:
+        since = self.failing_since
+        if since is None:
             self.failing_since = self._logged_at = now
         Hooks.fire(self.hooks.storage_error, operation, exc)
-        if first:
+        if since is None:
             log.error(
                 "the outbox failed (%s during %s); delivery waits and retries",
                 self.error,
@@ -79,7 +74,7 @@ class StorageHealth:
             self._logged_at = now
             log.error(
                 "the outbox still fails after %.0f s (%s during %s, %d failed calls)",
-                now - self.failing_since,
+                now - since,
                 self.error,
                 operation,
                 self.failures,

@@ -8,8 +8,10 @@ key with ``authorization: {credentials: <key>}`` in its scrape config.
 Readiness checks:
 - ``outbox``: answers ``depth()`` and accepts an (empty) write;
 - ``idempotency``: its table takes a write;
-- ``workers``: the delivery task of this process is running (``disabled`` when the service runs
-  without workers, which is not a failure);
+- ``workers``: the delivery task of this process is running and its outbox answers it: ``ok``,
+  ``restarting`` (it stopped and is about to start again), ``stopped``, or ``unavailable:
+  <error class>`` while the outbox fails under it (it waits and retries); ``disabled`` when the
+  service runs without workers, which is not a failure;
 - ``customerio``: the Track and App base URLs (Customer.io, or the emulator in sandbox mode)
   answer HTTP at all, any status; the answer is cached for ``UPSTREAM_CACHE_SECONDS`` so that a
   probe every second does not become a request every second.
@@ -46,14 +48,14 @@ class Readiness:
         idempotency: IdempotencyStore,
         *,
         upstreams: Sequence[str] = (),
-        workers_alive: Callable[[], bool] | None = None,
+        workers: Callable[[], str] | None = None,
         extra: Mapping[str, Callable[[], object]] | None = None,
     ) -> None:
         """``extra``: more named checks; each passes when it returns without raising."""
         self.outbox = outbox
         self.idempotency = idempotency
         self.upstreams = tuple(dict.fromkeys(u.rstrip("/") for u in upstreams))
-        self.workers_alive = workers_alive
+        self.workers = workers
         self.extra = dict(extra or {})
         self._upstream_result: tuple[float, str] | None = None
         self._client: httpx.AsyncClient | None = None
@@ -89,9 +91,9 @@ class Readiness:
         return "ok"
 
     def _check_workers(self) -> str:
-        if self.workers_alive is None:
+        if self.workers is None:
             return "disabled"
-        return "ok" if self.workers_alive() else "stopped"
+        return self.workers()
 
     async def _check_upstreams(self) -> str:
         if not self.upstreams:

@@ -14,7 +14,12 @@ import orjson
 import pydantic
 from starlette.responses import Response
 
-from cio_relay.errors import LimitExceeded, OutboxFullError, ValidationError
+from cio_relay.errors import (
+    LimitExceeded,
+    OutboxFullError,
+    StorageUnavailableError,
+    ValidationError,
+)
 
 __all__ = [
     "accepted",
@@ -24,6 +29,7 @@ __all__ = [
     "invalid_from_validation",
     "json_response",
     "outbox_full",
+    "storage_unavailable",
     "too_large",
     "unauthorized",
 ]
@@ -142,6 +148,19 @@ def outbox_full(exc: OutboxFullError) -> Response:
     return error_response(
         503,
         "outbox_full",
+        str(exc),
+        headers={"Retry-After": str(retry_after)},
+        retry_after=float(retry_after),
+    )
+
+
+def storage_unavailable(exc: StorageUnavailableError) -> Response:
+    """503 when the outbox (or the idempotency store) failed the write: nothing was stored, so
+    the client may send the same request again after ``Retry-After``."""
+    retry_after = max(1, math.ceil(exc.retry_after))
+    return error_response(
+        503,
+        "storage_unavailable",
         str(exc),
         headers={"Retry-After": str(retry_after)},
         retry_after=float(retry_after),
