@@ -79,13 +79,27 @@ def test_session_cookie_is_an_hmac_that_expires_and_dies_with_its_key() -> None:
     assert principal is not None
     cookie = keys.issue_session(principal, now=1_000_000)
     assert "the-key" not in cookie
-    assert keys.from_session(cookie, now=1_000_100) == Principal(principal.digest, 1_000_000)
+    issued, nonce, signature = cookie.split(".")
+    expected = Principal(principal.digest, 1_000_000, nonce)
+    assert keys.from_session(cookie, now=1_000_100) == expected
     assert keys.from_session(cookie, now=1_000_000 + SESSION_SECONDS + 1) is None
     assert ApiKeys(["another-key-1234"]).from_session(cookie, now=1_000_100) is None
-    issued, signature = cookie.split(".")
-    assert keys.from_session(f"{int(issued) + 1}.{signature}", now=1_000_100) is None
-    for junk in ("", ".", "abc.def", "1.", "1000000.é"):
+    assert keys.from_session(f"{int(issued) + 1}.{nonce}.{signature}", now=1_000_100) is None
+    assert keys.from_session(f"{issued}.{nonce}0.{signature}", now=1_000_100) is None
+    assert keys.from_session(f"{issued}.{signature}", now=1_000_100) is None
+    for junk in ("", ".", "..", "abc.def", "1.", "1000000.é", "1000000.a.é", "1.2.3.4"):
         assert keys.from_session(junk, now=1_000_100) is None
+
+
+def test_two_logins_in_the_same_second_are_two_sessions() -> None:
+    keys = ApiKeys(["the-key-abcdef12"])
+    principal = keys.verify("the-key-abcdef12")
+    assert principal is not None
+    first = keys.from_session(keys.issue_session(principal, now=1_000), now=1_000)
+    second = keys.from_session(keys.issue_session(principal, now=1_000), now=1_000)
+    assert first is not None and second is not None and first != second
+    assert keys.session_id(first) != keys.session_id(second)
+    assert keys.csrf_token(first) != keys.csrf_token(second)
 
 
 def test_csrf_token_belongs_to_the_session() -> None:
@@ -111,3 +125,41 @@ def test_metrics_needs_a_key_unless_made_public(
     with served(settings=chosen) as url, httpx.Client(base_url=url) as http:
         response = http.get("/metrics")
     assert response.status_code == (200 if metrics_public else 401)
+
+
+@pytest.mark.parametrize(
+    "issued",
+    [
+        "1" * 5000,
+        "\xb2",
+        "\u00b9\u00b3",
+        "١٢",
+        "1_000",
+        "+1000",
+        " 1000",
+        "-1",
+        "1" * 19,
+        "0x10",
+        "1e3",
+    ],
+)
+def test_a_session_cookie_with_an_odd_issue_time_is_no_session(issued: str) -> None:
+    # Regression (issue 11): isdigit() then int() raised on "²" and past 4,300 digits (a 500).
+    keys = ApiKeys(["the-key-abcdef12"])
+    assert keys.from_session(f"{issued}.{'a' * 16}.{'0' * 64}", now=1_000_100) is None
+
+
+def test_a_session_id_names_one_session_and_is_not_its_cookie() -> None:
+    keys = ApiKeys(["the-key-abcdef12"])
+    principal = keys.verify("the-key-abcdef12")
+    assert principal is not None
+    first_cookie = keys.issue_session(principal, now=1_000)
+    first = keys.from_session(first_cookie, now=1_000)
+    second = keys.from_session(keys.issue_session(principal, now=1_001), now=1_001)
+    assert first is not None and second is not None
+    assert keys.session_id(first) != keys.session_id(second)
+    again = keys.from_session(first_cookie, now=1_001)
+    assert again is not None and keys.session_id(again) == keys.session_id(first)
+    assert first_cookie.split(".")[2] not in keys.session_id(first)
+    with pytest.raises(ValueError, match="no session"):
+        keys.session_id(principal)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -167,10 +168,26 @@ def test_filters_and_bulk_actions(browser_like: httpx.Client, outbox: Outbox) ->
         "older_than=nan",
         "offset=x",
         "limit=1e9",
+        # issue 11: isdigit() then int() answered 500 for these
+        "limit=%C2%B2",
+        "offset=%C2%B2",
+        "offset=" + "1" * 5000,
+        "limit=%D9%A1%D9%A2",  # Arabic-Indic 12
+        "done=replayed&count=%C2%B2",
+        "done=purged&count=" + "9" * 5000,
     ],
 )
 def test_bad_filters_are_422_not_500(browser_like: httpx.Client, query: str) -> None:
-    assert browser_like.get(f"/dashboard/dead-letters?{query}").status_code == 422
+    response = browser_like.get(f"/dashboard/dead-letters?{query}")
+    assert response.status_code == 422
+    assert 'id="problem"' in response.text
+
+
+@pytest.mark.parametrize("offset", ["%C2%B2", "1" * 5000, "-1"])
+def test_a_bad_webhooks_offset_is_422_not_500(browser_like: httpx.Client, offset: str) -> None:
+    response = browser_like.get(f"/dashboard/webhooks?offset={offset}")
+    assert response.status_code == 422
+    assert "offset must be a whole number" in response.text
 
 
 def test_read_only_mode_shows_no_buttons_and_refuses_actions(
@@ -196,3 +213,108 @@ def test_overview_shows_outbox_counts(browser_like: httpx.Client, outbox: Outbox
     assert re.search(r'id="depth-dead">1<', html)
     assert "<svg" in html  # the throughput chart
     assert "not configured in this process" in html  # no webhook inbox, no lake here
+
+
+# --- sessions: odd cookies, throttled logins, revocation on logout, the Secure flag ----------
+
+
+def _session_cookie(response: httpx.Response) -> str:
+    match = re.search(r"cio_relay_session=([^;]+)", response.headers["set-cookie"])
+    assert match, "no session cookie"
+    return match.group(1)
+
+
+@pytest.mark.parametrize(
+    "cookie",
+    [
+        b"1" * 5000 + b".abc",
+        b"1" * 5000 + b".0123456789abcdef.abc",
+        b"\xb2.abc",
+        b"\xb2.0123456789abcdef.abc",
+        b"\xc2\xb2.0123456789abcdef.abc",
+        b"1" * 19 + b".0123456789abcdef." + b"0" * 64,
+    ],
+)
+def test_an_odd_session_cookie_is_no_session_not_a_500(base_url: str, cookie: bytes) -> None:
+    with httpx.Client(base_url=base_url) as http:
+        for path in ("/dashboard", "/dashboard/dead-letters", "/dashboard/webhooks"):
+            response = http.get(path, headers={"Cookie": b"cio_relay_session=" + cookie})
+            assert response.status_code == 303, path
+            assert response.headers["location"].startswith("/dashboard/login")
+
+
+def test_failed_logins_are_throttled_with_retry_after(base_url: str, api_key: str) -> None:
+    with httpx.Client(base_url=base_url) as http:
+        for _ in range(10):
+            assert http.post("/dashboard/login", data={"key": "wrong"}).status_code == 401
+        throttled = http.post("/dashboard/login", data={"key": "wrong"})
+        assert throttled.status_code == 429
+        assert 0 < int(throttled.headers["retry-after"]) <= 600
+        assert "Too many failed logins" in throttled.text
+        # While throttled even the right key is refused: a guess then would tell nothing.
+        right = http.post("/dashboard/login", data={"key": api_key})
+        assert right.status_code == 429 and "set-cookie" not in right.headers
+        # Scripts with the key in a header are never throttled.
+        page = http.get("/dashboard", headers={"Authorization": f"Bearer {api_key}"})
+        assert page.status_code == 200
+
+
+def test_logout_revokes_the_session_on_the_server(
+    served: Served, api_key: str, settings: Settings
+) -> None:
+    with served() as url, httpx.Client(base_url=url) as first, httpx.Client(base_url=url) as other:
+        cookie = _session_cookie(first.post("/dashboard/login", data={"key": api_key}))
+        other.post("/dashboard/login", data={"key": api_key})
+        token = _csrf(first.get("/dashboard").text)
+        assert first.post("/dashboard/logout", data={"csrf": token}).status_code == 303
+        with httpx.Client(base_url=url, cookies={"cio_relay_session": cookie}) as stolen:
+            refused = stolen.get("/dashboard")
+        assert refused.status_code == 303  # a copy of the cookie no longer works
+        assert refused.headers["location"].startswith("/dashboard/login")
+        assert other.get("/dashboard").status_code == 200  # another session is not affected
+    assert (settings.data_dir / "dashboard-sessions.db").exists()
+    with (
+        served() as url,
+        httpx.Client(base_url=url, cookies={"cio_relay_session": cookie}) as again,
+    ):
+        assert again.get("/dashboard").status_code == 303  # still revoked after a restart
+
+
+def test_a_logout_that_cannot_be_recorded_says_so(
+    served: Served, api_key: str, settings: Settings, tmp_path: Path
+) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    unwritable = settings.model_copy(update={"data_dir": blocked})
+    with served(settings=unwritable) as url, httpx.Client(base_url=url) as http:
+        http.post("/dashboard/login", data={"key": api_key})
+        token = _csrf(http.get("/dashboard").text)
+        response = http.post("/dashboard/logout", data={"csrf": token})
+    assert response.status_code == 503
+    assert "could not be recorded" in response.text
+
+
+@pytest.mark.parametrize(
+    ("update", "headers", "secure"),
+    [
+        ({}, {}, False),
+        ({"secure_cookies": True}, {}, True),
+        ({"env": "production"}, {}, True),
+        ({"env": "production", "secure_cookies": False}, {}, False),
+        # uvicorn believes X-Forwarded-Proto from a trusted proxy (127.0.0.1 by default)
+        ({}, {"X-Forwarded-Proto": "https"}, True),
+    ],
+)
+def test_the_session_cookie_is_secure_over_https_or_when_told(
+    served: Served,
+    api_key: str,
+    settings: Settings,
+    update: dict[str, object],
+    headers: dict[str, str],
+    secure: bool,
+) -> None:
+    chosen = settings.model_copy(update=update)
+    with served(settings=chosen) as url, httpx.Client(base_url=url) as http:
+        response = http.post("/dashboard/login", data={"key": api_key}, headers=headers)
+    assert response.status_code == 303
+    assert ("; secure" in response.headers["set-cookie"].lower()) is secure

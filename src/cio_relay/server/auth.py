@@ -3,12 +3,18 @@
 - Keys (``CIO_RELAY_API_KEYS``) are kept only as SHA-256 digests; a presented key is hashed and
   compared with every digest in constant time (``hmac.compare_digest``), so neither the keys nor
   the timing of a comparison say anything about them.
-- A dashboard session cookie is ``<issued>.<HMAC-SHA256(key digest, "session:<issued>")>``: proof
-  that its holder knew a key, never the key itself. It expires after ``SESSION_SECONDS`` and dies
-  with the key (drop a key from the settings and its sessions stop verifying).
-- The CSRF token of a session is ``HMAC(key digest, "csrf:<issued>")``: forms carry it, and POST
-  actions check it against the session. Requests authenticated with an ``Authorization`` header
-  need none (a browser never adds that header to a cross-site request by itself).
+- A dashboard session cookie is ``<issued>.<nonce>.<HMAC-SHA256(key digest,
+  "session:<issued>:<nonce>")>``: proof that its holder knew a key, never the key itself. The
+  random nonce makes each login its own session, so logging out of one (which revokes it:
+  ``session_id`` names it, the dashboard keeps the revocations in ``dashboard/sessions.py``)
+  leaves another login of the same second alone. It expires after ``SESSION_SECONDS`` and dies
+  with the key (drop a key from the settings and its sessions stop verifying). The issue time is
+  read only through ``digits.whole_number``: anything but 1 to 18 ASCII digits is no session,
+  never an error.
+- The CSRF token of a session is ``HMAC(key digest, "csrf:<issued>:<nonce>")``: forms carry it,
+  and POST actions check it against the session. Requests authenticated with an
+  ``Authorization`` header need none (a browser never adds that header to a cross-site request
+  by itself).
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from cio_relay.digits import whole_number
 
 __all__ = [
     "SESSION_COOKIE",
@@ -46,11 +54,13 @@ class Principal:
     """Who a request authenticated as: a digest, never the key.
 
     ``scope`` is a short hex name for the key (idempotency keys are kept per key); ``session`` is
-    the issue time of a cookie session, None for a bearer header.
+    the issue time of a cookie session, None for a bearer header, and ``nonce`` tells apart the
+    sessions issued in one second.
     """
 
     digest: bytes
     session: int | None = None
+    nonce: str = ""
 
     @property
     def scope(self) -> str:
@@ -93,30 +103,43 @@ class ApiKeys:
 
     def issue_session(self, principal: Principal, now: float | None = None) -> str:
         issued = int(time.time() if now is None else now)
-        return f"{issued}.{self._sign(principal.digest, f'session:{issued}')}"
+        nonce = secrets.token_hex(8)
+        return f"{issued}.{nonce}.{self._sign(principal.digest, f'session:{issued}:{nonce}')}"
 
     def from_session(self, cookie: str | None, now: float | None = None) -> Principal | None:
-        if not cookie:
+        parts = cookie.split(".") if cookie else ()
+        if len(parts) != 3:
             return None
-        issued_text, _, signature = cookie.partition(".")
-        if not issued_text.isdigit() or not signature:
+        issued_text, nonce, signature = parts
+        issued = whole_number(issued_text)
+        if issued is None or not nonce or not signature:
             return None
-        issued = int(issued_text)
         age = (time.time() if now is None else now) - issued
         if not 0 <= age <= SESSION_SECONDS:
             return None
         presented = signature.encode("utf-8", "surrogateescape")
+        message = f"session:{issued}:{nonce}"
         found: bytes | None = None
         for digest in self._digests:
-            if hmac.compare_digest(self._sign(digest, f"session:{issued}").encode(), presented):
+            if hmac.compare_digest(self._sign(digest, message).encode(), presented):
                 found = digest
-        return Principal(found, session=issued) if found is not None else None
+        return Principal(found, session=issued, nonce=nonce) if found is not None else None
+
+    def session_id(self, principal: Principal) -> str:
+        """A name for a cookie session that cannot be turned back into the cookie (for revoking).
+
+        The SHA-256 of the cookie's signature: a revocation list holds no usable credential.
+        """
+        if principal.session is None:
+            raise ValueError("session_id: a bearer-key principal has no session")
+        signature = self._sign(principal.digest, f"session:{principal.session}:{principal.nonce}")
+        return hashlib.sha256(signature.encode()).hexdigest()
 
     def csrf_token(self, principal: Principal) -> str:
         """The token forms must carry; empty for header-authenticated requests."""
         if principal.session is None:
             return ""
-        return self._sign(principal.digest, f"csrf:{principal.session}")
+        return self._sign(principal.digest, f"csrf:{principal.session}:{principal.nonce}")
 
     def check_csrf(self, principal: Principal, token: str | None) -> bool:
         if principal.session is None:

@@ -9,13 +9,20 @@ Auth: the same API keys. A browser logs in once (``/dashboard/login``) and gets 
 (HttpOnly, SameSite=Strict, an HMAC, never the key; see ``server/auth.py``); scripts may send the
 ``Authorization`` header instead. Every POST carries the session's CSRF token. With
 ``CIO_RELAY_DASHBOARD_READ_ONLY`` the pages show no buttons and the actions answer 403.
+
+Failed logins are throttled per client and overall (429 with ``Retry-After``, ``throttle.py``);
+logging out revokes the session on the server (``sessions.py``); the cookie is ``Secure`` over
+https and, with ``CIO_RELAY_SECURE_COOKIES`` (on by default in production), always. Numbers in
+query strings are read only through ``digits.whole_number``: anything else is the 422 page.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import secrets
+import sqlite3
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,14 +35,19 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from cio_relay.config import Settings
+from cio_relay.digits import whole_number
 from cio_relay.observability.throughput import ThroughputRing
 from cio_relay.operations import Kind
 from cio_relay.outbox.base import DeadLetterFilter, DeadReason, Outbox
 from cio_relay.server.auth import SESSION_COOKIE, SESSION_SECONDS, ApiKeys, Principal
 from cio_relay.server.dashboard.charts import funnel_chart, throughput_chart
+from cio_relay.server.dashboard.sessions import RevokedSessions
 from cio_relay.server.dashboard.sources import FunnelSource, RecentWebhooks
+from cio_relay.server.dashboard.throttle import LoginThrottle, client_key
 
 __all__ = ["PAGE_SIZE", "Dashboard"]
+
+log = logging.getLogger("cio_relay.server.dashboard")
 
 PAGE_SIZE = 50
 _MAX_PAGE_SIZE = 200
@@ -43,6 +55,8 @@ _MAX_FORM = 64 * 1024
 _KINDS = tuple(k.value for k in Kind)
 _REASONS = tuple(r.value for r in DeadReason)
 _TEMPLATES = Path(__file__).parent / "templates"
+_MAX_OFFSET = 10**12
+_REVOKED_SESSIONS_FILE = "dashboard-sessions.db"
 
 
 class _BadInput(Exception):
@@ -93,9 +107,10 @@ def _int_param(values: Mapping[str, str], name: str, default: int, top: int) -> 
     text = values.get(name) or ""
     if not text:
         return default
-    if not text.isdigit() or len(text) > 12:
+    number = whole_number(text)
+    if number is None:
         raise _BadInput(f"{name} must be a whole number")
-    return min(int(text), top)
+    return min(number, top)
 
 
 class Dashboard:
@@ -111,6 +126,8 @@ class Dashboard:
         webhooks: RecentWebhooks | None = None,
         funnel: FunnelSource | None = None,
         sandbox_url: str | None = None,
+        throttle: LoginThrottle | None = None,
+        revoked: RevokedSessions | None = None,
     ) -> None:
         self.settings = settings
         self.outbox = outbox
@@ -120,6 +137,10 @@ class Dashboard:
         self.funnel = funnel
         self.sandbox_url = sandbox_url
         self.read_only = settings.dashboard_read_only
+        self.throttle = throttle or LoginThrottle()
+        self.revoked = revoked or RevokedSessions(settings.data_dir / _REVOKED_SESSIONS_FILE)
+        forced = settings.secure_cookies
+        self._always_secure = settings.env == "production" if forced is None else forced
         self._templates = _environment()
 
     def routes(self) -> list[Route]:
@@ -156,9 +177,13 @@ class Dashboard:
         return HTMLResponse(html, status_code=status, headers=_security_headers(nonce))
 
     def _principal(self, request: Request) -> Principal | None:
-        return self.keys.from_authorization(
-            request.headers.get("authorization")
-        ) or self.keys.from_session(request.cookies.get(SESSION_COOKIE))
+        from_header = self.keys.from_authorization(request.headers.get("authorization"))
+        if from_header is not None:
+            return from_header
+        session = self.keys.from_session(request.cookies.get(SESSION_COOKIE))
+        if session is None or self.revoked.is_revoked(self.keys.session_id(session)):
+            return None
+        return session
 
     def _to_login(self, request: Request) -> Response:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -203,7 +228,8 @@ class Dashboard:
         try:
             where = _filter_from(query)
             limit = max(1, _int_param(query, "limit", PAGE_SIZE, _MAX_PAGE_SIZE))
-            offset = _int_param(query, "offset", 0, 10**12)
+            offset = _int_param(query, "offset", 0, _MAX_OFFSET)
+            notice = _notice(query.get("done"), query.get("count"))
         except _BadInput as exc:
             return self._problem(request, 422, str(exc), principal)
         rows, total = await asyncio.gather(
@@ -229,7 +255,7 @@ class Dashboard:
             reasons=_REASONS,
             prev_url=_page_url(kept, max(0, offset - limit), limit) if offset else None,
             next_url=_page_url(kept, offset + limit, limit) if offset + limit < total else None,
-            notice=_notice(query.get("done"), query.get("count")),
+            notice=notice,
             now=time.time(),
         )
 
@@ -238,7 +264,7 @@ class Dashboard:
         if principal is None:
             return self._to_login(request)
         try:
-            offset = _int_param(request.query_params, "offset", 0, 10**12)
+            offset = _int_param(request.query_params, "offset", 0, _MAX_OFFSET)
         except _BadInput as exc:
             return self._problem(request, 422, str(exc), principal)
         rows: Any = None
@@ -306,23 +332,30 @@ class Dashboard:
     # --- login --------------------------------------------------------------------------------
 
     async def login_page(self, request: Request) -> Response:
-        return self._render(
-            request, "login.html", next=_safe_next(request.query_params.get("next")), failed=False
-        )
+        target = _safe_next(request.query_params.get("next"))
+        return self._render(request, "login.html", next=target, failed=False, wait=None)
 
     async def login(self, request: Request) -> Response:
+        client = client_key(request.client.host if request.client else None)
+        wait = self.throttle.retry_after(client)
         form = await _read_form(request)
-        principal = self.keys.verify(form.get("key", "")) if form else None
         target = _safe_next(form.get("next") if form else None)
+        if wait is not None:  # refused before the key is looked at: a guess here tells nothing
+            refused = self._render(request, "login.html", 429, next=target, failed=False, wait=wait)
+            refused.headers["Retry-After"] = str(wait)
+            return refused
+        principal = self.keys.verify(form.get("key", "")) if form else None
         if principal is None:
-            return self._render(request, "login.html", 401, next=target, failed=True)
+            self.throttle.failed(client)
+            return self._render(request, "login.html", 401, next=target, failed=True, wait=None)
+        self.throttle.succeeded(client)
         response = RedirectResponse(target, 303)
         response.set_cookie(
             SESSION_COOKIE,
             self.keys.issue_session(principal),
             max_age=SESSION_SECONDS,
             path="/dashboard",
-            secure=request.url.scheme == "https",
+            secure=self._always_secure or request.url.scheme == "https",
             httponly=True,
             samesite="strict",
         )
@@ -335,6 +368,17 @@ class Dashboard:
         form = await _read_form(request)
         if form is None or not self.keys.check_csrf(principal, form.get("csrf")):
             return self._problem(request, 403, "the form has expired; reload the page", principal)
+        if principal.session is not None:
+            try:
+                await asyncio.to_thread(
+                    self.revoked.revoke,
+                    self.keys.session_id(principal),
+                    expires_at=principal.session + SESSION_SECONDS,
+                )
+            except (OSError, sqlite3.Error):
+                log.exception("dashboard: the logout could not be recorded")
+                message = "the logout could not be recorded on the server; try again"
+                return self._problem(request, 503, message, principal)
         response = RedirectResponse("/dashboard/login", 303)
         response.delete_cookie(SESSION_COOKIE, path="/dashboard", httponly=True, samesite="strict")
         return response
@@ -364,9 +408,12 @@ def _page_url(filters: Mapping[str, str], offset: int, limit: int) -> str:
 
 def _notice(done: str | None, count: str | None) -> str | None:
     # Built from a fixed vocabulary and a number only: the query string cannot inject text.
-    if done in ("replayed", "purged") and count and count.isdigit():
-        return f"{done} {int(count):,} dead letter{'s' if int(count) != 1 else ''}"
-    return None
+    if done not in ("replayed", "purged"):
+        return None
+    number = whole_number(count)
+    if number is None:
+        raise _BadInput("count must be a whole number")
+    return f"{done} {number:,} dead letter{'s' if number != 1 else ''}"
 
 
 def _security_headers(nonce: str) -> dict[str, str]:
