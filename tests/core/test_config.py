@@ -51,7 +51,7 @@ def test_secrets_are_masked_in_repr_and_str(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("CUSTOMERIO_TRACK_API_KEY", "track-secret")
     monkeypatch.setenv("CUSTOMERIO_APP_API_KEY", "app-secret")
     monkeypatch.setenv("CUSTOMERIO_WEBHOOK_SIGNING_KEY", "hook-secret")
-    monkeypatch.setenv("CIO_RELAY_API_KEYS", "ingest-secret")
+    monkeypatch.setenv("CIO_RELAY_API_KEYS", "ingest-secret-0123456789abcdefghij")
     settings = Settings()
     for text in (repr(settings), str(settings), str(settings.model_dump())):
         for secret in ("track-secret", "app-secret", "hook-secret", "ingest-secret"):

@@ -26,7 +26,7 @@ from cio_relay.server import create_app
 from cio_relay.server.openapi import openapi_document
 from tests.server.conftest import serve
 
-API_KEY = "schemathesis-key-0123456789"
+API_KEY = "schemathesis-key-0123456789abcdefghij"
 
 
 @pytest.fixture(scope="module")
