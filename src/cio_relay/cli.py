@@ -25,7 +25,14 @@ app = typer.Typer(
 
 
 def main() -> None:
-    app()
+    from cio_relay.errors import ConfigError
+
+    try:
+        app()
+    except ConfigError as exc:  # settings that cannot work: one clear line, not a traceback
+        message = Text.assemble(("configuration error: ", "red"), plain_text(str(exc)))
+        Console(stderr=True).print(message)
+        raise SystemExit(2) from None
 
 
 # --- emulator -------------------------------------------------------------------------------
