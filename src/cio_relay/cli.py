@@ -177,13 +177,31 @@ def run(
 
 @app.command()
 def worker() -> None:
-    """Deliver the outbox until SIGTERM/SIGINT, then shut down gracefully."""
-    from cio_relay.relay import Relay
+    """Deliver the outbox until SIGTERM/SIGINT, then shut down gracefully.
+
+    Waits for an outbox that cannot be reached yet and rides out one that fails while it runs;
+    exits early (status 2) only when the configuration cannot work.
+    """
+    import pydantic
+
+    from cio_relay.config import Settings
+    from cio_relay.delivery.worker import run_worker_process
+    from cio_relay.errors import ConfigError
+    from cio_relay.observability.logs import configure_logging
     from cio_relay.service import tune_gc
 
-    with Relay.from_env() as relay:
-        tune_gc()  # a long-running process: ~3-5 us less CPU per delivered event
-        relay.worker().run()
+    try:
+        settings = Settings()
+    except pydantic.ValidationError as exc:
+        # Without the values given: a malformed one may be a secret.
+        problems = [
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors(include_input=False, include_url=False)
+        ]
+        raise ConfigError("; ".join(problems)) from None
+    configure_logging(settings.log_level, secrets=settings.secret_values())
+    tune_gc()  # a long-running process: less CPU per delivered event
+    run_worker_process(settings)
 
 
 @app.command()

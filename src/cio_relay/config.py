@@ -331,6 +331,16 @@ class Settings(BaseSettings):
     def has_track_credentials(self) -> bool:
         return bool(self.site_id and self.track_api_key)
 
+    def secret_values(self) -> list[str]:
+        """Every secret configured, for the log scrubber (``observability.logs``)."""
+        values: list[SecretStr | None] = [
+            self.track_api_key,
+            self.app_api_key,
+            *self.webhook_signing_keys,
+            *self.api_keys,
+        ]
+        return [value.get_secret_value() for value in values if value is not None]
+
     @property
     def outbox_url(self) -> str:
         return self.outbox or f"sqlite:///{self.data_dir / 'outbox.db'}"

@@ -50,6 +50,7 @@ class Child:
         )
         assert self.proc.stdout is not None and self.proc.stderr is not None
         self.lines: queue.Queue[str] = queue.Queue()
+        self.log_lines: queue.Queue[str] = queue.Queue()  # stderr: where the logs go
         self.stdout: list[str] = []
         self.stderr: list[str] = []
         self._readers = [
@@ -66,9 +67,18 @@ class Child:
                 self.lines.put(line)
             else:
                 self.stderr.append(line)
+                self.log_lines.put(line)
 
     def read_until(self, marker: str, deadline: float) -> str:
         """stdout up to and including the first line containing ``marker``."""
+        return self._read_until(self.lines, marker, deadline)
+
+    def read_log_until(self, marker: str, deadline: float) -> str:
+        """stderr (the logs) up to and including the first line containing ``marker``."""
+        return self._read_until(self.log_lines, marker, deadline)
+
+    @staticmethod
+    def _read_until(lines: queue.Queue[str], marker: str, deadline: float) -> str:
         end = time.monotonic() + deadline
         seen: list[str] = []
         while True:
@@ -76,7 +86,7 @@ class Child:
             if remaining <= 0:
                 raise AssertionError(f"no {marker!r} within {deadline} s: {''.join(seen)}")
             try:
-                line = self.lines.get(timeout=remaining)
+                line = lines.get(timeout=remaining)
             except queue.Empty:
                 continue
             seen.append(line)

@@ -2,13 +2,17 @@
 
 ``Worker.drain()`` delivers everything pending and returns (scripts, tests, the demo);
 ``Worker.run()`` delivers until SIGTERM/SIGINT, then stops leasing and lets in-flight requests
-finish within the grace period (``cio-relay worker``).
+finish within the grace period. ``run_worker_process`` is ``cio-relay worker``: the same, after
+opening the outbox, which it waits for while it is unreachable (Redis restarting at boot); only
+a configuration error (``ConfigError``) ends it early. Once running, the dispatcher rides out
+a failing outbox by itself (``delivery/storage.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -23,13 +27,19 @@ from cio_relay.delivery.dispatcher import (
 )
 from cio_relay.delivery.hooks import Hooks
 from cio_relay.delivery.ratelimit import RateLimiter, TokenBucket
-from cio_relay.delivery.retry import RetryPolicy
+from cio_relay.delivery.retry import RetryPolicy, growing_delays
 from cio_relay.delivery.shared_ratelimit import shared_limiters_for
 from cio_relay.delivery.storage import StorageHealth
+from cio_relay.errors import ConfigError
 from cio_relay.operations import Api
 from cio_relay.outbox.base import Outbox
 
-__all__ = ["Worker", "limiters_from_settings", "policy_from_settings"]
+__all__ = ["Worker", "limiters_from_settings", "policy_from_settings", "run_worker_process"]
+
+log = logging.getLogger("cio_relay.delivery")
+
+#: Waits between tries to open an unreachable outbox at start: 0.5 s doubling up to 10 s.
+_OPEN_FIRST, _OPEN_MOST = 0.5, 10.0
 
 
 def _fast_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -160,11 +170,60 @@ class Worker:
         installed, the ``fast`` extra: less event-loop CPU per request and per thread hop)."""
 
         async def main() -> DispatchStats:
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, stop.set)
-            return await self.arun(stop)
+            return await self.arun(_stop_on_signals())
 
         with asyncio.Runner(loop_factory=_fast_loop_factory()) as runner:
             return runner.run(main())
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT (call on the running loop's thread)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def run_worker_process(settings: Settings) -> None:
+    """``cio-relay worker``: open the outbox, waiting while it is unreachable, then deliver
+    until SIGTERM or SIGINT. Raises ``ConfigError`` (and only that) when it cannot work."""
+
+    async def main() -> None:
+        stop = _stop_on_signals()
+        outbox = await _open_when_reachable(settings, stop)
+        if outbox is None:
+            return  # stopped while waiting
+        try:
+            await Worker(settings, outbox).arun(stop)
+        finally:
+            outbox.close()
+
+    with asyncio.Runner(loop_factory=_fast_loop_factory()) as runner:
+        runner.run(main())
+
+
+async def _open_when_reachable(settings: Settings, stop: asyncio.Event) -> Outbox | None:
+    """The outbox of ``settings``, tried again until it opens; None if ``stop`` comes first."""
+    from cio_relay.outbox.factory import open_outbox
+
+    delays = growing_delays(_OPEN_FIRST, _OPEN_MOST)
+    while not stop.is_set():
+        try:
+            return await asyncio.to_thread(
+                open_outbox, settings.outbox_url, durability=settings.outbox_durability
+            )
+        except ConfigError:
+            raise
+        except Exception as exc:
+            delay = next(delays)
+            # The class only: a connection error's text names the host (and URLs may carry
+            # passwords, which redis-py keeps out of its messages, but the rule is simpler).
+            log.error(
+                "the outbox cannot be opened (%s); trying again in %.1f s",
+                type(exc).__name__,
+                delay,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+    return None
