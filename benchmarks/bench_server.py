@@ -7,7 +7,8 @@ Two server processes, each uvicorn (uvloop + httptools, one process, no access l
   the ceiling of the stack on this machine;
 - **ingestion**: the real service app (``create_app``: bearer auth, pydantic validation,
   operation building, group-committed durable write to the SQLite outbox, 202 with op ids),
-  without workers so that only ingestion is measured.
+  without workers so that only ingestion is measured, on the service's guarded httptools
+  protocol (``cio_relay.http_guard``, default limits) as ``cio-relay run`` serves it.
 
 Reported: requests/s for single operations on both, and their ratio, driven by ``wrk`` (64
 connections, one thread; Debian's package, which ``make bench`` installs): a Python client needs
@@ -93,14 +94,24 @@ def serve(kind: str, port: int, data_dir: str) -> None:
 
     from cio_relay.service import tune_gc
 
-    app = _bare_app() if kind == "bare" else _service_app(data_dir)
+    http: Any = "httptools"
+    if kind == "bare":
+        app = _bare_app()
+    else:
+        from cio_relay.config import Settings
+        from cio_relay.http_guard import ConnectionLimits, guarded_http
+
+        app = _service_app(data_dir)
+        # The service's protocol with its default limits, as ``cio-relay run`` serves it; the
+        # bare endpoint stays on plain httptools, so the ratio includes the guard's cost.
+        http = guarded_http(ConnectionLimits.from_settings(Settings()))
     tune_gc()  # as ``cio-relay run`` does; for both servers, so the comparison stays fair
     uvicorn.run(
         app,
         host="127.0.0.1",
         port=port,
         loop="uvloop",
-        http="httptools",
+        http=http,
         log_level="warning",
         access_log=False,
         lifespan="on",

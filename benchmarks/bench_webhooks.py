@@ -5,7 +5,8 @@ and the same pre-signed bodies (issue 4):
 
 - *bare*: a raw ASGI endpoint that only reads the body and answers 200;
 - *receiver*: ``WebhookReceiver`` over the default ``SQLiteInbox``: HMAC verification, orjson
-  parse, dedupe and a durable group-committed insert before every 200.
+  parse, dedupe and a durable group-committed insert before every 200, on the service's
+  guarded httptools protocol (``cio_relay.http_guard``, default limits).
 
 The client is aiohttp (64 concurrent requests, bounded by count and time), on 127.0.0.1 only.
 Prints requests/s of both, their ratio (target >= 0.6) and p50/p99 latency under that load
@@ -67,19 +68,25 @@ async def bare_endpoint(scope: dict[str, Any], receive: Any, send: Any) -> None:
 def serve(kind: str, port: int, directory: str) -> None:
     import uvicorn
 
+    http: Any = "httptools"
     if kind == "bare":
         app: Any = bare_endpoint
     else:
+        from cio_relay.config import Settings
+        from cio_relay.http_guard import ConnectionLimits, guarded_http
         from cio_relay.webhooks.receiver import WebhookReceiver
         from cio_relay.webhooks.sqlite_inbox import SQLiteInbox
 
         app = WebhookReceiver(SQLiteInbox(Path(directory) / "webhooks.db"), [KEY])
+        # The service's protocol with its default limits, as ``cio-relay run`` serves the route;
+        # the bare endpoint stays on plain httptools, so the ratio includes the guard's cost.
+        http = guarded_http(ConnectionLimits.from_settings(Settings()))
     uvicorn.run(
         app,
         host="127.0.0.1",
         port=port,
         loop="uvloop",
-        http="httptools",
+        http=http,
         log_level="warning",
         access_log=False,
     )

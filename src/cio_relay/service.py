@@ -1,8 +1,9 @@
 """``cio-relay run``: the whole service in one process.
 
 The HTTP API, the webhook route, the dashboard, ``/metrics`` and the delivery worker (a
-background task of the ASGI lifespan), served by uvicorn (uvloop and httptools when installed)
-on ``CIO_RELAY_HOST``:``CIO_RELAY_PORT``, 127.0.0.1:8080 by default.
+background task of the ASGI lifespan), served by uvicorn (uvloop when installed; httptools with
+deadlines and caps per connection, ``cio_relay.http_guard``) on
+``CIO_RELAY_HOST``:``CIO_RELAY_PORT``, 127.0.0.1:8080 by default.
 
 With no Customer.io credentials it starts the bundled emulator in-process (sandbox mode), points
 the workers at it and the emulator's reporting webhooks at this service's
@@ -26,6 +27,7 @@ from rich.console import Console
 from starlette.applications import Starlette
 
 from cio_relay.config import Settings
+from cio_relay.http_guard import ConnectionLimits, guarded_http
 from cio_relay.observability.logs import SecretScrubber, configure_logging
 from cio_relay.sandbox import Sandbox, needs_sandbox, start_sandbox
 from cio_relay.server import create_app
@@ -150,18 +152,20 @@ def tune_gc() -> None:
     gc.set_threshold(20_000, 50, 100)
 
 
-def _uvicorn_config(app: Starlette, log_level: str) -> Any:
+def _uvicorn_config(app: Starlette, settings: Settings) -> Any:
     import uvicorn
 
     fast_loop = importlib.util.find_spec("uvloop") is not None
-    fast_http = importlib.util.find_spec("httptools") is not None
     return uvicorn.Config(
         app,
         loop="uvloop" if fast_loop else "asyncio",
-        http="httptools" if fast_http else "h11",
+        # httptools with deadlines and caps per connection (CIO_RELAY_HTTP_*): slow or idle
+        # clients are cut off, and past the connection cap new ones get a 503.
+        http=guarded_http(ConnectionLimits.from_settings(settings)),
+        ws="none",  # no websocket routes: an upgrade request is served as plain HTTP
         lifespan="on",
         log_config=None,  # our JSON logging handles uvicorn's loggers too
-        log_level=log_level.lower(),  # set again: the sandbox emulator's uvicorn lowered it
+        log_level=settings.log_level.lower(),  # set again: the sandbox emulator lowered it
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=30,
@@ -203,7 +207,7 @@ def run_service(
     tune_gc()
     try:
         print_banner(prepared, Console(highlight=False))
-        _server_class()(_uvicorn_config(prepared.app, settings.log_level)).run(
+        _server_class()(_uvicorn_config(prepared.app, prepared.settings)).run(
             sockets=[prepared.sock]
         )
     finally:

@@ -15,6 +15,7 @@ from typing import Any
 
 import uvicorn
 
+from cio_relay.http_guard import ConnectionLimits, guarded_http
 from cio_relay.serving import BackgroundServer, bind_socket, socket_url
 
 from .app import create_app
@@ -25,6 +26,11 @@ __all__ = ["EmulatorServer", "serve_forever", "uvicorn_config"]
 
 OWN_PROCESS_GC_FREEZE_BYTES = 20_000_000
 OWN_PROCESS_GC_THRESHOLD = 20_000
+#: The service's deadlines (Settings' HTTP service defaults); room for four times the service's
+#: connections, as many as the emulator's listen backlog: load tests and benchmarks open many.
+CONNECTION_LIMITS = ConnectionLimits(
+    header_timeout=10.0, body_timeout=30.0, max_header_bytes=32_768, max_connections=4_096
+)
 
 
 def uvicorn_config(
@@ -35,16 +41,19 @@ def uvicorn_config(
     ssl_certfile: str | None = None,
     ssl_keyfile: str | None = None,
     log_config: dict[str, Any] | None = None,
+    limits: ConnectionLimits = CONNECTION_LIMITS,
 ) -> uvicorn.Config:
-    """The server stack the emulator runs on: uvloop and httptools when installed, no access
-    log (it is the peer of every benchmark), lifespan on (to close the webhook client).
-    ``app`` is the emulator, or any ASGI app to be measured on the same stack."""
+    """The server stack the emulator runs on: uvloop when installed, httptools with the
+    service's guard against slow and idle clients (``limits``), no access log (it is the peer
+    of every benchmark), lifespan on (to close the webhook client). ``app`` is the emulator,
+    or any ASGI app to be measured on the same stack."""
     return uvicorn.Config(
         app,
         host=host,
         port=port,
         loop="auto",
-        http="auto",
+        http=guarded_http(limits),
+        ws="none",  # no websocket routes: an upgrade request is served as plain HTTP
         lifespan="on",
         access_log=False,
         log_config=log_config,
