@@ -7,6 +7,7 @@ socket (uvicorn in a thread). The inbox is the real ``SQLiteInbox``.
 from __future__ import annotations
 
 import logging
+import socket
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -264,6 +265,90 @@ async def test_a_slow_store_answers_503_within_the_store_timeout(
         finally:
             blocker.close()
         assert response.status_code == 503
+
+
+# --- the headers are checked before the body is read --------------------------------------------
+
+_FRESH = str(NOW)
+_WELL_FORMED = "ab" * 32
+_HEADERS_THAT_CANNOT_BE_AUTHENTIC = {
+    "unsigned": {},
+    "no signature": {"X-CIO-Timestamp": _FRESH},
+    "no timestamp": {"X-CIO-Signature": _WELL_FORMED},
+    "malformed timestamp": {"X-CIO-Timestamp": "17e8", "X-CIO-Signature": _WELL_FORMED},
+    "malformed signature": {"X-CIO-Timestamp": _FRESH, "X-CIO-Signature": "z" * 64},
+    "stale": {"X-CIO-Timestamp": str(NOW - 301), "X-CIO-Signature": _WELL_FORMED},
+    "future": {"X-CIO-Timestamp": str(NOW + 301), "X-CIO-Signature": _WELL_FORMED},
+}
+
+
+async def _call(
+    receiver: WebhookReceiver, headers: dict[str, str], body: bytes
+) -> tuple[list[dict[str, Any]], int]:
+    """Call the receiver as a server would; what it sent, and how often it asked for the body."""
+    asked = 0
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal asked
+        asked += 1
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    raw.append((b"content-length", str(len(body)).encode()))
+    scope = {"type": "http", "method": "POST", "path": PATH, "headers": raw}
+    await receiver(scope, receive, send)
+    return sent, asked
+
+
+@pytest.mark.parametrize("case", sorted(_HEADERS_THAT_CANNOT_BE_AUTHENTIC))
+async def test_headers_that_cannot_be_authentic_get_401_without_the_body_being_read(
+    inbox: SQLiteInbox, case: str
+) -> None:
+    sent, asked = await _call(receiver_for(inbox), _HEADERS_THAT_CANNOT_BE_AUTHENTIC[case], b"{}")
+    assert asked == 0
+    assert sent[0]["status"] == 401
+
+
+async def test_every_401_is_the_same_answer_whether_or_not_the_body_was_read(
+    inbox: SQLiteInbox,
+) -> None:
+    """Refused on its headers or by the HMAC over the body: nothing tells the two apart."""
+    body = payload()
+    answers = []
+    for headers in _HEADERS_THAT_CANNOT_BE_AUTHENTIC.values():
+        sent, _ = await _call(receiver_for(inbox), headers, body)
+        answers.append(sent)
+    forged, asked = await _call(receiver_for(inbox), signed(body, key="wrong", timestamp=NOW), body)
+    assert asked == 1  # fresh and well formed: only the body can refuse it
+    assert all(answer == forged for answer in answers)
+
+
+@pytest.mark.parametrize("case", ["unsigned", "stale"])
+def test_a_large_declared_body_is_refused_before_it_is_sent(inbox: SQLiteInbox, case: str) -> None:
+    """Over a real socket the client sends only the headers of a 1 MB body and reads the answer."""
+    headers = {
+        "Host": "127.0.0.1",
+        "Content-Type": "application/json",
+        "Content-Length": "1000000",
+        **_HEADERS_THAT_CANNOT_BE_AUTHENTIC[case],
+    }
+    head = f"POST {PATH} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    with serve(receiver_for(inbox)) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as client:
+            client.sendall(head.encode() + b"\r\n")
+            answer = b""
+            while b"\r\n\r\n" not in answer:  # the whole head: a 401 has no body
+                chunk = client.recv(65_536)
+                assert chunk, f"closed without an answer: {answer!r}"
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 401 ")
+    assert b"\r\ncontent-length: 0\r\n" in answer.lower()
+    assert inbox.counts().pending == 0
 
 
 async def test_only_post_is_allowed(connect: Connect, inbox: SQLiteInbox) -> None:

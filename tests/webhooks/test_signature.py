@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cio_relay.errors import SignatureError
-from cio_relay.webhooks.signature import sign, signature_headers, verify
+from cio_relay.webhooks.signature import check_headers, sign, signature_headers, verify
 
 KEY = b"whsec_test_key_0123456789"
 TIMESTAMP = "1700000000"
@@ -130,6 +130,47 @@ def test_error_messages_never_contain_the_key() -> None:
     with pytest.raises(SignatureError) as caught:
         verify([KEY], TIMESTAMP, "0" * 64, BODY, now=NOW)
     assert KEY.decode() not in str(caught.value) and KEY.decode() not in repr(caught.value)
+
+
+# --- check_headers: what can be refused before the body is read ---------------------------------
+
+
+def test_check_headers_returns_the_timestamp_of_well_formed_fresh_headers() -> None:
+    assert check_headers(TIMESTAMP, EXPECTED, now=NOW + 300) == int(TIMESTAMP)
+    assert check_headers(TIMESTAMP, EXPECTED.upper(), now=NOW - 300) == int(TIMESTAMP)
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "signature", "reason"),
+    [
+        (None, EXPECTED, "missing"),
+        (TIMESTAMP, None, "missing"),
+        ("", "", "missing"),
+        ("17e8", EXPECTED, "malformed timestamp"),
+        (FULL_WIDTH_DIGITS, EXPECTED, "malformed timestamp"),
+        ("1" * 13, EXPECTED, "malformed timestamp"),
+        ("1" * 5_000, EXPECTED, "malformed timestamp"),
+        (TIMESTAMP, "z" * 64, "malformed signature"),
+        (TIMESTAMP, EXPECTED[:-1], "malformed signature"),
+        ("1699999699", EXPECTED, "tolerance"),
+        ("1700000301", EXPECTED, "tolerance"),
+    ],
+)
+def test_check_headers_refuses_each_failure_that_needs_no_body(
+    timestamp: str | None, signature: str | None, reason: str
+) -> None:
+    with pytest.raises(SignatureError, match=reason):
+        check_headers(timestamp, signature, now=NOW)
+    with pytest.raises(SignatureError, match=reason):  # verify starts with the same check
+        verify([KEY], timestamp, signature, BODY, now=NOW)
+
+
+def test_check_headers_passes_what_only_the_hmac_refuses() -> None:
+    """A fresh, well-formed forgery passes the header check: the body decides."""
+    forged = sign(b"another-key", TIMESTAMP, BODY)
+    assert check_headers(TIMESTAMP, forged, now=NOW) == int(TIMESTAMP)
+    with pytest.raises(SignatureError, match="mismatch"):
+        verify([KEY], TIMESTAMP, forged, BODY, now=NOW)
 
 
 def _now_for(timestamp: str | None) -> float:

@@ -4,7 +4,9 @@ The ASGI ``WebhookReceiver`` and the Django/Flask adapters only move bytes; the 
 contract 8 live here, once:
 
 1. over ``max_body`` bytes -> 413 (front ends also check Content-Length and while streaming);
-2. signature or timestamp wrong against every signing key -> 401 with an empty body;
+2. signature or timestamp wrong against every signing key -> 401 with an empty body (a front end
+   that can answer before reading the body asks ``headers_acceptable`` first: headers missing,
+   malformed or out of tolerance get the same 401 without the body being read);
 3. authentic but not an event -> quarantined (raw bytes + error), 200: Customer.io holds every
    later webhook behind one that fails, so a payload we cannot read must not block the stream;
 4. authentic event -> persisted raw in the inbox (a duplicate ``event_id`` is stored once), 200;
@@ -24,7 +26,7 @@ from typing import Protocol
 from cio_relay.errors import ConfigError, SignatureError
 from cio_relay.webhooks.events import Event, EventParseError, parse_event
 from cio_relay.webhooks.inbox import Inbox
-from cio_relay.webhooks.signature import DEFAULT_TOLERANCE, verify
+from cio_relay.webhooks.signature import DEFAULT_TOLERANCE, check_headers, verify
 
 __all__ = [
     "DEFAULT_MAX_BODY",
@@ -128,6 +130,16 @@ class WebhookIntake:
             f"WebhookIntake(inbox={self.inbox!r}, signing_keys=<{len(self._keys)} hidden>, "
             f"tolerance={self.tolerance}, max_body={self.max_body})"
         )
+
+    def headers_acceptable(self, timestamp: str | None, signature: str | None) -> bool:
+        """Whether the signature headers may belong to an authentic webhook: what ``authenticate``
+        checks before the HMAC, which needs the body."""
+        try:
+            check_headers(timestamp, signature, tolerance=self.tolerance, now=self._clock())
+        except SignatureError as exc:
+            log.info("webhook rejected: %s", exc)  # fixed reasons only; never keys or bodies
+            return False
+        return True
 
     def authenticate(self, body: bytes, timestamp: str | None, signature: str | None) -> bool:
         try:

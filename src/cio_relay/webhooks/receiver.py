@@ -1,6 +1,10 @@
 """``WebhookReceiver``: the Customer.io reporting-webhook endpoint as a plain ASGI app.
 
-It reads the raw body with a size cap (Content-Length first, then while streaming), and hands
+It checks the signature headers first (present, well formed, timestamp within the tolerance)
+and answers 401 before reading any of the body when they cannot be authentic: an unsigned or
+stale request costs no more than its headers, whatever body it declares (the server discards
+what it sends after the answer, under its own deadlines: ``cio_relay.http_guard``). Then it reads
+the raw body with a size cap (Content-Length first, then while streaming), and hands
 the bytes to ``WebhookIntake`` (verify against every signing key, parse, persist raw, reply).
 No handler runs in the request path: the answer is sent once the event is durable, and the
 router works from the inbox afterwards. ``on_stored`` is called with each new event after it is
@@ -31,6 +35,7 @@ from collections.abc import Callable, Iterable
 
 from starlette.types import Receive, Scope, Send
 
+from cio_relay.digits import whole_number
 from cio_relay.webhooks.events import Event
 from cio_relay.webhooks.inbox import Inbox
 from cio_relay.webhooks.intake import (
@@ -39,6 +44,7 @@ from cio_relay.webhooks.intake import (
     METHOD_NOT_ALLOWED,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
+    UNAUTHORIZED,
     Reply,
     SigningKey,
     WebhookIntake,
@@ -143,8 +149,11 @@ class WebhookReceiver:
                 timestamp = value.decode("latin-1")
             elif name == _SIGNATURE:
                 signature = value.decode("latin-1")
-            elif name == _CONTENT_LENGTH and value.isdigit():
-                declared = int(value)
+            elif name == _CONTENT_LENGTH:
+                declared = whole_number(value)
+        if not self.intake.headers_acceptable(timestamp, signature):
+            await _answer(send, UNAUTHORIZED)
+            return
         limit = self.intake.max_body
         if declared is not None and declared > limit:
             await _answer(send, too_large(limit, declared))

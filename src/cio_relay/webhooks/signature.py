@@ -7,6 +7,10 @@ Verification works on the raw bytes before any parsing, compares in constant tim
 configured key (so keys can be rotated without downtime), and rejects timestamps outside a
 tolerance to stop replays. Every failure raises the same ``SignatureError`` with a short, fixed
 reason for logs; callers answer 401 with no detail.
+
+``check_headers`` is the part that needs no body: the two headers present, well formed, and
+the timestamp within the tolerance. ``verify`` starts with it; a receiver calls it before
+reading the body, so a request that cannot be authentic is refused without its body being read.
 """
 
 from __future__ import annotations
@@ -16,13 +20,15 @@ import hmac
 import time
 from collections.abc import Iterable
 
+from cio_relay.digits import whole_number
 from cio_relay.errors import SignatureError
 
-__all__ = ["DEFAULT_TOLERANCE", "sign", "signature_headers", "verify"]
+__all__ = ["DEFAULT_TOLERANCE", "check_headers", "sign", "signature_headers", "verify"]
 
 DEFAULT_TOLERANCE = 300  # seconds; Customer.io documents none, 5 minutes is the common choice
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 _SIGNATURE_HEX_LENGTH = 64
+_TIMESTAMP_MAX_DIGITS = 12  # Unix seconds for the next 30,000 years
 
 
 def _as_bytes(value: str | bytes) -> bytes:
@@ -43,6 +49,29 @@ def signature_headers(
     return {"X-CIO-Timestamp": str(ts), "X-CIO-Signature": sign(key, ts, body)}
 
 
+def check_headers(
+    timestamp: str | None,
+    signature: str | None,
+    *,
+    tolerance: int = DEFAULT_TOLERANCE,
+    now: float | None = None,
+) -> int:
+    """Check what can be checked without the body; return the timestamp, or raise
+    ``SignatureError``: both headers present, the timestamp ASCII digits within ``tolerance``
+    seconds of ``now``, the signature 64 hex digits."""
+    if not timestamp or not signature:
+        raise SignatureError("missing signature headers")
+    sent_at = whole_number(timestamp, max_digits=_TIMESTAMP_MAX_DIGITS)
+    if sent_at is None:
+        raise SignatureError("malformed timestamp")
+    if len(signature) != _SIGNATURE_HEX_LENGTH or not _HEX_DIGITS.issuperset(signature):
+        raise SignatureError("malformed signature")
+    current = time.time() if now is None else now
+    if abs(current - sent_at) > tolerance:
+        raise SignatureError("timestamp outside tolerance")
+    return sent_at
+
+
 def verify(
     keys: Iterable[str | bytes],
     timestamp: str | None,
@@ -56,16 +85,8 @@ def verify(
 
     ``keys`` are all the signing keys currently accepted (old and new during a rotation).
     """
-    if not timestamp or not signature:
-        raise SignatureError("missing signature headers")
-    if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 12:
-        raise SignatureError("malformed timestamp")
-    if len(signature) != _SIGNATURE_HEX_LENGTH or not _HEX_DIGITS.issuperset(signature):
-        raise SignatureError("malformed signature")
-    sent_at = int(timestamp)
-    current = time.time() if now is None else now
-    if abs(current - sent_at) > tolerance:
-        raise SignatureError("timestamp outside tolerance")
+    sent_at = check_headers(timestamp, signature, tolerance=tolerance, now=now)
+    assert timestamp is not None and signature is not None  # check_headers refused None
     given = signature.lower().encode()
     matched = False
     for key in keys:
