@@ -10,9 +10,10 @@ uvicorn's ``HttpToolsProtocol`` with four limits per connection:
 - **body**: while a request body is arriving, at most ``body_timeout`` seconds without a byte;
   else 408 and close (only the close once a response has begun). Time during which uvicorn
   itself stopped reading (the app has not taken what arrived yet, or a pipelined request waits
-  its turn) is not the client's and does not count;
-- **header bytes**: at most ``max_header_bytes`` received before the headers end; else 431 and
-  close;
+  its turn), or the client waits for a ``100 Continue`` the app has not asked for, is not the
+  client's and does not count;
+- **header bytes**: at most ``max_header_bytes`` received before the headers end, and as many
+  again of trailers (and chunk framing past 64 bytes a chunk) after them; else 431 and close;
 - **connections**: past ``max_connections`` open at once, a new connection is answered 503 at
   once and closed, so idle sockets cannot exhaust the process.
 
@@ -109,7 +110,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._phase = _IDLE
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
-        self._header_bytes = 0
+        # Of the request being received: bytes read, bytes of body among them, body chunks.
+        self._received = 0
+        self._body_bytes = 0
+        self._chunks = 0
 
     # --- the connection -----------------------------------------------------------------------
 
@@ -130,28 +134,51 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._timer = None
         super().connection_lost(exc)
 
-    def data_received(self, data: bytes) -> None:
-        if self._phase == _IDLE:
+    def data_received(self, data: bytes | memoryview) -> None:
+        phase = self._phase
+        if phase == _IDLE:
             self._expect_headers()  # the first byte of a new request starts its header deadline
-        super().data_received(data)
+            phase = _HEADERS
+        if phase == _HEADERS and len(data) > self.limits.max_header_bytes - self._received:
+            self._feed_beyond_header_room(data)
+            return
+        if phase != _APP:
+            self._received += len(data)
+        super().data_received(data)  # type: ignore[arg-type]  # httptools takes any buffer
+        # Past the headers, what is not body is chunk framing and trailers, which httptools
+        # buffers as it does headers: they get the header allowance again, and 64 bytes a chunk.
+        if self._phase == _BODY:
+            framing = self._received - self._body_bytes
+            allowance = 2 * self.limits.max_header_bytes + 64 * self._chunks
+            if framing > allowance:
+                self._refuse_header_bytes("trailers", allowance, framing)
+
+    def _feed_beyond_header_room(self, data: bytes | memoryview) -> None:
+        """Feed only what the header allowance has room for: httptools buffers a header of any
+        size and shows none of it until it ends, so the bytes are counted as they come. If the
+        headers end within the room, the rest is body (or a next request) and is fed on."""
+        room = self.limits.max_header_bytes - self._received
+        view = memoryview(data)
+        self._received += room
+        super().data_received(view[:room])  # type: ignore[arg-type]
         if self._phase == _HEADERS:
-            # Counted per chunk read, not per header: httptools joins a header's pieces itself
-            # and shows none of them until the header ends. A chunk that also holds the end of
-            # the previous request's body counts whole, which only a pipelining client sees.
-            self._header_bytes += len(data)
             limit = self.limits.max_header_bytes
-            if self._header_bytes > limit:
-                self._close_with(
-                    431,
-                    {
-                        "error": "headers_too_large",
-                        "message": f"headers: more than the limit of {limit} bytes",
-                        "field": "headers",
-                        "limit": limit,
-                        "size": self._header_bytes,
-                        "unit": "bytes",
-                    },
-                )
+            self._refuse_header_bytes("headers", limit, self._received + len(view) - room)
+        elif not self.transport.is_closing():
+            self.data_received(view[room:])
+
+    def _refuse_header_bytes(self, part: str, limit: int, size: int) -> None:
+        self._close_with(
+            431,
+            {
+                "error": "headers_too_large",
+                "message": f"{part}: more than the limit of {limit} bytes",
+                "field": part,
+                "limit": limit,
+                "size": size,
+                "unit": "bytes",
+            },
+        )
 
     def handle_websocket_upgrade(self) -> None:
         self._phase = _APP  # the connection is the websocket protocol's from here
@@ -171,7 +198,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_body(self, body: bytes) -> None:
         super().on_body(body)
+        self._body_bytes += len(body)
         self._deadline = self.loop.time() + self.limits.body_timeout
+
+    def on_chunk_header(self) -> None:
+        self._chunks += 1
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -198,7 +229,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # --- the deadline -------------------------------------------------------------------------
 
     def _expect_headers(self) -> None:
-        self._header_bytes = 0
+        self._received = self._body_bytes = self._chunks = 0
         self._expect(_HEADERS, self.limits.header_timeout)
 
     def _expect(self, phase: int, timeout: float) -> None:
@@ -220,8 +251,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         now = self.loop.time()
         timeout = self.limits.header_timeout if phase == _HEADERS else self.limits.body_timeout
-        if self.flow.read_paused:
-            self._deadline = now + timeout  # uvicorn is not reading: the wait is not the client's
+        if self.flow.read_paused or (phase == _BODY and self.cycle.waiting_for_100_continue):
+            # uvicorn is not reading, or the client waits for the app to ask for the body
+            # (Expect: 100-continue): the wait is not the client's.
+            self._deadline = now + timeout
         if self._deadline - now > _TIMER_SLACK:
             self._timer = self.loop.call_at(self._deadline, self._check_deadline)
             return

@@ -31,6 +31,7 @@ from cio_relay.emulator.server import uvicorn_config
 from cio_relay.http_guard import ConnectionLimits, GuardedHttpToolsProtocol
 from cio_relay.service import _uvicorn_config
 from cio_relay.serving import BackgroundServer, bind_socket
+from cio_relay.webhooks.signature import signature_headers
 from tests.server.conftest import AppFactory
 
 HEADER_TIMEOUT = 0.5
@@ -264,6 +265,64 @@ def test_too_many_header_bytes_get_431_at_once(guarded: Serve, auth: dict[str, s
     assert body["unit"] == "bytes"
     assert elapsed < MARGIN  # at once, not at the 30 s header deadline
     assert under_the_limit.status_code == 202
+
+
+def test_headers_over_the_limit_are_refused_even_when_they_end_within_one_read(
+    guarded: Serve,
+) -> None:
+    with guarded() as served:
+        client = served.connect()
+        head = _request_head(EVENTS, "X-Big: " + "a" * MAX_HEADER_BYTES, "Content-Length: 2")
+        client.sendall(head + b"{}")
+        response, _ = _read_to_eof(client, time.monotonic())
+    status, body = _status_and_body(response)
+    assert (status, body["field"], body["limit"]) == (431, "headers", MAX_HEADER_BYTES)
+
+
+def test_a_body_that_arrives_with_its_headers_in_one_read_is_served(guarded: Serve) -> None:
+    """Past the header allowance the rest of a read is body: a large one is not mistaken."""
+    payload = orjson.dumps(
+        {
+            "event_id": "01HZX5Y2Q9G9E0F1T6V3W8K7M4",
+            "object_type": "email",
+            "metric": "delivered",
+            "timestamp": int(time.time()),
+            "data": {"note": "x" * 200_000},
+        }
+    )
+    headers = signature_headers(SIGNING_KEY, payload)
+    with guarded(webhooks=True) as served:
+        client = served.connect()
+        head = _request_head(
+            WEBHOOKS,
+            *(f"{name}: {value}" for name, value in headers.items()),
+            "Content-Type: application/json",
+            f"Content-Length: {len(payload)}",
+        )
+        client.sendall(head + payload)
+        answer = _read_response(client)
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b'{"status":"stored"}')
+
+
+def test_endless_trailers_after_a_chunked_body_get_431(
+    guarded: Serve, auth: dict[str, str]
+) -> None:
+    with guarded(HEADER_TIMEOUT="30", BODY_TIMEOUT="30") as served:
+        client = served.connect()
+        head = _request_head(
+            EVENTS, f"Authorization: {auth['Authorization']}", "Transfer-Encoding: chunked"
+        )
+        client.sendall(head + b"2\r\n{}\r\n0\r\nX-Trailer: ")
+        try:
+            for _ in range(4):  # twice the allowance and more, in one trailer that never ends
+                client.sendall(b"a" * MAX_HEADER_BYTES)
+        except OSError:  # refused and closed under us: the answer is still readable
+            pass
+        response, elapsed = _read_to_eof(client, time.monotonic())
+    status, body = _status_and_body(response)
+    assert (status, body["field"]) == (431, "trailers")
+    assert body["limit"] == 2 * MAX_HEADER_BYTES + 64 * 2  # two chunk headers: "2" and "0"
+    assert elapsed < MARGIN  # at once, not at the 30 s body deadline
 
 
 def test_connections_past_the_cap_get_503_at_once_and_served_again_once_below(
