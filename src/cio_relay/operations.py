@@ -14,6 +14,7 @@ Pure: no I/O, no clocks except ``created_at`` defaults, no globals.
 from __future__ import annotations
 
 import email.utils
+import math
 import os
 import random
 import re
@@ -26,7 +27,8 @@ from urllib.parse import quote
 
 import orjson
 
-from cio_relay import kept_json
+from cio_relay import json_values, kept_json
+from cio_relay.digits import DEFAULT_MAX_DIGITS, whole_number
 from cio_relay.errors import LimitExceeded, ValidationError
 
 __all__ = [
@@ -313,19 +315,29 @@ def _utf8_size(value: str) -> int:
     return len(value) if value.isascii() else len(value.encode())
 
 
-def _json_size(value: Any) -> int:
+_dumps = json_values.dumps
+
+
+def _json_size(value: Any, field_name: str, key: str | None = None) -> int:
+    """The size of ``value`` as JSON; ``ValidationError`` for what JSON cannot carry as given
+    (``json_values.dumps``), under ``field_name`` (and ``key``)."""
     if isinstance(value, str):
         return _utf8_size(value)
-    try:
-        return len(orjson.dumps(value))
-    except TypeError as exc:
-        raise ValidationError("value", f"is not JSON-serialisable: {exc}") from None
+    return len(_dumps(value, field_name, key))
 
 
 def _check_bytes(field_name: str, value: str, limit: int) -> None:
     size = _utf8_size(value)
     if size > limit:
         raise LimitExceeded(field_name, limit, size)
+
+
+#: A v1 request names a person (and a device) by a path segment, and "." or ".." there would
+#: name another resource: URL normalisation removes them, also when written as %2E (RFC 3986
+#: sections 2.3 and 5.2.4), so no encoding carries them. The official SDKs encode segments
+#: (``quote(id, safe="")``, ``encodeURIComponent``), which leaves dots as they are.
+_DOT_SEGMENTS = frozenset({".", ".."})
+_NOT_AN_ID = "must be a non-empty string other than '.' and '..' (which cannot travel in a URL)"
 
 
 def _identifiers(person: PersonRef, field_name: str = "identifier") -> Identifiers:
@@ -338,8 +350,8 @@ def _identifiers(person: PersonRef, field_name: str = "identifier") -> Identifie
                 field_name, f"give exactly one of {', '.join(IDENTIFIER_TYPES)}; got {sorted(ids)}"
             )
         ((id_type, value),) = ids.items()
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationError(f"{field_name}.{id_type}", "must be a non-empty string")
+    if not isinstance(value, str) or not value.strip() or value in _DOT_SEGMENTS:
+        raise ValidationError(f"{field_name}.{id_type}", _NOT_AN_ID)
     size = _utf8_size(value)  # the field's name is only formatted for an error (hot path)
     if size > LIMITS.identifier_bytes:
         raise LimitExceeded(f"{field_name}.{id_type}", LIMITS.identifier_bytes, size)
@@ -360,7 +372,7 @@ def _check_attributes(attributes: Mapping[str, Any], field_name: str = "attribut
             if name == "cio_relationships"
             else LIMITS.attribute_value_bytes
         )
-        size = _json_size(value)
+        size = _json_size(value, field_name, name)
         if size > limit:
             raise LimitExceeded(f"{field_name}.{name}", limit, size)
 
@@ -371,10 +383,28 @@ def _check_event(name: str, data: dict[str, Any]) -> str:
     if not isinstance(name, str) or not (stripped := name.strip()):
         raise ValidationError("name", "an event name is required")
     _check_bytes("name", stripped, LIMITS.event_name_bytes)
-    size = _json_size(data)
+    size = _json_size(data, "data")
     if size > LIMITS.event_data_bytes:
         raise LimitExceeded("data", LIMITS.event_data_bytes, size)
     return stripped
+
+
+#: JSON integers past 2**53 lose precision in most readers; no Unix time needs them.
+_MAX_UNIX_SECONDS = 2**53
+
+
+def _unix_seconds(value: Any, field_name: str) -> int:
+    """A Unix time given as a number, in whole seconds (text is refused, not parsed)."""
+    if (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 <= value <= _MAX_UNIX_SECONDS
+    ):
+        return int(value)
+    raise ValidationError(
+        field_name, f"must be Unix seconds, a number from 0 to 2**53; got {value!r:.40}"
+    )
 
 
 def _finish(op: Operation) -> Operation:
@@ -465,7 +495,7 @@ def _event(
     payload = {
         "name": stripped,
         "data": clean,
-        "timestamp": int(created if timestamp is None else timestamp),
+        "timestamp": int(created) if timestamp is None else _unix_seconds(timestamp, "timestamp"),
     }
     return _op(kind, ids, payload, env, op_id, created)
 
@@ -567,7 +597,7 @@ def track_anonymous(
         "anonymous_id": anonymous_id,
         "name": stripped,
         "data": clean,
-        "timestamp": int(created if timestamp is None else timestamp),
+        "timestamp": int(created) if timestamp is None else _unix_seconds(timestamp, "timestamp"),
     }
     return _op(Kind.TRACK_ANONYMOUS, {}, payload, env, op_id, created)
 
@@ -613,6 +643,13 @@ def unsuppress(
 PLATFORMS = ("ios", "android")
 
 
+def _check_token(token: str) -> None:
+    if not isinstance(token, str) or not token:
+        raise ValidationError("token", "a device token is required")
+    if token in _DOT_SEGMENTS:  # a path segment of DELETE .../devices/{token}
+        raise ValidationError("token", _NOT_AN_ID)
+
+
 def add_device(
     person: PersonRef,
     token: str,
@@ -626,8 +663,7 @@ def add_device(
 ) -> Operation:
     """Add or update a push device for a person."""
     ids = _identifiers(person)
-    if not isinstance(token, str) or not token:
-        raise ValidationError("token", "a device token is required")
+    _check_token(token)
     if platform not in PLATFORMS:
         raise ValidationError(
             "platform", f"must be one of {', '.join(PLATFORMS)}, not {platform!r}"
@@ -636,7 +672,7 @@ def add_device(
     _check_attributes(attrs, "device.attributes")
     payload: dict[str, Any] = {"token": token, "platform": platform, "attributes": attrs}
     if last_used is not None:
-        payload["last_used"] = int(last_used)
+        payload["last_used"] = _unix_seconds(last_used, "last_used")
     return _op(Kind.ADD_DEVICE, ids, payload, env, op_id, created_at)
 
 
@@ -649,8 +685,7 @@ def delete_device(
     created_at: float | None = None,
 ) -> Operation:
     ids = _identifiers(person)
-    if not isinstance(token, str) or not token:
-        raise ValidationError("token", "a device token is required")
+    _check_token(token)
     return _op(Kind.DELETE_DEVICE, ids, {"token": token}, env, op_id, created_at)
 
 
@@ -713,6 +748,26 @@ def _check_transactional(fields: dict[str, Any]) -> None:
         raise ValidationError("message_data", f"must be an object, not {type(data).__name__}")
 
 
+#: An email header's name is an RFC 9110 token; a CR or LF in a name or value would start a
+#: header of the caller's choosing in the message Customer.io sends (header injection).
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE_FORBIDDEN = re.compile(r"[\r\n\x00]")
+
+
+def _check_headers(headers: Any) -> None:
+    if not isinstance(headers, Mapping):
+        raise ValidationError("headers", "must be an object of header name -> value")
+    for name, value in headers.items():
+        if not isinstance(name, str) or _HEADER_NAME.fullmatch(name) is None:
+            raise ValidationError(
+                "headers", f"header name {name!r:.60} is not a token (RFC 9110 section 5.6.2)"
+            )
+        if not isinstance(value, str):
+            raise ValidationError(f"headers.{name}", f"must be text, not {type(value).__name__}")
+        if _HEADER_VALUE_FORBIDDEN.search(value) is not None:
+            raise ValidationError(f"headers.{name}", "must not contain CR, LF or NUL")
+
+
 def send_email(
     *,
     to: str | list[str],
@@ -737,6 +792,9 @@ def send_email(
     for filename in attachments:
         if "." not in str(filename):
             raise ValidationError("attachments", f"filename {filename!r} needs an extension")
+    headers = fields.get("headers")
+    if headers is not None:
+        _check_headers(headers)
     attached = sum(_utf8_size(str(content)) for content in attachments.values())
     if attached > LIMITS.attachments_bytes:
         raise LimitExceeded("attachments", LIMITS.attachments_bytes, attached)
@@ -773,7 +831,7 @@ def _app_op(
     if message_data is not None:
         payload["message_data"] = message_data
     _check_transactional(payload)
-    _json_size(payload)  # refuse what cannot be serialised now, not in the worker
+    _json_size(payload, "")  # refuse what cannot be serialised now, not in the worker
     return _op(kind, ids, payload, env, op_id, created_at)
 
 
@@ -832,6 +890,36 @@ def send_sms(
 BROADCAST_AUDIENCES = ("recipients", "emails", "ids", "per_user_data", "data_file_url")
 
 
+def _broadcast_number(broadcast_id: int | str) -> int:
+    """A broadcast id as Customer.io's path takes it: a whole number, given as an int or as
+    ASCII digits (``digits.whole_number``: "²" and "١٢" are not numbers here)."""
+    number: int | None = None
+    if isinstance(broadcast_id, str):
+        number = whole_number(broadcast_id)
+    elif isinstance(broadcast_id, int) and not isinstance(broadcast_id, bool):
+        # Checked by value: str() of an int past 4,300 digits raises.
+        number = broadcast_id if 0 <= broadcast_id < _MAX_BROADCAST_ID else None
+    if number is None:
+        raise ValidationError(
+            "broadcast_id",
+            f"must be a whole number of 1 to {DEFAULT_MAX_DIGITS} ASCII digits; "
+            f"got {_described(broadcast_id)}",
+        )
+    return number
+
+
+def _described(value: Any) -> str:
+    """A refused value in an error: text cut short, with its length; an int by its sign."""
+    if isinstance(value, str):
+        return f"{value!r:.40} ({len(value)} characters)"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return "a negative number" if value < 0 else "a number of more digits"
+    return type(value).__name__
+
+
+_MAX_BROADCAST_ID = 10**DEFAULT_MAX_DIGITS
+
+
 def trigger_broadcast(
     broadcast_id: int | str,
     *,
@@ -842,21 +930,18 @@ def trigger_broadcast(
     **audience: Any,
 ) -> Operation:
     """Trigger an API-triggered broadcast with at most one audience (customerio-api.md §5)."""
-    if broadcast_id in (None, "") or not str(broadcast_id).isdigit():
-        raise ValidationError(
-            "broadcast_id", f"must be a numeric broadcast id, not {broadcast_id!r}"
-        )
+    number = _broadcast_number(broadcast_id)
     chosen = [name for name in BROADCAST_AUDIENCES if audience.get(name) is not None]
     if len(chosen) > 1:
         raise ValidationError("audience", f"give at most one audience; got {', '.join(chosen)}")
     if audience.get("recipients") == {}:
         raise ValidationError("recipients", "empty recipients filter is not valid")
-    payload: dict[str, Any] = {"broadcast_id": int(broadcast_id), **audience}
+    payload: dict[str, Any] = {"broadcast_id": number, **audience}
     if data is not None:
         if not isinstance(data, Mapping):
             raise ValidationError("data", f"must be an object, not {type(data).__name__}")
         payload["data"] = dict(data)
-    _json_size(payload)
+    _json_size(payload, "")
     return _op(Kind.TRIGGER_BROADCAST, {}, payload, env, op_id, created_at)
 
 

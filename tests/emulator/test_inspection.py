@@ -40,7 +40,9 @@ def test_people_by_cio_id_and_unknown_people(emulator: EmulatorServer) -> None:
         unknown = client.get("/_emulator/nothing-here")
     assert missing.status_code == 404 and missing.json() == {"error": "no person 'nobody'"}
     assert bad_query.status_code == 400
-    assert bad_query.json() == {"error": "limit must be a non-negative integer, not 'many'"}
+    assert bad_query.json() == {
+        "error": "limit must be a non-negative integer of at most 18 ASCII digits, not 'many'"
+    }
     assert unknown.status_code == 404
 
 

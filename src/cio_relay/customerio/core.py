@@ -30,13 +30,14 @@ from __future__ import annotations
 import base64
 import email.utils
 import math
+import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
 from importlib import metadata
 from typing import Any, Literal
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
 import orjson
@@ -164,6 +165,12 @@ def prepare(
         method, path, body = request.method, request.path, request.body
     if not method or not path or not path.startswith("/"):
         raise ValidationError("path", f"a request needs a method and an absolute path: {path!r}")
+    if _has_dot_segment(path):
+        raise ValidationError(
+            "path",
+            f"{path[:80]!r} has a '.' or '..' segment, which URL normalisation removes (the "
+            "request would reach another endpoint); ids and tokens cannot be '.' or '..'",
+        )
     if content is None and body is not None:
         try:
             content = orjson.dumps(body)
@@ -177,6 +184,16 @@ def prepare(
     if content is not None:
         headers["Content-Type"] = "application/json"
     return HttpRequest(method, f"{base_url}{path}", headers, content, f"{method} {path}")
+
+
+_DOT_SEGMENTS = frozenset({".", ".."})
+
+
+def _has_dot_segment(path: str) -> bool:
+    """Whether a segment of ``path`` is "." or "..", also written as ``%2E`` (RFC 3986 2.3)."""
+    if "." not in path and "%2" not in path.upper():
+        return False
+    return any(unquote(segment) in _DOT_SEGMENTS for segment in path.split("?", 1)[0].split("/"))
 
 
 # --- responses ----------------------------------------------------------------------------------
@@ -194,16 +211,20 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return next((v for k, v in headers.items() if k.lower() == name), None)
 
 
+#: delay-seconds (RFC 9110 10.2.3), leniently: a sign and a fraction are read as well.
+_DELAY_SECONDS = re.compile(r"[-+]?[0-9]+(?:\.[0-9]+)?")
+
+
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
     """``Retry-After`` as seconds from ``now``: delay-seconds or an HTTP date; None if absent
     or unreadable. A date in the past gives 0."""
     if value is None or not value.strip():
         return None
     value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
+    if _DELAY_SECONDS.fullmatch(value) is None:
+        # float() would also read "١٢", "1_0" and "inf": only ASCII digits are seconds here.
         return _seconds_until_http_date(value, time.time() if now is None else now)
+    seconds = float(value)
     return max(0.0, seconds) if math.isfinite(seconds) else None
 
 

@@ -52,6 +52,7 @@ _UNAUTHORIZED_APP = Reply(401, b'{"errors":[{"detail":"Unauthorized","status":"4
 _WRONG_DATACENTER = Reply(301, b'{"errors":[{"detail":"wrong datacenter","status":"301"}]}')
 _NOT_FOUND = Reply(404, b'{"meta":{"error":"not found"}}')
 _TOO_LARGE = Reply(413, b'{"meta":{"error":"request body too large"}}')
+_NOT_UTF8 = Reply(400, b'{"meta":{"error":"request path is not UTF-8 once percent-decoded"}}')
 
 
 class ConnectionDropped(Exception):
@@ -95,11 +96,16 @@ def _bearer_matches(header: bytes, key: str) -> bool:
     return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), key.encode())
 
 
-def _segments(raw_path: bytes) -> list[str]:
-    return [
-        unquote_to_bytes(part).decode("utf-8", "replace") if b"%" in part else part.decode()
-        for part in raw_path.split(b"/")[1:]
-    ]
+def _segments(raw_path: bytes) -> list[str] | None:
+    """The percent-decoded path segments; None when one is not UTF-8 (decoding it with
+    replacement would make ``%ff`` and ``%fe`` the same person)."""
+    try:
+        return [
+            unquote_to_bytes(part).decode() if b"%" in part else part.decode()
+            for part in raw_path.split(b"/")[1:]
+        ]
+    except UnicodeDecodeError:
+        return None
 
 
 class Emulator:
@@ -156,10 +162,18 @@ class Emulator:
             elif name == b"authorization":
                 authorization = value
         raw_path = scope.get("raw_path") or scope["path"].encode()
+        segments = _segments(raw_path)
+        if segments is None:
+            self.state.stats.count_request("unknown", _NOT_UTF8.status)
+            self.state.request_log.append(
+                (arrived, scope["method"], scope["path"], _NOT_UTF8.status)
+            )
+            await _send_reply(send, _NOT_UTF8)
+            return
         request = Request(
             scope["method"],
             scope["path"],
-            _segments(raw_path),
+            segments,
             scope.get("query_string", b""),
             body,
             host,

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from ulid import ULID
 
+from cio_relay.digits import whole_number
+
 from . import people
 from .http import Problem, Reply, Request, json_reply, parse_object
 from .limits import Invalid, check_identifier
@@ -130,9 +132,10 @@ def _without_attachment_content(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _broadcast_id(raw: str) -> int:
-    if not raw.isdigit():
-        raise Problem(404, f"broadcast {raw!r} not found")
-    return int(raw)
+    number = whole_number(raw)
+    if number is None:
+        raise Problem(404, f"broadcast {raw[:40]!r} not found")
+    return number
 
 
 def trigger_broadcast(em: Emulator, request: Request, raw_id: str) -> Reply:
@@ -199,9 +202,10 @@ def _audience(em: Emulator, body: dict[str, Any], kind: str | None) -> list[str]
 
 def _trigger(em: Emulator, raw_id: str, raw_trigger: str) -> dict[str, Any]:
     broadcast_id = _broadcast_id(raw_id)
-    trigger = em.state.triggers.get(int(raw_trigger)) if raw_trigger.isdigit() else None
+    trigger_id = whole_number(raw_trigger)
+    trigger = em.state.triggers.get(trigger_id) if trigger_id is not None else None
     if trigger is None or trigger["broadcast_id"] != broadcast_id:
-        raise Problem(404, f"trigger {raw_trigger!r} of broadcast {broadcast_id} not found")
+        raise Problem(404, f"trigger {raw_trigger[:40]!r} of broadcast {broadcast_id} not found")
     return trigger
 
 

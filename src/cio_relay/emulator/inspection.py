@@ -18,6 +18,8 @@ import itertools
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from cio_relay.digits import DEFAULT_MAX_DIGITS, whole_number
+
 from .faults import InvalidFault
 from .http import Reply, Request, json_reply, query_params
 
@@ -42,9 +44,13 @@ def _int_param(params: dict[str, str], name: str, default: int, maximum: int) ->
     raw = params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit():
-        raise _BadQuery(f"{name} must be a non-negative integer, not {raw!r}")
-    return min(int(raw), maximum)
+    number = whole_number(raw)
+    if number is None:
+        raise _BadQuery(
+            f"{name} must be a non-negative integer of at most {DEFAULT_MAX_DIGITS} ASCII "
+            f"digits, not {raw[:40]!r}"
+        )
+    return min(number, maximum)
 
 
 def _page(params: dict[str, str], rows: Iterable[Any]) -> tuple[list[Any], int, int, int]:

@@ -23,6 +23,7 @@ import dataclasses
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import orjson
 import pydantic
@@ -31,7 +32,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from cio_relay.errors import OutboxFullError, ValidationError
+from cio_relay.digits import whole_number
+from cio_relay.errors import OutboxFullError, StorageUnavailableError, ValidationError
 from cio_relay.group_writer import GroupWriter
 from cio_relay.observability.metrics import Metrics
 from cio_relay.operations import Operation, PersonRef
@@ -45,11 +47,12 @@ from cio_relay.server.responses import (
     invalid_from_pydantic,
     invalid_from_validation,
     outbox_full,
+    storage_unavailable,
     too_large,
     unauthorized,
 )
 
-__all__ = ["INGEST_ROUTES", "Ingestion", "read_capped"]
+__all__ = ["INGEST_ROUTES", "Ingestion", "path_id", "read_capped"]
 
 # (method, path, route name, request model or None) — also what the OpenAPI document lists.
 INGEST_ROUTES: tuple[tuple[str, str, str, type[pydantic.BaseModel] | None], ...] = (
@@ -75,8 +78,9 @@ async def read_capped(
 ) -> bytes | Response | None:
     """The body, a 413 answer once it is known to be larger than ``cap`` bytes, or None when
     the client went away before sending it all (nobody is left to answer)."""
-    if declared is not None and declared.isdigit() and int(declared) > cap:
-        return too_large(cap, int(declared))
+    size = whole_number(declared)
+    if size is not None and size > cap:
+        return too_large(cap, size)
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -125,9 +129,7 @@ class Ingestion:
             "unsuppress": lambda scope, b: [self.builder.simple("unsuppress", _path_person(scope))],
             "track_anonymous": lambda scope, b: [self.builder.anonymous(b)],
             "send_email": lambda scope, b: [self.builder.email(b)],
-            "trigger_broadcast": lambda scope, b: [
-                self.builder.broadcast(scope["path_params"]["id"], b)
-            ],
+            "trigger_broadcast": lambda scope, b: [self.builder.broadcast(path_id(scope), b)],
             "batch": lambda scope, b: self.builder.batch(b),
         }
         return [
@@ -171,6 +173,8 @@ class Ingestion:
             return await self._idempotent(scope, principal, key.decode("latin-1"), parsed, ops)
         except OutboxFullError as exc:
             return outbox_full(exc)
+        except StorageUnavailableError as exc:
+            return storage_unavailable(exc)
 
     async def _idempotent(
         self,
@@ -239,7 +243,13 @@ class _Endpoint:
         self.build = build
 
     async def respond(self, scope: Scope, receive: Receive) -> Response | None:
-        response = await self.ingestion.accept(scope, receive, self.model, self.build)
+        try:
+            response = await self.ingestion.accept(scope, receive, self.model, self.build)
+        except Exception:
+            # Whoever catches this answers 500 (the request-id middleware, or Starlette's error
+            # middleware under the router): count that answer here, where the route is known.
+            self.ingestion.metrics.on_http(self.name, 500)
+            raise
         if response is not None:
             self.ingestion.metrics.on_http(self.name, response.status_code)
         return response
@@ -254,7 +264,41 @@ def _path_person(scope: Scope) -> PersonRef:
     query: bytes = scope["query_string"]
     # Most requests carry no query string: no parsing for them.
     id_type = QueryParams(query).get("id_type") if query else None
-    return person_from_path(scope["path_params"]["id"], id_type)
+    return person_from_path(path_id(scope), id_type)
+
+
+def path_id(scope: Scope) -> str:
+    """The route's ``{id}``, decoded strictly from the raw path.
+
+    The server's ``path`` is percent-decoded with invalid UTF-8 replaced by U+FFFD (``%ff``,
+    ``%fe`` and ``caf%E9`` all become one person) and with ``%2F`` turned into a separator
+    (``/v1/people/a%2Fevents`` would match the events route for person "a"). So the id is
+    taken from ``raw_path`` instead, the segment in the route's place counted from the end
+    (a ``root_path`` may come before it), and must equal what the route matched.
+    """
+    matched: str = scope["path_params"]["id"]
+    raw: bytes | None = scope.get("raw_path")
+    if raw is None or (b"%" not in raw and raw.isascii()):
+        return matched  # nothing was decoded: the path is the raw path
+    return _strict_path_id(raw, scope["route"].path, matched)
+
+
+def _strict_path_id(raw: bytes, template: str, matched: str) -> str:
+    parts = template.split("/")
+    from_end = len(parts) - parts.index("{id}")
+    segments = raw.split(b"?", 1)[0].split(b"/")
+    segment = segments[-from_end] if from_end < len(segments) else b""
+    try:
+        strict = unquote_to_bytes(segment).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValidationError(
+            "id", "is not valid UTF-8 once percent-decoded; send ids as UTF-8"
+        ) from None
+    if strict != matched:
+        raise ValidationError(
+            "id", "must not contain '/' (%2F) in a path; send such an id in POST /v1/batch"
+        )
+    return strict
 
 
 def _request_fingerprint(scope: Scope, parsed: pydantic.BaseModel | None) -> bytes:
