@@ -153,6 +153,12 @@ def _filter(
 ) -> Any:
     from cio_relay.outbox.base import DeadLetterFilter
 
+    for op_id in op_ids or ():
+        # Bytes that are not UTF-8 arrive as lone surrogates, which no outbox can look up.
+        try:
+            op_id.encode("utf-8")
+        except UnicodeEncodeError:
+            raise typer.BadParameter("must be UTF-8 text", param_hint="OP_ID") from None
     return DeadLetterFilter(tuple(op_ids or ()), kind, reason, older_than)
 
 

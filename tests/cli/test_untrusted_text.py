@@ -116,3 +116,14 @@ def test_webhooks_tables_print_ids_errors_and_payloads_as_text(tmp_path: Path) -
     quarantined = _invoke("webhooks", "quarantined", "--inbox", str(path))
     assert "[/oops]\\x1b[31m not json" in quarantined.output
     assert "body: [bold]not valid JSON" in quarantined.output
+
+
+def test_an_op_id_that_was_not_utf8_is_refused_not_a_traceback(tmp_path: Path) -> None:
+    url = _dead_letter(tmp_path, "p-1", "refused", {})
+    for command in ("show", "replay", "purge"):
+        # A shell passes bytes; Python turns those that are not UTF-8 into lone surrogates.
+        result = CliRunner().invoke(
+            app, ["dlq", command, "--", "01J\udcff"], env={"CIO_RELAY_OUTBOX": url}
+        )
+        assert result.exit_code == 2, (command, result.output)
+        assert "must be UTF-8 text" in result.output
