@@ -36,8 +36,8 @@ from tests.fixtures.delivery import (
 PEOPLE = [f"user-{p}" for p in range(50)]
 ROUNDS = 6
 DEADLINE = 60.0
-# Short leases so the takeover comes quickly; a request needs ``HTTP_TIMEOUT`` of lease left to
-# go out, and the emulator's added latency stays below it, so the worker never times out.
+# Short leases so the takeover comes quickly (tests/adversarial/test_chaos.py runs the default);
+# the emulator's added latency stays below the HTTP timeout, so the worker never times out.
 LEASE_SECONDS, HTTP_TIMEOUT, LATENCY_MS = 2.0, 1.0, 500
 
 

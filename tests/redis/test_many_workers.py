@@ -193,7 +193,7 @@ def test_a_killed_workers_leases_are_finished_by_another_worker(
 ) -> None:
     count, people = 2_000, 200
     url = f"{redis_server.url}?namespace={redis_namespace}"
-    # Short leases so the takeover comes quickly; a request needs 1 s of lease left to go out.
+    # Short leases so the takeover comes quickly (the heartbeat renews those in work).
     env = worker_env(emulator, url, lease_seconds="3", http_timeout="1", batch_max_bytes="20000")
     stream = shard_keys(redis_namespace, 0).stream
     made = _made(count, people)
