@@ -26,6 +26,7 @@ from cio_relay.server import app as app_module
 from cio_relay.server import create_app
 from tests.delivery.test_dispatcher import ScriptedTrack
 from tests.fixtures.delivery import emulator_settings, wait_for
+from tests.fixtures.redis_server import DURABLE_ARGS, RedisServer
 from tests.server.conftest import serve
 
 DISK_FULL = "database or disk is full"
@@ -203,3 +204,29 @@ def test_a_worker_that_stops_is_restarted_and_readiness_says_so_meanwhile(
         metrics = http.get("/metrics").text
     assert starts == 2
     assert "cio_relay_worker_restarts_total 1.0" in metrics
+
+
+def test_ingestion_over_redis_answers_503_while_redis_is_down_and_202_once_it_is_back(
+    emulator: EmulatorServer,
+    redis_server_factory: Callable[..., RedisServer],
+    tmp_path: Path,
+    api_key: str,
+) -> None:
+    redis = redis_server_factory(*DURABLE_ARGS)
+    settings = emulator_settings(emulator, redis.url, api_keys=api_key, data_dir=tmp_path)
+    app = create_app(settings, idempotency_path=tmp_path / "i.db")
+    auth = {"Authorization": f"Bearer {api_key}"}
+    with serve(app) as url, httpx.Client(base_url=url, headers=auth, timeout=30) as http:
+        before = http.post("/v1/people/ada/events", json={"name": "before"})
+        redis.kill()
+        during = http.post("/v1/people/ada/events", json={"name": "during"})
+        redis.restart()
+        after = http.post("/v1/people/ada/events", json={"name": "after"})
+        events = f"{emulator.url}/_emulator/events"
+        assert wait_for(lambda: httpx.get(events).json()["total"] == 2, 30)
+        delivered = httpx.get(events).json()["events"]
+    assert (before.status_code, during.status_code, after.status_code) == (202, 503, 202)
+    assert during.json()["error"] == "storage_unavailable"
+    assert "ConnectionError" in during.json()["message"] and str(redis.port) not in during.text
+    assert during.headers["retry-after"] == "1"
+    assert sorted(event["name"] for event in delivered) == ["after", "before"]
