@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from typing import Any
 
 import httpx
@@ -17,14 +16,17 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
+from cio_relay.config import Settings
 from cio_relay.observability.tracing import Tracing
 from cio_relay.operations import Operation
 from cio_relay.outbox.base import Outbox
 from cio_relay.outbox.memory import MemoryOutbox
+from cio_relay.server.build import OperationBuilder
 from cio_relay.server.direct import DirectRoutes
 from cio_relay.server.ingest import read_capped
 from cio_relay.server.middleware import RequestIdMiddleware
 from cio_relay.server.responses import json_response
+from tests.server.conftest import serve
 
 
 class _Endpoint:
@@ -148,19 +150,25 @@ def test_a_routed_request_answers_as_before(client: httpx.Client, auth: dict[str
 
 
 class _BrokenOutbox(MemoryOutbox):
-    def enqueue(self, ops: Sequence[Operation]) -> int:
-        raise RuntimeError("the disk is on fire")
-
     def depth(self) -> Any:
         raise RuntimeError("the disk is on fire")
 
 
+class _BrokenBuilder(OperationBuilder):
+    """A bug: a storage error is a 503 (``storage_unavailable``), this one is unexpected."""
+
+    def event(self, *args: Any, **kwargs: Any) -> Operation:
+        raise RuntimeError("a bug in the builder")
+
+
 def test_an_unexpected_error_is_a_json_500_with_the_request_id(
-    served: Callable[..., AbstractContextManager[str]], auth: dict[str, str]
+    make_app: Callable[..., Starlette], settings: Settings, auth: dict[str, str]
 ) -> None:
     headers = {**auth, "X-Request-Id": "req-500"}
+    app = make_app(outbox=_BrokenOutbox())
+    app.state.service.ingestion.builder = _BrokenBuilder(settings)
     # One connection each: the server closes a connection after a 500.
-    with served(outbox=_BrokenOutbox()) as url:
+    with serve(app) as url:
         direct = httpx.post(f"{url}/v1/people/u-1/events", json={"name": "x"}, headers=headers)
         # A routed request, Starlette's error middleware answering: the dashboard asks the outbox
         routed = httpx.get(f"{url}/dashboard", headers=headers)
@@ -212,3 +220,50 @@ async def test_under_a_root_path_the_router_answers_the_ingestion_routes(
     assert response.status_code == 202
     assert len(response.headers["x-request-id"]) == 16
     assert outbox.depth().pending == 1
+
+
+@pytest.mark.parametrize("declared", [b"9" * 5000, "²".encode(), b"-1", b"1e9", b""])
+async def test_a_content_length_that_is_not_plain_digits_is_not_trusted_for_413(
+    declared: bytes,
+) -> None:
+    body = _receiving([{"type": "http.request", "body": b"abcd", "more_body": False}])
+    assert await read_capped(body, declared, 100) == b"abcd"  # read under the cap as usual
+
+
+async def test_a_content_length_over_the_cap_is_413_before_the_body_is_read() -> None:
+    never = _receiving([])  # popping from it would raise: nothing is read
+    answer = await read_capped(never, b"101", 100)
+    assert isinstance(answer, Response) and answer.status_code == 413
+
+
+@pytest.mark.parametrize("root_path", ["", "/relay"], ids=["direct", "router"])
+@pytest.mark.parametrize(
+    ("path", "status", "field"),
+    [
+        ("/v1/people/%ff/events", 422, "id"),
+        ("/v1/people/caf%E9/events", 422, "id"),  # Latin-1, not UTF-8
+        ("/v1/people/a%2Fevents", 422, "id"),  # decoded, it is person "a"'s events route
+        ("/v1/people%2Fa/events", 422, "id"),
+        ("/v1/people/%2E%2E/events", 422, "identifier.id"),
+        ("/v1/people/caf%C3%A9/events", 202, None),
+    ],
+)
+async def test_path_ids_are_decoded_strictly_from_the_raw_path_on_both_ways_in(
+    make_app: Callable[..., Starlette],
+    auth: dict[str, str],
+    outbox: Outbox,
+    root_path: str,
+    path: str,
+    status: int,
+    field: str | None,
+) -> None:
+    transport = httpx.ASGITransport(app=make_app(), root_path=root_path)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        response = await http.post(f"{root_path}{path}", json={"name": "x"}, headers=auth)
+    assert response.status_code == status, response.text
+    if field is None:
+        (lease,) = outbox.lease(10, 60)
+        assert lease.op.identifiers == {"id": "café"}
+    else:
+        assert response.json()["field"] == field
+        assert outbox.depth().pending == 0

@@ -381,3 +381,176 @@ def _secret(value: str) -> Any:
     from pydantic import SecretStr
 
     return SecretStr(value)
+
+
+# --- odd input (issue 11): refused with a 422 naming the field, nothing stored -----------------
+
+
+_BATCH_BROADCAST = b'{"operations": [{"type": "trigger_broadcast", "broadcast_id": %s}]}'
+
+
+@pytest.mark.parametrize(
+    ("path", "content", "field"),
+    [
+        ("/v1/broadcasts/%C2%B2/triggers", b"{}", "broadcast_id"),  # "²": str.isdigit() is true
+        ("/v1/broadcasts/%D9%A1%D9%A2/triggers", b"{}", "broadcast_id"),  # Arabic-Indic "١٢"
+        ("/v1/broadcasts/" + "1" * 5000 + "/triggers", b"{}", "broadcast_id"),  # int() refuses
+        ("/v1/batch", _BATCH_BROADCAST % '"²"'.encode(), "operations[0].broadcast_id"),
+        ("/v1/batch", _BATCH_BROADCAST % (b"9" * 400), "operations[0].broadcast_id"),
+        ("/v1/batch", _BATCH_BROADCAST % (b"9" * 5000), "body"),  # past what the parser reads
+    ],
+    ids=[
+        "superscript",
+        "arabic-indic",
+        "5000-digits",
+        "batch-superscript",
+        "batch-400-digit-int",
+        "batch-5000-digit-int",
+    ],
+)
+def test_broadcast_ids_that_are_not_ascii_digits_are_422_not_500(
+    client: httpx.Client,
+    auth: dict[str, str],
+    outbox: Outbox,
+    path: str,
+    content: bytes,
+    field: str,
+) -> None:
+    response = client.post(path, content=content, headers=auth)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+    assert outbox.depth().pending == 0
+
+
+@pytest.mark.parametrize("raw", ["%ff", "%fe", "caf%E9"])
+def test_a_path_id_that_is_not_utf8_is_422_naming_id_not_one_shared_person(
+    client: httpx.Client, auth: dict[str, str], outbox: Outbox, raw: str
+) -> None:
+    for method, path, body in [
+        ("POST", f"/v1/people/{raw}/events", {"name": "x"}),
+        ("POST", f"/v1/people/{raw}", {}),
+        ("DELETE", f"/v1/people/{raw}", None),
+        ("POST", f"/v1/people/{raw}/suppress", None),
+        ("POST", f"/v1/broadcasts/{raw}/triggers", {}),
+    ]:
+        response = client.request(method, path, json=body, headers=auth)
+        assert response.status_code == 422, (path, response.text)
+        assert response.json()["field"] == "id"
+    assert outbox.depth().pending == 0
+
+
+def test_a_utf8_path_id_is_taken_as_sent(
+    client: httpx.Client, auth: dict[str, str], outbox: Outbox
+) -> None:
+    response = client.post("/v1/people/caf%C3%A9/events", json={"name": "x"}, headers=auth)
+    assert response.status_code == 202
+    assert _stored(outbox)[response.json()["op_ids"][0]].identifiers == {"id": "café"}
+
+
+def test_an_id_with_an_encoded_slash_cannot_reach_another_route(
+    client: httpx.Client, auth: dict[str, str], outbox: Outbox
+) -> None:
+    # Decoded, /v1/people/a%2Fevents is /v1/people/a/events: an event for person "a".
+    response = client.post("/v1/people/a%2Fevents", json={"name": "x"}, headers=auth)
+    assert response.status_code == 422
+    assert response.json()["field"] == "id"
+    assert outbox.depth().pending == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("POST", "/v1/people/%2E%2E/events", {"name": "x"}, "identifier.id"),
+        ("POST", "/v1/people/%2E", {}, "identifier.id"),
+        ("DELETE", "/v1/people/%2E%2E", None, "identifier.id"),
+        ("POST", "/v1/people/%2E%2E?id_type=email", {}, "identifier.email"),
+        (
+            "POST",
+            "/v1/batch",
+            {"operations": [{"type": "track", "person": "..", "name": "x"}]},
+            "operations[0].identifier.id",
+        ),
+    ],
+)
+def test_dot_ids_are_refused_before_they_reach_the_outbox(
+    client: httpx.Client,
+    auth: dict[str, str],
+    outbox: Outbox,
+    method: str,
+    path: str,
+    body: Any,
+    field: str,
+) -> None:
+    response = client.request(method, path, json=body, headers=auth)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+    assert outbox.depth().pending == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "content", "field"),
+    [
+        ("/v1/people/u-1/events", b'{"name": "x", "data": {"total": NaN}}', "data.total"),
+        ("/v1/people/u-1/events", b'{"name": "x", "data": {"a": [1, Infinity]}}', "data.a[1]"),
+        ("/v1/people/u-1/events", b'{"name": "x", "data": {"big": 1e400}}', "data.big"),
+        ("/v1/people/u-1", b'{"attributes": {"score": -Infinity}}', "attributes.score"),
+        (
+            "/v1/transactional/email",
+            b'{"to": "a@example.com", "transactional_message_id": 1,'
+            b' "message_data": {"price": NaN}}',
+            "message_data.price",
+        ),
+        ("/v1/broadcasts/3/triggers", b'{"data": {"x": {"y": NaN}}}', "data.x.y"),
+        (
+            "/v1/batch",
+            b'{"operations": [{"type": "identify", "person": "a"},'
+            b' {"type": "identify", "person": "b"}, {"type": "identify", "person": "c"},'
+            b' {"type": "track", "person": "d", "name": "n", "data": {"x": NaN}}]}',
+            "operations[3].data.x",
+        ),
+    ],
+    ids=["nan", "nested-infinity", "1e400", "attribute", "message-data", "broadcast", "batch"],
+)
+def test_non_finite_numbers_are_422_naming_the_field_and_nothing_is_stored(
+    client: httpx.Client,
+    auth: dict[str, str],
+    outbox: Outbox,
+    path: str,
+    content: bytes,
+    field: str,
+) -> None:
+    response = client.post(path, content=content, headers=auth)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+    assert "finite" in response.json()["message"]
+    assert outbox.depth().pending == 0
+
+
+def test_json_null_is_still_accepted_and_kept(
+    client: httpx.Client, auth: dict[str, str], outbox: Outbox
+) -> None:
+    body = {"name": "x", "data": {"coupon": None, "note": "null"}}
+    response = client.post("/v1/people/u-1/events", json=body, headers=auth)
+    assert response.status_code == 202
+    stored = _stored(outbox)[response.json()["op_ids"][0]]
+    assert (stored.payload["data"]["coupon"], stored.payload["data"]["note"]) == (None, "null")
+
+
+@pytest.mark.parametrize(
+    ("headers", "field"),
+    [
+        ({"X-Foo": "a\r\nBcc: someone@evil.example"}, "headers.X-Foo"),
+        ({"X-Foo": "line\nbreak"}, "headers.X-Foo"),
+        ({"X-Foo": "nul\x00"}, "headers.X-Foo"),
+        ({"X-Foo\r\nBcc": "x"}, "headers"),
+        ({"X Foo": "x"}, "headers"),
+    ],
+)
+def test_email_headers_that_could_inject_another_header_are_refused(
+    client: httpx.Client, auth: dict[str, str], outbox: Outbox, headers: Any, field: str
+) -> None:
+    body = {"to": "a@example.com", "transactional_message_id": 1, "headers": headers}
+    response = client.post("/v1/transactional/email", json=body, headers=auth)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+    assert outbox.depth().pending == 0

@@ -6,6 +6,7 @@ import io
 import logging
 import threading
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -31,8 +32,10 @@ from cio_relay.observability import (
     log_delivery_events,
     normalise_endpoint,
 )
+from cio_relay.operations import Operation
 from cio_relay.outbox.base import Outbox
 from cio_relay.server import create_app
+from cio_relay.server.build import OperationBuilder
 from tests.server.conftest import serve
 
 
@@ -249,3 +252,30 @@ def test_api_answers_are_counted_as_a_prometheus_counter_by_route_and_status() -
     assert families["cio_relay_http_requests"].type == "counter"
     assert counts == {("track", "202"): 2.0, ("batch", "422"): 1.0}
     assert len(families["cio_relay_http_requests_created"].samples) == 2
+
+
+class _BrokenBuilder(OperationBuilder):
+    def event(self, *args: Any, **kwargs: Any) -> Operation:
+        raise RuntimeError("a bug in the builder")
+
+
+@pytest.mark.parametrize("root_path", ["", "/relay"], ids=["direct", "router"])
+async def test_an_unexpected_error_on_an_ingestion_route_is_counted_as_a_500(
+    make_app: Any, settings: Settings, auth: dict[str, str], root_path: str
+) -> None:
+    app = make_app()
+    service = app.state.service
+    service.ingestion.builder = _BrokenBuilder(settings)
+    transport = httpx.ASGITransport(app=app, root_path=root_path, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        url = f"{root_path}/v1/people/u-1/events"
+        failed = await http.post(url, json={"name": "x"}, headers=auth)
+        refused = await http.post(url, json={}, headers=auth)
+    assert (failed.status_code, refused.status_code) == (500, 422)
+    counted = {
+        status: service.metrics.sample(
+            "cio_relay_http_requests_total", {"route": "track", "status": status}
+        )
+        for status in ("500", "422")
+    }
+    assert counted == {"500": 1.0, "422": 1.0}
