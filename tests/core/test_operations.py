@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -353,3 +355,141 @@ def test_an_own_op_id_is_kept_upper_cased() -> None:
         ops.track("u", "e", op_id="01arz3ndektsv4rrffq69g5fav").op_id
         == "01ARZ3NDEKTSV4RRFFQ69G5FAV"
     )
+
+
+# --- odd input (issue 11) -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("build", "field"),
+    [
+        (lambda: ops.track("u", "e", {"total": float("nan")}), "data.total"),
+        (lambda: ops.track("u", "e", {"a": [1, {"b": float("inf")}]}), "data.a[1].b"),
+        (lambda: ops.track_anonymous("anon", "e", {"x": -float("inf")}), "data.x"),
+        (lambda: ops.identify("u", {"score": float("nan")}), "attributes.score"),
+        (lambda: ops.identify("u", {"big": 10**30}), "attributes.big"),
+        (
+            lambda: ops.add_device("u", "tok", "ios", attributes={"x": float("nan")}),
+            "device.attributes.x",
+        ),
+        (
+            lambda: ops.send_email(
+                to="a@x.test", transactional_message_id=1, message_data={"p": [0.5, float("nan")]}
+            ),
+            "message_data.p[1]",
+        ),
+        (
+            lambda: ops.send_email(to="a@x.test", transactional_message_id=1, send_at=1e400),
+            "send_at",
+        ),
+        (lambda: ops.trigger_broadcast(3, data={"x": {"y": float("nan")}}), "data.x.y"),
+        (lambda: ops.trigger_broadcast(3, ids=[float("inf")]), "ids[0]"),
+    ],
+)
+def test_values_json_cannot_carry_are_refused_naming_where_they_are(
+    build: Callable[[], Operation], field: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        build()
+    assert caught.value.field == field
+
+
+def test_null_and_the_text_null_are_still_fine() -> None:
+    op = ops.track("u", "e", {"coupon": None, "note": "null", "list": [None]})
+    assert op.payload["data"] == {"coupon": None, "note": "null", "list": [None]}
+
+
+def test_nesting_deeper_than_json_writers_allow_is_refused_even_in_a_cycle() -> None:
+    looped: dict[str, Any] = {}
+    looped["again"] = looped
+    with pytest.raises(ValidationError, match="nested more than 255 levels") as caught:
+        ops.track("u", "e", looped)
+    assert caught.value.field.startswith("data.again.again")
+    assert len(caught.value.field) <= 203  # cut short, not 255 levels long
+
+
+@pytest.mark.parametrize("timestamp", [float("nan"), float("inf"), -1, 2**60, "1700000000", True])
+def test_timestamps_must_be_finite_unix_seconds(timestamp: Any) -> None:
+    with pytest.raises(ValidationError) as caught:
+        ops.track("u", "e", timestamp=timestamp)
+    assert caught.value.field == "timestamp"
+    with pytest.raises(ValidationError, match="last_used"):
+        ops.add_device("u", "tok", "ios", last_used=timestamp)
+
+
+@pytest.mark.parametrize(
+    "broadcast_id",
+    ["²", "١٢", "1" * 19, "1" * 5000, 10**5000, 10**18, -1, "-1", True, 1.0, ""],
+    ids=[
+        "²",
+        "١٢",
+        "19-digits",
+        "5000-digits",
+        "int-5001-digits",
+        "10**18",
+        "-1",
+        "'-1'",
+        "True",
+        "1.0",
+        "empty",
+    ],
+)
+def test_broadcast_ids_are_ascii_digits_or_ints_in_range(broadcast_id: Any) -> None:
+    with pytest.raises(ValidationError) as caught:
+        ops.trigger_broadcast(broadcast_id)
+    assert caught.value.field == "broadcast_id"
+    assert "1 to 18 ASCII digits" in str(caught.value)
+    assert len(str(caught.value)) < 200  # a long id is described, not echoed whole
+
+
+def test_broadcast_ids_as_digits_or_ints_are_the_same_number() -> None:
+    assert ops.trigger_broadcast("012").payload["broadcast_id"] == 12
+    assert ops.trigger_broadcast(10**18 - 1).payload["broadcast_id"] == 10**18 - 1
+
+
+@pytest.mark.parametrize("dots", [".", ".."])
+def test_dot_ids_and_tokens_are_refused_because_no_url_carries_them(dots: str) -> None:
+    for build, field in [
+        (lambda: ops.track(dots, "e"), "identifier.id"),
+        (lambda: ops.delete({"email": dots}), "identifier.email"),
+        (lambda: ops.identify({"cio_id": dots}), "identifier.cio_id"),
+        (lambda: ops.merge("u", dots), "secondary.id"),
+        (
+            lambda: ops.send_email(
+                to="a@x.test", identifiers={"id": dots}, transactional_message_id=1
+            ),
+            "identifiers.id",
+        ),
+        (lambda: ops.add_device("u", dots, "ios"), "token"),
+        (lambda: ops.delete_device("u", dots), "token"),
+    ]:
+        with pytest.raises(ValidationError, match=re.escape("'.' and '..'")) as caught:
+            build()
+        assert caught.value.field == field
+    assert ops.track("...", "e").identifiers == {"id": "..."}  # only the two dot segments
+
+
+@pytest.mark.parametrize(
+    ("headers", "field"),
+    [
+        ({"X-Foo": "a\r\nBcc: someone@evil.example"}, "headers.X-Foo"),
+        ({"X-Foo": "a\rb"}, "headers.X-Foo"),
+        ({"X-Foo": "a\x00"}, "headers.X-Foo"),
+        ({"X-Foo": 3}, "headers.X-Foo"),
+        ({"X-Foo\r\nBcc": "x"}, "headers"),
+        ({"X Foo": "x"}, "headers"),
+        ({"": "x"}, "headers"),
+        ({"Subjéct": "x"}, "headers"),
+        (["X-Foo"], "headers"),
+    ],
+)
+def test_email_headers_must_be_tokens_with_single_line_values(headers: Any, field: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        ops.send_email(to="a@x.test", transactional_message_id=1, headers=headers)
+    assert caught.value.field == field
+
+
+def test_ordinary_email_headers_pass_through() -> None:
+    headers = {"X-Campaign": "spring; tier=2", "List-Unsubscribe": "<mailto:u@x.test>"}
+    op = ops.send_email(to="a@x.test", transactional_message_id=1, headers=headers)
+    assert op.payload["headers"] == headers
