@@ -350,6 +350,43 @@ async def test_app_limits_are_refused_before_any_request(shell: str) -> None:
     assert recorder.requests == []
 
 
+# Ids that would leave the intended URL (issue 11): ".." sent to POST /api/v1/events, a
+# delete("..") to DELETE /api/v1. Customer.io's clients encode segments, which keeps dots.
+DOT_SEGMENTS: dict[str, tuple[Callable[[Any], Any], str]] = {
+    "track ..": (lambda c: c.track("..", "e"), "identifier.id"),
+    "delete ..": (lambda c: c.delete(".."), "identifier.id"),
+    "identify .": (lambda c: c.identify("."), "identifier.id"),
+    "suppress email ..": (lambda c: c.suppress({"email": ".."}), "identifier.email"),
+    "delete_device token ..": (lambda c: c.delete_device("u1", ".."), "token"),
+    "send a dot path": (
+        lambda c: c.send(Request(Api.TRACK, "DELETE", "/api/v1/customers/%2e%2E")),
+        "path",
+    ),
+    "send a dot path with a query": (
+        lambda c: c.send(Request(Api.TRACK, "GET", "/api/v1/customers/./x?id_type=id")),
+        "path",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DOT_SEGMENTS))
+async def test_dot_segments_are_refused_before_any_request(shell: str, case: str) -> None:
+    call, field = DOT_SEGMENTS[case]
+    recorder = Recorder()
+    with pytest.raises(ValidationError) as caught:
+        await track_call(shell, recorder, call)
+    assert caught.value.field == field
+    assert recorder.requests == []
+
+
+async def test_ids_with_dots_among_other_characters_travel_percent_encoded(shell: str) -> None:
+    recorder = Recorder()
+    await track_call(shell, recorder, lambda c: c.delete("../a"))
+    await track_call(shell, recorder, lambda c: c.delete("ada@x.io"))
+    paths = [request.url.raw_path for request in recorder.requests]
+    assert paths == [b"/api/v1/customers/..%2Fa", b"/api/v1/customers/ada%40x.io"]
+
+
 async def test_a_client_refuses_requests_for_the_other_api(shell: str) -> None:
     recorder = Recorder()
     with pytest.raises(ValidationError, match=re.escape("request.api")):

@@ -164,6 +164,12 @@ def test_retry_after_in_the_past_is_zero_and_garbage_is_none() -> None:
         assert parse_retry_after(garbage) is None
 
 
+@pytest.mark.parametrize("text", ["١٢", "²", "1_0", "+inf", "1e3"])
+def test_retry_after_seconds_are_ascii_digits_only(text: str) -> None:
+    # float() reads all of these (Arabic-Indic "١٢" as 12); a header's delay-seconds is ASCII.
+    assert parse_retry_after(text) is None
+
+
 @given(st.integers(min_value=0, max_value=10**6))
 def test_any_delay_seconds_round_trips(seconds: int) -> None:
     assert parse_retry_after(str(seconds)) == seconds
