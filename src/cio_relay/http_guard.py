@@ -49,8 +49,7 @@ log = logging.getLogger("cio_relay.http")
 # What a connection is doing, which says which deadline runs.
 _IDLE = 0  # between requests: uvicorn's keep-alive timeout runs
 _HEADERS = 1  # receiving a request's headers: header_timeout from the first byte
-_BODY = 2  # receiving a request's body: body_timeout without a byte
-_APP = 3  # the whole request is in; the app is working on it: no deadline of ours
+_BODY = 2  # headers in, until the answer: body_timeout without a byte while the body is due
 
 #: Timers fire up to a millisecond early (libuv's clock); closer than this counts as reached.
 _TIMER_SLACK = 0.005
@@ -98,8 +97,20 @@ def _error_response(
     return b"".join(head) + content
 
 
+# The base class's methods, called directly: these run for every request, and super() would
+# build a proxy object each time.
+_base_data_received = HttpToolsProtocol.data_received
+_base_on_body = HttpToolsProtocol.on_body
+_base_on_response_complete = HttpToolsProtocol.on_response_complete
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with ``limits``; make one with ``guarded_http``."""
+    """uvicorn's httptools protocol with ``limits``; make one with ``guarded_http``.
+
+    Few of httptools' callbacks are overridden, as each one is a Python call per request: a
+    request's headers are known to have ended when uvicorn has made a new request cycle, and
+    its body to have ended when the cycle says so (``more_body``).
+    """
 
     limits: ClassVar[ConnectionLimits]
     _last_refusal_log: ClassVar[float] = float("-inf")
@@ -122,7 +133,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         limit = self.limits.max_connections
         if len(self.connections) > limit:  # this one included
             self._log_refusal(limit)
-            message = f"connections: {limit} open, the limit of this server; retry later"
+            message = f"connections: the limit of {limit} open is reached; retry later"
             body = {"error": "too_many_connections", "message": message, "limit": limit}
             self._close_with(503, body)
             return
@@ -135,37 +146,44 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes | memoryview) -> None:
-        phase = self._phase
-        if phase == _IDLE:
+        if self._phase == _IDLE:
             self._expect_headers()  # the first byte of a new request starts its header deadline
-            phase = _HEADERS
-        if phase == _HEADERS and len(data) > self.limits.max_header_bytes - self._received:
-            self._feed_beyond_header_room(data)
-            return
-        if phase != _APP:
+        cycle = self.cycle
+        if self._phase == _HEADERS:
+            if len(data) > self.limits.max_header_bytes - self._received:
+                self._feed_beyond_header_room(data, cycle)
+                return
             self._received += len(data)
-        super().data_received(data)  # type: ignore[arg-type]  # httptools takes any buffer
-        # Past the headers, what is not body is chunk framing and trailers, which httptools
-        # buffers as it does headers: they get the header allowance again, and 64 bytes a chunk.
-        if self._phase == _BODY:
-            framing = self._received - self._body_bytes
-            allowance = 2 * self.limits.max_header_bytes + 64 * self._chunks
-            if framing > allowance:
-                self._refuse_header_bytes("trailers", allowance, framing)
+        elif cycle.more_body:  # not counted: a pipelined request's bytes, while the app works
+            self._received += len(data)
+        _base_data_received(self, data)  # type: ignore[arg-type]  # httptools takes any buffer
+        if self.cycle is not cycle:
+            self._expect(_BODY, self.limits.body_timeout)  # headers in: the body is due
+        elif self._phase == _BODY and self.cycle.more_body:
+            self._check_framing()
 
-    def _feed_beyond_header_room(self, data: bytes | memoryview) -> None:
+    def _feed_beyond_header_room(self, data: bytes | memoryview, cycle: Any) -> None:
         """Feed only what the header allowance has room for: httptools buffers a header of any
         size and shows none of it until it ends, so the bytes are counted as they come. If the
         headers end within the room, the rest is body (or a next request) and is fed on."""
         room = self.limits.max_header_bytes - self._received
         view = memoryview(data)
         self._received += room
-        super().data_received(view[:room])  # type: ignore[arg-type]
-        if self._phase == _HEADERS:
+        _base_data_received(self, view[:room])  # type: ignore[arg-type]
+        if self.cycle is cycle:
             limit = self.limits.max_header_bytes
             self._refuse_header_bytes("headers", limit, self._received + len(view) - room)
         elif not self.transport.is_closing():
+            self._expect(_BODY, self.limits.body_timeout)
             self.data_received(view[room:])
+
+    def _check_framing(self) -> None:
+        """Past the headers, what is not body is chunk framing and trailers, which httptools
+        buffers as it does headers: they get the header allowance again, and 64 bytes a chunk."""
+        framing = self._received - self._body_bytes
+        allowance = 2 * self.limits.max_header_bytes + 64 * self._chunks
+        if framing > allowance:
+            self._refuse_header_bytes("trailers", allowance, framing)
 
     def _refuse_header_bytes(self, part: str, limit: int, size: int) -> None:
         self._close_with(
@@ -181,49 +199,29 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         )
 
     def handle_websocket_upgrade(self) -> None:
-        self._phase = _APP  # the connection is the websocket protocol's from here
+        self._phase = _IDLE  # the connection is the websocket protocol's from here
         super().handle_websocket_upgrade()
 
     # --- httptools' callbacks -----------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        if self._phase != _HEADERS:  # a pipelined request, or one right after an early answer
-            self._unset_keepalive_if_required()  # armed by on_message_complete, same chunk
-            self._expect_headers()
-
-    def on_headers_complete(self) -> None:
-        super().on_headers_complete()
-        self._expect(_BODY, self.limits.body_timeout)
-
     def on_body(self, body: bytes) -> None:
-        super().on_body(body)
+        _base_on_body(self, body)
         self._body_bytes += len(body)
         self._deadline = self.loop.time() + self.limits.body_timeout
 
     def on_chunk_header(self) -> None:
         self._chunks += 1
 
-    def on_message_complete(self) -> None:
-        super().on_message_complete()
-        if self.cycle.response_complete:
-            # The app answered before the body ended (a 401 or 413 unread); uvicorn armed its
-            # keep-alive timeout at that answer, and the body's bytes since then cancelled it.
-            self._phase = _IDLE
-            self._unset_keepalive_if_required()
-            self.timeout_keep_alive_task = self.loop.call_later(
-                self.timeout_keep_alive, self.timeout_keep_alive_handler
-            )
-        else:
-            self._phase = _APP
-
     def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if self._phase == _APP:
+        _base_on_response_complete(self)
+        if self._phase != _BODY:
+            return
+        if not self.cycle.more_body:
             self._phase = _IDLE
-        elif self._phase == _BODY and self.cycle.response_complete:
+        elif self.cycle.response_complete:
             # Answered before its body arrived (a 401 before the body): what came with the
-            # headers will never be read, and uvicorn would keep it until the connection ends.
+            # headers will never be read, and uvicorn would keep it until the connection ends;
+            # the rest is dropped as it arrives, under the body deadline.
             self.cycle.body = bytearray()
 
     # --- the deadline -------------------------------------------------------------------------
@@ -247,8 +245,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _check_deadline(self) -> None:
         self._timer = None
         phase = self._phase
-        if phase not in (_HEADERS, _BODY) or self.transport.is_closing():
+        if phase == _IDLE or self.transport.is_closing():
             return
+        if phase == _BODY and not self.cycle.more_body:
+            return  # the app has the whole request: its time is not the client's
         now = self.loop.time()
         timeout = self.limits.header_timeout if phase == _HEADERS else self.limits.body_timeout
         if self.flow.read_paused or (phase == _BODY and self.cycle.waiting_for_100_continue):

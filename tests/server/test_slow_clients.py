@@ -394,8 +394,8 @@ def test_an_early_401_discards_the_body_that_follows_and_serves_the_next_request
 def test_unsigned_webhooks_that_stall_midway_hold_no_body(guarded: Serve) -> None:
     """Issue 11: 500 unsigned ~1 MB bodies held 291 MiB. Each of these connections sends 900 KB
     of a declared 1 MB and stops; the server's allocations stay far below one such body per
-    connection (traced by tracemalloc, which sees the server thread in this process). Without
-    the check before the body, the peak here is ~18 MB; with it, under 1 MB."""
+    connection (traced by tracemalloc, which sees the server thread in this process); without
+    the check before the body, each connection holds what it sent until the body deadline."""
     connections, sent_bytes = 20, 900_000
     message = _unsigned_webhook_head(1_000_000) + b"x" * sent_bytes
     with guarded(webhooks=True, BODY_TIMEOUT="2") as served:
