@@ -260,7 +260,14 @@ def _dashboard_paths() -> dict[str, Any]:
                 "tags": ["dashboard"],
                 "security": _NO_AUTH,
                 "requestBody": _form({"key": {"type": "string"}, "next": {"type": "string"}}),
-                "responses": {"303": redirect, "401": _html("Wrong key")},
+                "responses": {
+                    "303": redirect,
+                    "401": _html("Wrong key"),
+                    "429": {
+                        **_html("Too many failed logins: try again after Retry-After seconds"),
+                        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                    },
+                },
             },
         },
         "/dashboard/logout": {
@@ -274,6 +281,7 @@ def _dashboard_paths() -> dict[str, Any]:
                     "303": redirect,
                     "403": _html("Missing or stale CSRF token"),
                     "413": _html("Too large"),
+                    "503": _html("The logout could not be recorded on the server"),
                 },
             }
         },
