@@ -187,11 +187,17 @@ class Settings(BaseSettings):
     #: Seconds for a request's headers, from the connection's opening or a later request's
     #: first byte (408 past it).
     http_header_timeout: float = Field(
-        10.0, gt=0, validation_alias=_env("CIO_RELAY_HTTP_HEADER_TIMEOUT", "http_header_timeout")
+        10.0,
+        gt=0,
+        allow_inf_nan=False,
+        validation_alias=_env("CIO_RELAY_HTTP_HEADER_TIMEOUT", "http_header_timeout"),
     )
     #: Seconds a request body may go without a byte while it is being read (408 past it).
     http_body_timeout: float = Field(
-        30.0, gt=0, validation_alias=_env("CIO_RELAY_HTTP_BODY_TIMEOUT", "http_body_timeout")
+        30.0,
+        gt=0,
+        allow_inf_nan=False,
+        validation_alias=_env("CIO_RELAY_HTTP_BODY_TIMEOUT", "http_body_timeout"),
     )
     #: Bytes of request line and headers (431 past it): nginx's default bound (4 x 8 KiB);
     #: ours are a bearer key, a cookie, a few proxy headers.

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
@@ -69,8 +70,8 @@ class ConnectionLimits:
     def __post_init__(self) -> None:
         for field in fields(self):
             value = getattr(self, field.name)
-            if not value > 0:
-                raise ValueError(f"{field.name}: must be more than 0, got {value}")
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{field.name}: must be a finite number over 0, got {value}")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ConnectionLimits:

@@ -10,6 +10,7 @@ is a read on a socket with a timeout (for the server to answer or close it), nev
 
 from __future__ import annotations
 
+import math
 import socket
 import time
 import tracemalloc
@@ -429,8 +430,19 @@ def test_a_limit_of_zero_is_refused_naming_the_setting(
     monkeypatch.setenv(variable, "0")
     with pytest.raises(pydantic.ValidationError, match=f"{variable}\n.*greater than 0"):
         Settings(data_dir=tmp_path)
-    with pytest.raises(ValueError, match=f"^{name}: must be more than 0, got 0$"):
+    with pytest.raises(ValueError, match=f"^{name}: must be a finite number over 0, got 0$"):
         ConnectionLimits(**{**_LIMITS, name: 0})
+
+
+@pytest.mark.parametrize("name", ["HEADER_TIMEOUT", "BODY_TIMEOUT"])
+def test_an_endless_timeout_is_refused(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(f"CIO_RELAY_HTTP_{name}", "inf")
+    with pytest.raises(pydantic.ValidationError, match=f"CIO_RELAY_HTTP_{name}\n.*finite"):
+        Settings(data_dir=tmp_path)
+    with pytest.raises(ValueError, match="finite number over 0, got inf"):
+        ConnectionLimits(**{**_LIMITS, name.lower(): math.inf})
 
 
 def test_the_emulator_is_served_with_the_same_guard() -> None:
