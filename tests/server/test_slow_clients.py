@@ -268,6 +268,31 @@ def test_too_many_header_bytes_get_431_at_once(guarded: Serve, auth: dict[str, s
     assert under_the_limit.status_code == 202
 
 
+def test_a_crowd_of_slow_clients_is_cut_off_while_normal_requests_are_served(
+    guarded: Serve, auth: dict[str, str]
+) -> None:
+    """Issue 11's finding at a smaller scale: idle, half-headed and half-bodied connections all
+    open at once are each closed within their deadline, and the service answers meanwhile."""
+    with guarded() as served:
+        opened = time.monotonic()
+        idle = [served.connect() for _ in range(60)]
+        partial = [served.connect() for _ in range(60)]
+        for sock in partial:
+            sock.sendall(b"POST /v1/people/u-1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: ")
+        half_body = [served.connect() for _ in range(20)]
+        head = _request_head(
+            EVENTS, f"Authorization: {auth['Authorization']}", "Content-Length: 1000"
+        )
+        for sock in half_body:
+            sock.sendall(head + b'{"name": "pa')
+        for _ in range(5):
+            _normal_request_is_served(served, auth)
+        results = [_read_to_eof(sock, opened) for sock in idle + partial + half_body]
+    statuses = [_status_and_body(response)[0] for response, _ in results]
+    assert statuses == [408] * len(results)
+    assert max(elapsed for _, elapsed in results) <= max(HEADER_TIMEOUT, BODY_TIMEOUT) + MARGIN
+
+
 def test_headers_over_the_limit_are_refused_even_when_they_end_within_one_read(
     guarded: Serve,
 ) -> None:
