@@ -554,3 +554,26 @@ def test_email_headers_that_could_inject_another_header_are_refused(
     assert response.status_code == 422, response.text
     assert response.json()["field"] == field
     assert outbox.depth().pending == 0
+
+
+@pytest.mark.parametrize(
+    ("item", "field"),
+    [
+        ({"type": "identify", "person": "a", "unknown_field": 1}, "operations[0].unknown_field"),
+        ({"type": "identify", "person": 5}, "operations[0].person"),
+        ({"type": "identify", "person": {}}, "operations[0].person"),
+        ({"type": "track", "person": "a"}, "operations[0].name"),
+        ({"type": "send_email", "to": 5}, "operations[0].to"),
+        (
+            {"type": "send_email", "to": "a", "identifiers": {"id": 3}},
+            "operations[0].identifiers.id",
+        ),
+        ({"type": "nope"}, "operations[0]"),
+    ],
+)
+def test_a_malformed_batch_item_is_named_by_its_place_not_by_union_tags(
+    client: httpx.Client, auth: dict[str, str], item: Any, field: str
+) -> None:
+    response = client.post("/v1/batch", json={"operations": [item]}, headers=auth)
+    assert response.status_code == 422
+    assert response.json()["field"] == field

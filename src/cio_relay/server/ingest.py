@@ -162,7 +162,7 @@ class Ingestion:
                 parsed = model.__pydantic_validator__.validate_json(body)
             ops = build(scope, parsed)
         except pydantic.ValidationError as exc:
-            return invalid_from_pydantic(exc)
+            return invalid_from_pydantic(exc, body)
         except ValidationError as exc:
             return invalid_from_validation(exc)
         key = headers.get(b"idempotency-key")

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import pydantic
+import pydantic_core
 from starlette.responses import Response
 
 from cio_relay.errors import (
@@ -122,13 +123,42 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def invalid_from_pydantic(exc: pydantic.ValidationError) -> Response:
-    """The first problem, named by its JSON path (``operations[3].data``)."""
+def invalid_from_pydantic(exc: pydantic.ValidationError, body: bytes | None = None) -> Response:
+    """The first problem, named by its JSON path (``operations[3].data``) in ``body``, the
+    request's JSON, when given."""
     first = exc.errors(include_url=False, include_input=False)[0]
-    # Discriminated unions add the chosen tag to the path (``operations.0.track.name``): drop it.
     loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    if body is not None:
+        loc = _in_document(loc, body, missing=first["type"] == "missing")
     field = _location(loc) or "body"
     return error_response(422, "invalid", f"{field}: {first['msg']}", field=field)
+
+
+def _in_document(
+    loc: tuple[int | str, ...], body: bytes, *, missing: bool
+) -> tuple[int | str, ...]:
+    """``loc`` without the parts that name no place in the request: a discriminated union's
+    tag (``operations.0.track.name``) and a union member's type (``person.str``). A part is
+    kept when the document has it there, or when it is the last and names a ``missing``
+    field."""
+    try:
+        node: Any = pydantic_core.from_json(body)  # the parser validate_json used: NaN and all
+    except ValueError:
+        return loc
+    kept: list[int | str] = []
+    for index, part in enumerate(loc):
+        if _holds(node, part):
+            node = node[part]
+        elif not (missing and isinstance(node, dict) and index == len(loc) - 1):
+            continue
+        kept.append(part)
+    return tuple(kept)
+
+
+def _holds(node: Any, part: int | str) -> bool:
+    if isinstance(node, list):
+        return isinstance(part, int) and 0 <= part < len(node)
+    return isinstance(node, dict) and part in node
 
 
 def too_large(limit: int, size: int | None) -> Response:
