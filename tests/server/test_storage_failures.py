@@ -230,3 +230,23 @@ def test_ingestion_over_redis_answers_503_while_redis_is_down_and_202_once_it_is
     assert "ConnectionError" in during.json()["message"] and str(redis.port) not in during.text
     assert during.headers["retry-after"] == "1"
     assert sorted(event["name"] for event in delivered) == ["after", "before"]
+
+
+def test_the_dashboard_answers_a_503_page_while_its_outbox_is_down(
+    redis_server_factory: Callable[..., RedisServer], tmp_path: Path, api_key: str
+) -> None:
+    redis = redis_server_factory()
+    settings = Settings(api_keys=api_key, data_dir=tmp_path, outbox=redis.url)
+    app = create_app(settings, run_workers=False, idempotency_path=tmp_path / "i.db")
+    auth = {"Authorization": f"Bearer {api_key}"}
+    with serve(app) as url, httpx.Client(base_url=url, headers=auth, timeout=30) as http:
+        up = http.get("/dashboard")
+        redis.kill()
+        pages = [http.get("/dashboard"), http.get("/dashboard/dead-letters")]
+        action = http.post("/dashboard/dead-letters/replay", data={"all": "1"})
+    assert up.status_code == 200
+    for answer in (*pages, action):
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["retry-after"] == "1"
+        assert "the outbox is unavailable (ConnectionError)" in answer.text
+        assert str(redis.port) not in answer.text

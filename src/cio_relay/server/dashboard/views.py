@@ -14,17 +14,21 @@ Failed logins are throttled per client and overall (429 with ``Retry-After``, ``
 logging out revokes the session on the server (``sessions.py``); the cookie is ``Secure`` over
 https and, with ``CIO_RELAY_SECURE_COOKIES`` (on by default in production), always. Numbers in
 query strings are read only through ``digits.whole_number``: anything else is the 422 page.
+When the outbox, the webhook inbox or the lake fails under a page (Redis restarting, a full
+disk), the page is the 503 problem page naming the store and the error class, with
+``Retry-After``: an operator opens the dashboard exactly when something is wrong.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import secrets
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -36,6 +40,7 @@ from starlette.routing import Route
 
 from cio_relay.config import Settings
 from cio_relay.digits import whole_number
+from cio_relay.errors import StorageUnavailableError
 from cio_relay.observability.throughput import ThroughputRing
 from cio_relay.operations import Kind
 from cio_relay.outbox.base import DeadLetterFilter, DeadReason, Outbox
@@ -57,6 +62,35 @@ _REASONS = tuple(r.value for r in DeadReason)
 _TEMPLATES = Path(__file__).parent / "templates"
 _MAX_OFFSET = 10**12
 _REVOKED_SESSIONS_FILE = "dashboard-sessions.db"
+
+
+Page = Callable[["Dashboard", Request], Awaitable[Response]]
+
+
+async def _stored(store: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``call`` on a worker thread; a failure of the store it reads is StorageUnavailableError."""
+    try:
+        return await asyncio.to_thread(call, *args, **kwargs)
+    except Exception as exc:
+        raise StorageUnavailableError(store, exc) from exc
+
+
+def _unavailable_is_503(page: Page) -> Page:
+    """The page, or the 503 problem page while a store it reads fails."""
+
+    @functools.wraps(page)
+    async def answer(self: Dashboard, request: Request) -> Response:
+        try:
+            return await page(self, request)
+        except StorageUnavailableError as exc:
+            log.warning("dashboard page without its data: %s", exc)
+            response = self._problem(
+                request, 503, f"{exc}; try again shortly", self._principal(request)
+            )
+            response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+            return response
+
+    return answer
 
 
 class _BadInput(Exception):
@@ -194,16 +228,19 @@ class Dashboard:
 
     # --- pages --------------------------------------------------------------------------------
 
+    @_unavailable_is_503
     async def overview(self, request: Request) -> Response:
         principal = self._principal(request)
         if principal is None:
             return self._to_login(request)
         depth, latest_dead = await asyncio.gather(
-            asyncio.to_thread(self.outbox.depth),
-            asyncio.to_thread(self.outbox.list_dead, DeadLetterFilter(), limit=10),
+            _stored("outbox", self.outbox.depth),
+            _stored("outbox", self.outbox.list_dead, DeadLetterFilter(), limit=10),
         )
-        webhooks = await asyncio.to_thread(self.webhooks.recent, 10) if self.webhooks else None
-        funnel = await asyncio.to_thread(self.funnel.funnel, 7, 8) if self.funnel else None
+        webhooks = (
+            await _stored("webhook inbox", self.webhooks.recent, 10) if self.webhooks else None
+        )
+        funnel = await _stored("lake", self.funnel.funnel, 7, 8) if self.funnel else None
         minutes = self.throughput.series()
         return self._render(
             request,
@@ -220,6 +257,7 @@ class Dashboard:
             now=time.time(),
         )
 
+    @_unavailable_is_503
     async def dead_letters(self, request: Request) -> Response:
         principal = self._principal(request)
         if principal is None:
@@ -233,8 +271,8 @@ class Dashboard:
         except _BadInput as exc:
             return self._problem(request, 422, str(exc), principal)
         rows, total = await asyncio.gather(
-            asyncio.to_thread(self.outbox.list_dead, where, limit=limit, offset=offset),
-            asyncio.to_thread(self.outbox.count_dead, where),
+            _stored("outbox", self.outbox.list_dead, where, limit=limit, offset=offset),
+            _stored("outbox", self.outbox.count_dead, where),
         )
         filters = {
             "kind": where.kind or "",
@@ -259,6 +297,7 @@ class Dashboard:
             now=time.time(),
         )
 
+    @_unavailable_is_503
     async def recent_webhooks(self, request: Request) -> Response:
         principal = self._principal(request)
         if principal is None:
@@ -272,9 +311,9 @@ class Dashboard:
         counts = None
         if self.webhooks is not None:
             rows, total, counts = await asyncio.gather(
-                asyncio.to_thread(self.webhooks.recent, PAGE_SIZE, offset),
-                asyncio.to_thread(self.webhooks.total),
-                asyncio.to_thread(self.webhooks.counts),
+                _stored("webhook inbox", self.webhooks.recent, PAGE_SIZE, offset),
+                _stored("webhook inbox", self.webhooks.total),
+                _stored("webhook inbox", self.webhooks.counts),
             )
         return self._render(
             request,
@@ -290,9 +329,11 @@ class Dashboard:
 
     # --- actions ------------------------------------------------------------------------------
 
+    @_unavailable_is_503
     async def replay(self, request: Request) -> Response:
         return await self._act(request, "replayed")
 
+    @_unavailable_is_503
     async def purge(self, request: Request) -> Response:
         return await self._act(request, "purged")
 
@@ -312,7 +353,7 @@ class Dashboard:
         except _BadInput as exc:
             return self._problem(request, 422, str(exc), principal)
         apply = self.outbox.replay if action == "replayed" else self.outbox.purge
-        count = await asyncio.to_thread(apply, where)
+        count = await _stored("outbox", apply, where)
         back = {k: form[k] for k in ("kind", "reason", "older_than") if form.get(k)}
         back.update(done=action, count=str(count))
         return RedirectResponse("/dashboard/dead-letters?" + urlencode(back), 303)
