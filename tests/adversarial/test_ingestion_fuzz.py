@@ -40,7 +40,7 @@ from urllib.parse import quote, quote_from_bytes, unquote
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 from ulid import ULID
 
@@ -358,6 +358,9 @@ def calls(draw: st.DrawFn) -> _Call:
 
 
 def _check(service: _Service, call: _Call) -> None:
+    note(f"{call.method} {call.root_path}{call.raw_path[:300]!r}?{call.query[:200]!r}")
+    note(f"headers {call.headers!r:.600}")
+    note(f"body {b''.join(call.chunks)[:600]!r}")
     assert service.outbox.depth().pending == 0
     keys_before = service.idempotency_rows()
     status, headers, body = service.runner.run(_asgi(service.app, call))

@@ -9,6 +9,9 @@ everything else goes on to Starlette's middleware and router.
 
 The routes stay in the app's route table too: the router still answers them when the direct
 match does not apply (a ``root_path``) and answers 405 for their other methods.
+
+Both match on the server's decoded ``path``; the endpoints take a path id from ``raw_path``
+(``ingest.path_id``), so what is matched here and what is stored cannot differ either way.
 """
 
 from __future__ import annotations

@@ -114,7 +114,7 @@ class RequestIdMiddleware:
                 response = await endpoint.respond(scope, receive)
             except Exception:
                 # Starlette's error guard is below this middleware: answer as it would, re-raise
-                # for the server to log.
+                # for the server to log. The endpoint has counted this 500 (it knows the route).
                 await _send_with(internal_error(), header, scope, receive, send)
                 raise
             if response is None:
