@@ -20,7 +20,6 @@ from cio_relay.config import Settings
 from cio_relay.observability.tracing import Tracing
 from cio_relay.operations import Operation
 from cio_relay.outbox.base import Outbox
-from cio_relay.outbox.memory import MemoryOutbox
 from cio_relay.server.build import OperationBuilder
 from cio_relay.server.direct import DirectRoutes
 from cio_relay.server.ingest import read_capped
@@ -149,11 +148,6 @@ def test_a_routed_request_answers_as_before(client: httpx.Client, auth: dict[str
     assert slash.status_code == 307 and slash.headers["location"].endswith("/v1/people/u-1/events")
 
 
-class _BrokenOutbox(MemoryOutbox):
-    def depth(self) -> Any:
-        raise RuntimeError("the disk is on fire")
-
-
 class _BrokenBuilder(OperationBuilder):
     """A bug: a storage error is a 503 (``storage_unavailable``), this one is unexpected."""
 
@@ -161,17 +155,22 @@ class _BrokenBuilder(OperationBuilder):
         raise RuntimeError("a bug in the builder")
 
 
+async def _broken_page(request: Request) -> Response:
+    raise RuntimeError("a bug in a page")
+
+
 def test_an_unexpected_error_is_a_json_500_with_the_request_id(
     make_app: Callable[..., Starlette], settings: Settings, auth: dict[str, str]
 ) -> None:
     headers = {**auth, "X-Request-Id": "req-500"}
-    app = make_app(outbox=_BrokenOutbox())
+    app = make_app()
     app.state.service.ingestion.builder = _BrokenBuilder(settings)
+    app.router.routes.append(Route("/_test/broken", _broken_page))
     # One connection each: the server closes a connection after a 500.
     with serve(app) as url:
         direct = httpx.post(f"{url}/v1/people/u-1/events", json={"name": "x"}, headers=headers)
-        # A routed request, Starlette's error middleware answering: the dashboard asks the outbox
-        routed = httpx.get(f"{url}/dashboard", headers=headers)
+        # A routed request, Starlette's error middleware answering.
+        routed = httpx.get(f"{url}/_test/broken", headers=headers)
     for response in (direct, routed):
         assert response.status_code == 500
         assert response.json() == {"error": "internal", "message": "internal server error"}
