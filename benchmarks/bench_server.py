@@ -43,7 +43,7 @@ import orjson
 
 from benchmarks.support import cpu_seconds, free_port, wait_for
 
-API_KEY = "bench-api-key-0123456789abcdef"
+API_KEY = "bench-api-key-0123456789abcdef-0123456789"  # at least 32 characters (config.py)
 CONCURRENCY = 64
 BATCH_CONCURRENCY = 16
 BATCH_SIZE = 100

@@ -163,6 +163,10 @@ def _uvicorn_config(app: Starlette, settings: Settings) -> Any:
         # clients are cut off, and past the connection cap new ones get a 503.
         http=guarded_http(ConnectionLimits.from_settings(settings)),
         ws="none",  # no websocket routes: an upgrade request is served as plain HTTP
+        # X-Forwarded-For/-Proto only from these peers (the reverse proxy): the dashboard's
+        # login throttle sees the client's address and its cookie the client's scheme.
+        proxy_headers=True,
+        forwarded_allow_ips=settings.trusted_proxies,
         lifespan="on",
         log_config=None,  # our JSON logging handles uvicorn's loggers too
         log_level=settings.log_level.lower(),  # set again: the sandbox emulator lowered it
