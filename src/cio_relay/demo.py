@@ -38,6 +38,7 @@ from starlette.routing import Route
 
 from cio_relay.config import Settings
 from cio_relay.delivery.dispatcher import DispatchStats
+from cio_relay.http_guard import ConnectionLimits, guarded_http
 from cio_relay.lake.funnel import FunnelRow
 from cio_relay.observability.metrics import Metrics
 from cio_relay.operations import Operation
@@ -257,7 +258,14 @@ def run_demo(
             raise RuntimeError("the sandbox gave no webhook signing key")
         stack.callback(webhooks.stop)
         app = Starlette(routes=[Route(WEBHOOK_PATH, webhooks.app, methods=["POST"])])
-        config = uvicorn.Config(app, log_config=None, log_level="warning", access_log=False)
+        limits = ConnectionLimits.from_settings(sandbox.settings)
+        config = uvicorn.Config(
+            app,
+            http=guarded_http(limits),  # the same per-connection limits as cio-relay run
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+        )
         stack.enter_context(BackgroundServer(config, sock, name="cio-relay-demo-webhooks"))
         stack.enter_context(_warnings_to(console))
         console.print(f"[bold yellow]{sandbox.banner}[/]")
