@@ -19,7 +19,9 @@ uvicorn's ``HttpToolsProtocol`` with four limits per connection:
 
 An idle kept-alive connection is closed by uvicorn's own keep-alive timeout. A body left unread
 by an early answer (a 401 before the body) is discarded by uvicorn as it arrives, under the body
-deadline, and never held. Use it as ``uvicorn.Config(app, http=guarded_http(limits))``.
+deadline, and never held. Use it as ``uvicorn.Config(app, http=guarded_http(limits))``;
+``on_refused`` (``Metrics.on_connection_refused`` in the service) hears of each refusal by the
+limit that made it: ``header_timeout``, ``body_timeout``, ``header_bytes``, ``connections``.
 
 Why a subclass of uvicorn's protocol: none of the servers at hand has all four limits. uvicorn
 has a keep-alive timeout and a concurrency limit checked only once headers are complete (so an
@@ -35,6 +37,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
@@ -114,6 +117,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """
 
     limits: ClassVar[ConnectionLimits]
+    on_refused: ClassVar[Callable[[str], object] | None] = None
     _last_refusal_log: ClassVar[float] = float("-inf")
     _refused_since_log: ClassVar[int] = 0
 
@@ -136,7 +140,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._log_refusal(limit)
             message = f"connections: the limit of {limit} open is reached; retry later"
             body = {"error": "too_many_connections", "message": message, "limit": limit}
-            self._close_with(503, body)
+            self._close_with(503, body, "connections")
             return
         self._expect_headers()
 
@@ -197,6 +201,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 "size": size,
                 "unit": "bytes",
             },
+            "header_bytes",
         )
 
     def handle_websocket_upgrade(self) -> None:
@@ -267,14 +272,18 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         )
         log.info("connection closed: %s", message)
         body = {"error": "request_timeout", "message": message, "field": part}
-        self._close_with(408, {**body, "limit": timeout, "unit": "seconds"})
+        limit = "header_timeout" if phase == _HEADERS else "body_timeout"
+        self._close_with(408, {**body, "limit": timeout, "unit": "seconds"}, limit)
 
-    def _close_with(self, status: int, body: dict[str, Any]) -> None:
+    def _close_with(self, status: int, body: dict[str, Any], limit: str) -> None:
         """Answer ``status`` unless the request was answered or a response is on its way, and
         close the connection. A request the app waits on sees a disconnect; what the app sends
-        after that is dropped."""
+        after that is dropped. ``limit`` names the limit for ``on_refused``."""
         if self.transport.is_closing():
             return
+        on_refused = type(self).on_refused  # from the class: a plain function, not a method
+        if on_refused is not None:
+            on_refused(limit)
         cycle = self.cycle  # the request being received (body) or the one before (headers)
         if cycle is None or not cycle.response_started:
             write = True
@@ -302,7 +311,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             cls._refused_since_log = 0
 
 
-def guarded_http(limits: ConnectionLimits) -> type[GuardedHttpToolsProtocol]:
+def guarded_http(
+    limits: ConnectionLimits, on_refused: Callable[[str], object] | None = None
+) -> type[GuardedHttpToolsProtocol]:
     """The protocol class to pass as ``uvicorn.Config(http=...)``: uvicorn makes one per
-    connection from the class alone, so the limits travel as a class attribute."""
-    return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,), {"limits": limits})
+    connection from the class alone, so the limits travel as class attributes."""
+    attributes = {"limits": limits, "on_refused": staticmethod(on_refused) if on_refused else None}
+    return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,), attributes)

@@ -161,7 +161,7 @@ def _uvicorn_config(app: Starlette, settings: Settings) -> Any:
         loop="uvloop" if fast_loop else "asyncio",
         # httptools with deadlines and caps per connection (CIO_RELAY_HTTP_*): slow or idle
         # clients are cut off, and past the connection cap new ones get a 503.
-        http=guarded_http(ConnectionLimits.from_settings(settings)),
+        http=guarded_http(ConnectionLimits.from_settings(settings), _refusals_counter(app)),
         ws="none",  # no websocket routes: an upgrade request is served as plain HTTP
         # X-Forwarded-For/-Proto only from these peers (the reverse proxy): the dashboard's
         # login throttle sees the client's address and its cookie the client's scheme.
@@ -174,6 +174,12 @@ def _uvicorn_config(app: Starlette, settings: Settings) -> Any:
         server_header=False,
         timeout_graceful_shutdown=30,
     )
+
+
+def _refusals_counter(app: Starlette) -> Any:
+    """The app's ``Metrics.on_connection_refused`` (``http_connections_refused_total``)."""
+    service = getattr(app.state, "service", None)
+    return service.metrics.on_connection_refused if service is not None else None
 
 
 def _server_class() -> Any:

@@ -363,11 +363,18 @@ def test_connections_past_the_cap_get_503_at_once_and_served_again_once_below(
         for sock in idle:  # the header deadline frees them
             _read_to_eof(sock, opened)
         statuses = [_post_event(served, auth) for _ in range(cap)]
+        metrics = httpx.get(f"{served.url}/metrics", headers=auth).text
     status, body = _status_and_body(response)
     assert (status, body["error"], body["limit"]) == (503, "too_many_connections", cap)
     assert b"\r\nretry-after: 1\r\n" in response.lower()
     assert elapsed < 2  # at once, not at the header deadline
     assert statuses == [202] * cap
+    refused = {
+        line.split('"')[1]: float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("cio_relay_http_connections_refused_total{")
+    }
+    assert refused["connections"] >= 1 and refused["header_timeout"] == cap
 
 
 def _post_event(served: Served, auth: dict[str, str]) -> int:

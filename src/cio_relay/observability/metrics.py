@@ -12,6 +12,8 @@ Series (all prefixed ``cio_relay_``):
 - ``rate_limiter_wait_seconds{api}`` (histogram)
 - ``webhooks_total{metric,result}``: what the webhook receiver accepted, de-duplicated, refused
 - ``http_requests_total{route,status}``: the ingestion API's answers
+- ``http_connections_refused_total{limit}``: connections the server closed at a limit
+  (``http_guard``: header_timeout, body_timeout, header_bytes, connections)
 - ``storage_errors_total{operation,error}``: outbox calls of the dispatcher that failed (and
   are retried; ``operation`` is lease, ack, extend ..., ``error`` the exception class)
 - ``worker_restarts_total``: delivery workers of ``cio-relay run`` restarted after they stopped
@@ -197,6 +199,12 @@ class Metrics:
             "Delivery workers restarted after they stopped",
             registry=r,
         )
+        self.connections_refused = Counter(
+            "cio_relay_http_connections_refused",
+            "Connections closed at a per-connection limit of the HTTP server",
+            ["limit"],
+            registry=r,
+        )
         self.http_requests = AnswerCounts()
         r.register(self.http_requests)
         # Label lookups take a lock; the hot paths keep their children here instead.
@@ -255,6 +263,9 @@ class Metrics:
     def on_webhook(self, metric: str, result: str) -> None:
         """One reporting webhook: ``result`` is accepted, duplicate, quarantined, refused ..."""
         self._child(self.webhooks, metric or "unknown", result).inc()
+
+    def on_connection_refused(self, limit: str) -> None:
+        self._child(self.connections_refused, limit).inc()
 
     def on_http(self, route: str, status: int) -> None:
         self.http_requests.count(route, status)
