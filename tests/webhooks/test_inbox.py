@@ -128,6 +128,16 @@ def test_park_list_and_retry_parked(inbox: Inbox) -> None:
     assert inbox.list_parked() == [] and inbox.counts().parked == 0
 
 
+def test_the_same_quarantined_bytes_are_kept_once(inbox: Inbox) -> None:
+    # No event id to de-duplicate by: a replay of the same authentic bytes must not add a row.
+    first = inbox.quarantine(b"\x00not json", "body: not valid JSON", received_at=T0)
+    again = inbox.quarantine(b"\x00not json", "body: not valid JSON", received_at=T0 + 5)
+    other = inbox.quarantine(b"\x00not json!", "body: not valid JSON", received_at=T0 + 6)
+    assert again == first != other
+    assert inbox.counts().quarantined == 2
+    assert [item.received_at for item in inbox.list_quarantined()] == [T0, T0 + 6]
+
+
 def test_quarantine_keeps_raw_bytes_and_the_error(inbox: Inbox) -> None:
     first = inbox.quarantine(b"\x00not json", "body: not valid JSON", received_at=T0)
     second = inbox.quarantine(b"{}", "event_id: missing", received_at=T0 + 1)

@@ -12,7 +12,9 @@ crash, a failing handler or a restart. What every backend keeps:
   for an operator to ``retry_parked`` once the cause is fixed.
 - Events are numbered by ``seq`` in arrival order, and seqs are never reused, so a consumer such
   as the lake feed can keep a durable cursor (``cursor``/``set_cursor``) and resume after it.
-- ``quarantine`` keeps authentic but unparseable payloads (raw bytes and the parse error).
+- ``quarantine`` keeps authentic but unparseable payloads (raw bytes and the parse error), once
+  per distinct bytes: having no event id to de-duplicate by, a payload replayed within the
+  signature's tolerance (or retried by Customer.io) would otherwise be kept again each time.
 - ``prune`` forgets events that are done, older than the retention, and behind every cursor;
   it always keeps the newest event, which anchors the seq numbering.
 
@@ -21,6 +23,7 @@ crash, a failing handler or a restart. What every backend keeps:
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -90,6 +93,11 @@ class InboxCounts:
     quarantined: int
 
 
+def quarantine_digest(raw: bytes) -> bytes:
+    """What makes two quarantined payloads the same: their bytes."""
+    return hashlib.sha256(raw).digest()
+
+
 def clip_error(error: str) -> str:
     return error if len(error) <= _MAX_ERROR_LENGTH else error[: _MAX_ERROR_LENGTH - 3] + "..."
 
@@ -116,7 +124,8 @@ class Inbox(Protocol):
         """
 
     def quarantine(self, raw: bytes, error: str, *, received_at: float | None = None) -> int:
-        """Keep an unparseable payload with its error; returns its quarantine id."""
+        """Keep an unparseable payload with its error; returns its quarantine id (the first
+        one's, when the same bytes were quarantined before: they are kept once)."""
 
     async def quarantine_async(
         self,
@@ -185,6 +194,7 @@ class MemoryInbox:
         self._lock = threading.Lock()
         self._events: dict[str, StoredEvent] = {}  # by event_id, insertion order = seq order
         self._quarantine: list[QuarantinedPayload] = []
+        self._quarantined_ids: dict[bytes, int] = {}  # digest of the raw bytes -> id
         self._cursors: dict[str, int] = {}
         self._seq = 0
         self._closed = False
@@ -216,9 +226,12 @@ class MemoryInbox:
         return self.store(event, raw, received_at=received_at)  # instant: no timeout needed
 
     def quarantine(self, raw: bytes, error: str, *, received_at: float | None = None) -> int:
+        digest = quarantine_digest(raw)
         with self._lock:
             self._check_open()
-            item_id = len(self._quarantine) + 1
+            if digest in self._quarantined_ids:
+                return self._quarantined_ids[digest]
+            item_id = self._quarantined_ids[digest] = len(self._quarantine) + 1
             self._quarantine.append(
                 QuarantinedPayload(item_id, bytes(raw), clip_error(error), now_or(received_at))
             )

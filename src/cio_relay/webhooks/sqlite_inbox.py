@@ -32,6 +32,7 @@ from cio_relay.webhooks.inbox import (
     StoredEvent,
     clip_error,
     now_or,
+    quarantine_digest,
 )
 from cio_relay.webhooks.sqlite_writer import SQLiteWriter
 
@@ -62,6 +63,10 @@ CREATE TABLE IF NOT EXISTS webhook_quarantine (
     error TEXT NOT NULL,
     received_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS webhook_quarantine_digests (
+    digest BLOB PRIMARY KEY,
+    id INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS webhook_cursors (
     name TEXT PRIMARY KEY,
     seq INTEGER NOT NULL
@@ -156,12 +161,26 @@ class SQLiteInbox:
 
     @staticmethod
     def _quarantine(raw: bytes, error: str, at: float) -> Callable[[sqlite3.Connection], int]:
+        digest = quarantine_digest(raw)
+
         def insert(conn: sqlite3.Connection) -> int:
+            # A side table keyed by the digest (not a column of webhook_quarantine) so that
+            # inbox files made before it need no migration; their earlier rows stay as they are.
+            seen = conn.execute(
+                "SELECT id FROM webhook_quarantine_digests WHERE digest = ?", (digest,)
+            ).fetchone()
+            if seen is not None:
+                return int(seen[0])
             cursor = conn.execute(
                 "INSERT INTO webhook_quarantine (raw, error, received_at) VALUES (?, ?, ?)",
                 (raw, clip_error(error), at),
             )
-            return int(cursor.lastrowid or 0)
+            item_id = int(cursor.lastrowid or 0)
+            conn.execute(
+                "INSERT INTO webhook_quarantine_digests (digest, id) VALUES (?, ?)",
+                (digest, item_id),
+            )
+            return item_id
 
         return insert
 
