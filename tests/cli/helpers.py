@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 
 def wait_for(condition: Callable[[], bool], deadline: float) -> bool:
@@ -31,6 +31,20 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CUSTOMERIO_", "CIO_RELAY_"))}
     env.update({"PYTHONUNBUFFERED": "1", "COLUMNS": "200"}, **extra)
     return env
+
+
+def worker_env(emulator: Any, outbox_url: str, **extra: str) -> dict[str, str]:
+    """``clean_env`` for a ``cio-relay worker`` delivering ``outbox_url`` to ``emulator``."""
+    config = emulator.config
+    return clean_env(
+        CUSTOMERIO_SITE_ID=config.site_id,
+        CUSTOMERIO_TRACK_API_KEY=config.track_api_key,
+        CUSTOMERIO_APP_API_KEY=config.app_api_key,
+        CUSTOMERIO_TRACK_URL=emulator.url,
+        CUSTOMERIO_APP_URL=emulator.url,
+        CIO_RELAY_OUTBOX=outbox_url,
+        **extra,
+    )
 
 
 class Child:

@@ -11,7 +11,7 @@ from cio_relay.config import Settings
 from cio_relay.emulator import EmulatorServer
 from cio_relay.outbox.factory import open_outbox
 from cio_relay.relay import Relay
-from tests.cli.helpers import Child, clean_env, wait_for
+from tests.cli.helpers import Child, wait_for, worker_env
 
 DEADLINE = 60.0
 PEOPLE = 5
@@ -23,14 +23,7 @@ def test_worker_drains_the_outbox_into_the_emulator_then_stops_on_sigterm(
 ) -> None:
     config = emulator.config
     outbox_url = f"sqlite:///{tmp_path / 'outbox.db'}"
-    env = clean_env(
-        CUSTOMERIO_SITE_ID=config.site_id,
-        CUSTOMERIO_TRACK_API_KEY=config.track_api_key,
-        CUSTOMERIO_APP_API_KEY=config.app_api_key,
-        CUSTOMERIO_TRACK_URL=emulator.url,
-        CUSTOMERIO_APP_URL=emulator.url,
-        CIO_RELAY_OUTBOX=outbox_url,
-    )
+    env = worker_env(emulator, outbox_url)
     with Relay(Settings(outbox=outbox_url)) as relay:
         for p in range(PEOPLE):
             relay.identify(f"w-{p}", email=f"w-{p}@example.com")

@@ -15,24 +15,11 @@ import httpx
 from cio_relay.emulator import EmulatorServer
 from cio_relay.outbox.redis import RedisOutbox
 from cio_relay.relay import Relay
-from tests.cli.helpers import Child, clean_env, wait_for
+from tests.cli.helpers import Child, wait_for, worker_env
 from tests.fixtures.delivery import emulator_settings
 from tests.fixtures.redis_server import DURABLE_ARGS, RedisServer, free_port
 
 DEADLINE = 60.0
-
-
-def _worker_env(emulator: EmulatorServer, outbox_url: str, **extra: str) -> dict[str, str]:
-    config = emulator.config
-    return clean_env(
-        CUSTOMERIO_SITE_ID=config.site_id,
-        CUSTOMERIO_TRACK_API_KEY=config.track_api_key,
-        CUSTOMERIO_APP_API_KEY=config.app_api_key,
-        CUSTOMERIO_TRACK_URL=emulator.url,
-        CUSTOMERIO_APP_URL=emulator.url,
-        CIO_RELAY_OUTBOX=outbox_url,
-        **extra,
-    )
 
 
 def _accepted(emulator: EmulatorServer) -> int:
@@ -45,7 +32,7 @@ def test_a_worker_started_before_its_redis_waits_for_it_then_delivers(
 ) -> None:
     redis = RedisServer(tmp_path)
     redis.port = free_port()  # where Redis will be, once it is started
-    child = Child(["worker"], cwd=tmp_path, env=_worker_env(emulator, redis.url))
+    child = Child(["worker"], cwd=tmp_path, env=worker_env(emulator, redis.url))
     try:
         child.read_log_until("the outbox cannot be opened (ConnectionError)", DEADLINE)
         assert child.proc.poll() is None  # waiting, not exited
@@ -64,7 +51,7 @@ def test_a_worker_rides_out_a_redis_restart_and_delivers_everything_once(
     tmp_path: Path, emulator: EmulatorServer
 ) -> None:
     redis = RedisServer(tmp_path, *DURABLE_ARGS).start()
-    child = Child(["worker"], cwd=tmp_path, env=_worker_env(emulator, redis.url))
+    child = Child(["worker"], cwd=tmp_path, env=worker_env(emulator, redis.url))
     try:
         with Relay(emulator_settings(emulator, redis.url)) as relay:
             for n in range(20):
@@ -95,8 +82,8 @@ def test_a_worker_whose_settings_cannot_work_stops_at_once_with_status_2(
     tmp_path: Path, emulator: EmulatorServer
 ) -> None:
     for env in (
-        _worker_env(emulator, "ftp://nowhere/outbox"),
-        _worker_env(emulator, "sqlite:///outbox.db", CIO_RELAY_LEASE_SECONDS="soon"),
+        worker_env(emulator, "ftp://nowhere/outbox"),
+        worker_env(emulator, "sqlite:///outbox.db", CIO_RELAY_LEASE_SECONDS="soon"),
     ):
         child = Child(["worker"], cwd=tmp_path, env=env)
         child.proc.wait(DEADLINE)

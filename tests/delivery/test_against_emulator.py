@@ -352,6 +352,23 @@ class NoRenewalOutbox(RecordingOutbox):
         raise sqlite3.OperationalError("database or disk is full")
 
 
+def _slow_sends_past_the_connections(
+    emulator: EmulatorServer, inspect: httpx.Client, outbox: RecordingOutbox, count: int
+) -> tuple[Any, Any, list[Any]]:
+    """``count`` emails sent at once through ``outbox`` to an emulator that answers each after
+    1.5 s, with 2.3 s leases and a 2 s HTTP timeout; the stats, the depth, the dead letters."""
+    fault = {"path": "/v1/send/email", "latency_ms": 1500}
+    inspect.post("/faults", json=fault).raise_for_status()
+    settings = _settings(emulator, outbox.path.parent, lease_seconds=2.3, http_timeout=2.0)
+    with Relay(settings, outbox=outbox) as relay:
+        _send_welcome_emails(relay, count)
+        stats = relay.worker(concurrency=count).drain(timeout=DRAIN_TIMEOUT)
+        depth = outbox.depth()
+        dead = outbox.list_dead()
+    outbox.close()
+    return stats, depth, dead
+
+
 def test_a_send_kept_waiting_for_a_connection_keeps_its_lease_and_goes_out_once(
     emulator: EmulatorServer, inspect: httpx.Client, tmp_path: Path
 ) -> None:
@@ -361,15 +378,8 @@ def test_a_send_kept_waiting_for_a_connection_keeps_its_lease_and_goes_out_once(
     # end of the lease they were given. The heartbeat renews it, so they go out once and are
     # settled while still leased; nobody else could have taken them meanwhile.
     count = DEFAULT_MAX_CONNECTIONS + 2
-    fault = {"path": "/v1/send/email", "latency_ms": 1500}
-    inspect.post("/faults", json=fault).raise_for_status()
-    settings = _settings(emulator, tmp_path, lease_seconds=2.3, http_timeout=2.0)
     outbox = RecordingOutbox(tmp_path / "outbox.db")
-    with Relay(settings, outbox=outbox) as relay:
-        _send_welcome_emails(relay, count)
-        stats = relay.worker(concurrency=count).drain(timeout=DRAIN_TIMEOUT)
-        depth = outbox.depth()
-    outbox.close()
+    stats, depth, _dead = _slow_sends_past_the_connections(emulator, inspect, outbox, count)
     assert (depth.pending, depth.dead) == (0, 0)
     assert (stats.delivered, stats.dead_total) == (count, 0)
     assert outbox.extended, "no lease was renewed"
@@ -386,16 +396,8 @@ def test_a_send_whose_lease_cannot_be_renewed_settles_before_its_lease_runs_out(
     # settled (here: dead-lettered as ambiguous, having been written) while still leased.
     extra = 2
     count = DEFAULT_MAX_CONNECTIONS + extra
-    fault = {"path": "/v1/send/email", "latency_ms": 1500}
-    inspect.post("/faults", json=fault).raise_for_status()
-    settings = _settings(emulator, tmp_path, lease_seconds=2.3, http_timeout=2.0)
     outbox = NoRenewalOutbox(tmp_path / "outbox.db")
-    with Relay(settings, outbox=outbox) as relay:
-        _send_welcome_emails(relay, count)
-        stats = relay.worker(concurrency=count).drain(timeout=DRAIN_TIMEOUT)
-        depth = outbox.depth()
-        dead = outbox.list_dead()
-    outbox.close()
+    stats, depth, dead = _slow_sends_past_the_connections(emulator, inspect, outbox, count)
     assert depth.pending == 0
     assert len(outbox.lease_left_at_settle) == count
     assert min(outbox.lease_left_at_settle) > 0  # every outcome recorded while still leased

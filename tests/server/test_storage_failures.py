@@ -58,6 +58,10 @@ class BreakableOutbox(SqliteOutbox):
         super().ack(leases)
 
 
+def _full_disk(*args: Any, **kwargs: Any) -> None:
+    raise sqlite3.OperationalError(DISK_FULL)
+
+
 @pytest.fixture
 def breakable(tmp_path: Path) -> Iterator[BreakableOutbox]:
     box = BreakableOutbox(tmp_path / "outbox.db")
@@ -103,11 +107,7 @@ def test_a_failing_idempotency_store_answers_503_and_a_retry_stores_once(
     store = app.state.service.idempotency
     with serve(app) as url, httpx.Client(base_url=url, headers=auth) as http:
         real_reserve = store.reserve
-
-        def full_disk(*args: Any, **kw: Any) -> None:
-            raise sqlite3.OperationalError(DISK_FULL)
-
-        monkeypatch.setattr(store, "reserve", full_disk)
+        monkeypatch.setattr(store, "reserve", _full_disk)
         headers = {"Idempotency-Key": "order-42"}
         refused = http.post("/v1/people/ada/events", json={"name": "paid"}, headers=headers)
         assert breakable.depth().pending == 0  # the claim failed first: nothing enqueued
@@ -129,11 +129,7 @@ def test_a_claim_that_cannot_be_marked_done_still_answers_202_and_a_retry_reuses
     app = make_app(outbox=breakable)
     store = app.state.service.idempotency
     with serve(app) as url, httpx.Client(base_url=url, headers=auth) as http:
-
-        def full_disk(*args: Any, **kw: Any) -> None:
-            raise sqlite3.OperationalError(DISK_FULL)
-
-        monkeypatch.setattr(store, "complete", full_disk)
+        monkeypatch.setattr(store, "complete", _full_disk)
         headers = {"Idempotency-Key": "order-43"}
         first = http.post("/v1/people/ada/events", json={"name": "paid"}, headers=headers)
         retry = http.post("/v1/people/ada/events", json={"name": "paid"}, headers=headers)

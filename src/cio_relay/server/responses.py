@@ -174,24 +174,22 @@ def too_large(limit: int, size: int | None) -> Response:
 
 
 def outbox_full(exc: OutboxFullError) -> Response:
-    retry_after = max(1, math.ceil(exc.retry_after))
-    return error_response(
-        503,
-        "outbox_full",
-        str(exc),
-        headers={"Retry-After": str(retry_after)},
-        retry_after=float(retry_after),
-    )
+    return _come_back_later("outbox_full", str(exc), exc.retry_after)
 
 
 def storage_unavailable(exc: StorageUnavailableError) -> Response:
     """503 when the outbox (or the idempotency store) failed the write: nothing was stored, so
     the client may send the same request again after ``Retry-After``."""
-    retry_after = max(1, math.ceil(exc.retry_after))
+    return _come_back_later("storage_unavailable", str(exc), exc.retry_after)
+
+
+def _come_back_later(error: str, message: str, retry_after: float) -> Response:
+    """503 with ``Retry-After`` in whole seconds (at least 1), in the header and the body."""
+    seconds = max(1, math.ceil(retry_after))
     return error_response(
         503,
-        "storage_unavailable",
-        str(exc),
-        headers={"Retry-After": str(retry_after)},
-        retry_after=float(retry_after),
+        error,
+        message,
+        headers={"Retry-After": str(seconds)},
+        retry_after=float(seconds),
     )
