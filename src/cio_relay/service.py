@@ -18,6 +18,7 @@ import contextlib
 import gc
 import importlib.util
 import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,8 @@ from starlette.applications import Starlette
 from cio_relay.config import Settings
 from cio_relay.http_guard import ConnectionLimits, guarded_http
 from cio_relay.observability.logs import SecretScrubber, configure_logging
+from cio_relay.outbox.base import Outbox
+from cio_relay.outbox.factory import open_outbox_when_reachable
 from cio_relay.sandbox import Sandbox, needs_sandbox, start_sandbox
 from cio_relay.server import create_app
 from cio_relay.server.auth import generate_api_key
@@ -46,6 +49,7 @@ class PreparedService:
     sock: socket.socket
     sandbox: Sandbox | None = None
     generated_key: str | None = field(default=None, repr=False)
+    outbox: Outbox | None = None  # opened by the caller, closed here
 
     @property
     def base_url(self) -> str:
@@ -55,6 +59,8 @@ class PreparedService:
         self.sock.close()
         if self.sandbox is not None:
             self.sandbox.stop()
+        if self.outbox is not None:
+            self.outbox.close()
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -66,24 +72,16 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _secrets_of(settings: Settings) -> list[str]:
-    values: list[SecretStr | None] = [
-        settings.track_api_key,
-        settings.app_api_key,
-        *settings.webhook_signing_keys,
-        *settings.api_keys,
-    ]
-    return [value.get_secret_value() for value in values if value is not None]
-
-
 def prepare_service(
     settings: Settings | None = None,
     *,
     host: str | None = None,
     port: int | None = None,
     scrubber: SecretScrubber | None = None,
+    outbox: Outbox | None = None,
 ) -> PreparedService:
-    """Bind the socket, start the sandbox emulator if needed, and build the app."""
+    """Bind the socket, start the sandbox emulator if needed, and build the app (over
+    ``outbox`` when given, which the returned service then closes)."""
     settings = settings or Settings()
     overrides: dict[str, Any] = {}
     if host is not None:
@@ -104,9 +102,10 @@ def prepare_service(
             sandbox = start_sandbox(settings, webhook_url=webhook_url)
             settings = sandbox.settings
         if scrubber is not None:
-            scrubber.add(*_secrets_of(settings))
+            scrubber.add(*settings.secret_values())
         app = create_app(
             settings,
+            outbox=outbox,
             webhooks=True,
             sandbox_url=sandbox.url if sandbox is not None else None,
         )
@@ -115,7 +114,7 @@ def prepare_service(
         if sandbox is not None:
             sandbox.stop()
         raise
-    return PreparedService(app, settings, sock, sandbox, generated)
+    return PreparedService(app, settings, sock, sandbox, generated, outbox)
 
 
 def print_banner(prepared: PreparedService, console: Console) -> None:
@@ -211,9 +210,19 @@ def run_service(
     from prometheus_client import disable_created_metrics
 
     settings = settings or Settings()
-    scrubber = configure_logging(settings.log_level, secrets=_secrets_of(settings))
+    scrubber = configure_logging(settings.log_level, secrets=settings.secret_values())
     disable_created_metrics()  # type: ignore[no-untyped-call]
-    prepared = prepare_service(settings, host=host, port=port, scrubber=scrubber)
+    # A Redis still starting is waited for (SIGTERM meanwhile ends the process as usual).
+    outbox = open_outbox_when_reachable(
+        settings.outbox_url, durability=settings.outbox_durability, wait=threading.Event().wait
+    )
+    if outbox is None:  # only a wait that was stopped gives None; nothing stops this one
+        return
+    try:
+        prepared = prepare_service(settings, host=host, port=port, scrubber=scrubber, outbox=outbox)
+    except BaseException:
+        outbox.close()
+        raise
     tune_gc()
     try:
         print_banner(prepared, Console(highlight=False))

@@ -1,5 +1,6 @@
 """``cio-relay worker`` and its outbox's outages: it waits for an outbox it cannot reach yet,
-rides out one that goes away while it runs, and stops early only for settings that cannot work.
+rides out one that goes away while it runs, and stops early only for settings that cannot work;
+``cio-relay run`` waits for an outbox it cannot reach yet too.
 
 Real ``redis-server`` processes (tests/fixtures/redis_server.py) and the emulator; the worker is
 a child process. Nothing sleeps: the tests wait on the worker's log lines and on what the
@@ -8,6 +9,8 @@ emulator received.
 
 from __future__ import annotations
 
+import re
+import secrets
 from pathlib import Path
 
 import httpx
@@ -91,3 +94,32 @@ def test_a_worker_whose_settings_cannot_work_stops_at_once_with_status_2(
         assert code == 2, child.output
         assert "configuration error" in child.output and "Traceback" not in child.output
     assert "soon" not in child.output  # the given values are not echoed (they may be secrets)
+
+
+def test_cio_relay_run_started_before_its_redis_waits_for_it_then_serves_and_delivers(
+    tmp_path: Path, emulator: EmulatorServer
+) -> None:
+    redis = RedisServer(tmp_path)
+    redis.port = free_port()
+    api_key = secrets.token_urlsafe(32)
+    env = worker_env(emulator, redis.url, CIO_RELAY_API_KEYS=api_key)
+    child = Child(["run", "--port", "0"], cwd=tmp_path, env=env)
+    try:
+        child.read_log_until("the outbox cannot be opened (ConnectionError)", DEADLINE)
+        assert child.proc.poll() is None  # waiting, not exited
+        redis.start()
+        banner = child.read_until("Delivering until Ctrl-C", DEADLINE)
+        found = re.search(r"Dashboard: (http://127\.0\.0\.1:\d+)/dashboard", banner)
+        assert found is not None, banner
+        accepted = httpx.post(
+            f"{found.group(1)}/v1/people/ada/events",
+            json={"name": "signed_up"},
+            headers={"Authorization": f"Bearer {api_key}"},
+        )
+        assert accepted.status_code == 202, accepted.text
+        assert wait_for(lambda: _accepted(emulator) == 1, DEADLINE), child.output
+    finally:
+        code = child.stop(DEADLINE)
+        redis.stop()
+    assert code == 0, child.output
+    assert api_key not in child.output

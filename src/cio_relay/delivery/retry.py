@@ -3,28 +3,14 @@
 Full jitter (delay drawn uniformly from ``[0, min(cap, base * 2**attempt)]``) spreads a crowd of
 failed operations over the window instead of sending them back in lock-step (AWS architecture
 blog, "Exponential Backoff And Jitter"). A server's ``Retry-After`` is a floor, never shortened.
-
-``growing_delays`` paces a loop that waits for something of ours to come back (the outbox, a
-restarted worker) rather than a Customer.io request.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-__all__ = ["RetryPolicy", "growing_delays"]
-
-
-def growing_delays(first: float, most: float) -> Iterator[float]:
-    """Waits doubling from ``first`` up to ``most``, each drawn from the upper half of its
-    window: never near zero (a loop that waits for a resource to come back must not hammer it),
-    and spread enough that many waiting tasks do not retry in lock-step."""
-    delay = first
-    while True:
-        yield random.uniform(delay / 2, delay)
-        delay = min(delay * 2, most)
+__all__ = ["RetryPolicy"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,8 @@ import logging
 import time
 from collections.abc import Iterator
 
+from cio_relay.backoff import growing_delays
 from cio_relay.delivery.hooks import Hooks
-from cio_relay.delivery.retry import growing_delays
 
 __all__ = ["LOG_EVERY", "StorageHealth", "storage_delays"]
 

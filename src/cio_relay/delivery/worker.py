@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
+import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -27,19 +27,13 @@ from cio_relay.delivery.dispatcher import (
 )
 from cio_relay.delivery.hooks import Hooks
 from cio_relay.delivery.ratelimit import RateLimiter, TokenBucket
-from cio_relay.delivery.retry import RetryPolicy, growing_delays
+from cio_relay.delivery.retry import RetryPolicy
 from cio_relay.delivery.shared_ratelimit import shared_limiters_for
 from cio_relay.delivery.storage import StorageHealth
-from cio_relay.errors import ConfigError
 from cio_relay.operations import Api
 from cio_relay.outbox.base import Outbox
 
 __all__ = ["Worker", "limiters_from_settings", "policy_from_settings", "run_worker_process"]
-
-log = logging.getLogger("cio_relay.delivery")
-
-#: Waits between tries to open an unreachable outbox at start: 0.5 s doubling up to 10 s.
-_OPEN_FIRST, _OPEN_MOST = 0.5, 10.0
 
 
 def _fast_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -176,22 +170,36 @@ class Worker:
             return runner.run(main())
 
 
-def _stop_on_signals() -> asyncio.Event:
-    """An event set by SIGTERM or SIGINT (call on the running loop's thread)."""
+def _stop_on_signals(*also: threading.Event) -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT (call on the running loop's thread); ``also`` are set
+    with it, for threads that wait."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def stopping() -> None:
+        stop.set()
+        for event in also:
+            event.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stopping)
     return stop
 
 
 def run_worker_process(settings: Settings) -> None:
     """``cio-relay worker``: open the outbox, waiting while it is unreachable, then deliver
     until SIGTERM or SIGINT. Raises ``ConfigError`` (and only that) when it cannot work."""
+    from cio_relay.outbox.factory import open_outbox_when_reachable
 
     async def main() -> None:
-        stop = _stop_on_signals()
-        outbox = await _open_when_reachable(settings, stop)
+        stopped = threading.Event()
+        stop = _stop_on_signals(stopped)
+        outbox = await asyncio.to_thread(
+            open_outbox_when_reachable,
+            settings.outbox_url,
+            durability=settings.outbox_durability,
+            wait=stopped.wait,
+        )
         if outbox is None:
             return  # stopped while waiting
         try:
@@ -201,29 +209,3 @@ def run_worker_process(settings: Settings) -> None:
 
     with asyncio.Runner(loop_factory=_fast_loop_factory()) as runner:
         runner.run(main())
-
-
-async def _open_when_reachable(settings: Settings, stop: asyncio.Event) -> Outbox | None:
-    """The outbox of ``settings``, tried again until it opens; None if ``stop`` comes first."""
-    from cio_relay.outbox.factory import open_outbox
-
-    delays = growing_delays(_OPEN_FIRST, _OPEN_MOST)
-    while not stop.is_set():
-        try:
-            return await asyncio.to_thread(
-                open_outbox, settings.outbox_url, durability=settings.outbox_durability
-            )
-        except ConfigError:
-            raise
-        except Exception as exc:
-            delay = next(delays)
-            # The class only: a connection error's text names the host (and URLs may carry
-            # passwords, which redis-py keeps out of its messages, but the rule is simpler).
-            log.error(
-                "the outbox cannot be opened (%s); trying again in %.1f s",
-                type(exc).__name__,
-                delay,
-            )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-    return None

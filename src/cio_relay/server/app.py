@@ -34,9 +34,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
+from cio_relay.backoff import growing_delays
 from cio_relay.config import Settings
 from cio_relay.delivery.hooks import Hooks
-from cio_relay.delivery.retry import growing_delays
 from cio_relay.delivery.worker import Worker
 from cio_relay.group_writer import GroupWriter
 from cio_relay.observability.logs import log_delivery_events
