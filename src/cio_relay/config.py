@@ -174,7 +174,7 @@ class Settings(BaseSettings):
     #: Peers whose ``X-Forwarded-For``/``X-Forwarded-Proto`` are believed (IP addresses or
     #: networks, or "*"): the reverse proxy in front of the service, so the dashboard sees the
     #: client's address (login throttling) and scheme (``Secure`` cookies). uvicorn's
-    #: ``forwarded_allow_ips``, with its default: a proxy on this machine.
+    #: ``forwarded_allow_ips``, with its default: a proxy on the same host (127.0.0.1).
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["127.0.0.1"],
         validation_alias=_env("CIO_RELAY_TRUSTED_PROXIES", "trusted_proxies"),
