@@ -3,10 +3,13 @@
     CioRelayError
     ├── ConfigError            settings that cannot work (missing key, production creds in staging)
     ├── ValidationError        malformed input (missing identifier ...); also a ValueError
-    │   └── LimitExceeded      a documented Customer.io limit broken at enqueue (field, limit, size)
+    │   ├── LimitExceeded      a documented Customer.io limit broken at enqueue (field, limit, size)
+    │   └── EventParseError    an authentic webhook payload that is not a usable event
     ├── SignatureError         a webhook that failed verification (one message, no detail leaked)
     ├── OutboxFullError        backpressure: the outbox is past its maximum depth
     ├── StorageUnavailableError  the outbox (or a store beside it) failed: nothing was stored
+    ├── ReplicationError       fewer Redis replicas than asked confirmed an enqueue in time
+    ├── InboxUnavailableError  the webhook inbox could not store an event now (answer 503)
     └── ApiError               Customer.io answered or failed to (status, body, request_id)
         ├── RetryableError     transient or known unsent: refused, 408, 429, 5xx (retry_after)
         ├── PermanentError     other 4xx: retrying cannot help (parsed meta.error/errors[].detail)
@@ -24,9 +27,12 @@ __all__ = [
     "ApiError",
     "CioRelayError",
     "ConfigError",
+    "EventParseError",
+    "InboxUnavailableError",
     "LimitExceeded",
     "OutboxFullError",
     "PermanentError",
+    "ReplicationError",
     "RetryableError",
     "SignatureError",
     "StorageUnavailableError",
@@ -66,6 +72,10 @@ class LimitExceeded(ValidationError):
         super().__init__(field, f"{size} {unit} exceeds the limit of {limit} {unit}")
 
 
+class EventParseError(ValidationError):
+    """An authentic payload that is not a usable event: quarantined, never retried by us."""
+
+
 class SignatureError(CioRelayError):
     """A webhook signature did not verify. The message is deliberately uninformative."""
 
@@ -91,6 +101,15 @@ class StorageUnavailableError(CioRelayError):
         self.retry_after = retry_after
         self.reason = _storage_reason(cause)
         super().__init__(f"the {store} is unavailable ({self.reason}); nothing was stored")
+
+
+class ReplicationError(CioRelayError):
+    """Fewer replicas than ``wait_replicas`` confirmed an enqueue in time; enqueue again (op ids
+    make that safe)."""
+
+
+class InboxUnavailableError(CioRelayError):
+    """The inbox could not store the event now (locked, disk full, closed): answer 503."""
 
 
 def _storage_reason(cause: BaseException) -> str:

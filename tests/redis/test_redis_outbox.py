@@ -18,11 +18,11 @@ import redis
 from redis.crc import key_slot
 
 from cio_relay import operations as ops
-from cio_relay.errors import ConfigError
+from cio_relay.errors import ConfigError, ReplicationError
 from cio_relay.operations import Operation
 from cio_relay.outbox.base import DeadLetterFilter, DeadReason, Lease
 from cio_relay.outbox.factory import open_outbox
-from cio_relay.outbox.redis import SCRIPTS, RedisOutbox, ReplicationError
+from cio_relay.outbox.redis import SCRIPTS, RedisOutbox
 from cio_relay.outbox.redis_keys import GROUP, shard_keys, shard_of
 from tests.fixtures.redis_server import RedisServer
 

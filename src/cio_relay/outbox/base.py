@@ -20,6 +20,7 @@ Contracts (design.md 1-3) every backend keeps, checked by one parametrized suite
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from typing import Protocol, runtime_checkable
 from cio_relay.operations import Operation
 
 __all__ = [
+    "EVERY_DEAD_LETTER",
+    "NO_ATTEMPT_REASONS",
     "SENDING_MARK",
     "DeadLetter",
     "DeadLetterFilter",
@@ -36,7 +39,9 @@ __all__ = [
     "Depth",
     "Lease",
     "Outbox",
+    "dead_attempts",
     "new_lease",
+    "new_lease_token",
 ]
 
 
@@ -129,6 +134,23 @@ class Depth:
 
 
 #: ``last_error`` of an operation whose send was started by a worker that never reported back.
+#: Dead-letter reasons decided before anything was sent: the final lease made no attempt.
+NO_ATTEMPT_REASONS = frozenset({DeadReason.MAX_AGE, DeadReason.INVALID})
+
+
+#: The empty filter: every dead letter (a module constant so defaults are not rebuilt per call).
+EVERY_DEAD_LETTER = DeadLetterFilter()
+
+
+def dead_attempts(attempts_before: int, reason: DeadReason) -> int:
+    """Attempts recorded on a dead letter: those counted so far, plus the final lease's own."""
+    return attempts_before if reason in NO_ATTEMPT_REASONS else attempts_before + 1
+
+
+def new_lease_token() -> str:
+    return secrets.token_hex(8)
+
+
 SENDING_MARK = "sending: a worker started writing this request and never reported the outcome"
 
 

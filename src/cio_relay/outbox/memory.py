@@ -23,7 +23,6 @@ Model, shared with the SQLite backend so that both agree on every answer:
 
 from __future__ import annotations
 
-import secrets
 import threading
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -31,38 +30,19 @@ from dataclasses import dataclass
 
 from cio_relay.operations import Operation
 from cio_relay.outbox.base import (
+    EVERY_DEAD_LETTER,
     SENDING_MARK,
     DeadLetter,
     DeadLetterFilter,
     DeadReason,
     Depth,
     Lease,
+    dead_attempts,
+    new_lease_token,
     now_or,
 )
 
-__all__ = [
-    "EVERY_DEAD_LETTER",
-    "NO_ATTEMPT_REASONS",
-    "MemoryOutbox",
-    "dead_attempts",
-    "new_lease_token",
-]
-
-#: Dead-letter reasons decided before anything was sent: the final lease made no attempt.
-NO_ATTEMPT_REASONS = frozenset({DeadReason.MAX_AGE, DeadReason.INVALID})
-
-
-#: The empty filter: every dead letter (a module constant so defaults are not rebuilt per call).
-EVERY_DEAD_LETTER = DeadLetterFilter()
-
-
-def dead_attempts(attempts_before: int, reason: DeadReason) -> int:
-    """Attempts recorded on a dead letter: those counted so far, plus the final lease's own."""
-    return attempts_before if reason in NO_ATTEMPT_REASONS else attempts_before + 1
-
-
-def new_lease_token() -> str:
-    return secrets.token_hex(8)
+__all__ = ["MemoryOutbox"]
 
 
 @dataclass(slots=True)

@@ -83,19 +83,20 @@ from redis.commands.core import Script
 from redis.exceptions import DataError
 
 from cio_relay import kept_json
-from cio_relay.errors import CioRelayError, ConfigError
+from cio_relay.errors import ConfigError, ReplicationError
 from cio_relay.operations import Kind, Operation, new_operation
 from cio_relay.outbox.base import (
+    EVERY_DEAD_LETTER,
     SENDING_MARK,
     DeadLetter,
     DeadLetterFilter,
     DeadReason,
     Depth,
     Lease,
+    dead_attempts,
     new_lease,
     now_or,
 )
-from cio_relay.outbox.memory import EVERY_DEAD_LETTER, dead_attempts
 from cio_relay.outbox.redis_keys import (
     DELIVERED_TTL_SECONDS,
     GROUP,
@@ -106,7 +107,7 @@ from cio_relay.outbox.redis_keys import (
     shard_of,
 )
 
-__all__ = ["SCRIPTS", "RedisClient", "RedisOutbox", "ReplicationError", "load_script_source"]
+__all__ = ["SCRIPTS", "RedisClient", "RedisOutbox", "load_script_source"]
 
 log = logging.getLogger("cio_relay.outbox.redis")
 
@@ -138,11 +139,6 @@ _KIND_VALUES = {kind: kind.value for kind in Kind}
 
 #: What a RedisOutbox talks to: one Redis (or a primary with replicas) or a Redis Cluster.
 RedisClient = redis.Redis | redis.cluster.RedisCluster
-
-
-class ReplicationError(CioRelayError):
-    """Fewer replicas than ``wait_replicas`` confirmed an enqueue in time; enqueue again (op ids
-    make that safe)."""
 
 
 def load_script_source(name: str) -> str:

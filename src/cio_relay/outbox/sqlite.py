@@ -66,6 +66,8 @@ import orjson
 from cio_relay.errors import ConfigError
 from cio_relay.operations import Operation
 from cio_relay.outbox.base import (
+    EVERY_DEAD_LETTER,
+    NO_ATTEMPT_REASONS,
     SENDING_MARK,
     DeadLetter,
     DeadLetterFilter,
@@ -73,11 +75,11 @@ from cio_relay.outbox.base import (
     Depth,
     Lease,
     new_lease,
+    new_lease_token,
     now_or,
 )
 from cio_relay.outbox.checkpoint import Checkpointer
 from cio_relay.outbox.group_commit import GroupCommit
-from cio_relay.outbox.memory import EVERY_DEAD_LETTER, NO_ATTEMPT_REASONS, new_lease_token
 
 __all__ = ["SCHEMA_VERSION", "Durability", "SqliteOutbox"]
 

@@ -11,6 +11,7 @@ receiver = WebhookReceiver(inbox, signing_keys, on_stored=pipeline.notify)  # AS
 pipeline.start()
 """
 
+from cio_relay.errors import EventParseError, InboxUnavailableError
 from cio_relay.webhooks.builtin import UnsubscribeRecord, install_builtin_handlers
 from cio_relay.webhooks.events import (
     METRICS,
@@ -18,7 +19,6 @@ from cio_relay.webhooks.events import (
     EmailEvent,
     Event,
     EventName,
-    EventParseError,
     PushEvent,
     SlackEvent,
     SmsEvent,
@@ -30,7 +30,6 @@ from cio_relay.webhooks.inbox import (
     HandlerState,
     Inbox,
     InboxCounts,
-    InboxUnavailableError,
     MemoryInbox,
     QuarantinedPayload,
     StoredEvent,

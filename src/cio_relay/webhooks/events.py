@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from cio_relay.errors import ValidationError
+from cio_relay.errors import EventParseError
 
 __all__ = [
     "METRICS",
@@ -36,7 +36,6 @@ __all__ = [
     "EmailEvent",
     "Event",
     "EventName",
-    "EventParseError",
     "PushEvent",
     "SlackEvent",
     "SmsEvent",
@@ -137,10 +136,6 @@ class EventName(StrEnum):
     WEBHOOK_SENT = "webhook_sent"
     WEBHOOK_CLICKED = "webhook_clicked"
     WEBHOOK_FAILED = "webhook_failed"
-
-
-class EventParseError(ValidationError):
-    """An authentic payload that is not a usable event: quarantined, never retried by us."""
 
 
 _IDENTIFIER_KEYS = ("id", "email", "cio_id")

@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
-from cio_relay.errors import CioRelayError
+from cio_relay.errors import InboxUnavailableError
 from cio_relay.webhooks.events import Event
 
 __all__ = [
@@ -39,7 +39,6 @@ __all__ = [
     "HandlerState",
     "Inbox",
     "InboxCounts",
-    "InboxUnavailableError",
     "MemoryInbox",
     "QuarantinedPayload",
     "StoredEvent",
@@ -48,10 +47,6 @@ __all__ = [
 #: Seconds an event id is remembered for de-duplication: Customer.io's 7 days of retries + 1.
 DEFAULT_RETENTION = 8 * 24 * 3600.0
 _MAX_ERROR_LENGTH = 2000
-
-
-class InboxUnavailableError(CioRelayError):
-    """The inbox could not store the event now (locked, disk full, closed): answer 503."""
 
 
 class HandlerState(StrEnum):

@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from cio_relay.errors import ConfigError, SignatureError
-from cio_relay.webhooks.events import Event, EventParseError, parse_event
+from cio_relay.errors import ConfigError, EventParseError, SignatureError
+from cio_relay.webhooks.events import Event, parse_event
 from cio_relay.webhooks.inbox import Inbox
 from cio_relay.webhooks.signature import DEFAULT_TOLERANCE, check_headers, verify
 

@@ -28,9 +28,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from cio_relay.errors import EventParseError
 from cio_relay.lake.base import Lake
 from cio_relay.lake.schema import LakeEvent
-from cio_relay.webhooks.events import Event, EventParseError, parse_event
+from cio_relay.webhooks.events import Event, parse_event
 from cio_relay.webhooks.inbox import DEFAULT_RETENTION, Inbox, StoredEvent
 from cio_relay.webhooks.router import DrainReport, Router
 

@@ -33,7 +33,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from cio_relay.webhooks.events import Event, EventParseError, parse_event
+from cio_relay.errors import EventParseError
+from cio_relay.webhooks.events import Event, parse_event
 from cio_relay.webhooks.inbox import Inbox, StoredEvent
 
 __all__ = ["DrainReport", "Handler", "HandlerRetry", "ParkEvent", "Router"]

@@ -41,7 +41,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cio_relay.webhooks.inbox import InboxUnavailableError
+from cio_relay.errors import InboxUnavailableError
 
 __all__ = ["SQLiteWriter"]
 
