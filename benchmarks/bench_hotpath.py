@@ -34,7 +34,7 @@ from cio_relay.config import Settings
 from cio_relay.outbox.sqlite import SqliteOutbox
 from cio_relay.server import schemas as s
 from cio_relay.server.build import OperationBuilder
-from cio_relay.service import tune_gc
+from cio_relay.server.runner import tune_gc
 
 __all__ = ["main"]
 

@@ -36,7 +36,7 @@ from benchmarks.support import BENCH_KEYS, cpu_seconds, free_port, start_emulato
 from cio_relay import operations as ops
 from cio_relay.config import Settings
 from cio_relay.relay import Relay
-from cio_relay.service import tune_gc
+from cio_relay.server.runner import tune_gc
 from tests.fixtures.redis_server import RedisServer
 
 __all__ = ["main"]

@@ -92,7 +92,7 @@ def serve(kind: str, port: int, data_dir: str) -> None:
     """The server process: ``python -m benchmarks.bench_server --serve bare|ingestion``."""
     import uvicorn
 
-    from cio_relay.service import tune_gc
+    from cio_relay.server.runner import tune_gc
 
     http: Any = "httptools"
     if kind == "bare":

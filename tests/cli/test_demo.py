@@ -17,7 +17,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from cio_relay.cli import app
-from cio_relay.demo import DemoWorkload, funnel_totals, run_demo
+from cio_relay.cli.demo import DemoWorkload, funnel_totals, run_demo
 from cio_relay.lake.parquet import ParquetLake
 from cio_relay.outbox.base import DeadLetterFilter
 from cio_relay.outbox.factory import open_outbox

@@ -15,7 +15,7 @@ import httpx
 from rich.console import Console
 
 from cio_relay.config import Settings
-from cio_relay.service import prepare_service, print_banner
+from cio_relay.server.runner import prepare_service, print_banner
 from tests.server.conftest import serve
 
 _START_TIMEOUT = 60.0

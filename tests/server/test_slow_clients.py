@@ -30,7 +30,7 @@ from cio_relay.config import Settings
 from cio_relay.emulator.app import create_app as create_emulator
 from cio_relay.emulator.server import uvicorn_config
 from cio_relay.http_guard import ConnectionLimits, GuardedHttpToolsProtocol
-from cio_relay.service import _uvicorn_config
+from cio_relay.server.runner import _uvicorn_config
 from cio_relay.serving import BackgroundServer, bind_socket
 from cio_relay.webhooks.signature import signature_headers
 from tests.server.conftest import AppFactory

@@ -14,7 +14,7 @@ import httpx
 from cio_relay.config import Settings
 from cio_relay.server import create_app
 from cio_relay.server.auth import SESSION_COOKIE
-from cio_relay.service import _uvicorn_config
+from cio_relay.server.runner import _uvicorn_config
 from cio_relay.serving import BackgroundServer, bind_socket
 
 API_KEY = secrets.token_urlsafe(32)

@@ -176,7 +176,7 @@ def run(
     port: int | None = typer.Option(None, help="Port (default CIO_RELAY_PORT, 8080; 0: any free)."),
 ) -> None:
     """The main job: API, webhooks, dashboard, metrics and workers in one process."""
-    from cio_relay.service import run_service
+    from cio_relay.server.runner import run_service
 
     run_service(host=host, port=port)
 
@@ -194,7 +194,7 @@ def worker() -> None:
     from cio_relay.delivery.worker import run_worker_process
     from cio_relay.errors import ConfigError
     from cio_relay.observability.logs import configure_logging
-    from cio_relay.service import tune_gc
+    from cio_relay.server.runner import tune_gc
 
     try:
         settings = Settings()
@@ -225,7 +225,7 @@ def demo(
     seed: int = typer.Option(42, help="Seed of the random workload."),
 ) -> None:
     """A one-shot walkthrough against the emulator, ending with a summary and the funnel."""
-    from cio_relay.demo import DemoWorkload, run_demo
+    from cio_relay.cli.demo import DemoWorkload, run_demo
 
     if data_dir is not None and data_dir.exists() and any(data_dir.iterdir()):
         raise typer.BadParameter("must be a new or empty directory", param_hint="--data-dir")
@@ -246,7 +246,7 @@ def dlq_list(
     offset: int = typer.Option(0, help="Rows to skip."),
 ) -> None:
     """Dead letters, newest first."""
-    from cio_relay.dlq import dead_letter_table
+    from cio_relay.cli.dead_letters import dead_letter_table
 
     outbox = _outbox()
     try:
@@ -260,7 +260,7 @@ def dlq_list(
 @dlq_app.command("show")
 def dlq_show(op_id: str = typer.Argument(..., help="The op id of the dead letter.")) -> None:
     """One dead letter in full: the operation, the reason and the last error."""
-    from cio_relay.dlq import dead_letter_detail
+    from cio_relay.cli.dead_letters import dead_letter_detail
 
     outbox = _outbox()
     try:
@@ -417,7 +417,7 @@ def webhooks_parked(
     offset: int = typer.Option(0, help="Rows to skip."),
 ) -> None:
     """Webhook events whose handlers failed too often, with their last error."""
-    from cio_relay.webhooks.operator import parked_table
+    from cio_relay.cli.webhook_tables import parked_table
 
     opened = _open_inbox(inbox)
     try:
@@ -450,7 +450,7 @@ def webhooks_quarantined(
     offset: int = typer.Option(0, help="Rows to skip."),
 ) -> None:
     """Authentic payloads that did not parse as events (acknowledged, kept for inspection)."""
-    from cio_relay.webhooks.operator import quarantine_table
+    from cio_relay.cli.webhook_tables import quarantine_table
 
     opened = _open_inbox(inbox)
     try:

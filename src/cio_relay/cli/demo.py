@@ -43,7 +43,7 @@ from cio_relay.lake.funnel import FunnelRow
 from cio_relay.observability.metrics import Metrics
 from cio_relay.operations import Operation
 from cio_relay.relay import Relay
-from cio_relay.sandbox import Sandbox, start_sandbox
+from cio_relay.server.sandbox import Sandbox, start_sandbox
 from cio_relay.server.webhooks import WebhookStack
 from cio_relay.serving import BackgroundServer, bind_socket
 

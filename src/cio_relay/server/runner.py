@@ -32,9 +32,9 @@ from cio_relay.http_guard import ConnectionLimits, guarded_http
 from cio_relay.observability.logs import SecretScrubber, configure_logging
 from cio_relay.outbox.base import Outbox
 from cio_relay.outbox.factory import open_outbox_when_reachable
-from cio_relay.sandbox import Sandbox, needs_sandbox, start_sandbox
 from cio_relay.server import create_app
 from cio_relay.server.auth import generate_api_key
+from cio_relay.server.sandbox import Sandbox, needs_sandbox, start_sandbox
 from cio_relay.serving import bind_socket, socket_url
 
 __all__ = ["PreparedService", "prepare_service", "print_banner", "run_service", "tune_gc"]
