@@ -7,18 +7,16 @@ Refusals raise ``Problem``; the app renders App API errors as
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ulid import ULID
 
 from cio_relay.digits import whole_number
 
 from . import people
+from .context import Account
 from .http import Problem, Reply, Request, json_reply, parse_object
 from .limits import Invalid, check_identifier
-
-if TYPE_CHECKING:
-    from .app import Emulator
 
 __all__ = ["send", "trigger_broadcast", "trigger_errors", "trigger_status"]
 
@@ -92,7 +90,7 @@ def _check_attachments(attachments: Any) -> None:
         )
 
 
-def send(em: Emulator, request: Request, channel: str) -> Reply:
+def send(account: Account, request: Request, channel: str) -> Reply:
     body = parse_object(request)
     id_type, value = _send_identifiers(body.get("identifiers"))
     if channel == "email":
@@ -102,7 +100,7 @@ def send(em: Emulator, request: Request, channel: str) -> Reply:
     if body.get("message_data") is not None and not isinstance(body["message_data"], dict):
         raise _bad("message_data must be an object", "message_data")
     # An unknown person is created (customerio-api.md §5, the Ruby README).
-    person = people.person_for_write(em.state, id_type, value)
+    person = people.person_for_write(account.state, id_type, value)
     if person is None:
         raise Problem(404, f"no person with cio_id {value!r}", "identifiers.cio_id")
     queued_at = int(time.time())
@@ -119,8 +117,8 @@ def send(em: Emulator, request: Request, channel: str) -> Reply:
         "devices": list(person.devices.values()) if channel == "push" else [],
         "request": _without_attachment_content(body),
     }
-    em.state.deliveries.append(delivery)
-    em.report_delivery(delivery)
+    account.state.deliveries.append(delivery)
+    account.report_delivery(delivery)
     return json_reply({"delivery_id": delivery["delivery_id"], "queued_at": queued_at})
 
 
@@ -138,7 +136,7 @@ def _broadcast_id(raw: str) -> int:
     return number
 
 
-def trigger_broadcast(em: Emulator, request: Request, raw_id: str) -> Reply:
+def trigger_broadcast(account: Account, request: Request, raw_id: str) -> Reply:
     broadcast_id = _broadcast_id(raw_id)
     body = parse_object(request)
     chosen = [name for name in AUDIENCES if body.get(name) is not None]
@@ -148,9 +146,9 @@ def trigger_broadcast(em: Emulator, request: Request, raw_id: str) -> Reply:
         raise Problem(422, "empty recipients filter is not valid", "recipients")
     if body.get("data") is not None and not isinstance(body["data"], dict):
         raise Problem(422, "data must be an object", "data")
-    audience = _audience(em, body, chosen[0] if chosen else None)
-    trigger_id = em.state.next_trigger_id()
-    em.state.triggers[trigger_id] = {
+    audience = _audience(account, body, chosen[0] if chosen else None)
+    trigger_id = account.state.next_trigger_id()
+    account.state.triggers[trigger_id] = {
         "id": trigger_id,
         "broadcast_id": broadcast_id,
         "audience": chosen[0] if chosen else "ui",
@@ -165,7 +163,7 @@ def trigger_broadcast(em: Emulator, request: Request, raw_id: str) -> Reply:
     return json_reply({"id": trigger_id})
 
 
-def _audience(em: Emulator, body: dict[str, Any], kind: str | None) -> list[str]:
+def _audience(account: Account, body: dict[str, Any], kind: str | None) -> list[str]:
     """The cio_ids targeted by an ``ids``/``emails``/``per_user_data`` audience.
 
     Only existing people can be targeted (customerio-api.md §5). The real service may accept
@@ -189,7 +187,7 @@ def _audience(em: Emulator, body: dict[str, Any], kind: str | None) -> list[str]
             raise Problem(422, "per_user_data entries need an id or an email", kind)
     found, missing = [], []
     for id_type, value in wanted:
-        person = em.state.find(id_type, value)
+        person = account.state.find(id_type, value)
         if person is not None:
             found.append(person.cio_id)
         elif not body.get(f"{id_type}_ignore_missing"):
@@ -200,20 +198,20 @@ def _audience(em: Emulator, body: dict[str, Any], kind: str | None) -> list[str]
     return found
 
 
-def _trigger(em: Emulator, raw_id: str, raw_trigger: str) -> dict[str, Any]:
+def _trigger(account: Account, raw_id: str, raw_trigger: str) -> dict[str, Any]:
     broadcast_id = _broadcast_id(raw_id)
     trigger_id = whole_number(raw_trigger)
-    trigger = em.state.triggers.get(trigger_id) if trigger_id is not None else None
+    trigger = account.state.triggers.get(trigger_id) if trigger_id is not None else None
     if trigger is None or trigger["broadcast_id"] != broadcast_id:
         raise Problem(404, f"trigger {raw_trigger[:40]!r} of broadcast {broadcast_id} not found")
     return trigger
 
 
-def trigger_status(em: Emulator, request: Request, raw_id: str, raw_trigger: str) -> Reply:
-    trigger = _trigger(em, raw_id, raw_trigger)
+def trigger_status(account: Account, request: Request, raw_id: str, raw_trigger: str) -> Reply:
+    trigger = _trigger(account, raw_id, raw_trigger)
     keys = ("id", "broadcast_id", "created_at", "processed", "failed")
     return json_reply({"trigger": {key: trigger[key] for key in keys}})
 
 
-def trigger_errors(em: Emulator, request: Request, raw_id: str, raw_trigger: str) -> Reply:
-    return json_reply({"errors": _trigger(em, raw_id, raw_trigger)["errors"]})
+def trigger_errors(account: Account, request: Request, raw_id: str, raw_trigger: str) -> Reply:
+    return json_reply({"errors": _trigger(account, raw_id, raw_trigger)["errors"]})

@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cio_relay.digits import DEFAULT_MAX_DIGITS, whole_number
 
+from .context import SteeredAccount
 from .faults import InvalidFault
 from .http import Reply, Request, json_reply, query_params
-
-if TYPE_CHECKING:
-    from .app import Emulator
 
 __all__ = ["handle"]
 
@@ -65,42 +63,42 @@ def _page(params: dict[str, str], rows: Iterable[Any]) -> tuple[list[Any], int, 
     return page, total, limit, offset
 
 
-async def handle(em: Emulator, request: Request) -> Reply:
+async def handle(account: SteeredAccount, request: Request) -> Reply:
     parts = tuple(request.segments[1:])
     method = request.method
     try:
         if method == "GET" and len(parts) == 2 and parts[0] == "people":
-            return _person(em, parts[1])
+            return _person(account, parts[1])
         if method == "POST" and parts == ("webhooks", "flush"):
-            return await _flush(em, request)
+            return await _flush(account, request)
         handler = _ROUTES.get((method, parts[0])) if len(parts) == 1 else None
         if handler is None:
             return _error(404, f"no such inspection endpoint: {method} {request.path}")
-        return handler(em, request)
+        return handler(account, request)
     except _BadQuery as bad:
         return _error(400, str(bad))
 
 
-def _people(em: Emulator, request: Request) -> Reply:
+def _people(account: SteeredAccount, request: Request) -> Reply:
     params = query_params(request)
-    rows = (person.to_json() for person in em.state.people.values())
+    rows = (person.to_json() for person in account.state.people.values())
     page, total, limit, offset = _page(params, rows)
     return json_reply({"people": page, "total": total, "limit": limit, "offset": offset})
 
 
-def _person(em: Emulator, identifier: str) -> Reply:
-    person = em.state.find_by_path(identifier)
+def _person(account: SteeredAccount, identifier: str) -> Reply:
+    person = account.state.find_by_path(identifier)
     if person is None:
         return _error(404, f"no person {identifier!r}")
     body = person.to_json()
-    events = itertools.islice(em.state.events_of(person), MAX_LIMIT)
-    body["events"] = [em.state.event_json(event) for event in events]
+    events = itertools.islice(account.state.events_of(person), MAX_LIMIT)
+    body["events"] = [account.state.event_json(event) for event in events]
     return json_reply(body)
 
 
-def _events(em: Emulator, request: Request) -> Reply:
+def _events(account: SteeredAccount, request: Request) -> Reply:
     params = query_params(request)
-    state = em.state
+    state = account.state
     rows: Iterable[Any] = state.stored_events()
     if "person" in params:
         person = state.find_by_path(params["person"])
@@ -117,48 +115,48 @@ def _events(em: Emulator, request: Request) -> Reply:
     return json_reply({"events": events, "total": total, "limit": limit, "offset": offset})
 
 
-def _deliveries(em: Emulator, request: Request) -> Reply:
+def _deliveries(account: SteeredAccount, request: Request) -> Reply:
     params = query_params(request)
-    rows: Iterable[dict[str, Any]] = em.state.deliveries
+    rows: Iterable[dict[str, Any]] = account.state.deliveries
     if "channel" in params:
         rows = (d for d in rows if d["channel"] == params["channel"])
     page, total, limit, offset = _page(params, rows)
     return json_reply({"deliveries": page, "total": total, "limit": limit, "offset": offset})
 
 
-def _broadcasts(em: Emulator, request: Request) -> Reply:
-    return json_reply({"triggers": list(em.state.triggers.values())})
+def _broadcasts(account: SteeredAccount, request: Request) -> Reply:
+    return json_reply({"triggers": list(account.state.triggers.values())})
 
 
-def _metrics(em: Emulator, request: Request) -> Reply:
-    return json_reply({"metrics": em.state.metrics})
+def _metrics(account: SteeredAccount, request: Request) -> Reply:
+    return json_reply({"metrics": account.state.metrics})
 
 
-def _segments(em: Emulator, request: Request) -> Reply:
-    return json_reply({"segments": {k: sorted(v) for k, v in em.state.segments.items()}})
+def _segments(account: SteeredAccount, request: Request) -> Reply:
+    return json_reply({"segments": {k: sorted(v) for k, v in account.state.segments.items()}})
 
 
-def _objects(em: Emulator, request: Request) -> Reply:
+def _objects(account: SteeredAccount, request: Request) -> Reply:
     rows = [
         {"object_type_id": type_id, "object_id": object_id, **stored}
-        for (type_id, object_id), stored in em.state.objects.items()
+        for (type_id, object_id), stored in account.state.objects.items()
     ]
     return json_reply({"objects": rows})
 
 
-def _requests(em: Emulator, request: Request) -> Reply:
-    page, total, limit, offset = _page(query_params(request), em.state.request_log)
+def _requests(account: SteeredAccount, request: Request) -> Reply:
+    page, total, limit, offset = _page(query_params(request), account.state.request_log)
     return json_reply({"requests": page, "total": total, "limit": limit, "offset": offset})
 
 
-def _stats(em: Emulator, request: Request) -> Reply:
-    stats = em.state.stats
+def _stats(account: SteeredAccount, request: Request) -> Reply:
+    stats = account.state.stats
     return json_reply(
         {
             "requests": stats.requests_json(),
             "requests_total": sum(stats.requests.values()),
             "events_accepted": stats.events_accepted,
-            "events_stored": len(em.state.events),
+            "events_stored": len(account.state.events),
             "duplicate_event_ids": stats.duplicate_event_ids,
             "rate_limited": stats.rate_limited,
             "injected_errors": stats.injected_errors,
@@ -168,21 +166,21 @@ def _stats(em: Emulator, request: Request) -> Reply:
             "batch_items_refused": stats.batch_items_refused,
             "attribute_update_failures": stats.attribute_update_failures,
             "ignored_unknown_cio_ids": stats.ignored_unknown_cio_ids,
-            "people": len(em.state.people),
-            "deliveries": len(em.state.deliveries),
-            "broadcast_triggers": len(em.state.triggers),
-            "webhooks": em.webhooks.counts(),
+            "people": len(account.state.people),
+            "deliveries": len(account.state.deliveries),
+            "broadcast_triggers": len(account.state.triggers),
+            "webhooks": account.webhooks.counts(),
         }
     )
 
 
-def _faults(em: Emulator, request: Request) -> Reply:
-    return json_reply({"faults": [rule.to_json() for rule in em.faults.rules]})
+def _faults(account: SteeredAccount, request: Request) -> Reply:
+    return json_reply({"faults": [rule.to_json() for rule in account.faults.rules]})
 
 
-def _add_fault(em: Emulator, request: Request) -> Reply:
+def _add_fault(account: SteeredAccount, request: Request) -> Reply:
     try:
-        rule = em.faults.add(request.json())
+        rule = account.faults.add(request.json())
     except InvalidFault as bad:
         return _error(400, str(bad))
     except Exception:
@@ -190,30 +188,30 @@ def _add_fault(em: Emulator, request: Request) -> Reply:
     return json_reply({"fault": rule.to_json()})
 
 
-def _clear_faults(em: Emulator, request: Request) -> Reply:
-    removed = len(em.faults.rules)
-    em.faults.clear()
+def _clear_faults(account: SteeredAccount, request: Request) -> Reply:
+    removed = len(account.faults.rules)
+    account.faults.clear()
     return json_reply({"removed": removed})
 
 
-def _reset(em: Emulator, request: Request) -> Reply:
-    em.reset()
+def _reset(account: SteeredAccount, request: Request) -> Reply:
+    account.reset()
     return json_reply({"reset": True})
 
 
-def _webhooks(em: Emulator, request: Request) -> Reply:
-    return json_reply({**em.webhooks.counts(), "webhooks": list(em.webhooks.log)})
+def _webhooks(account: SteeredAccount, request: Request) -> Reply:
+    return json_reply({**account.webhooks.counts(), "webhooks": list(account.webhooks.log)})
 
 
-async def _flush(em: Emulator, request: Request) -> Reply:
+async def _flush(account: SteeredAccount, request: Request) -> Reply:
     params = query_params(request)
     timeout = _int_param(params, "timeout", 30, 600)
-    drained = await em.webhooks.flush(timeout)
+    drained = await account.webhooks.flush(timeout)
     status = 200 if drained else 504
-    return json_reply({"drained": drained, **em.webhooks.counts()}, status)
+    return json_reply({"drained": drained, **account.webhooks.counts()}, status)
 
 
-_ROUTES: dict[tuple[str, str], Callable[[Emulator, Request], Reply]] = {
+_ROUTES: dict[tuple[str, str], Callable[[SteeredAccount, Request], Reply]] = {
     ("GET", "people"): _people,
     ("GET", "events"): _events,
     ("GET", "deliveries"): _deliveries,

@@ -4,15 +4,13 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import people
+from .context import Account
 from .http import OK, Reply, Request, json_reply, parse_object, query_params
 from .limits import Invalid, check_event, check_identifier
 from .state import classify_identifier
-
-if TYPE_CHECKING:
-    from .app import Emulator
 
 __all__ = [
     "add_device",
@@ -43,29 +41,29 @@ def _path_person(identifier: str) -> tuple[str, str]:
     return id_type, value
 
 
-def identify(em: Emulator, request: Request, identifier: str) -> Reply:
+def identify(account: Account, request: Request, identifier: str) -> Reply:
     attributes = parse_object(request)
     id_type, value = _path_person(identifier)
-    people.apply_identify(em.state, id_type, value, attributes)
+    people.apply_identify(account.state, id_type, value, attributes)
     return OK
 
 
-def delete(em: Emulator, request: Request, identifier: str) -> Reply:
-    people.delete_person(em.state, *_path_person(identifier))
+def delete(account: Account, request: Request, identifier: str) -> Reply:
+    people.delete_person(account.state, *_path_person(identifier))
     return OK
 
 
-def track(em: Emulator, request: Request, identifier: str) -> Reply:
+def track(account: Account, request: Request, identifier: str) -> Reply:
     body = parse_object(request)
     id_type, value = _path_person(identifier)
     event = check_event(body)  # before the person is created: a refused event changes nothing
-    person = people.person_for_write(em.state, id_type, value)
+    person = people.person_for_write(account.state, id_type, value)
     if person is not None:  # None: an unknown cio_id, dropped
-        people.store_event(em.state, person, None, event)
+        people.store_event(account.state, person, None, event)
     return OK
 
 
-def anonymous_event(em: Emulator, request: Request) -> Reply:
+def anonymous_event(account: Account, request: Request) -> Reply:
     body = parse_object(request)
     anonymous_id = body.get("anonymous_id")
     if anonymous_id is not None:
@@ -73,40 +71,40 @@ def anonymous_event(em: Emulator, request: Request) -> Reply:
     elif not isinstance(body.get("data"), dict) or not body["data"].get("recipient"):
         # Without anonymous_id the only documented form is the invite event (data.recipient).
         raise Invalid("anonymous_id must be present (or data.recipient for an invite event)")
-    people.store_event(em.state, None, anonymous_id, check_event(body))
+    people.store_event(account.state, None, anonymous_id, check_event(body))
     return OK
 
 
-def add_device(em: Emulator, request: Request, identifier: str) -> Reply:
+def add_device(account: Account, request: Request, identifier: str) -> Reply:
     body = parse_object(request)
-    people.add_device(em.state, *_path_person(identifier), body.get("device"))
+    people.add_device(account.state, *_path_person(identifier), body.get("device"))
     return OK
 
 
-def delete_device(em: Emulator, request: Request, identifier: str, token: str) -> Reply:
+def delete_device(account: Account, request: Request, identifier: str, token: str) -> Reply:
     if not token:
         raise Invalid("device id must be present", "device_id", "required")
-    people.delete_device(em.state, *_path_person(identifier), token)
+    people.delete_device(account.state, *_path_person(identifier), token)
     return OK
 
 
-def suppress(em: Emulator, request: Request, identifier: str) -> Reply:
-    people.set_suppressed(em.state, *_path_person(identifier), True)
+def suppress(account: Account, request: Request, identifier: str) -> Reply:
+    people.set_suppressed(account.state, *_path_person(identifier), True)
     return OK
 
 
-def unsuppress(em: Emulator, request: Request, identifier: str) -> Reply:
-    people.set_suppressed(em.state, *_path_person(identifier), False)
+def unsuppress(account: Account, request: Request, identifier: str) -> Reply:
+    people.set_suppressed(account.state, *_path_person(identifier), False)
     return OK
 
 
-def merge_customers(em: Emulator, request: Request) -> Reply:
+def merge_customers(account: Account, request: Request) -> Reply:
     body = parse_object(request)
-    people.merge_people(em.state, body.get("primary"), body.get("secondary"))
+    people.merge_people(account.state, body.get("primary"), body.get("secondary"))
     return OK
 
 
-def segment_membership(em: Emulator, request: Request, segment_id: str, action: str) -> Reply:
+def segment_membership(account: Account, request: Request, segment_id: str, action: str) -> Reply:
     body = parse_object(request)
     ids = body.get("ids")
     if not isinstance(ids, list) or not ids:
@@ -120,9 +118,9 @@ def segment_membership(em: Emulator, request: Request, segment_id: str, action: 
     id_type = query_params(request).get("id_type", "id")
     if id_type not in ("id", "email", "cio_id"):
         raise Invalid("id_type must be id, email or cio_id", "id_type")
-    members = em.state.segments.setdefault(segment_id, set())
+    members = account.state.segments.setdefault(segment_id, set())
     for raw in ids:
-        person = em.state.find(id_type, check_identifier(raw, "ids"))
+        person = account.state.find(id_type, check_identifier(raw, "ids"))
         if person is None:
             continue
         if action == "add_customers":
@@ -134,30 +132,34 @@ def segment_membership(em: Emulator, request: Request, segment_id: str, action: 
     return OK
 
 
-def metrics(em: Emulator, request: Request) -> Reply:
+def metrics(account: Account, request: Request) -> Reply:
     body = parse_object(request)
     if not isinstance(body.get("delivery_id"), str) or not body["delivery_id"]:
         raise Invalid("delivery_id must be present", "delivery_id", "required")
     if body.get("metric") not in _METRICS:
         raise Invalid(f"metric must be one of {', '.join(sorted(_METRICS))}", "metric")
-    em.state.metrics.append({"source": "v1/metrics", "received_at": time.time(), **body})
+    account.state.metrics.append({"source": "v1/metrics", "received_at": time.time(), **body})
     return OK
 
 
-def push_event(em: Emulator, request: Request) -> Reply:
+def push_event(account: Account, request: Request) -> Reply:
     body = parse_object(request)
     if not isinstance(body.get("delivery_id"), str) or not body["delivery_id"]:
         raise Invalid("delivery_id must be present", "delivery_id", "required")
     if body.get("event") not in _PUSH_EVENTS:
         raise Invalid("event must be one of converted, delivered, opened", "event")
-    em.state.metrics.append({"source": "v1/push/events", "received_at": time.time(), **body})
+    account.state.metrics.append({"source": "v1/push/events", "received_at": time.time(), **body})
     return OK
 
 
-def region(em: Emulator, request: Request) -> Reply:
+def region(account: Account, request: Request) -> Reply:
     """``GET /api/v1/accounts/region``. Its exact keys are UNCONFIRMED; these name the region,
     the Track URL and an environment id, as SPEC-EX describes."""
-    region_name = em.config.region
+    region_name = account.config.region
     url = "https://track.customer.io" if region_name == "us" else "https://track-eu.customer.io"
-    body: dict[str, Any] = {"region": region_name, "url": url, "environment_id": em.config.site_id}
+    body: dict[str, Any] = {
+        "region": region_name,
+        "url": url,
+        "environment_id": account.config.site_id,
+    }
     return json_reply(body)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from cio_relay.kept_json import right_sized
 
 from . import people
+from .context import Account
 from .http import OK, Reply, Request, json_reply, parse_object
 from .limits import (
     BATCH_BYTES,
@@ -33,9 +34,6 @@ from .limits import (
 )
 from .state import EmulatorState
 
-if TYPE_CHECKING:
-    from .app import Emulator
-
 __all__ = ["apply_item", "batch", "entity"]
 
 PERSON_IDENTIFIERS = ("id", "email", "phone", "cio_id")
@@ -47,18 +45,18 @@ _EVENT_DATA_KEYS = ("attributes", "data")
 _DELIVERY_EVENTS = frozenset({"opened", "converted", "delivered"})
 
 
-def entity(em: Emulator, request: Request) -> Reply:
+def entity(account: Account, request: Request) -> Reply:
     if len(request.body) > V2_ITEM_BYTES:
         raise Invalid(
             f"request body cannot be larger than {V2_ITEM_BYTES} bytes (was {len(request.body)})",
             "body",
             "too_large",
         )
-    apply_item(em.state, parse_object(request))
+    apply_item(account.state, parse_object(request))
     return OK
 
 
-def batch(em: Emulator, request: Request) -> Reply:
+def batch(account: Account, request: Request) -> Reply:
     size = len(request.body)
     if size > BATCH_BYTES:
         raise Invalid(
@@ -69,7 +67,7 @@ def batch(em: Emulator, request: Request) -> Reply:
     items = parse_object(request).get("batch")
     if not isinstance(items, list) or not items:
         raise Invalid("batch must be a non-empty list of operations", "batch", "required")
-    state = em.state
+    state = account.state
     check_sizes = size > V2_ITEM_BYTES  # a smaller body cannot hold an item over the limit
     received_at = time.time()  # one arrival for the whole request
     errors: list[dict[str, Any]] = []
