@@ -21,7 +21,6 @@ Contracts (design.md 1-3) every backend keeps, checked by one parametrized suite
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -234,7 +233,3 @@ class Outbox(Protocol):
 
     def close(self) -> None:
         """Release connections and files. Idempotent."""
-
-
-def now_or(now: float | None) -> float:
-    return time.time() if now is None else now

@@ -28,6 +28,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from cio_relay.clock import now_or
 from cio_relay.operations import Operation
 from cio_relay.outbox.base import (
     EVERY_DEAD_LETTER,
@@ -39,7 +40,6 @@ from cio_relay.outbox.base import (
     Lease,
     dead_attempts,
     new_lease_token,
-    now_or,
 )
 
 __all__ = ["MemoryOutbox"]

@@ -83,6 +83,7 @@ from redis.commands.core import Script
 from redis.exceptions import DataError
 
 from cio_relay import kept_json
+from cio_relay.clock import now_or
 from cio_relay.errors import ConfigError, ReplicationError
 from cio_relay.operations import Kind, Operation, new_operation
 from cio_relay.outbox.base import (
@@ -95,7 +96,6 @@ from cio_relay.outbox.base import (
     Lease,
     dead_attempts,
     new_lease,
-    now_or,
 )
 from cio_relay.outbox.redis_keys import (
     DELIVERED_TTL_SECONDS,

@@ -63,6 +63,7 @@ from typing import Any, Literal
 
 import orjson
 
+from cio_relay.clock import now_or
 from cio_relay.errors import ConfigError
 from cio_relay.operations import Operation
 from cio_relay.outbox.base import (
@@ -76,7 +77,6 @@ from cio_relay.outbox.base import (
     Lease,
     new_lease,
     new_lease_token,
-    now_or,
 )
 from cio_relay.outbox.checkpoint import Checkpointer
 from cio_relay.outbox.group_commit import GroupCommit

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
+from cio_relay.clock import now_or
 from cio_relay.errors import InboxUnavailableError
 from cio_relay.webhooks.events import Event
 
@@ -176,10 +176,6 @@ class Inbox(Protocol):
 
     def close(self) -> None:
         """Finish pending writes and release files. Idempotent."""
-
-
-def now_or(now: float | None) -> float:
-    return time.time() if now is None else now
 
 
 class MemoryInbox:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from cio_relay.clock import now_or
 from cio_relay.webhooks.events import Event
 from cio_relay.webhooks.inbox import (
     DEFAULT_RETENTION,
@@ -31,7 +32,6 @@ from cio_relay.webhooks.inbox import (
     QuarantinedPayload,
     StoredEvent,
     clip_error,
-    now_or,
     quarantine_digest,
 )
 from cio_relay.webhooks.sqlite_writer import SQLiteWriter
