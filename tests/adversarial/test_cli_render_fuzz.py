@@ -31,10 +31,10 @@ from typer.testing import CliRunner
 
 from cio_relay.cli import app
 from cio_relay.cli.dead_letters import dead_letter_detail, dead_letter_table
+from cio_relay.cli.lake_tables import funnel_table, query_table
 from cio_relay.cli.webhook_tables import parked_table, quarantine_table
 from cio_relay.lake.base import QueryResult
 from cio_relay.lake.funnel import FunnelRow
-from cio_relay.lake.tables import funnel_table, query_table
 from cio_relay.operations import Kind, Operation
 from cio_relay.outbox.base import DeadLetter, DeadReason
 from cio_relay.plain_text import plain_text

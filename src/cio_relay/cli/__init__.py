@@ -362,7 +362,7 @@ def lake_query(
     """Run SQL against the lake and print the rows."""
     import duckdb
 
-    from cio_relay.lake.tables import query_table
+    from cio_relay.cli.lake_tables import query_table
 
     opened = _open_lake(lake)
     try:
@@ -386,7 +386,7 @@ def lake_funnel(
     lake: str | None = _LAKE,
 ) -> None:
     """Sent, delivered, opened, clicked, bounced, spammed, unsubscribed per message per day."""
-    from cio_relay.lake.tables import funnel_table
+    from cio_relay.cli.lake_tables import funnel_table
 
     opened = _open_lake(lake)
     try:

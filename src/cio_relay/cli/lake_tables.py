@@ -1,4 +1,4 @@
-"""Rich tables for ``cio-relay lake query`` and ``cio-relay lake funnel`` (and the dashboard).
+"""Rich tables for ``cio-relay lake query`` and ``cio-relay lake funnel``.
 
 Cells and query column names come from webhooks and the operator's SQL (a ``PIVOT`` makes
 column names of data values), so they go through ``plain_text``: shown literally, never read
