@@ -1,11 +1,10 @@
 """JSON bytes that are kept: ``orjson.dumps`` output copied to its own size.
 
 orjson writes into a buffer of a few KB from the C allocator and shrinks it in place, so a
-result that outlives the next call pins the whole buffer: ~4 KB of heap per kept result, and a
-fresh page to fault in for each new one. Measured on this project's hot paths (a 140-byte
-record or v2 item): 1.2-1.6 us a result kept in a batch against 0.37 us for the copy, and
-205 MB against 11 MB for 50,000 results held at once. The copy is made by Python's allocator at
-the result's size, and orjson's buffer goes back for the next call to reuse.
+result that outlives the next call pins the whole buffer, and each new one faults in a fresh
+page (docs/benchmarks.md, "Figures behind design choices", has the cost of both). The copy is
+made by Python's allocator at the result's size, and orjson's buffer goes back for the next call
+to reuse.
 
 Use ``dumps`` (or ``right_sized`` on bytes already made) wherever results are collected: records
 for an outbox, items for a batch, properties stored by the emulator. A result used once and

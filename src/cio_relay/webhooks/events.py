@@ -13,9 +13,8 @@ listed in ``EventName``. An object type or metric outside the table (``in_app``,
 rejected, so a new Customer.io metric cannot make us answer an error.
 
 Why frozen slotted dataclasses and not pydantic models: parsing runs once per POST on the hot
-path. Measured on this machine (orjson.loads + checks + construct, one 400-byte event):
-dataclass ~341,000/s, pydantic ``model_validate_json`` ~289,000/s, orjson + ``model_validate``
-~269,000/s. The checks are few and hand-written with clear errors, so the dataclass wins.
+path, the checks are few and hand-written with clear errors, and the dataclass parsed faster
+than either pydantic route (docs/benchmarks.md, "Figures behind design choices").
 """
 
 from __future__ import annotations
