@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Protocol, runtime_checkable
 
-from cio_relay.lake.funnel import FunnelBy, FunnelRow
+from cio_relay.lake.funnel import FunnelBy, FunnelRow, funnel_query, funnel_rows
 from cio_relay.lake.schema import LakeEvent
 
-__all__ = ["CompactionReport", "Lake", "QueryResult"]
+__all__ = ["CompactionReport", "FunnelFromQuery", "Lake", "QueryResult"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +42,24 @@ class CompactionReport:
     files_after: int = 0
     rows: int = 0
     duplicates_removed: int = 0
+
+
+class FunnelFromQuery:
+    """The funnel of every lake that answers SQL: one query (``funnel.py``) over ``events``."""
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> QueryResult:
+        raise NotImplementedError
+
+    def funnel(
+        self,
+        *,
+        by: FunnelBy = "campaign",
+        days: int | None = 30,
+        channel: str | None = None,
+        today: date | None = None,
+    ) -> list[FunnelRow]:
+        sql, params = funnel_query(by, days, channel, today)
+        return funnel_rows(by, self.query(sql, params).as_dicts())
 
 
 @runtime_checkable

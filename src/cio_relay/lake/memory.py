@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
-from datetime import date
 from typing import Any
 
-from cio_relay.lake.base import CompactionReport, QueryResult
+from cio_relay.lake.base import CompactionReport, FunnelFromQuery, QueryResult
 from cio_relay.lake.duck import connect, create_events_view, run_query, to_arrow_table
-from cio_relay.lake.funnel import FunnelBy, FunnelRow, funnel_query, funnel_rows
 from cio_relay.lake.schema import LakeEvent
 
 __all__ = ["MemoryLake"]
 
 
-class MemoryLake:
+class MemoryLake(FunnelFromQuery):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.events: list[LakeEvent] = []
@@ -42,17 +40,6 @@ class MemoryLake:
         finally:
             con.close()
         return QueryResult(columns, rows)
-
-    def funnel(
-        self,
-        *,
-        by: FunnelBy = "campaign",
-        days: int | None = 30,
-        channel: str | None = None,
-        today: date | None = None,
-    ) -> list[FunnelRow]:
-        sql, params = funnel_query(by, days, channel, today)
-        return funnel_rows(by, self.query(sql, params).as_dicts())
 
     def compact(self) -> CompactionReport:
         with self._lock:

@@ -36,9 +36,8 @@ from typing import Any
 
 import orjson
 
-from cio_relay.lake.base import CompactionReport, QueryResult
+from cio_relay.lake.base import CompactionReport, FunnelFromQuery, QueryResult
 from cio_relay.lake.duck import connect, create_events_view, run_query, to_arrow_table
-from cio_relay.lake.funnel import FunnelBy, FunnelRow, funnel_query, funnel_rows
 from cio_relay.lake.schema import LakeEvent, arrow_schema
 
 __all__ = ["ParquetLake"]
@@ -86,7 +85,7 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-class ParquetLake:
+class ParquetLake(FunnelFromQuery):
     """``ParquetLake("cio-relay-data/lake")``: see the module docstring."""
 
     def __init__(
@@ -222,17 +221,6 @@ class ParquetLake:
             finally:
                 con.close()
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def funnel(
-        self,
-        *,
-        by: FunnelBy = "campaign",
-        days: int | None = 30,
-        channel: str | None = None,
-        today: date | None = None,
-    ) -> list[FunnelRow]:
-        sql, params = funnel_query(by, days, channel, today)
-        return funnel_rows(by, self.query(sql, params).as_dicts())
 
     # --- compaction -------------------------------------------------------------------------
 
