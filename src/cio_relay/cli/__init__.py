@@ -6,7 +6,9 @@ from data (op ids, error messages) are printed through ``plain_text``, never as 
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -162,12 +164,32 @@ def _filter(
     return DeadLetterFilter(tuple(op_ids or ()), kind, reason, older_than)
 
 
-def _outbox() -> Any:
+@contextlib.contextmanager
+def _outbox() -> Iterator[Any]:
+    """The configured outbox, closed when the command is done with it."""
     from cio_relay.config import Settings
     from cio_relay.outbox.factory import open_outbox
 
     settings = Settings()
-    return open_outbox(settings.outbox_url, durability=settings.outbox_durability)
+    outbox = open_outbox(settings.outbox_url, durability=settings.outbox_durability)
+    try:
+        yield outbox
+    finally:
+        outbox.close()
+
+
+def _chosen(
+    op_ids: list[str] | None,
+    kind: str | None,
+    reason: str | None,
+    older_than: float | None,
+    all_: bool,
+) -> Any:
+    """The dead letters a replay or purge names; everything only with ``--all``."""
+    where = _filter(op_ids, kind, reason, older_than)
+    if where == _filter(None, None, None, None) and not all_:
+        raise typer.BadParameter("name op ids or a filter, or pass --all")
+    return where
 
 
 @app.command()
@@ -248,13 +270,10 @@ def dlq_list(
     """Dead letters, newest first."""
     from cio_relay.cli.dead_letters import dead_letter_table
 
-    outbox = _outbox()
-    try:
-        where = _filter(None, kind, reason, older_than)
+    where = _filter(None, kind, reason, older_than)
+    with _outbox() as outbox:
         rows = outbox.list_dead(where, limit=limit, offset=offset)
         Console().print(dead_letter_table(rows, total=outbox.count_dead(where), offset=offset))
-    finally:
-        outbox.close()
 
 
 @dlq_app.command("show")
@@ -262,17 +281,13 @@ def dlq_show(op_id: str = typer.Argument(..., help="The op id of the dead letter
     """One dead letter in full: the operation, the reason and the last error."""
     from cio_relay.cli.dead_letters import dead_letter_detail
 
-    outbox = _outbox()
-    try:
-        rows = outbox.list_dead(_filter([op_id], None, None, None), limit=1)
-        if not rows:
-            Console(stderr=True).print(
-                Text.assemble("no dead letter with op id ", plain_text(op_id))
-            )
-            raise typer.Exit(1)
-        Console().print(dead_letter_detail(rows[0]))
-    finally:
-        outbox.close()
+    where = _filter([op_id], None, None, None)
+    with _outbox() as outbox:
+        rows = outbox.list_dead(where, limit=1)
+    if not rows:
+        Console(stderr=True).print(Text.assemble("no dead letter with op id ", plain_text(op_id)))
+        raise typer.Exit(1)
+    Console().print(dead_letter_detail(rows[0]))
 
 
 @dlq_app.command("replay")
@@ -284,14 +299,9 @@ def dlq_replay(
     all_: bool = typer.Option(False, "--all", help="Replay every dead letter."),
 ) -> None:
     """Put dead letters back in the outbox with their op ids unchanged."""
-    where = _filter(op_ids, kind, reason, older_than)
-    if where == _filter(None, None, None, None) and not all_:
-        raise typer.BadParameter("name op ids or a filter, or pass --all")
-    outbox = _outbox()
-    try:
+    where = _chosen(op_ids, kind, reason, older_than, all_)
+    with _outbox() as outbox:
         Console().print(f"replayed {outbox.replay(where)} dead letters")
-    finally:
-        outbox.close()
 
 
 @dlq_app.command("purge")
@@ -304,17 +314,12 @@ def dlq_purge(
     yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
 ) -> None:
     """Delete dead letters for good."""
-    where = _filter(op_ids, kind, reason, older_than)
-    if where == _filter(None, None, None, None) and not all_:
-        raise typer.BadParameter("name op ids or a filter, or pass --all")
-    outbox = _outbox()
-    try:
+    where = _chosen(op_ids, kind, reason, older_than, all_)
+    with _outbox() as outbox:
         count = outbox.count_dead(where)
         if not yes and not typer.confirm(f"Purge {count} dead letters for good?"):
             raise typer.Exit(1)
         Console().print(f"purged {outbox.purge(where)} dead letters")
-    finally:
-        outbox.close()
 
 
 # --- webhooks and lake ----------------------------------------------------------------------
