@@ -25,12 +25,11 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from cio_relay import operations as ops
 from cio_relay.config import Settings
 from cio_relay.delivery.hooks import Hooks
 from cio_relay.errors import CioRelayError, OutboxFullError, StorageUnavailableError
 from cio_relay.group_writer import GroupWriter
-from cio_relay.operations import Operation, PersonRef
+from cio_relay.operations import Operation, OperationFactory, PersonRef
 from cio_relay.outbox.base import Outbox
 
 __all__ = ["AsyncRelay", "Relay"]
@@ -43,14 +42,12 @@ class _OperationFactory:
 
     settings: Settings
 
-    def _env(self) -> dict[str, Any]:
-        return {"env": self.settings.env}
-
-    def _stamped(self) -> dict[str, Any]:
-        return {"env": self.settings.env, "stamp_env": self.settings.stamp_env}
+    @property
+    def _ops(self) -> OperationFactory:
+        return OperationFactory.from_settings(self.settings)
 
     def _build_identify(self, person: PersonRef, attributes: Mapping[str, Any]) -> Operation:
-        return ops.identify(person, attributes, **self._stamped())
+        return self._ops.identify(person, attributes)
 
     def _build_track(
         self,
@@ -60,7 +57,7 @@ class _OperationFactory:
         timestamp: float | None,
         op_id: str | None,
     ) -> Operation:
-        return ops.track(person, name, data, timestamp=timestamp, op_id=op_id, **self._stamped())
+        return self._ops.track(person, name, data, timestamp=timestamp, op_id=op_id)
 
 
 class _Backpressure:
@@ -198,9 +195,7 @@ class Relay(_OperationFactory):
         op_id: str | None = None,
     ) -> str:
         return self._one(
-            ops.track_anonymous(
-                anonymous_id, name, data, timestamp=timestamp, op_id=op_id, **self._stamped()
-            )
+            self._ops.track_anonymous(anonymous_id, name, data, timestamp=timestamp, op_id=op_id)
         )
 
     def page(
@@ -212,9 +207,7 @@ class Relay(_OperationFactory):
         timestamp: float | None = None,
         op_id: str | None = None,
     ) -> str:
-        return self._one(
-            ops.page(person, url, data, timestamp=timestamp, op_id=op_id, **self._stamped())
-        )
+        return self._one(self._ops.page(person, url, data, timestamp=timestamp, op_id=op_id))
 
     def screen(
         self,
@@ -225,9 +218,7 @@ class Relay(_OperationFactory):
         timestamp: float | None = None,
         op_id: str | None = None,
     ) -> str:
-        return self._one(
-            ops.screen(person, name, data, timestamp=timestamp, op_id=op_id, **self._stamped())
-        )
+        return self._one(self._ops.screen(person, name, data, timestamp=timestamp, op_id=op_id))
 
     def add_device(
         self,
@@ -239,25 +230,25 @@ class Relay(_OperationFactory):
         attributes: Mapping[str, Any] | None = None,
     ) -> str:
         return self._one(
-            ops.add_device(
-                person, token, platform, last_used=last_used, attributes=attributes, **self._env()
+            self._ops.add_device(
+                person, token, platform, last_used=last_used, attributes=attributes
             )
         )
 
     def delete_device(self, person: PersonRef, token: str) -> str:
-        return self._one(ops.delete_device(person, token, **self._env()))
+        return self._one(self._ops.delete_device(person, token))
 
     def suppress(self, person: PersonRef) -> str:
-        return self._one(ops.suppress(person, **self._env()))
+        return self._one(self._ops.suppress(person))
 
     def unsuppress(self, person: PersonRef) -> str:
-        return self._one(ops.unsuppress(person, **self._env()))
+        return self._one(self._ops.unsuppress(person))
 
     def merge(self, primary: PersonRef, secondary: PersonRef) -> str:
-        return self._one(ops.merge(primary, secondary, **self._env()))
+        return self._one(self._ops.merge(primary, secondary))
 
     def delete(self, person: PersonRef) -> str:
-        return self._one(ops.delete(person, **self._env()))
+        return self._one(self._ops.delete(person))
 
     # --- App API ------------------------------------------------------------------------------
 
@@ -272,12 +263,11 @@ class Relay(_OperationFactory):
     ) -> str:
         """A transactional email; never retried after an ambiguous failure (dead-lettered)."""
         return self._one(
-            ops.send_email(
+            self._ops.send_email(
                 to=to,
                 identifiers=identifiers,
                 transactional_message_id=transactional_message_id,
                 message_data=message_data,
-                **self._env(),
                 **fields,
             )
         )
@@ -291,11 +281,10 @@ class Relay(_OperationFactory):
         **fields: Any,
     ) -> str:
         return self._one(
-            ops.send_push(
+            self._ops.send_push(
                 identifiers=identifiers,
                 transactional_message_id=transactional_message_id,
                 message_data=message_data,
-                **self._env(),
                 **fields,
             )
         )
@@ -309,11 +298,10 @@ class Relay(_OperationFactory):
         **fields: Any,
     ) -> str:
         return self._one(
-            ops.send_sms(
+            self._ops.send_sms(
                 identifiers=identifiers,
                 transactional_message_id=transactional_message_id,
                 message_data=message_data,
-                **self._env(),
                 **fields,
             )
         )
@@ -321,7 +309,7 @@ class Relay(_OperationFactory):
     def trigger_broadcast(
         self, broadcast_id: int | str, *, data: Mapping[str, Any] | None = None, **audience: Any
     ) -> str:
-        return self._one(ops.trigger_broadcast(broadcast_id, data=data, **self._env(), **audience))
+        return self._one(self._ops.trigger_broadcast(broadcast_id, data=data, **audience))
 
     # --- delivery -----------------------------------------------------------------------------
 

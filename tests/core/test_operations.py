@@ -14,7 +14,9 @@ from ulid import ULID
 
 from cio_relay import operations as ops
 from cio_relay.errors import LimitExceeded, ValidationError
-from cio_relay.operations import Api, Kind, Operation
+from cio_relay.operations import NO_ENV, V2_KINDS, Api, Kind, Operation, OperationFactory
+from cio_relay.operations.kinds import API_OF
+from cio_relay.operations.wire import V1_REQUESTS, V2_ITEMS
 
 
 def _limit(exc_info: pytest.ExceptionInfo[LimitExceeded]) -> tuple[str, int, int]:
@@ -68,8 +70,9 @@ def test_more_than_300_attributes_is_refused() -> None:
 
 
 def test_env_stamp_counts_towards_the_attribute_limit() -> None:
+    stamping = OperationFactory("staging", stamp_env=True)
     with pytest.raises(LimitExceeded):
-        ops.identify("u", {f"a{i}": i for i in range(300)}, stamp_env=True)
+        stamping.identify("u", {f"a{i}": i for i in range(300)})
 
 
 def test_relationships_have_their_own_100kb_limit() -> None:
@@ -288,10 +291,22 @@ def test_page_and_screen_events_have_their_type() -> None:
 
 
 def test_env_stamp_on_identify_and_track_only_when_asked() -> None:
-    assert ops.identify("u", {}, env="staging", stamp_env=True).payload["attributes"] == {
-        "_env": "staging"
-    }
-    assert ops.track("u", "e", env="staging").payload["data"] == {}
+    stamping = OperationFactory("staging", stamp_env=True)
+    assert stamping.identify("u", {}).payload["attributes"] == {"_env": "staging"}
+    assert stamping.track("u", "e").payload["data"] == {"_env": "staging"}
+    assert stamping.track("u", "e").env == "staging"
+    assert OperationFactory("staging").track("u", "e").payload["data"] == {}
+
+
+def test_operations_built_by_hand_carry_no_environment_and_no_stamp() -> None:
+    op = ops.identify("u", {"plan": "pro"})
+    assert (op.env, op.payload["attributes"]) == (NO_ENV, {"plan": "pro"})
+
+
+def test_every_kind_has_a_v1_request_an_api_family_and_v2_items_exactly_for_v2_kinds() -> None:
+    assert set(V1_REQUESTS) == set(Kind)
+    assert set(API_OF) == set(Kind)
+    assert set(V2_ITEMS) == V2_KINDS
 
 
 def test_kinds_map_to_api_families_and_idempotence() -> None:

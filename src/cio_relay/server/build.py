@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from cio_relay import operations as ops
 from cio_relay.config import Settings
 from cio_relay.errors import LimitExceeded, ValidationError
-from cio_relay.operations import IDENTIFIER_TYPES, Operation, PersonRef
+from cio_relay.operations import IDENTIFIER_TYPES, Operation, OperationFactory, PersonRef
 from cio_relay.server import schemas as s
 
 __all__ = ["OperationBuilder", "person_from_path"]
@@ -51,18 +50,22 @@ def _prefixed(exc: ValidationError, prefix: str) -> ValidationError:
     return ValidationError(field, message)
 
 
-_EVENT_BUILDERS = {"event": ops.track, "track": ops.track, "page": ops.page, "screen": ops.screen}
-_SIMPLE_BUILDERS = {"delete": ops.delete, "suppress": ops.suppress, "unsuppress": ops.unsuppress}
-
-
 class OperationBuilder:
     """Builds Operations the way ``Relay`` does: events and attributes carry the environment."""
 
     def __init__(self, settings: Settings) -> None:
-        self._env: dict[str, Any] = {"env": settings.env}
-        self._stamped: dict[str, Any] = {"env": settings.env, "stamp_env": settings.stamp_env}
-        self._env_name = settings.env
-        self._stamp_env = settings.stamp_env
+        self._ops = ops = OperationFactory.from_settings(settings)
+        self._simple = {
+            "delete": ops.delete,
+            "suppress": ops.suppress,
+            "unsuppress": ops.unsuppress,
+        }
+        self._events = {
+            "event": ops.track,
+            "track": ops.track,
+            "page": ops.page,
+            "screen": ops.screen,
+        }
         # Batch items by their exact class (an isinstance chain over pydantic models costs a
         # Python-level __instancecheck__ per test, per item).
         self._items: dict[type, Any] = {
@@ -91,7 +94,7 @@ class OperationBuilder:
     # --- single operations --------------------------------------------------------------------
 
     def identify(self, person: PersonRef, body: s.IdentifyBody) -> Operation:
-        return self.checked(ops.identify, person, body.attributes, **self._stamped)
+        return self.checked(self._ops.identify, person, body.attributes)
 
     def event(
         self,
@@ -103,45 +106,36 @@ class OperationBuilder:
     ) -> Operation:
         # The hot path of batch ingestion: the builder is called directly, not through checked().
         try:
-            return _EVENT_BUILDERS[event_type](
-                person,
-                name,
-                data,
-                env=self._env_name,
-                stamp_env=self._stamp_env,
-                timestamp=timestamp,
-            )
+            return self._events[event_type](person, name, data, timestamp=timestamp)
         except UnicodeError:
             raise ValidationError("body", "contains text that is not valid Unicode") from None
 
     def anonymous(self, body: s.AnonymousEventBody) -> Operation:
         return self.checked(
-            ops.track_anonymous,
+            self._ops.track_anonymous,
             body.anonymous_id,
             body.name,
             body.data,
             timestamp=body.timestamp,
-            **self._stamped,
         )
 
     def simple(self, kind: str, person: PersonRef) -> Operation:
-        return self.checked(_SIMPLE_BUILDERS[kind], person, **self._env)
+        return self.checked(self._simple[kind], person)
 
     def email(self, body: s.EmailBody) -> Operation:
         identifiers = body.identifiers.as_person() if body.identifiers is not None else None
         return self.checked(
-            ops.send_email,
+            self._ops.send_email,
             to=body.to,
             identifiers=identifiers,
             transactional_message_id=body.transactional_message_id,
             message_data=body.message_data,
-            **self._env,
             **body.passthrough(),
         )
 
     def broadcast(self, broadcast_id: int | str, body: s.BroadcastBody) -> Operation:
         return self.checked(
-            ops.trigger_broadcast, broadcast_id, data=body.data, **self._env, **body.audience()
+            self._ops.trigger_broadcast, broadcast_id, data=body.data, **body.audience()
         )
 
     # --- batch --------------------------------------------------------------------------------

@@ -1,0 +1,102 @@
+"""The core data model: an ``Operation`` and how each kind is built, checked and sent.
+
+An Operation is one thing to tell Customer.io: identify a person, track an event, send a
+transactional email ... One concept per module:
+
+- ``kinds``: the kinds of operation and the API family of each;
+- ``model``: the ``Operation`` record (and ``PersonRef``), as the outbox stores it;
+- ``ids``: op ids (ULIDs);
+- ``limits``: Customer.io's documented limits and the checks against them;
+- ``validation``: the other checks of what a caller gives;
+- ``builders``: ``OperationFactory``, which builds checked operations for one environment;
+- ``wire``: each kind's v1 request and ``/api/v2/batch`` item.
+
+The builders here (``ops.track(...)``) build operations by hand, for no environment yet: the
+relay that enqueues one gives it its own (``OperationFactory.adopt``).
+
+Pure: no I/O, no clocks except ``created_at`` defaults, no state but the op id generator's.
+"""
+
+from __future__ import annotations
+
+from cio_relay.operations.builders import BROADCAST_AUDIENCES, EVENT_KINDS, OperationFactory
+from cio_relay.operations.ids import checked_op_id, new_op_id
+from cio_relay.operations.kinds import (
+    API_OF,
+    NON_IDEMPOTENT_KINDS,
+    TRANSACTIONAL_KINDS,
+    V2_KINDS,
+    Api,
+    Kind,
+)
+from cio_relay.operations.limits import LIMITS, Limits
+from cio_relay.operations.model import (
+    IDENTIFIER_TYPES,
+    NO_ENV,
+    Identifiers,
+    Operation,
+    PersonRef,
+    new_operation,
+)
+from cio_relay.operations.validation import PLATFORMS, Timestamp
+from cio_relay.operations.wire import V2_EVENT_DATA_KEY, Request, path_identifier
+
+__all__ = [
+    "API_OF",
+    "BROADCAST_AUDIENCES",
+    "EVENT_KINDS",
+    "IDENTIFIER_TYPES",
+    "LIMITS",
+    "NON_IDEMPOTENT_KINDS",
+    "NO_ENV",
+    "PLATFORMS",
+    "TRANSACTIONAL_KINDS",
+    "V2_EVENT_DATA_KEY",
+    "V2_KINDS",
+    "Api",
+    "Identifiers",
+    "Kind",
+    "Limits",
+    "Operation",
+    "OperationFactory",
+    "PersonRef",
+    "Request",
+    "Timestamp",
+    "add_device",
+    "checked_op_id",
+    "delete",
+    "delete_device",
+    "identify",
+    "merge",
+    "new_op_id",
+    "new_operation",
+    "page",
+    "path_identifier",
+    "screen",
+    "send_email",
+    "send_push",
+    "send_sms",
+    "suppress",
+    "track",
+    "track_anonymous",
+    "trigger_broadcast",
+    "unsuppress",
+]
+
+_BY_HAND = OperationFactory()
+
+identify = _BY_HAND.identify
+delete = _BY_HAND.delete
+suppress = _BY_HAND.suppress
+unsuppress = _BY_HAND.unsuppress
+merge = _BY_HAND.merge
+track = _BY_HAND.track
+page = _BY_HAND.page
+screen = _BY_HAND.screen
+track_anonymous = _BY_HAND.track_anonymous
+add_device = _BY_HAND.add_device
+delete_device = _BY_HAND.delete_device
+send_email = _BY_HAND.send_email
+send_push = _BY_HAND.send_push
+send_sms = _BY_HAND.send_sms
+trigger_broadcast = _BY_HAND.trigger_broadcast

@@ -1,0 +1,147 @@
+"""The ``Operation`` record: one durable unit of work, what to tell Customer.io and about whom.
+
+Everything else passes Operations around: the outbox stores them (``to_record``/``from_record``),
+the dispatcher turns them into requests (``v1_request``, ``v2_item``, see ``wire``). They are
+built by ``builders.OperationFactory``, which checks them; nothing here checks again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from cio_relay import kept_json
+from cio_relay.operations.kinds import API_OF, NON_IDEMPOTENT_KINDS, Api, Kind
+from cio_relay.operations.wire import V1_REQUESTS, V2_ITEMS, Request
+
+__all__ = ["IDENTIFIER_TYPES", "NO_ENV", "Identifiers", "Operation", "PersonRef", "new_operation"]
+
+#: The ways to name a person; an operation about a person holds exactly one.
+IDENTIFIER_TYPES = ("id", "email", "cio_id")
+Identifiers = dict[str, str]
+#: A person as callers name them: an id, or ``{"email": ...}``/``{"cio_id": ...}``/``{"id": ...}``.
+PersonRef = str | Mapping[str, str]
+#: The environment of an operation built by hand (no relay's): the relay that enqueues it gives
+#: it its own.
+NO_ENV = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One durable unit of work: what to tell Customer.io, and about whom.
+
+    ``identifiers`` holds exactly one of ``id``/``email``/``cio_id`` for person operations; it is
+    empty for anonymous events and broadcast triggers. ``person_key`` orders delivery (contract 3).
+    ``env`` is the environment of the relay that enqueued it (``NO_ENV`` before that).
+    """
+
+    op_id: str
+    kind: Kind
+    identifiers: Identifiers
+    payload: dict[str, Any]
+    created_at: float = field(default_factory=time.time)
+    env: str = NO_ENV
+
+    @property
+    def api(self) -> Api:
+        return API_OF[self.kind]
+
+    @property
+    def idempotent(self) -> bool:
+        return self.kind not in NON_IDEMPOTENT_KINDS
+
+    @property
+    def person_key(self) -> str:
+        """The ordering key: operations with the same key are delivered in enqueue order."""
+        if self.identifiers:
+            ((id_type, value),) = self.identifiers.items()
+            return f"{id_type}:{value}"
+        if self.kind is Kind.TRACK_ANONYMOUS:
+            return f"anonymous_id:{self.payload.get('anonymous_id', '')}"
+        if self.kind is Kind.TRIGGER_BROADCAST:
+            return f"broadcast:{self.payload['broadcast_id']}"
+        return f"op:{self.op_id}"
+
+    def to_record(self) -> tuple[str, str, str, bytes, float, str]:
+        """The columns an outbox stores: op_id, kind, person_key, payload, created_at, env."""
+        return (
+            self.op_id,
+            _KIND_VALUES[self.kind],
+            self.person_key,
+            kept_json.dumps({"i": self.identifiers, "p": self.payload}),  # kept for a batch
+            self.created_at,
+            self.env,
+        )
+
+    @classmethod
+    def from_record(
+        cls, op_id: str, kind: str, payload: bytes, created_at: float, env: str
+    ) -> Operation:
+        body = orjson.loads(payload)
+        # What the outbox stored was checked when it was built: no builder runs again here.
+        found = _KINDS.get(kind) or Kind(kind)  # Kind() only to raise for an unknown kind
+        if cls is Operation:
+            return new_operation(op_id, found, body["i"], body["p"], created_at, env)
+        return cls(op_id, found, body["i"], body["p"], created_at, env)
+
+    def v1_request(self) -> Request:
+        return V1_REQUESTS[self.kind](self)
+
+    def v2_item(self) -> dict[str, Any] | None:
+        """The ``/api/v2/batch`` item for this operation, or None where v2 does not apply."""
+        build = V2_ITEMS.get(self.kind)
+        return None if build is None else build(self)
+
+    def __repr__(self) -> str:
+        # Payloads can hold personal data; a repr names the operation, not its contents.
+        return (
+            f"Operation(op_id={self.op_id!r}, kind={self.kind.value!r}, person={self.person_key!r})"
+        )
+
+
+_KINDS: dict[str, Kind] = {kind.value: kind for kind in Kind}
+#: ``kind.value`` is a Python-level enum property; a dict lookup is cheaper.
+_KIND_VALUES: dict[Kind, str] = {kind: kind.value for kind in Kind}
+
+
+# Setting the slots directly skips the frozen dataclass's ``__init__`` (which goes through
+# ``object.__setattr__`` per field): it counts on the hot paths, where every operation is built
+# once when enqueued and once more when leased.
+def _slot_setter(name: str) -> Callable[[Operation, Any], None]:
+    setter: Callable[[Operation, Any], None] = vars(Operation)[name].__set__
+    return setter
+
+
+_new_object = object.__new__
+_set_op_id = _slot_setter("op_id")
+_set_kind = _slot_setter("kind")
+_set_identifiers = _slot_setter("identifiers")
+_set_payload = _slot_setter("payload")
+_set_created_at = _slot_setter("created_at")
+_set_env = _slot_setter("env")
+
+
+def new_operation(
+    op_id: str,
+    kind: Kind,
+    identifiers: Identifiers,
+    payload: dict[str, Any],
+    created_at: float,
+    env: str,
+) -> Operation:
+    """``Operation(...)`` with every field given, without the dataclass ``__init__``'s cost.
+
+    For code that has already checked its values (the builders, the outboxes' decoders).
+    """
+    op: Operation = _new_object(Operation)
+    _set_op_id(op, op_id)
+    _set_kind(op, kind)
+    _set_identifiers(op, identifiers)
+    _set_payload(op, payload)
+    _set_created_at(op, created_at)
+    _set_env(op, env)
+    return op

@@ -1,0 +1,209 @@
+"""How each kind of operation travels: its v1 request and its ``/api/v2/batch`` item.
+
+One map per API version, keyed by kind (``V1_REQUESTS``, ``V2_ITEMS``): the dispatcher builds a
+request or an item for every operation it sends, so a dict lookup picks the builder instead of
+a chain of kind tests. tests/core/test_operations.py checks that every kind has a v1 request and
+that exactly ``V2_KINDS`` have a v2 item.
+
+Pure: what a request says is decided here, the sending is ``cio_relay.customerio``'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+from urllib.parse import quote
+
+from cio_relay.operations.kinds import Api, Kind
+
+__all__ = [
+    "V1_REQUESTS",
+    "V2_EVENT_DATA_KEY",
+    "V2_ITEMS",
+    "Request",
+    "Wired",
+    "path_identifier",
+]
+
+#: v2 person events carry their properties under this key. Which of ``attributes`` (the spec's
+#: style) and ``data`` (a Ruby README) is canonical is UNCONFIRMED; we follow the spec.
+V2_EVENT_DATA_KEY = "attributes"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One HTTP request to Customer.io, before any I/O."""
+
+    api: Api
+    method: Literal["GET", "PUT", "POST", "DELETE"]
+    path: str
+    body: dict[str, Any] | None = None
+
+
+class Wired(Protocol):
+    """What the wire reads of an ``Operation`` (the model imports this module, not the reverse)."""
+
+    @property
+    def op_id(self) -> str: ...
+
+    @property
+    def identifiers(self) -> dict[str, str]: ...
+
+    @property
+    def payload(self) -> dict[str, Any]: ...
+
+
+def path_identifier(identifiers: Mapping[str, str]) -> str:
+    """The ``{identifier}`` path segment: an id, an email, or ``cio_<cio_id>``; URL-quoted."""
+    ((id_type, value),) = identifiers.items()
+    return quote(f"cio_{value}" if id_type == "cio_id" else value, safe="")
+
+
+# --- v1: one request per operation --------------------------------------------------------------
+
+
+def _customer_path(op: Wired, suffix: str = "") -> str:
+    return f"/api/v1/customers/{path_identifier(op.identifiers)}{suffix}"
+
+
+def _device(payload: dict[str, Any], token_key: str) -> dict[str, Any]:
+    """A device as both APIs describe it; only the token's key differs (v1 ``id``, v2 ``token``)."""
+    device: dict[str, Any] = {token_key: payload["token"], "platform": payload["platform"]}
+    if "last_used" in payload:
+        device["last_used"] = payload["last_used"]
+    if payload.get("attributes"):
+        device["attributes"] = payload["attributes"]
+    return device
+
+
+def _v1_event(event_type: str | None) -> Callable[[Wired], Request]:
+    def build(op: Wired) -> Request:
+        payload = op.payload
+        body: dict[str, Any] = {
+            "name": payload["name"],
+            "data": payload["data"],
+            "id": op.op_id,
+            "timestamp": payload["timestamp"],
+        }
+        if event_type is not None:
+            body["type"] = event_type
+        return Request(Api.TRACK, "POST", _customer_path(op, "/events"), body)
+
+    return build
+
+
+def _v1_anonymous_event(op: Wired) -> Request:
+    payload = op.payload
+    body = {
+        "name": payload["name"],
+        "data": payload["data"],
+        "id": op.op_id,
+        "timestamp": payload["timestamp"],
+        "anonymous_id": payload["anonymous_id"],
+    }
+    return Request(Api.TRACK, "POST", "/api/v1/events", body)
+
+
+def _v1_post(suffix: str) -> Callable[[Wired], Request]:
+    return lambda op: Request(Api.TRACK, "POST", _customer_path(op, suffix))
+
+
+def _v1_send(channel: str) -> Callable[[Wired], Request]:
+    return lambda op: Request(Api.TRANSACTIONAL, "POST", f"/v1/send/{channel}", op.payload)
+
+
+def _v1_broadcast(op: Wired) -> Request:
+    body = {k: v for k, v in op.payload.items() if k != "broadcast_id"}
+    return Request(
+        Api.BROADCAST, "POST", f"/v1/campaigns/{op.payload['broadcast_id']}/triggers", body
+    )
+
+
+V1_REQUESTS: dict[Kind, Callable[[Wired], Request]] = {
+    Kind.IDENTIFY: lambda op: Request(
+        Api.TRACK, "PUT", _customer_path(op), op.payload["attributes"]
+    ),
+    Kind.DELETE: lambda op: Request(Api.TRACK, "DELETE", _customer_path(op)),
+    Kind.TRACK: _v1_event(None),
+    Kind.PAGE: _v1_event("page"),
+    Kind.SCREEN: _v1_event("screen"),
+    Kind.TRACK_ANONYMOUS: _v1_anonymous_event,
+    Kind.ADD_DEVICE: lambda op: Request(
+        Api.TRACK, "PUT", _customer_path(op, "/devices"), {"device": _device(op.payload, "id")}
+    ),
+    Kind.DELETE_DEVICE: lambda op: Request(
+        Api.TRACK,
+        "DELETE",
+        _customer_path(op, f"/devices/{quote(op.payload['token'], safe='')}"),
+    ),
+    Kind.SUPPRESS: _v1_post("/suppress"),
+    Kind.UNSUPPRESS: _v1_post("/unsuppress"),
+    Kind.MERGE: lambda op: Request(
+        Api.TRACK,
+        "POST",
+        "/api/v1/merge_customers",
+        {"primary": op.payload["primary"], "secondary": op.payload["secondary"]},
+    ),
+    Kind.SEND_EMAIL: _v1_send("email"),
+    Kind.SEND_PUSH: _v1_send("push"),
+    Kind.SEND_SMS: _v1_send("sms"),
+    Kind.TRIGGER_BROADCAST: _v1_broadcast,
+}
+
+
+# --- v2: one batch item per operation (keys in the order the items have always had) ------------
+
+
+def _v2_event(action: str) -> Callable[[Wired], dict[str, Any]]:
+    def build(op: Wired) -> dict[str, Any]:
+        payload = op.payload
+        item: dict[str, Any] = {
+            "type": "person",
+            "action": action,
+            "identifiers": op.identifiers,
+            "name": payload["name"],
+            "id": op.op_id,
+            "timestamp": payload["timestamp"],
+        }
+        if payload["data"]:
+            item[V2_EVENT_DATA_KEY] = payload["data"]
+        return item
+
+    return build
+
+
+def _v2_person(
+    action: str, **fields: Callable[[dict[str, Any]], Any]
+) -> Callable[[Wired], dict[str, Any]]:
+    """A person item: ``type``, ``action``, ``identifiers``, then each of ``fields`` made from
+    the payload."""
+
+    def build(op: Wired) -> dict[str, Any]:
+        item: dict[str, Any] = {"type": "person", "action": action, "identifiers": op.identifiers}
+        for key, value in fields.items():
+            item[key] = value(op.payload)
+        return item
+
+    return build
+
+
+V2_ITEMS: dict[Kind, Callable[[Wired], dict[str, Any]]] = {
+    Kind.IDENTIFY: _v2_person("identify", attributes=lambda payload: payload["attributes"]),
+    Kind.DELETE: _v2_person("delete"),
+    Kind.TRACK: _v2_event("event"),
+    Kind.PAGE: _v2_event("page"),
+    Kind.SCREEN: _v2_event("screen"),
+    Kind.ADD_DEVICE: _v2_person("add_device", device=lambda payload: _device(payload, "token")),
+    Kind.DELETE_DEVICE: _v2_person(
+        "delete_device", device=lambda payload: {"token": payload["token"]}
+    ),
+    Kind.SUPPRESS: _v2_person("suppress"),
+    Kind.UNSUPPRESS: _v2_person("unsuppress"),
+    Kind.MERGE: lambda op: {
+        "type": "person",
+        "action": "merge",
+        "primary": op.payload["primary"],
+        "secondary": op.payload["secondary"],
+    },
+}
