@@ -23,6 +23,7 @@ from cio_relay.errors import AmbiguousError, PermanentError, RetryableError
 from cio_relay.operations import Api, Operation, Request
 from cio_relay.outbox.base import SENDING_MARK, DeadLetterFilter
 from cio_relay.outbox.memory import MemoryOutbox
+from tests.fixtures.fake_clock import FakeClock
 
 FAST = RetryPolicy(base=0.001, cap=0.01, max_attempts=5)
 
@@ -129,11 +130,11 @@ async def test_retry_after_pauses_the_whole_api_family() -> None:
     _enqueue(outbox, ops.track("u", "e"))
     answers = iter([RetryableError("429", status=429, retry_after=0.2)])
     track = ScriptedTrack(lambda items: next(answers, None))
-    bucket = TokenBucket(rate=1000.0, burst=100.0)
-    loop = asyncio.get_running_loop()
-    started = loop.time()
+    clock = FakeClock()
+    bucket = TokenBucket(rate=1000.0, burst=100.0, clock=clock, sleep=clock.sleep)
     await _dispatcher(outbox, track, limiters={Api.TRACK: bucket}).drain(timeout=10)
-    assert loop.time() - started >= 0.2
+    # The retry waited on the limiter for the pause, then for a token (the pause spent the burst).
+    assert clock.sleeps == pytest.approx([0.2, 0.001])
     assert len(track.batches) == 2
 
 

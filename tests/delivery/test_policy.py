@@ -1,15 +1,17 @@
-"""Retry policy, batching by bytes and the token bucket: the pure parts of delivery."""
+"""Retry policy, batching by bytes and the token bucket (on a fake clock): the pure parts of
+delivery."""
 
 from __future__ import annotations
 
+import asyncio
 import random
-import time
 
 import orjson
 
 from cio_relay.delivery.batching import ENVELOPE_BYTES, pack
 from cio_relay.delivery.ratelimit import TokenBucket
 from cio_relay.delivery.retry import RetryPolicy
+from tests.fixtures.fake_clock import FakeClock
 
 
 def test_backoff_is_full_jitter_within_an_exponential_window() -> None:
@@ -52,19 +54,50 @@ def test_pack_fills_batches_rather_than_splitting_early() -> None:
     assert [len(b) for b in batches] == [10] * 10
 
 
+def _bucket(rate: float, burst: float, clock: FakeClock) -> TokenBucket:
+    return TokenBucket(rate, burst, clock=clock, sleep=clock.sleep)
+
+
 async def test_token_bucket_paces_requests_to_its_rate() -> None:
-    bucket = TokenBucket(rate=200.0, burst=1.0)
-    started = time.monotonic()
-    for _ in range(21):
-        await bucket.acquire()
-    elapsed = time.monotonic() - started
-    assert elapsed >= 20 / 200 * 0.9  # 20 waits of 5 ms after the first token
+    clock = FakeClock()
+    bucket = _bucket(4.0, 1.0, clock)
+    waits = [await bucket.acquire() for _ in range(5)]
+    assert waits == [0.0, 0.25, 0.25, 0.25, 0.25]  # one token each quarter second
+    assert bucket.tokens() == 0.0
 
 
-async def test_pause_for_holds_every_caller() -> None:
-    bucket = TokenBucket(rate=1000.0, burst=10.0)
-    bucket.pause_for(0.05)
-    started = time.monotonic()
-    waited = await bucket.acquire()
-    assert waited >= 0.04
-    assert time.monotonic() - started >= 0.04
+async def test_token_bucket_lets_a_burst_go_at_once_then_refills_up_to_it() -> None:
+    clock = FakeClock()
+    bucket = _bucket(4.0, 3.0, clock)
+    assert [await bucket.acquire() for _ in range(4)] == [0.0, 0.0, 0.0, 0.25]
+    clock.advance(0.5)
+    assert bucket.tokens() == 2.0
+    clock.advance(60.0)
+    assert bucket.tokens() == 3.0  # an idle minute saves no more than the burst
+
+
+async def test_waiters_are_served_in_arrival_order_each_waiting_from_its_call() -> None:
+    clock = FakeClock()
+    bucket = _bucket(4.0, 1.0, clock)
+    waits = await asyncio.gather(*(bucket.acquire() for _ in range(3)))
+    assert waits == [0.0, 0.25, 0.5]  # the third queued behind the second's wait, then its own
+    assert clock.sleeps == [0.25, 0.25]
+
+
+async def test_pause_for_holds_every_caller_then_refills_from_empty() -> None:
+    clock = FakeClock()
+    bucket = _bucket(4.0, 3.0, clock)
+    bucket.pause_for(0.5)
+    assert bucket.tokens() == 0.0
+    # The pause, then a quarter second for the first token: the burst was spent by the pause.
+    assert await bucket.acquire() == 0.75
+    assert clock.sleeps == [0.5, 0.25]
+
+
+async def test_a_shorter_pause_does_not_cut_a_longer_one() -> None:
+    clock = FakeClock()
+    bucket = _bucket(4.0, 1.0, clock)
+    bucket.pause_for(2.0)
+    bucket.pause_for(0.5)
+    bucket.pause_for(0.0)
+    assert await bucket.acquire() == 2.25

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import itertools
-import time
 from typing import Any
 
 import orjson
@@ -39,7 +38,9 @@ def payload(
     )
 
 
-def signed(body: bytes, *, key: str = KEY, timestamp: int | None = None) -> dict[str, str]:
-    ts = str(int(time.time()) if timestamp is None else timestamp)
+def signed(body: bytes, *, timestamp: int, key: str = KEY) -> dict[str, str]:
+    """Signature headers for ``body`` at ``timestamp``: the receivers under test take a fixed
+    clock, so a test names the instant rather than reading the wall clock."""
+    ts = str(timestamp)
     digest = hmac.new(key.encode(), b"v0:" + ts.encode() + b":" + body, hashlib.sha256)
     return {"X-CIO-Timestamp": ts, "X-CIO-Signature": digest.hexdigest()}

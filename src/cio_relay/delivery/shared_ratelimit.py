@@ -16,18 +16,17 @@ Requests must also *arrive* spread out. Two guards keep them from bunching at Cu
   ``1 / (rate * (1 - headroom))`` apart, and requests that each arrive at most ``D`` after their
   slot put at most ``rate`` into any window of a second while ``D < headroom / (1 - headroom)``
   seconds (for a rate under one per second, that many windows of ``1 / rate``): the *jitter
-  budget*, ~111 ms at ``redis_limiters``' 10 % (measured: at 5 %, four workers on a busy 2-core
-  machine once put 21 requests into a second at a limit of 20);
+  budget* (``jitter_budget``; a ninth of a second at ``redis_limiters``' 10 %);
 - a reservation is good only near its time: a sender that wakes more than ``slack`` after its
   slot (its process stalled: GC, a busy CPU) would spend more than its share of the budget, so it
   leaves its slot unused and reserves a new one. ``slack`` is half the jitter budget (the other
   half is for the way to Customer.io); without headroom there is no budget, and it is half an
-  interval. Half an interval was the rule for every limit before: too strict at high rates
-  (5.5 ms at 100 requests/s: a worker whose event loop was a few milliseconds late, which on a
-  busy machine is most of the time, threw most slots away, measured on 2 cores at 2.7
-  reservations per request, and its requests queued for ~170 ms each), and too loose at low ones
-  (5.5 s for one broadcast trigger per 10 s, which let a late trigger go out a few seconds
-  before the next).
+  interval. The slack follows the budget, not the interval, which is too short for a busy worker
+  at high rates and too long at low ones (docs/benchmarks.md, issue 6).
+
+Clocks. By default the slots are reserved on the Redis server's clock (every machine reads the
+same one) and each limiter measures its own waits on ``time.monotonic``. Given a ``clock`` (and
+its ``sleep``), a limiter does both on it: the tests drive a fake clock and assert exact slots.
 
 Use with a Redis outbox (the Worker's ``limiters=`` factory)::
 
@@ -49,7 +48,7 @@ from importlib import resources
 from typing import TYPE_CHECKING
 
 from cio_relay.config import Settings
-from cio_relay.delivery.ratelimit import RateLimiter
+from cio_relay.delivery.ratelimit import Clock, RateLimiter, Sleep
 from cio_relay.operations import Api
 from cio_relay.outbox.base import Outbox
 from cio_relay.outbox.redis_keys import ratelimit_key
@@ -87,6 +86,8 @@ class SharedRateLimiter:
         *,
         burst: int = 1,
         headroom: float = 0.0,
+        clock: Clock | None = None,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         if rate <= 0:
             raise ValueError(f"rate must be positive, got {rate}")
@@ -98,6 +99,9 @@ class SharedRateLimiter:
         self.rate = rate
         self.burst = burst
         self.headroom = headroom
+        self._slot_clock = clock  # slots on it when given (every sharer's); else on Redis's
+        self.clock: Clock = clock or time.monotonic
+        self._sleep = sleep
         self._client = client
         self._script = client.register_script(_gcra_source())
         self._interval = round(_MICROS / (rate * (1 - headroom)))  # microseconds between sends
@@ -105,47 +109,52 @@ class SharedRateLimiter:
         # Seconds a sender may wake after its slot and still use it (see the module docstring).
         budget = jitter_budget(rate, headroom)
         self._slack = budget / 2 if budget > 0 else self._interval / 2 / _MICROS
-        self._paused_until = 0.0  # this process's own view (monotonic), set by pause_for
+        self._paused_until = 0.0  # this process's own view (on self.clock), set by pause_for
 
     def __repr__(self) -> str:
         return f"SharedRateLimiter(key={self.key!r}, rate={self.rate}, burst={self.burst})"
 
+    def _now_arg(self) -> str | int:
+        """The script's ``now``: the shared clock's reading, or '' for the server's clock."""
+        return "" if self._slot_clock is None else round(self._slot_clock() * _MICROS)
+
     def _reserve(self) -> float:
         """Reserve the next send time; the seconds until it."""
-        args: list[str | int] = ["acquire", self._interval, self._tolerance]
+        args = ["acquire", self._now_arg(), self._interval, self._tolerance]
         return int(self._script(keys=[self.key], args=args)) / _MICROS
 
     async def acquire(self) -> float:
-        started = time.monotonic()
+        started = self.clock()
         local = self._paused_until - started
         if local > 0:  # a 429 seen here: stop at once, whatever Redis says yet
-            await asyncio.sleep(local)
+            await self._sleep(local)
         while True:
             # On this clock the slot lies between asked + wait and (answer) + wait, as Redis read
             # its own clock in between: go no earlier than the latest it can be (wait from the
             # answer), and count lateness from the earliest.
-            asked = time.monotonic()
+            asked = self.clock()
             wait = await asyncio.to_thread(self._reserve)  # off the event loop: network I/O
             if wait > 0:
-                await asyncio.sleep(wait)
-            if time.monotonic() - (asked + wait) <= self._slack:
-                return time.monotonic() - started
+                await self._sleep(wait)
+            if self.clock() - (asked + wait) <= self._slack:
+                return self.clock() - started
             # Woke too late (this process stalled): going now would bunch with the holders of
             # the next slots. The missed slot stays unused, which errs under the limit.
 
     def pause_for(self, seconds: float) -> None:
         if seconds <= 0:
             return
-        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+        self._paused_until = max(self._paused_until, self.clock() + seconds)
+        now = self._now_arg()  # read here: on a given clock the pause starts now
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no event loop: tell Redis right here
-            self._store_pause(seconds)
+            self._store_pause(now, seconds)
             return
-        loop.run_in_executor(None, self._store_pause, seconds).add_done_callback(_log_failure)
+        loop.run_in_executor(None, self._store_pause, now, seconds).add_done_callback(_log_failure)
 
-    def _store_pause(self, seconds: float) -> None:
-        self._script(keys=[self.key], args=["pause", round(seconds * _MICROS)])
+    def _store_pause(self, now: str | int, seconds: float) -> None:
+        self._script(keys=[self.key], args=["pause", now, round(seconds * _MICROS)])
 
 
 def jitter_budget(rate: float, headroom: float) -> float:
