@@ -9,10 +9,11 @@ from typing import Any
 import httpx
 import pytest
 from starlette.applications import Starlette
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from cio_relay.server import PUBLIC_PATHS
 from cio_relay.server.auth import SESSION_SECONDS, ApiKeys, Principal
+from cio_relay.server.ingest import INGEST_ROUTES, MOUNT_PATH
 
 _SAMPLE_PARAM = re.compile(r"\{[^}]+\}")
 
@@ -20,6 +21,9 @@ _SAMPLE_PARAM = re.compile(r"\{[^}]+\}")
 def _routes(app: Starlette) -> list[tuple[str, str]]:
     pairs = []
     for route in app.routes:
+        if isinstance(route, Mount) and route.path == MOUNT_PATH:  # the ingestion API
+            pairs += [(method, _SAMPLE_PARAM.sub("1", path)) for method, path, *_ in INGEST_ROUTES]
+            continue
         assert isinstance(route, Route), f"unexpected route type {route!r}"
         for method in sorted(route.methods or ()):
             if method != "HEAD":

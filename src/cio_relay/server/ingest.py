@@ -10,11 +10,14 @@ containing ``/`` cannot travel in a path: send it in ``POST /v1/batch`` instead.
 read from the raw path and must be UTF-8 once percent-decoded (``path_id``); "." and ".." are
 refused by the operation builders, as everywhere.
 
-The endpoints read the headers, the path parameter and the body straight from the ASGI scope
-and ``receive``: a request costs no Starlette ``Request``, ``Headers`` or ``QueryParams``
-objects (measured: 37 -> 24 us a request in process, most of it Starlette's per-request
-machinery). Each answers through ``respond`` (``server/direct.py``: the request-id middleware
-calls it without the router) and, as an ASGI app, through the router when that one decides.
+``Ingestion`` is one plain ASGI app, mounted at ``/v1`` in the service like any other route:
+Starlette's middleware (request ids, tracing, the JSON 500) runs around it as around every
+request. Inside, it finds its endpoint by a dictionary lookup on the path below the mount
+(``_RouteTable``) rather than by trying a regular expression per route, and reads the headers,
+the path parameter and the body straight from the ASGI scope and ``receive``: a request costs no
+Starlette ``Request``, ``Headers`` or ``QueryParams`` objects (docs/benchmarks.md, issues 5 and
+12). What it does not serve is refused as Starlette's router would: 404, 405 with ``Allow``, and
+a 307 to the path without its trailing slash, through the app's error handlers.
 """
 
 from __future__ import annotations
@@ -29,16 +32,17 @@ from urllib.parse import unquote_to_bytes
 
 import orjson
 import pydantic
-from starlette.datastructures import QueryParams
-from starlette.responses import Response
-from starlette.routing import Route
+from starlette.datastructures import URL, QueryParams
+from starlette.exceptions import HTTPException
+from starlette.responses import RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocketClose
 
 from cio_relay.digits import whole_number
 from cio_relay.errors import OutboxFullError, StorageUnavailableError, ValidationError
-from cio_relay.group_writer import GroupWriter
 from cio_relay.observability.metrics import Metrics
 from cio_relay.operations import Operation, PersonRef
+from cio_relay.outbox.group_writer import GroupWriter
 from cio_relay.server import schemas as s
 from cio_relay.server.auth import ApiKeys, Principal
 from cio_relay.server.build import OperationBuilder, person_from_path
@@ -54,7 +58,10 @@ from cio_relay.server.responses import (
     unauthorized,
 )
 
-__all__ = ["INGEST_ROUTES", "Ingestion", "path_id", "read_capped"]
+__all__ = ["INGEST_ROUTES", "MOUNT_PATH", "Ingestion", "path_id", "read_capped"]
+
+#: Where the service mounts ``Ingestion``; every path of ``INGEST_ROUTES`` is below it.
+MOUNT_PATH = "/v1"
 
 # (method, path, route name, request model or None) — also what the OpenAPI document lists.
 INGEST_ROUTES: tuple[tuple[str, str, str, type[pydantic.BaseModel] | None], ...] = (
@@ -100,7 +107,8 @@ async def read_capped(
 
 
 class Ingestion:
-    """The ``/v1`` endpoints over one writer, key set and idempotency store."""
+    """The ``/v1`` API over one writer, key set and idempotency store: an ASGI app to mount at
+    ``MOUNT_PATH``."""
 
     def __init__(
         self,
@@ -119,8 +127,9 @@ class Ingestion:
         self.metrics = metrics
         self.max_body = max_body
         self._inflight: dict[tuple[str, str], asyncio.Future[None]] = {}
+        self._routes = _RouteTable(self._endpoints())
 
-    def routes(self) -> list[Route]:
+    def _endpoints(self) -> list[_Endpoint]:
         builds: dict[str, Build] = {
             "identify": lambda scope, b: [self.builder.identify(_path_person(scope), b)],
             "delete": lambda scope, b: [self.builder.simple("delete", _path_person(scope))],
@@ -135,9 +144,36 @@ class Ingestion:
             "batch": lambda scope, b: self.builder.batch(b),
         }
         return [
-            Route(path, _Endpoint(self, name, model, builds[name]), methods=[method], name=name)
+            _Endpoint(method, path, name, model, builds[name])
             for method, path, name, model in INGEST_ROUTES
         ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await WebSocketClose()(scope, receive, send)
+            return
+        below = _path_below_mount(scope)
+        found = self._routes.find(below)
+        if found is None:
+            await _not_found(self._routes, scope, below, receive, send)
+            return
+        by_method, id_segment = found
+        endpoint = by_method.get(scope["method"])
+        if endpoint is None:
+            raise HTTPException(405, headers={"Allow": ", ".join(sorted(by_method))})
+        scope["path_params"] = {"id": id_segment} if id_segment is not None else {}
+        scope["route"] = endpoint  # its path, the template, names the tracing span
+        try:
+            response = await self.accept(scope, receive, endpoint.model, endpoint.build)
+        except Exception:
+            # Starlette's error middleware answers this 500, as for every route; it is counted
+            # here, where the route is known.
+            self.metrics.on_http(endpoint.name, 500)
+            raise
+        if response is None:
+            return
+        self.metrics.on_http(endpoint.name, response.status_code)
+        await response(scope, receive, send)
 
     async def accept(
         self, scope: Scope, receive: Receive, model: type[pydantic.BaseModel] | None, build: Build
@@ -226,40 +262,81 @@ class Ingestion:
         return accepted(list(claim.op_ids))
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
 class _Endpoint:
-    """One ingestion route: a ``DirectEndpoint`` (``respond``) and, for the router, an ASGI app.
+    """One ingestion route; every answer is counted by its name and status."""
 
-    Every answer is counted by route and status.
-    """
+    method: str
+    path: str  # the template below the service's root: /v1/people/{id}/events
+    name: str
+    model: type[pydantic.BaseModel] | None
+    build: Build
 
-    def __init__(
-        self,
-        ingestion: Ingestion,
-        name: str,
-        model: type[pydantic.BaseModel] | None,
-        build: Build,
-    ) -> None:
-        self.ingestion = ingestion
-        self.name = name
-        self.model = model
-        self.build = build
 
-    async def respond(self, scope: Scope, receive: Receive) -> Response | None:
-        try:
-            response = await self.ingestion.accept(scope, receive, self.model, self.build)
-        except Exception:
-            # Whoever catches this answers 500 (the request-id middleware, or Starlette's error
-            # middleware under the router): count that answer here, where the route is known.
-            self.ingestion.metrics.on_http(self.name, 500)
-            raise
-        if response is not None:
-            self.ingestion.metrics.on_http(self.name, response.status_code)
-        return response
+# A path as its segments below the mount, the ``{id}`` segment as None: ("", "people", None).
+_Template = tuple[str | None, ...]
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = await self.respond(scope, receive)
-        if response is not None:
-            await response(scope, receive, send)
+
+class _RouteTable:
+    """Endpoints by path below the mount, then by method: one dictionary lookup for a path
+    without an id, one more per place an id may take. ``{id}`` must be a whole segment, which
+    is what Starlette's default converter matches (one or more characters other than ``/``)."""
+
+    def __init__(self, endpoints: list[_Endpoint]) -> None:
+        self._exact: dict[str, dict[str, _Endpoint]] = {}
+        self._templated: dict[_Template, dict[str, _Endpoint]] = {}
+        self._id_at: set[int] = set()
+        for endpoint in endpoints:
+            self._add(endpoint)
+
+    def _add(self, endpoint: _Endpoint) -> None:
+        if not endpoint.path.startswith(MOUNT_PATH + "/"):
+            raise ValueError(f"{endpoint.path}: not below {MOUNT_PATH}")
+        segments = endpoint.path.removeprefix(MOUNT_PATH).split("/")
+        ids = [index for index, segment in enumerate(segments) if "{" in segment]
+        if not ids:
+            self._exact.setdefault("/".join(segments), {})[endpoint.method] = endpoint
+            return
+        index = ids[0]
+        if len(ids) > 1 or segments[index] != "{id}":
+            raise ValueError(f"{endpoint.path}: one whole {{id}} segment at most")
+        template: _Template = (*segments[:index], None, *segments[index + 1 :])
+        self._templated.setdefault(template, {})[endpoint.method] = endpoint
+        self._id_at.add(index)
+
+    def find(self, below: str) -> tuple[dict[str, _Endpoint], str | None] | None:
+        """The endpoints by method for a path below the mount, and its ``{id}`` segment."""
+        by_method = self._exact.get(below)
+        if by_method is not None:
+            return by_method, None
+        segments = below.split("/")
+        for index in self._id_at:
+            if index < len(segments) and segments[index]:
+                template = (*segments[:index], None, *segments[index + 1 :])
+                found = self._templated.get(template)
+                if found is not None:
+                    return found, segments[index]
+        return None
+
+
+def _path_below_mount(scope: Scope) -> str:
+    """The path the mount left to this app: Starlette adds the mount's path to ``root_path``
+    and leaves ``path`` whole."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+async def _not_found(
+    routes: _RouteTable, scope: Scope, below: str, receive: Receive, send: Send
+) -> None:
+    """A path with a trailing slash that names an endpoint without it is redirected there (307,
+    as Starlette's router does); anything else is 404."""
+    if below.endswith("/") and routes.find(below.rstrip("/")) is not None:
+        target = URL(scope={**scope, "path": scope["path"].rstrip("/")})
+        await RedirectResponse(str(target))(scope, receive, send)
+        return
+    raise HTTPException(404)
 
 
 def _path_person(scope: Scope) -> PersonRef:

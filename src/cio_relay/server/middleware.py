@@ -5,11 +5,9 @@ or made up; it is bound to the logging context for the request and sent back on 
 Anything else a client sends there is replaced, not echoed: a header is no place to inject text
 into our logs.
 
-The app puts this middleware outside Starlette's whole stack (``app._ServiceApp``). The
-ingestion routes (``server/direct.py``) are answered here: their endpoints return the response,
-the id is added to its headers and it is sent as is, with no ``send`` wrapper and no Starlette
-layer; an unexpected error there is answered with a JSON 500 here, as Starlette's error
-middleware answers it for every other request, which goes on to the app with ``send`` wrapped.
+It is the app's one user middleware, so it runs inside Starlette's error middleware: an
+unexpected error passes through it, the span records it as a 500, and the app's 500 handler
+(``app._internal_error``) puts the id on that answer, which it sends without this ``send``.
 """
 
 from __future__ import annotations
@@ -21,12 +19,9 @@ from contextvars import ContextVar
 from typing import Any
 
 import structlog
-from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cio_relay.observability.tracing import Tracing
-from cio_relay.server.direct import DirectRoutes
-from cio_relay.server.responses import internal_error
 
 __all__ = ["REQUEST_ID_HEADER", "RequestIdMiddleware"]
 
@@ -64,21 +59,10 @@ def _structlog_variable(key: str) -> ContextVar[Any]:
     return tokens[key].var
 
 
-async def _send_with(
-    response: Response, header: tuple[bytes, bytes], scope: Scope, receive: Receive, send: Send
-) -> int:
-    response.raw_headers.append(header)  # a fresh response per request: its own header list
-    await response(scope, receive, send)
-    return response.status_code
-
-
 class RequestIdMiddleware:
-    def __init__(
-        self, app: ASGIApp, tracing: Tracing | None = None, direct: DirectRoutes | None = None
-    ) -> None:
+    def __init__(self, app: ASGIApp, tracing: Tracing | None = None) -> None:
         self.app = app
         self.tracing = tracing if tracing is not None and tracing.enabled else None
-        self.direct = direct
         self._new_id = _RequestIds()
         self._log_request_id = _structlog_variable("request_id")
 
@@ -95,12 +79,15 @@ class RequestIdMiddleware:
                 await self._answer(scope, receive, send, header)
                 return
             with self.tracing.request_span(scope["method"], request_id) as span:
-                status = await self._answer(scope, receive, send, header)
-                route = getattr(scope.get("route"), "path", None)
-                if route is not None:
-                    span.update_name(f"{scope['method']} {route}")
-                    span.set_attribute("http.route", route)
-                span.set_attribute("http.response.status_code", status)
+                status = 500  # unless answered: the error middleware outside answers 500
+                try:
+                    status = await self._answer(scope, receive, send, header)
+                finally:
+                    route = getattr(scope.get("route"), "path", None)
+                    if route is not None:
+                        span.update_name(f"{scope['method']} {route}")
+                        span.set_attribute("http.route", route)
+                    span.set_attribute("http.response.status_code", status)
         finally:
             self._log_request_id.reset(token)
 
@@ -108,18 +95,6 @@ class RequestIdMiddleware:
         self, scope: Scope, receive: Receive, send: Send, header: tuple[bytes, bytes]
     ) -> int:
         """Serve the request with ``header`` on the response; the status sent (0: none)."""
-        endpoint = self.direct.endpoint_for(scope) if self.direct is not None else None
-        if endpoint is not None:
-            try:
-                response = await endpoint.respond(scope, receive)
-            except Exception:
-                # Starlette's error guard is below this middleware: answer as it would, re-raise
-                # for the server to log. The endpoint has counted this 500 (it knows the route).
-                await _send_with(internal_error(), header, scope, receive, send)
-                raise
-            if response is None:
-                return 0
-            return await _send_with(response, header, scope, receive, send)
         status = 0
 
         async def send_with_id(message: Message) -> None:
