@@ -26,7 +26,7 @@ limit that made it: ``header_timeout``, ``body_timeout``, ``header_bytes``, ``co
 Why a subclass of uvicorn's protocol: none of the servers at hand has all four limits. uvicorn
 has a keep-alive timeout and a concurrency limit checked only once headers are complete (so an
 idle socket is never refused); granian (Rust) has a header timeout but no body deadline or
-connection cap, and doubles the p99 here (docs/machine-facts); hypercorn (pure Python h11) is
+connection cap, and had the worse p99 (docs/benchmarks.md); hypercorn (pure Python h11) is
 slower than uvicorn with httptools; and an ASGI middleware sees a connection only once its
 headers are complete. The subclass keeps the stack every test and benchmark already measures.
 """

@@ -84,8 +84,8 @@ def encode_batch(items: Sequence[Mapping[str, Any] | bytes]) -> bytes:
 
 
 def _encode_dicts(items: Sequence[dict[str, Any]]) -> bytes:
-    """The common case, fast: one orjson call for the body (measured ~8x faster than joining
-    1,500 separately kept item encodings), and per-item sizes only when one could be too big."""
+    """The common case, fast: one orjson call for the body (far cheaper than joining separately
+    kept item encodings), and per-item sizes only when one could be too big."""
     try:
         body = orjson.dumps({"batch": items})
     except TypeError:
@@ -120,8 +120,8 @@ def encode_batch_raw(items: Sequence[bytes]) -> bytes:
         for index, item in enumerate(items):
             if len(item) > LIMITS.v2_item_bytes:
                 raise LimitExceeded(f"batch[{index}]", LIMITS.v2_item_bytes, len(item))
-    # One join makes the only large buffer: ``_HEAD + joined + _TAIL`` would copy ~450 KB twice
-    # more into fresh allocations (measured 0.28 -> 0.05 us per item for 2,500 items).
+    # One join makes the only large buffer: ``_HEAD + joined + _TAIL`` would copy the whole body
+    # (up to the batch budget) twice more into fresh allocations.
     parts = list(items)
     parts[0] = _HEAD + parts[0]
     parts[-1] = parts[-1] + _TAIL

@@ -97,9 +97,9 @@ class AnswerCounts(Collector):
     """``http_requests_total{route,status}``: the ingestion API's answers, counted in plain ints.
 
     Every request counts one, on the event loop's thread; a ``Counter`` child takes a lock per
-    increment (0.3 us, a tenth of what the API itself spends on a request). The scrape, on
-    another thread, copies the counts in one C call (atomic under the GIL). Exposed as a
-    Counter is, ``_created`` included.
+    increment, a cost on every request that a plain int does not have (docs/benchmarks.md).
+    The scrape, on another thread, copies the counts in one C call (atomic under the GIL).
+    Exposed as a Counter is, ``_created`` included.
     """
 
     def __init__(self) -> None:

@@ -34,7 +34,7 @@ class Tracing:
         """``tracer_provider``: the OTel SDK provider to use; by default the global one, if an
         SDK provider was installed before the app was built (``opentelemetry-instrument`` or
         ``trace.set_tracer_provider``). With only the API's default no-op provider, tracing
-        stays off here entirely: even a no-op span costs a few microseconds per request."""
+        stays off here entirely: even a no-op span has a cost on every request."""
         self._tracer: Any = None
         if not tracing_available():
             return

@@ -54,9 +54,9 @@ warns when ``appendonly`` is off and refuses an ``allkeys-*`` eviction policy, w
 silently drop operations under memory pressure. Acknowledged stream entries are removed by XTRIM
 MINID below the oldest entry still pending or unread, never by MAXLEN. See docs/scaling.md.
 
-Cost (measured on 2 cores): about 10-12 us of Redis CPU per operation from enqueue to ack, in
-batches (about 15 % of it feeding the append-only file); per-operation work in the scripts is
-kept to what needs an answer one by one. Leases and acks run as scripts of at most
+Cost: Redis's CPU per operation from enqueue to ack is what bounds a deployment (its figure, and
+the append-only file's share of it, are in docs/benchmarks.md); per-operation work in the
+scripts is kept to what needs an answer one by one. Leases and acks run as scripts of at most
 ``SETTLE_CHUNK`` operations, each its own round trip, so that no worker holds Redis (and every
 producer's enqueue) for long: Redis runs one script at a time.
 """
@@ -124,11 +124,11 @@ SCRIPTS = (
     "purge",
     "depth",
 )
-#: Operations per script call: bounds how long one call holds Redis (~1-5 ms per 1,000).
+#: Operations per script call: bounds how long one call holds Redis (docs/benchmarks.md).
 CHUNK = 1000
 #: Operations per ``lease`` and ``ack`` script call, each its own round trip: Redis runs one
 #: script at a time, so a worker's 5,000-operation lease or 3,000-operation ack in one call would
-#: hold every producer's enqueue up for 15-20 ms. Each call costs a round trip (~0.1 ms).
+#: hold every producer's enqueue up for as long as it runs; a round trip per chunk costs less.
 SETTLE_CHUNK = 500
 #: Dead letters fetched per round trip while scanning with a filter.
 DEAD_PAGE = 500
@@ -199,11 +199,11 @@ def _text(value: str | bytes) -> str:
 class _Packer:
     """Packs commands for the outbox's own client with one hiredis call.
 
-    redis-py's default packer passes every argument through a Python encoder first (~0.3 us
-    each); script calls carry a few arguments per operation, so on every enqueue and ack that was
-    about half of the caller's CPU in the client. hiredis packs str (as UTF-8), bytes, int and
-    float itself; bytearray and memoryview are copied to bytes, and anything else (a bool, None)
-    is refused with redis-py's DataError, as the default packer does.
+    redis-py's default packer passes every argument through a Python encoder first; script calls
+    carry a few arguments per operation, so on every enqueue and ack that was a large share of
+    the caller's CPU in the client (docs/benchmarks.md). hiredis packs str (as UTF-8), bytes,
+    int and float itself; bytearray and memoryview are copied to bytes, and anything else (a
+    bool, None) is refused with redis-py's DataError, as the default packer does.
     """
 
     def pack(self, *args: Any) -> list[bytes]:

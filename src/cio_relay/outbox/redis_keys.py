@@ -61,7 +61,7 @@ GROUP = "relay"
 #: and memory outboxes: an id is remembered while pending or dead-lettered; a retry within
 #: milliseconds (redis-py's own) finds it still pending, and past delivery Customer.io
 #: de-duplicates Track events by ``id`` (the op id). ``RedisOutbox(remember_delivered=300)`` keeps
-#: them; memory is ~100 bytes x delivery rate x seconds (1,000 ops/s for 300 s is ~30 MB).
+#: them; memory grows with delivery rate x seconds (docs/benchmarks.md: the size of one id).
 DELIVERED_TTL_SECONDS = 0.0
 
 #: The order in which every outbox script receives its shard's keys as ``KEYS`` (common.lua

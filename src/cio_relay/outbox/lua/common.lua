@@ -1,8 +1,8 @@
 -- Shared by every outbox script (prepended when the script is loaded; see redis.py).
 -- KEYS come in the order of redis_keys.SCRIPT_KEY_NAMES; every key shares the shard's hash tag.
--- Each redis.call costs about a microsecond of Lua overhead, so per-operation calls are kept to
--- those whose answer is needed one by one (XADD, RPUSH, LPOP); the rest are variadic, once per
--- chunk, with the state in between held in Lua tables.
+-- Each redis.call has a fixed Lua overhead (docs/benchmarks.md), so per-operation calls are kept
+-- to those whose answer is needed one by one (XADD, RPUSH, LPOP); the rest are variadic, once
+-- per chunk, with the state in between held in Lua tables.
 local OPS, HEADS, LEASES, RETRY = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local ATTEMPTS, AGE_COUNT, AGE_MIN, STREAM = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local DONE, DEAD, DEAD_INFO, DEAD_AT = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
