@@ -35,11 +35,8 @@ puts the person in ``T:retry`` (scored by ``retry_at``); ``lease`` XADDs due hea
 clocks must agree within a small fraction of the lease time (NTP does this). Consumers are
 deleted as soon as they hold nothing, so the group never accumulates them.
 
-Dead letters: a hash (op id -> record and info) and a sorted set by ``dead_at``, not a stream.
-Idempotent enqueue must find a dead op id in O(1), ``dlq show/replay/purge`` address single
-ids, and listing is newest first with pagination and ``older_than`` (a score range); a stream
-indexes none of that but time. Filters by kind or reason scan the shard newest first, like
-SQLite's dead-letter index: dead letters are an operator's volume, not a firehose.
+Dead letters: a hash (op id -> record and info) and a sorted set by ``dead_at``, not a stream
+(``redis_dead.py`` lists, counts, replays and purges them).
 
 Idempotent enqueue: ``enqueue.lua`` stores an op id once while it is pending or dead-lettered
 (``T:ops``/``T:dead``), and for ``remember_delivered`` seconds after delivery (default 0, as in
@@ -59,33 +56,30 @@ the append-only file's share of it, are in docs/benchmarks.md); per-operation wo
 scripts is kept to what needs an answer one by one. Leases and acks run as scripts of at most
 ``SETTLE_CHUNK`` operations, each its own round trip, so that no worker holds Redis (and every
 producer's enqueue) for long: Redis runs one script at a time.
+
+Beside this module: ``redis_keys.py`` (every key name), ``redis_records.py`` (what is stored
+per operation), ``redis_connection.py`` (the client, the URL, the scripts, the checks at
+opening), ``redis_dead.py`` (dead letters) and the scripts in ``lua/``.
 """
 
 from __future__ import annotations
 
-import heapq
 import itertools
-import logging
 import os
 import secrets
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
-from importlib import resources
+from collections.abc import Iterable, Sequence
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
-import hiredis
 import orjson
 import redis
 from redis.commands.core import Script
-from redis.exceptions import DataError
 
-from cio_relay import kept_json
 from cio_relay.clock import now_or
 from cio_relay.errors import ConfigError, ReplicationError
-from cio_relay.operations import Kind, Operation, new_operation
+from cio_relay.operations import Operation
 from cio_relay.outbox.base import (
     EVERY_DEAD_LETTER,
     SENDING_MARK,
@@ -97,132 +91,45 @@ from cio_relay.outbox.base import (
     dead_attempts,
     new_lease,
 )
+from cio_relay.outbox.redis_connection import (
+    SCRIPTS,
+    RedisClient,
+    check_persistence,
+    check_shard_count,
+    connect,
+    connect_cluster,
+    load_script_source,
+    load_scripts,
+    outbox_options,
+)
+from cio_relay.outbox.redis_dead import RedisDeadLetters
 from cio_relay.outbox.redis_keys import (
     DELIVERED_TTL_SECONDS,
-    GROUP,
     ShardKeys,
     check_namespace,
-    meta_key,
     shard_keys,
     shard_of,
+)
+from cio_relay.outbox.redis_records import (
+    bucket,
+    chunks,
+    decode,
+    encode,
+    note_oldest,
+    oldest_args,
+    split_token,
 )
 
 __all__ = ["SCRIPTS", "RedisClient", "RedisOutbox", "load_script_source"]
 
-log = logging.getLogger("cio_relay.outbox.redis")
-
-SCRIPTS = (
-    "enqueue",
-    "lease",
-    "ack",
-    "retry",
-    "mark",
-    "extend",
-    "dead",
-    "release",
-    "revive",
-    "purge",
-    "depth",
-)
 #: Operations per script call: bounds how long one call holds Redis (docs/benchmarks.md).
 CHUNK = 1000
 #: Operations per ``lease`` and ``ack`` script call, each its own round trip: Redis runs one
 #: script at a time, so a worker's 5,000-operation lease or 3,000-operation ack in one call would
 #: hold every producer's enqueue up for as long as it runs; a round trip per chunk costs less.
 SETTLE_CHUNK = 500
-#: Dead letters fetched per round trip while scanning with a filter.
-DEAD_PAGE = 500
 #: Longest single BLPOP in ``wait_until_empty``: stays below the client's socket timeout.
 WAIT_SLICE_SECONDS = 2.0
-_KINDS = {kind.value: kind for kind in Kind}
-_KIND_VALUES = {kind: kind.value for kind in Kind}
-
-#: What a RedisOutbox talks to: one Redis (or a primary with replicas) or a Redis Cluster.
-RedisClient = redis.Redis | redis.cluster.RedisCluster
-
-
-def load_script_source(name: str) -> str:
-    """A script's Lua source: the group name, common.lua's helpers, then the script itself."""
-    lua = resources.files("cio_relay.outbox").joinpath("lua")
-    common = lua.joinpath("common.lua").read_text()
-    return f"local GROUP = '{GROUP}'\n{common}\n{lua.joinpath(f'{name}.lua').read_text()}"
-
-
-def _encode(op: Operation) -> bytes:
-    record = [_KIND_VALUES[op.kind], op.created_at, op.env, op.identifiers, op.payload]
-    return kept_json.dumps(record)  # a batch of records is kept until sent
-
-
-def _decode(op_id: bytes, record: bytes) -> Operation:
-    # What was stored was validated when it was built: no builder runs again here.
-    kind, created_at, env, identifiers, payload = orjson.loads(record)
-    return new_operation(op_id.decode(), _KINDS[kind], identifiers, payload, created_at, env)
-
-
-def _bucket(created_at: float) -> str:
-    """The second of ``created_at``: pending ops are counted per second for the oldest age."""
-    return str(int(created_at))
-
-
-def _oldest_by_bucket(ops: Iterable[Operation]) -> list[Any]:
-    """The buckets of ``ops`` for the scripts that add operations: their count, then each
-    bucket with the oldest ``created_at`` in it."""
-    oldest: dict[str, float] = {}
-    for op in ops:
-        _note_oldest(oldest, _bucket(op.created_at), op.created_at)
-    return _oldest_args(oldest)
-
-
-def _note_oldest(oldest: dict[str, float], bucket: str, created_at: float) -> None:
-    seen = oldest.get(bucket)
-    if seen is None or created_at < seen:
-        oldest[bucket] = created_at
-
-
-def _oldest_args(oldest: dict[str, float]) -> list[Any]:
-    return [len(oldest), *(v for item in oldest.items() for v in (item[0], repr(item[1])))]
-
-
-def _split_token(token: str) -> tuple[str, str] | None:
-    """A lease token's (consumer, stream entry id), or None if it is not one of ours."""
-    consumer, _, entry_id = token.rpartition(" ")
-    ms, _, seq = entry_id.partition("-")
-    if not consumer or not ms.isdigit() or not seq.isdigit():
-        return None
-    return consumer, entry_id
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-class _Packer:
-    """Packs commands for the outbox's own client with one hiredis call.
-
-    redis-py's default packer passes every argument through a Python encoder first; script calls
-    carry a few arguments per operation, so on every enqueue and ack that was a large share of
-    the caller's CPU in the client (docs/benchmarks.md). hiredis packs str (as UTF-8), bytes,
-    int and float itself; bytearray and memoryview are copied to bytes, and anything else (a
-    bool, None) is refused with redis-py's DataError, as the default packer does.
-    """
-
-    def pack(self, *args: Any) -> list[bytes]:
-        name = args[0]
-        if (isinstance(name, str) and " " in name) or (isinstance(name, bytes) and b" " in name):
-            args = (*name.split(), *args[1:])  # "SCRIPT LOAD": two words on the wire
-        try:
-            return [hiredis.pack_command(args)]
-        except TypeError:
-            args = tuple(bytes(a) if isinstance(a, bytearray | memoryview) else a for a in args)
-            try:
-                return [hiredis.pack_command(args)]
-            except TypeError as exc:
-                raise DataError(f"invalid argument for a Redis command: {exc}") from None
-
-
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 class RedisOutbox:
@@ -257,13 +164,7 @@ class RedisOutbox:
         self.wait_timeout = wait_timeout
         self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         if isinstance(url_or_client, str):
-            self.client: RedisClient = redis.Redis.from_url(
-                url_or_client,
-                socket_timeout=10,
-                socket_connect_timeout=5,
-                health_check_interval=30,
-                command_packer=_Packer(),
-            )
+            self.client: RedisClient = connect(url_or_client)
             self._owns_client = True
         else:
             if url_or_client.get_encoder().decode_responses:
@@ -272,15 +173,14 @@ class RedisOutbox:
             self._owns_client = False
         self._cluster = isinstance(self.client, redis.cluster.RedisCluster)
         self._keys = [shard_keys(namespace, shard) for shard in range(shards)]
-        self._scripts: dict[str, Script] = {
-            name: self.client.register_script(load_script_source(name)) for name in SCRIPTS
-        }
+        self._scripts: dict[str, Script] = load_scripts(self.client)
+        self._dead = RedisDeadLetters(self.client, self._keys, self._run, CHUNK)
         self._rotation = itertools.count()
         self._leases_made = itertools.count()
         self._closed = False
         try:
-            self._check_shard_count()
-            self._check_persistence()
+            check_shard_count(self.client, self.namespace, shards)
+            check_persistence(self.client)
         except BaseException:
             self.close()
             raise
@@ -290,27 +190,10 @@ class RedisOutbox:
         """``redis://[:password@]host:port/db[?shards=N&namespace=name&remember_delivered=S]``
         (``CIO_RELAY_OUTBOX``); ``cluster=1`` connects to a Redis Cluster through the given
         node; other query parameters are redis-py's connection options."""
-        parts = urlsplit(url)
-        query = parse_qs(parts.query, keep_blank_values=True)
-        cluster = query.pop("cluster", ["0"])[-1].lower() in ("1", "true", "yes")
-        converters: dict[str, Any] = {
-            "shards": int,
-            "namespace": str,
-            "remember_delivered": float,
-        }
-        for name, convert in converters.items():
-            if name in query:
-                value = query.pop(name)[-1]
-                try:
-                    options.setdefault(name, convert(value))
-                except ValueError:
-                    raise ConfigError(
-                        f"outbox URL: {name} must be a number, got {value!r}"
-                    ) from None
-        rest = urlunsplit(parts._replace(query=urlencode(query, doseq=True)))
+        rest, cluster = outbox_options(url, options)
         if not cluster:
             return cls(rest, **options)
-        client = redis.cluster.RedisCluster.from_url(rest, socket_timeout=10)
+        client = connect_cluster(rest)
         try:
             outbox = cls(client, **options)
         except BaseException:
@@ -323,39 +206,7 @@ class RedisOutbox:
         # No URL: it may carry a password.
         return f"RedisOutbox(namespace={self.namespace!r}, shards={self.shards})"
 
-    # --- setup --------------------------------------------------------------------------------
-
-    def _check_shard_count(self) -> None:
-        key = meta_key(self.namespace)
-        self.client.hsetnx(key, "shards", self.shards)
-        stored = int(self.client.hget(key, "shards") or 0)
-        if stored != self.shards:
-            raise ConfigError(
-                f"the Redis outbox namespace {self.namespace!r} was created with {stored} shards; "
-                f"it cannot be opened with shards={self.shards} (people would change shards)"
-            )
-
-    def _check_persistence(self) -> None:
-        try:
-            config = {
-                **self.client.config_get("appendonly"),
-                **self.client.config_get("maxmemory-policy"),
-            }
-        except redis.ResponseError:  # managed services often disable CONFIG
-            log.debug("cannot read the Redis persistence settings (CONFIG is disabled)")
-            return
-        settings = {str(k): _text(v) for k, v in config.items() if isinstance(v, str | bytes)}
-        policy = settings.get("maxmemory-policy", "noeviction")
-        if policy.startswith("allkeys-"):
-            raise ConfigError(
-                f"Redis runs maxmemory-policy={policy}: it would evict pending operations under "
-                "memory pressure; set maxmemory-policy noeviction for the outbox's Redis"
-            )
-        if settings.get("appendonly") != "yes":
-            log.warning(
-                "Redis runs with appendonly=no: operations acknowledged since the last snapshot "
-                "are lost if Redis stops; set appendonly yes (see docs/scaling.md)"
-            )
+    # --- scripts ------------------------------------------------------------------------------
 
     def _run(self, name: str, keys: ShardKeys, args: list[Any], client: Any = None) -> Any:
         return self._scripts[name](keys=keys.script_keys, args=args, client=client)
@@ -390,15 +241,15 @@ class RedisOutbox:
         remember = "1" if self.remember_delivered > 0 else "0"
         calls = []
         for shard, shard_ops in by_shard.items():
-            for chunk in _chunks(shard_ops, CHUNK):
+            for chunk in chunks(shard_ops, CHUNK):
                 oldest: dict[str, float] = {}
                 quads: list[Any] = []
                 for op in chunk:
                     created_at = op.created_at
-                    bucket = _bucket(created_at)
-                    _note_oldest(oldest, bucket, created_at)
-                    quads += (op.op_id, op.person_key, _encode(op), bucket)
-                calls.append((self._keys[shard], [remember, *_oldest_args(oldest), *quads]))
+                    second = bucket(created_at)
+                    note_oldest(oldest, second, created_at)
+                    quads += (op.op_id, op.person_key, encode(op), second)
+                calls.append((self._keys[shard], [remember, *oldest_args(oldest), *quads]))
         added = sum(self._run_many("enqueue", calls))
         if self.wait_replicas:
             self._wait_for_replicas()
@@ -444,7 +295,7 @@ class RedisOutbox:
         leases = []
         values = iter(reply)
         for op_id, record, attempts, entry_id in zip(values, values, values, values, strict=True):
-            op = _decode(op_id, record)
+            op = decode(op_id, record)
             token = prefix + entry_id.decode()
             if attempts is None:
                 leases.append(new_lease(op, token, 0, until))
@@ -458,7 +309,7 @@ class RedisOutbox:
         grouped: dict[int, list[tuple[Lease, str, str]]] = defaultdict(list)
         one_shard = self.shards == 1
         for lease in leases:
-            if (parts := _split_token(lease.token)) is not None:
+            if (parts := split_token(lease.token)) is not None:
                 shard = 0 if one_shard else shard_of(lease.op.person_key, self.shards)
                 grouped[shard].append((lease, *parts))
         return grouped
@@ -468,12 +319,12 @@ class RedisOutbox:
         forget_before = repr(now - self.remember_delivered) if self.remember_delivered > 0 else ""
         calls = []
         for shard, held in self._by_shard(leases).items():
-            for chunk in _chunks(held, SETTLE_CHUNK):
+            for chunk in chunks(held, SETTLE_CHUNK):
                 consumers = list({consumer for _lease, consumer, _entry in chunk})
                 args: list[Any] = [repr(now), forget_before, len(consumers), *consumers]
                 for lease, _consumer, entry_id in chunk:
                     op = lease.op
-                    args += (op.op_id, op.person_key, entry_id, _bucket(op.created_at))
+                    args += (op.op_id, op.person_key, entry_id, bucket(op.created_at))
                 calls.append((self._keys[shard], args))
         # One round trip per call, not one transaction: acks need no atomicity across calls, and
         # other clients' commands run in between (see SETTLE_CHUNK).
@@ -487,7 +338,7 @@ class RedisOutbox:
             self._defer(list(leases), now_or(now) + delay)
             return
         for shard, held in self._by_shard(leases).items():
-            for chunk in _chunks(held, CHUNK):
+            for chunk in chunks(held, CHUNK):
                 args = [
                     part for _lease, consumer, entry_id in chunk for part in (consumer, entry_id)
                 ]
@@ -498,14 +349,14 @@ class RedisOutbox:
         (out of the stream, so nobody else's work waits behind it) with its record unchanged."""
         calls = []
         for lease in leases:
-            if (parts := _split_token(lease.token)) is None:
+            if (parts := split_token(lease.token)) is None:
                 continue
             keys = self._keys[shard_of(lease.op.person_key, self.shards)]
             record = orjson.dumps([lease.attempts, lease.last_error])
             calls.append(
                 (keys, [lease.op.op_id, *parts, lease.op.person_key, repr(not_before), record])
             )
-        for chunk in _chunks(calls, CHUNK):
+        for chunk in chunks(calls, CHUNK):
             self._run_many("retry", chunk)
 
     def extend(
@@ -514,11 +365,11 @@ class RedisOutbox:
         until = repr(now_or(now) + lease_seconds)
         for shard, held in self._by_shard(leases).items():
             consumers = list({consumer for _lease, consumer, _entry in held})
-            for chunk in _chunks(consumers, CHUNK):
+            for chunk in chunks(consumers, CHUNK):
                 self._run("extend", self._keys[shard], [until, *chunk])
 
     def mark_sending(self, lease: Lease) -> None:
-        if (parts := _split_token(lease.token)) is None:
+        if (parts := split_token(lease.token)) is None:
             return
         keys = self._keys[shard_of(lease.op.person_key, self.shards)]
         record = orjson.dumps([lease.attempts, SENDING_MARK])
@@ -527,7 +378,7 @@ class RedisOutbox:
     def retry_later(
         self, lease: Lease, *, retry_at: float, error: str, now: float | None = None
     ) -> None:
-        if (parts := _split_token(lease.token)) is None:
+        if (parts := split_token(lease.token)) is None:
             return
         keys = self._keys[shard_of(lease.op.person_key, self.shards)]
         attempts = orjson.dumps([lease.attempts + 1, error])
@@ -538,7 +389,7 @@ class RedisOutbox:
         self, lease: Lease, reason: DeadReason, detail: str, *, now: float | None = None
     ) -> None:
         reason = DeadReason(reason)
-        if (parts := _split_token(lease.token)) is None:
+        if (parts := split_token(lease.token)) is None:
             return
         dead_at = now_or(now)
         info = orjson.dumps(
@@ -552,94 +403,10 @@ class RedisOutbox:
         )
         keys = self._keys[shard_of(lease.op.person_key, self.shards)]
         op = lease.op
-        args = [op.op_id, *parts, op.person_key, _bucket(op.created_at), info, repr(dead_at)]
+        args = [op.op_id, *parts, op.person_key, bucket(op.created_at), info, repr(dead_at)]
         self._run("dead", keys, args)
 
-    # --- dead letters -------------------------------------------------------------------------
-
-    def _dead_in_shard(
-        self, keys: ShardKeys, where: DeadLetterFilter, now: float
-    ) -> Iterator[tuple[tuple[float, int], str, list[Any]]]:
-        """((dead_at, seq), op_id, info) of one shard's matching dead letters, newest first."""
-        if where.op_ids:
-            rows: Iterable[tuple[list[Any], str]] = self._dead_by_ids(keys, where.op_ids)
-        else:
-            rows = self._dead_by_time(keys, where, now)
-        for info, op_id in rows:
-            if self._matches(where, info, now):
-                yield (info[4], info[5]), op_id, info
-
-    def _dead_by_ids(self, keys: ShardKeys, op_ids: Iterable[str]) -> list[tuple[list[Any], str]]:
-        ids = list(dict.fromkeys(op_ids))
-        infos = self.client.hmget(keys.dead_info, ids)
-        rows = [(orjson.loads(info), op_id) for op_id, info in zip(ids, infos, strict=True) if info]
-        return sorted(rows, key=lambda row: (row[0][4], row[0][5]), reverse=True)
-
-    def _dead_by_time(
-        self, keys: ShardKeys, where: DeadLetterFilter, now: float
-    ) -> Iterator[tuple[list[Any], str]]:
-        """Newest first by ``dead_at`` (a score range), equal ``dead_at`` by ``seq``."""
-        # Scores are exact doubles; the bound is widened a hair and the exact test applied later.
-        top = "+inf" if where.older_than is None else repr(now - where.older_than + 1e-6)
-        same_time: list[tuple[list[Any], str]] = []
-        offset = 0
-        while page := self._dead_page(keys, top, offset):
-            offset += len(page)
-            for member, info in zip(page, self.client.hmget(keys.dead_info, page), strict=True):
-                if info is None:  # purged meanwhile
-                    continue
-                decoded = orjson.loads(info)
-                if same_time and decoded[4] != same_time[0][0][4]:
-                    yield from sorted(same_time, key=lambda row: row[0][5], reverse=True)
-                    same_time = []
-                same_time.append((decoded, _text(member)))
-        yield from sorted(same_time, key=lambda row: row[0][5], reverse=True)
-
-    def _dead_page(self, keys: ShardKeys, top: str, offset: int) -> list[Any]:
-        page: list[Any] = self.client.zrevrangebyscore(
-            keys.dead_at, top, "-inf", start=offset, num=DEAD_PAGE
-        )
-        return page
-
-    @staticmethod
-    def _matches(where: DeadLetterFilter, info: list[Any], now: float) -> bool:
-        kind, reason, _detail, _attempts, dead_at, _seq = info
-        return (
-            (where.kind is None or kind == where.kind)
-            and (where.reason is None or reason == where.reason)
-            and (where.older_than is None or now - dead_at >= where.older_than)
-        )
-
-    def _dead_newest_first(
-        self, where: DeadLetterFilter, now: float
-    ) -> Iterator[tuple[int, str, list[Any]]]:
-        """(shard, op_id, info) of every matching dead letter, newest first across shards (equal
-        times in the order they died within a shard; across shards, in no particular order)."""
-
-        def tagged(shard: int) -> Iterator[tuple[tuple[float, int], str, list[Any], int]]:
-            for order, op_id, info in self._dead_in_shard(self._keys[shard], where, now):
-                yield order, op_id, info, shard
-
-        streams = [tagged(shard) for shard in range(self.shards)]
-        for _order, op_id, info, shard in heapq.merge(*streams, key=lambda r: r[0], reverse=True):
-            yield shard, op_id, info
-
-    def _with_records(
-        self, rows: list[tuple[int, str, list[Any]]]
-    ) -> list[tuple[Operation, tuple[int, str, list[Any]]]]:
-        """Dead letters with their operations, in the order given (minus any purged meanwhile)."""
-        ops: list[Operation | None] = [None] * len(rows)
-        by_shard: dict[int, list[int]] = defaultdict(list)
-        for index, (shard, _op_id, _info) in enumerate(rows):
-            by_shard[shard].append(index)
-        for shard, indexes in by_shard.items():
-            for chunk in _chunks(indexes, CHUNK):
-                ids = [rows[i][1] for i in chunk]
-                records = self.client.hmget(self._keys[shard].dead, ids)
-                for i, record in zip(chunk, records, strict=True):
-                    if isinstance(record, bytes):  # None if purged meanwhile
-                        ops[i] = _decode(rows[i][1].encode(), record)
-        return [(op, row) for op, row in zip(ops, rows, strict=True) if op is not None]
+    # --- dead letters (redis_dead.py) ---------------------------------------------------------
 
     def list_dead(
         self,
@@ -649,47 +416,18 @@ class RedisOutbox:
         offset: int = 0,
         now: float | None = None,
     ) -> list[DeadLetter]:
-        now = now_or(now)
-        offset = max(offset, 0)
-        rows = list(itertools.islice(self._dead_newest_first(where, now), offset, offset + limit))
-        return [
-            DeadLetter(op, DeadReason(info[1]), info[2], info[3], info[4])
-            for op, (_shard, _op_id, info) in self._with_records(rows)
-        ]
+        return self._dead.list_dead(where, limit, offset, now_or(now))
 
     def count_dead(
         self, where: DeadLetterFilter = EVERY_DEAD_LETTER, *, now: float | None = None
     ) -> int:
-        if where == EVERY_DEAD_LETTER:
-            with self.client.pipeline(transaction=False) as pipe:
-                for keys in self._keys:
-                    pipe.hlen(keys.dead)
-                return sum(int(n) for n in pipe.execute())
-        return sum(1 for _ in self._dead_newest_first(where, now_or(now)))
+        return self._dead.count_dead(where, now_or(now), every=where == EVERY_DEAD_LETTER)
 
     def replay(self, where: DeadLetterFilter, *, now: float | None = None) -> int:
-        rows = list(self._dead_newest_first(where, now_or(now)))[::-1]  # oldest first
-        revived = 0
-        for chunk in _chunks(rows, CHUNK):
-            by_shard: dict[int, list[Operation]] = defaultdict(list)
-            for op, (shard, _op_id, _info) in self._with_records(chunk):
-                by_shard[shard].append(op)
-            for shard, shard_ops in by_shard.items():
-                args: list[Any] = _oldest_by_bucket(shard_ops)
-                for op in shard_ops:
-                    args += (op.op_id, op.person_key, _bucket(op.created_at))
-                revived += int(self._run("revive", self._keys[shard], args))
-        return revived
+        return self._dead.replay(where, now_or(now))
 
     def purge(self, where: DeadLetterFilter, *, now: float | None = None) -> int:
-        by_shard: dict[int, list[str]] = defaultdict(list)
-        for shard, op_id, _info in self._dead_newest_first(where, now_or(now)):
-            by_shard[shard].append(op_id)
-        return sum(
-            int(self._run("purge", self._keys[shard], chunk))
-            for shard, ids in by_shard.items()
-            for chunk in _chunks(ids, CHUNK)
-        )
+        return self._dead.purge(where, now_or(now))
 
     # --- inspection ---------------------------------------------------------------------------
 
