@@ -22,15 +22,15 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cio_relay.config import Settings
 from cio_relay.delivery.hooks import Hooks
 from cio_relay.errors import CioRelayError, OutboxFullError, StorageUnavailableError
-from cio_relay.group_writer import GroupWriter
 from cio_relay.operations import Operation, OperationFactory, PersonRef
 from cio_relay.outbox.base import Outbox
+from cio_relay.outbox.group_writer import GroupWriter
 
 __all__ = ["AsyncRelay", "Relay"]
 
@@ -85,6 +85,55 @@ class _Backpressure:
             raise OutboxFullError(self._depth, self._max_depth)
 
 
+class GuardedOutbox:
+    """The relay's outbox behind its checks: backpressure (``OutboxFullError``), a storage that
+    fails as ``StorageUnavailableError`` (nothing stored), and the ``on_enqueued`` hooks after a
+    write. What ``GroupWriter`` writes to for ``AsyncRelay`` and the ingestion API."""
+
+    def __init__(self, outbox: Outbox, max_depth: int, hooks: Hooks) -> None:
+        self.outbox = outbox
+        self.hooks = hooks
+        self._backpressure = _Backpressure(outbox, max_depth)
+
+    def enqueue(self, ops: Sequence[Operation]) -> int:
+        try:
+            self._backpressure.check()
+            added = self.outbox.enqueue(ops)
+        except (CioRelayError, TypeError):
+            raise  # ours, or not Operations: nothing to do with the storage
+        except Exception as exc:
+            raise StorageUnavailableError("outbox", exc) from exc
+        self._enqueued(ops)
+        return added
+
+    def enqueue_nowait(self, ops: Sequence[Operation]) -> int | None:
+        """``enqueue``, if that needs no waiting (for an event loop); else None, nothing stored.
+
+        Waiting would be needed for an outbox without ``enqueue_nowait`` (Redis: a network round
+        trip), one that is busy or fsyncs (see ``SqliteOutbox.enqueue_nowait``), or a
+        backpressure check that is due (it asks the outbox its depth). ``on_enqueued`` hooks
+        run on the calling thread, as with ``enqueue``.
+        """
+        nowait = getattr(self.outbox, "enqueue_nowait", None)
+        if nowait is None or not self._backpressure.fresh():
+            return None
+        try:
+            self._backpressure.check()
+            added: int | None = nowait(ops)
+        except (CioRelayError, TypeError):
+            raise
+        except Exception as exc:
+            raise StorageUnavailableError("outbox", exc) from exc
+        if added is not None:
+            self._enqueued(ops)
+        return added
+
+    def _enqueued(self, ops: Sequence[Operation]) -> None:
+        if self.hooks.enqueued:
+            for op in ops:
+                Hooks.fire(self.hooks.enqueued, op)
+
+
 class Relay(_OperationFactory):
     """Durable, non-blocking access to Customer.io for a Python app.
 
@@ -110,7 +159,7 @@ class Relay(_OperationFactory):
             self._owns_outbox = False
         self.outbox = outbox
         self.hooks = hooks or Hooks()
-        self._backpressure = _Backpressure(self.outbox, self.settings.outbox_max_depth)
+        self.guarded_outbox = GuardedOutbox(outbox, self.settings.outbox_max_depth, self.hooks)
 
     @classmethod
     def from_env(cls) -> Relay:
@@ -124,41 +173,7 @@ class Relay(_OperationFactory):
 
     def enqueue(self, *operations: Operation) -> list[str]:
         """Store already-built operations (all or none); return their op ids."""
-        try:
-            self._backpressure.check()
-            self.outbox.enqueue(operations)
-        except (CioRelayError, TypeError):
-            raise  # ours, or not Operations: nothing to do with the storage
-        except Exception as exc:
-            raise StorageUnavailableError("outbox", exc) from exc
-        return self._enqueued(operations)
-
-    def enqueue_nowait(self, *operations: Operation) -> list[str] | None:
-        """``enqueue``, if that needs no waiting (for an event loop); else None, nothing stored.
-
-        Waiting would be needed for an outbox without ``enqueue_nowait`` (Redis: a network round
-        trip), one that is busy or fsyncs (see ``SqliteOutbox.enqueue_nowait``), or a
-        backpressure check that is due (it asks the outbox its depth). ``on_enqueued`` hooks
-        run on the calling thread, as with ``enqueue``.
-        """
-        nowait = getattr(self.outbox, "enqueue_nowait", None)
-        if nowait is None or not self._backpressure.fresh():
-            return None
-        try:
-            self._backpressure.check()
-            if nowait(operations) is None:
-                return None
-        except (CioRelayError, TypeError):
-            raise
-        except Exception as exc:
-            raise StorageUnavailableError("outbox", exc) from exc
-        return self._enqueued(operations)
-
-    def _enqueued(self, operations: tuple[Operation, ...]) -> list[str]:
-        """After a write: the ``on_enqueued`` hooks, and the op ids to return."""
-        if self.hooks.enqueued:
-            for op in operations:
-                Hooks.fire(self.hooks.enqueued, op)
+        self.guarded_outbox.enqueue(operations)
         return [op.op_id for op in operations]
 
     def _one(self, op: Operation) -> str:
@@ -408,7 +423,7 @@ class AsyncRelay:
             self._writers = {
                 known: w for known, w in self._writers.items() if not known.is_closed()
             }
-            writer = self._writers[loop] = GroupWriter(self._relay)
+            writer = self._writers[loop] = GroupWriter(self._relay.guarded_outbox)
         await writer.write(operations)
         return [op.op_id for op in operations]
 

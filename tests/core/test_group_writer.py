@@ -15,7 +15,7 @@ import pytest
 
 from cio_relay import Settings
 from cio_relay import operations as ops
-from cio_relay.group_writer import GroupWriter
+from cio_relay.outbox.group_writer import GroupWriter
 from cio_relay.outbox.memory import MemoryOutbox
 from cio_relay.outbox.sqlite import SqliteOutbox
 from cio_relay.relay import Relay
@@ -55,7 +55,7 @@ def outbox(tmp_path: Path) -> Iterator[SqliteOutbox]:
 async def writer(outbox: SqliteOutbox, executor: CountingExecutor) -> GroupWriter:
     """A writer past its first group, which also checks the outbox depth for backpressure (in
     the thread); later groups may go inline. Counts start from zero."""
-    writer = GroupWriter(Relay(Settings(), outbox=outbox))
+    writer = GroupWriter(Relay(Settings(), outbox=outbox).guarded_outbox)
     await writer.write([_track(0)])
     assert executor.submitted == 1
     executor.submitted = 0
@@ -107,16 +107,17 @@ async def test_groups_with_idempotency_claims_and_other_outboxes_use_the_thread(
     tmp_path: Path, outbox: SqliteOutbox, executor: CountingExecutor
 ) -> None:
     store = IdempotencyStore(str(tmp_path / "idempotency.db"))
-    claimed = GroupWriter(Relay(Settings(), outbox=outbox), store)
+    claimed = GroupWriter(Relay(Settings(), outbox=outbox).guarded_outbox, store)
     await claimed.write([_track(0)])  # backpressure checked: later groups may go inline
     op = _track(1)
     await claimed.write([op], Claim("scope", "key-1", b"print", (op.op_id,)))
-    memory = GroupWriter(Relay(Settings(), outbox=MemoryOutbox()))
+    memory_outbox = MemoryOutbox()
+    memory = GroupWriter(Relay(Settings(), outbox=memory_outbox).guarded_outbox)
     await memory.write([_track(2)])
     await memory.write([_track(3)])
     assert executor.submitted == 4
     assert store.lookup("scope", "key-1") is not None
-    assert outbox.depth().pending == 2 and memory.relay.outbox.depth().pending == 2
+    assert outbox.depth().pending == 2 and memory_outbox.depth().pending == 2
     store.close()
 
 

@@ -142,7 +142,9 @@ def test_backpressure_refuses_past_the_maximum_depth() -> None:
     relay = Relay(Settings(outbox_max_depth=3), outbox=MemoryOutbox())
     for i in range(3):
         relay.track(f"u{i}", "e")
-    relay._backpressure._checked_at = 0.0  # force a fresh look instead of the 1 s cache
+    relay.guarded_outbox._backpressure._checked_at = (
+        0.0  # force a fresh look instead of the 1 s cache
+    )
     with pytest.raises(OutboxFullError, match="outbox depth 3 is past the maximum of 3"):
         relay.track("u9", "e")
     assert relay.outbox.depth().pending == 3
@@ -160,8 +162,7 @@ def _public(cls: type) -> set[str]:
 
 
 def test_async_relay_mirrors_the_sync_methods() -> None:
-    # enqueue_nowait is what AsyncRelay's own writes use (it never blocks, so needs no mirror).
-    sync_methods = _public(Relay) - {"close", "from_env", "worker", "enqueue_nowait"}
+    sync_methods = _public(Relay) - {"close", "from_env", "worker"}
     async_methods = _public(AsyncRelay) - {"aclose", "from_env", "worker"}
     assert sync_methods - async_methods == set()
     for name in CALLS:

@@ -1,17 +1,20 @@
 """Group commit for asyncio callers: concurrent writers share one commit.
 
-Used by the ingestion API (each HTTP request) and by ``AsyncRelay`` (each awaited call). Each
-caller hands its operations (and, in the API, its idempotency claim) to ``GroupWriter.write``
-and waits. One flusher task takes everything waiting, writes it with a single enqueue, and wakes
-every request of the group; what arrives during a flush forms the next group. Under load, groups
-grow by themselves, so the disk is paid once per group instead of once per request, and no
-request waits for a timer.
+Used by the ingestion API (each HTTP request) and by ``AsyncRelay`` (each awaited call). It lives
+with the outboxes, not with either of them, because it needs only an outbox-like writer (the
+``OutboxWriter`` protocol: ``enqueue`` and ``enqueue_nowait``, which the relay's guarded outbox and
+``SqliteOutbox`` have) and the core model: the relay (a feature) and the HTTP ingestion (a face)
+both sit above it, and neither is imported here. Each caller hands its operations (and, in the API,
+its idempotency claim) to ``GroupWriter.write`` and waits. One flusher task takes everything
+waiting, writes it with a single enqueue, and wakes every request of the group; what arrives during
+a flush forms the next group. Under load, groups grow by themselves, so the disk is paid once per
+group instead of once per request, and no request waits for a timer.
 
-Where the write cannot wait on anything (``Relay.enqueue_nowait``: a SQLite outbox without
-fsync, free this instant) it runs right on the loop's thread: measured on the ingestion API with
-single-operation requests, 12-15 us less CPU a request than the hop to a worker thread, the GIL
-hand-overs included. Otherwise (Redis, ``durability="power"``, the file held by a worker or
-another process, idempotency claims to record) the group goes to a worker thread, which may wait.
+Where the write cannot wait on anything (``enqueue_nowait``: a SQLite outbox without fsync, free
+this instant) it runs right on the loop's thread, which costs less CPU than the hop to a worker
+thread and its GIL hand-overs (docs/benchmarks.md). Otherwise (Redis, ``durability="power"``, the
+file held by a worker or another process, idempotency claims to record) the group goes to a
+worker thread, which may wait.
 
 A request is answered only after its group's write returned: the operations are durable
 (contract 1). When the outbox refuses the group for backpressure, every request of it gets the
@@ -31,20 +34,29 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from cio_relay.errors import OutboxFullError, StorageUnavailableError
 from cio_relay.operations import Operation
 
-if TYPE_CHECKING:  # the Relay imports this module
-    from cio_relay.relay import Relay
-
-__all__ = ["ClaimStore", "GroupWriter"]
+__all__ = ["ClaimStore", "GroupWriter", "OutboxWriter"]
 
 log = logging.getLogger("cio_relay.server")
 
 #: An idempotency claim: opaque here, understood by the ``ClaimStore`` it goes to.
 Claim = Any
+
+
+class OutboxWriter(Protocol):
+    """Where a group is written: an outbox, or one behind the relay's checks."""
+
+    def enqueue(self, ops: Sequence[Operation]) -> object:
+        """Store ``ops`` durably, all or none (may wait)."""
+        ...
+
+    def enqueue_nowait(self, ops: Sequence[Operation]) -> int | None:
+        """``enqueue`` if that needs no waiting; else None, with nothing stored."""
+        ...
 
 
 class ClaimStore(Protocol):
@@ -67,8 +79,8 @@ class _Waiting:
 class GroupWriter:
     """Writes operations for many concurrent requests in groups; see the module docstring."""
 
-    def __init__(self, relay: Relay, idempotency: ClaimStore | None = None) -> None:
-        self.relay = relay
+    def __init__(self, outbox: OutboxWriter, idempotency: ClaimStore | None = None) -> None:
+        self.outbox = outbox
         self.idempotency = idempotency
         self._waiting: list[_Waiting] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -103,10 +115,10 @@ class GroupWriter:
 
     def _write_now(self, group: list[_Waiting]) -> bool:
         """Write ``group`` on the loop's thread if that needs no waiting (no idempotency claims,
-        an outbox that can tell, see ``Relay.enqueue_nowait``); whether it was written."""
+        an outbox that can tell); whether it was written."""
         if any(w.claim is not None for w in group):
             return False
-        if self.relay.enqueue_nowait(*(op for waiting in group for op in waiting.ops)) is None:
+        if self.outbox.enqueue_nowait([op for waiting in group for op in waiting.ops]) is None:
             return False
         self.groups_written += 1
         return True
@@ -129,7 +141,7 @@ class GroupWriter:
             except Exception as exc:
                 raise StorageUnavailableError("idempotency store", exc) from exc
         try:
-            self.relay.enqueue(*(op for waiting in group for op in waiting.ops))
+            self.outbox.enqueue([op for waiting in group for op in waiting.ops])
         except BaseException:
             if store is not None:
                 # Should this fail too, the pending claims only make a retry reuse their ids.
