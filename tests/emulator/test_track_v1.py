@@ -255,6 +255,13 @@ LIMIT_CASES = [
     pytest.param(
         "POST",
         "/api/v1/customers/u1/events",
+        {"name": "e", "type": {"page": True}},
+        "event type must be one of event, page, screen",
+        id="event-type-not-a-string",
+    ),
+    pytest.param(
+        "POST",
+        "/api/v1/customers/u1/events",
         {"name": "e", "id": "not-a-ulid"},
         "event id must be a valid ULID (26 characters, Crockford base32)",
         id="event-id-not-ulid",

@@ -161,7 +161,7 @@ def check_event(
             f"event name cannot be longer than {EVENT_NAME_BYTES} bytes", "name", "too_long"
         )
     event_type = event_type or body.get("type") or "event"
-    if event_type not in EVENT_TYPES:
+    if type(event_type) is not str or event_type not in EVENT_TYPES:
         raise Invalid("event type must be one of event, page, screen", "type")
     encoded = orjson.dumps(_event_properties(body, data_keys))
     if len(encoded) > EVENT_DATA_BYTES:
