@@ -23,9 +23,8 @@ import secrets
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -72,38 +71,31 @@ class Disk:
 
 
 class InjectedDisk(Disk):
-    """Where no filesystem can be mounted: the outbox's writes fail as on a full disk."""
+    """Where no filesystem can be mounted: SQLite is told that the outbox's file may not grow
+    (``PRAGMA max_page_count`` on its writer connection), so its writes fail as on a full disk,
+    with SQLite's own error, once the free pages inside the file are used up."""
 
     real = False
+    _NO_LIMIT = 4_294_967_294
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
-        self.full = False
-
-    def fill(self) -> None:
-        self.full = True
-
-    def free(self) -> None:
-        self.full = False
+        self._box: SqliteOutbox | None = None
 
     def outbox(self) -> SqliteOutbox:
-        return _FailingWhenFull(self.path / "outbox.db", self)
+        self._box = super().outbox()
+        return self._box
 
+    def _limit_pages(self, limit: str) -> None:
+        assert self._box is not None, "open the outbox first"
+        with self._box._lock:
+            self._box._conn.execute(f"PRAGMA max_page_count = {limit}")
 
-class _FailingWhenFull(SqliteOutbox):
-    def __init__(self, path: Path, disk: InjectedDisk) -> None:
-        super().__init__(path)
-        self._disk = disk
+    def fill(self) -> None:
+        self._limit_pages("1")  # SQLite raises a limit below the file's size to its size
 
-    def _write(self, work: Any) -> Any:
-        if self._disk.full:
-            raise sqlite3.OperationalError("database or disk is full")
-        return super()._write(work)
-
-    def enqueue_nowait(self, ops: Sequence[Operation]) -> int | None:
-        if self._disk.full:
-            raise sqlite3.OperationalError("database or disk is full")
-        return super().enqueue_nowait(ops)
+    def free(self) -> None:
+        self._limit_pages(str(self._NO_LIMIT))
 
 
 def _mount_tmpfs(path: Path) -> bool:
@@ -196,9 +188,15 @@ def test_the_filler_really_fills_the_disk(disk: Disk) -> None:
     # The premise of the test above, on a mounted filesystem: writing fails for lack of space.
     if not disk.real:
         assert isinstance(disk, InjectedDisk)
-        disk.fill()
-        with pytest.raises(sqlite3.OperationalError, match="disk is full"):
-            disk.outbox().enqueue([_event()])
+        box = disk.outbox()
+        try:
+            disk.fill()
+            with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+                box.enqueue([_event() for _ in range(100)])  # more than the last page holds
+            disk.free()
+            assert box.enqueue([_event()]) == 1
+        finally:
+            box.close()
         return
     disk.fill()
     with pytest.raises(OSError, match="No space left") as raised:

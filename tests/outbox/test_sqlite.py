@@ -16,7 +16,8 @@ import pytest
 from cio_relay import operations as ops
 from cio_relay.errors import ConfigError
 from cio_relay.outbox.base import DeadLetterFilter, DeadReason
-from cio_relay.outbox.sqlite import SCHEMA_VERSION, SqliteOutbox
+from cio_relay.outbox.sqlite import ADMIT_BATCH, SCHEMA_VERSION, SqliteOutbox
+from cio_relay.outbox.sqlite_schema import DUE_HEADS
 
 from .test_contract import drain_ids, event, ids
 
@@ -205,9 +206,7 @@ def test_lease_reads_only_due_heads_through_the_index(path: Path) -> None:
         box.close()
     conn = sqlite3.connect(path)
     try:
-        from cio_relay.outbox.sqlite import _DUE_HEADS
-
-        plan = " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + _DUE_HEADS, (t, 1)))
+        plan = " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + DUE_HEADS, (t, 1)))
         assert "USING COVERING INDEX heads_due (due_at<?)" in plan, plan
         assert "SCAN" not in plan, plan
     finally:
@@ -318,8 +317,6 @@ def test_a_deferred_release_sticks_through_a_later_release(path: Path) -> None:
 
 
 def test_one_persons_backlog_in_intake_does_not_hide_other_peoples_work(path: Path) -> None:
-    from cio_relay.outbox.sqlite import ADMIT_BATCH
-
     box = SqliteOutbox(path)
     try:
         box.enqueue([event("whale", i) for i in range(3 * ADMIT_BATCH)])
@@ -330,3 +327,14 @@ def test_one_persons_backlog_in_intake_does_not_hide_other_peoples_work(path: Pa
         assert ids(box.lease(10, 60)) == [op.op_id for op in others]
     finally:
         box.close()
+
+
+def test_the_outbox_checkpoints_its_file_as_it_is_written(path: Path) -> None:
+    box = SqliteOutbox(path)
+    try:
+        assert box._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        for batch in range(25):  # 25,000 rows: past CHECKPOINT_EVERY_CHANGES
+            box.enqueue([event(f"p{i}", batch) for i in range(1_000)])
+    finally:
+        box.close()
+    assert box._db._checkpointer is not None and box._db._checkpointer.rounds >= 1

@@ -1,31 +1,26 @@
 """``SqliteOutbox``: the embedded default outbox, one SQLite file in WAL mode.
 
-Durability. ``durability="process"`` runs ``synchronous=NORMAL``: a commit is in the WAL, in the
-operating system's hands, before ``enqueue`` returns, so it survives ``kill -9`` of any process
-(not a power cut). ``"power"`` runs ``synchronous=FULL``: every commit is fsynced, so it survives
-power loss, at the price of one fsync per commit (group commit shares it between callers).
+The file is opened, migrated, written and checkpointed by the SQLite layer (``cio_relay.sqlite``):
+its pragmas and durability levels (``durability="process"`` survives ``kill -9`` of any process,
+``"power"`` survives power loss: connection.py), group commit (concurrent ``enqueue`` calls share
+one transaction; a lone caller commits at once on its own thread), and WAL checkpoints on a
+thread beside the writers. This module holds the outbox's tables and SQL only.
 
 Many processes may open one file (the app enqueues, a worker leases and acks). Writes are short
 ``BEGIN IMMEDIATE`` transactions, so a writer waits on SQLite's lock (``busy_timeout``) up front
-instead of failing half-way; each ``SqliteOutbox`` holds one connection guarded by a lock.
+instead of failing half-way. An event loop that gathers its own groups (group_writer.py) calls
+``enqueue_nowait``: the group is written on the loop's thread when nothing else holds the file,
+without a thread hop.
 
-Group commit (group_commit.py). Concurrent ``enqueue`` calls share one transaction: the first
-caller that finds no commit under way leads, writes every call queued so far in one transaction
-and wakes their callers; a lone caller commits at once on its own thread, so one thread's latency
-stays that of one small commit. ``enqueue_commits`` counts these transactions. An event loop
-that gathers its own groups (group_writer.py) calls ``enqueue_nowait`` instead: the group is
-written on the loop's thread when nothing else holds the file, without a thread hop.
-
-Schema (version in ``PRAGMA user_version``):
+Schema (sqlite_schema.py; version in ``PRAGMA user_version``):
 
 - ``intake``: where ``enqueue`` (and ``replay``) append: a rowid table with one unique index
-  (``op_id``, near-sequential since op ids are ULIDs), so an enqueue commit dirties few pages
-  (measured with 100-operation batches: 7 us an operation against 13-15 us writing straight
-  into ``ops``; one-operation commits 33 against 55 us). ``lease`` first moves the oldest
-  ``ADMIT_BATCH`` into ``ops`` in order, in the lease's transaction, so the indexing work is done
-  by the worker, on its own core, rather than by the caller waiting for its 202 or return.
-  Enqueue is idempotent across both tables and ``dead`` (``INSERT OR IGNORE`` plus two
-  ``NOT EXISTS`` probes).
+  (``op_id``, near-sequential since op ids are ULIDs), so an enqueue commit dirties few pages,
+  far fewer than writing straight into ``ops`` with its indexes and triggers
+  (docs/benchmarks.md). ``lease`` first moves the oldest ``ADMIT_BATCH`` into ``ops`` in order,
+  in the lease's transaction, so the indexing work is done by the worker, on its own core,
+  rather than by the caller waiting for its 202 or return. Enqueue is idempotent across both
+  tables and ``dead`` (``INSERT OR IGNORE`` plus two ``NOT EXISTS`` probes).
 - ``ops``: every admitted pending operation; ``seq`` (the rowid) is the enqueue order (intake
   keeps its order on the way in); unique ``op_id``; ``(person_key, seq)`` finds a person's
   next.
@@ -48,23 +43,21 @@ Schema (version in ``PRAGMA user_version``):
   every enqueue a page write for a figure that differs only for back-dated or replayed ops).
 
 Operations live in the file, never in Python memory: a million waiting operations cost the
-SQLite page cache (``CACHE_KIB``) and nothing more (measured: 62 MB peak RSS, lease of 500 in
-~5 ms, ``depth()`` in under 1 ms; benchmarks/bench_outbox.py).
+SQLite page cache and nothing more (peak memory, lease and ``depth()`` times with a million
+waiting: benchmarks/bench_outbox.py and docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
 from cio_relay.clock import now_or
-from cio_relay.errors import ConfigError
 from cio_relay.operations import Operation
 from cio_relay.outbox.base import (
     EVERY_DEAD_LETTER,
@@ -78,108 +71,25 @@ from cio_relay.outbox.base import (
     new_lease,
     new_lease_token,
 )
-from cio_relay.outbox.checkpoint import Checkpointer
-from cio_relay.outbox.group_commit import GroupCommit
-
-__all__ = ["SCHEMA_VERSION", "Durability", "SqliteOutbox"]
-
-Durability = Literal["process", "power"]
-_SYNCHRONOUS: dict[str, str] = {"process": "NORMAL", "power": "FULL"}
-
-#: Small pages: each one-operation commit writes a handful of dirty pages to the WAL, so 1 KiB
-#: pages write a quarter of the bytes of 4 KiB ones (measured ~35 % more commits per second).
-PAGE_SIZE = 1024
-CACHE_KIB = 16 * 1024
-WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes the WAL file is truncated back to after a checkpoint
-
-_MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: (
-        """CREATE TABLE ops (
-            seq INTEGER PRIMARY KEY,
-            op_id TEXT NOT NULL UNIQUE,
-            kind TEXT NOT NULL,
-            person_key TEXT NOT NULL,
-            payload BLOB NOT NULL,
-            created_at REAL NOT NULL,
-            env TEXT NOT NULL,
-            available_at REAL NOT NULL,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            last_error TEXT)""",
-        "CREATE INDEX ops_person ON ops (person_key, seq)",
-        """CREATE TABLE heads (
-            person_key TEXT PRIMARY KEY,
-            seq INTEGER NOT NULL,
-            due_at REAL NOT NULL,
-            token TEXT) WITHOUT ROWID""",
-        "CREATE INDEX heads_due ON heads (due_at, seq)",
-        """CREATE TRIGGER ops_new_head AFTER INSERT ON ops BEGIN
-            INSERT OR IGNORE INTO heads (person_key, seq, due_at)
-            VALUES (new.person_key, new.seq, new.available_at);
-        END""",
-        """CREATE TRIGGER ops_next_head AFTER DELETE ON ops BEGIN
-            UPDATE heads SET (seq, due_at, token) = (
-                SELECT seq, available_at, NULL FROM ops
-                WHERE person_key = old.person_key ORDER BY seq LIMIT 1)
-            WHERE person_key = old.person_key AND seq = old.seq
-            AND EXISTS (SELECT 1 FROM ops WHERE person_key = old.person_key);
-            DELETE FROM heads WHERE person_key = old.person_key AND seq = old.seq;
-        END""",
-        """CREATE TABLE dead (
-            id INTEGER PRIMARY KEY,
-            op_id TEXT NOT NULL UNIQUE,
-            kind TEXT NOT NULL,
-            person_key TEXT NOT NULL,
-            payload BLOB NOT NULL,
-            created_at REAL NOT NULL,
-            env TEXT NOT NULL,
-            reason TEXT NOT NULL,
-            detail TEXT NOT NULL,
-            attempts INTEGER NOT NULL,
-            dead_at REAL NOT NULL)""",
-        "CREATE INDEX dead_newest ON dead (dead_at)",
-        """CREATE TABLE stats (
-            id INTEGER PRIMARY KEY CHECK (id = 1),
-            pending INTEGER NOT NULL,
-            dead INTEGER NOT NULL)""",
-        "INSERT INTO stats (id, pending, dead) VALUES (1, 0, 0)",
-    ),
-    2: (
-        """CREATE TABLE intake (
-            seq INTEGER PRIMARY KEY,
-            op_id TEXT NOT NULL UNIQUE,
-            kind TEXT NOT NULL,
-            person_key TEXT NOT NULL,
-            payload BLOB NOT NULL,
-            created_at REAL NOT NULL,
-            env TEXT NOT NULL,
-            available_at REAL NOT NULL)""",
-    ),
-}
-SCHEMA_VERSION = max(_MIGRATIONS)
-
-_INSERT = (
-    "INSERT OR IGNORE INTO intake (op_id, kind, person_key, payload, created_at, env, available_at)"
-    " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE NOT EXISTS (SELECT 1 FROM ops WHERE op_id = ?1)"
-    " AND NOT EXISTS (SELECT 1 FROM dead WHERE op_id = ?1)"
+from cio_relay.outbox.sqlite_schema import (
+    ADMIT,
+    ADMIT_UNTIL,
+    DEAD_COLUMNS,
+    DUE_HEADS,
+    INSERT,
+    OP_COLUMNS,
+    SCHEMA_VERSION,
+    STEPS,
 )
+from cio_relay.sqlite import BUSY_TIMEOUT, Database, Durability
+
+__all__ = ["ADMIT_BATCH", "SCHEMA_VERSION", "Durability", "SqliteOutbox"]
+
 #: Operations moved from ``intake`` into ``ops`` at a time by ``lease``: enough to stay ahead
-#: of any lease size, small enough that the move (~10 us an operation) holds the write lock for
-#: a few milliseconds, not a backlog's worth, unless the lease finds too few due heads (a
-#: person's backlog ahead of the rest), when it admits further until it has enough.
+#: of any lease size, small enough that the move holds the write lock briefly rather than for a
+#: backlog's worth, unless the lease finds too few due heads (a person's backlog ahead of the
+#: rest), when it admits further until it has enough.
 ADMIT_BATCH = 2_000
-_ADMIT_UNTIL = "SELECT max(seq) FROM (SELECT seq FROM intake ORDER BY seq LIMIT ?)"
-_ADMIT = (
-    "INSERT OR IGNORE INTO ops (op_id, kind, person_key, payload, created_at, env, available_at)"
-    " SELECT op_id, kind, person_key, payload, created_at, env, available_at FROM intake"
-    " WHERE seq <= ? ORDER BY seq"
-)
-_DUE_HEADS = (
-    "SELECT h.person_key, o.op_id, o.kind, o.payload, o.created_at, o.env, o.attempts, o.last_error"
-    " FROM heads h JOIN ops o ON o.seq = h.seq"
-    " WHERE h.due_at <= ? ORDER BY h.due_at, h.seq LIMIT ?"
-)
-_OP_COLUMNS = "op_id, kind, person_key, payload, created_at, env"
-_DEAD_COLUMNS = "op_id, kind, payload, created_at, env, reason, detail, attempts, dead_at"
 
 
 class SqliteOutbox:
@@ -195,108 +105,42 @@ class SqliteOutbox:
         path: str | Path,
         *,
         durability: Durability = "process",
-        busy_timeout: float = 10.0,
+        busy_timeout: float = BUSY_TIMEOUT,
     ) -> None:
-        if durability not in _SYNCHRONOUS:
-            raise ConfigError(f"durability must be 'process' or 'power', not {durability!r}")
-        self.path = Path(path)
-        self.durability = durability
-        self._lock = threading.Lock()  # the connection
-        self._group = GroupCommit(self._insert_groups)
-        self._closed = False
-        self._busy_timeout_ms = int(busy_timeout * 1000)
-        self._nowait_commits = 0
-        self._conn = self._connect(busy_timeout)
-        self._checkpointer = Checkpointer(
-            self.path, synchronous=_SYNCHRONOUS[durability], writer_lock=self._lock
+        self._db = Database(
+            path, store="outbox", steps=STEPS, durability=durability, busy_timeout=busy_timeout
         )
+        self.path = self._db.path
+        self.durability = self._db.durability
+        # The writer connection and its lock, under the names tests of the callers use.
+        self._lock = self._db.lock
+        self._conn = self._db.writer
+        self._enqueue_commits = 0
+        self._last_enqueue_commit = -1
 
     def __repr__(self) -> str:
         return f"SqliteOutbox({str(self.path)!r}, durability={self.durability!r})"
 
-    # --- connection and schema ----------------------------------------------------------------
-
-    def _connect(self, busy_timeout: float) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path,
-            timeout=busy_timeout,
-            isolation_level=None,  # we issue BEGIN IMMEDIATE / COMMIT ourselves
-            check_same_thread=False,  # shared between threads under self._lock
-        )
-        try:
-            conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # only takes effect on a new file
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode != "wal":
-                raise ConfigError(f"{self.path}: SQLite cannot use WAL here (got {mode!r})")
-            conn.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[self.durability]}")
-            conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-            conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
-            conn.execute("PRAGMA wal_autocheckpoint = 0")  # the Checkpointer's thread does it
-            self._migrate(conn)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        conn.execute("BEGIN IMMEDIATE")  # two processes opening a new file: one creates it
-        try:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise ConfigError(
-                    f"{self.path}: outbox schema version {version} is newer than this "
-                    f"cio-relay understands ({SCHEMA_VERSION}); upgrade cio-relay"
-                )
-            for number in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS[number]:
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {number}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-    def _write(self, work: Any) -> Any:
-        """Run ``work(conn)`` in one ``BEGIN IMMEDIATE`` transaction under the connection lock."""
-        with self._lock:
-            conn = self._open_connection()
-            conn.execute("BEGIN IMMEDIATE")
-            return self._finish(conn, work)
-
-    def _finish(self, conn: sqlite3.Connection, work: Any) -> Any:
-        """The rest of a transaction begun on ``conn``: ``work``, then COMMIT (or ROLLBACK)."""
-        try:
-            result = work(conn)
-            conn.execute("COMMIT")
-            self._checkpointer.wrote(conn.total_changes)
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return result
-
-    def _open_connection(self) -> sqlite3.Connection:
-        if self._closed:
-            raise RuntimeError(f"{self!r} is closed")
-        return self._conn
-
-    # --- enqueue (group commit) ---------------------------------------------------------------
+    # --- enqueue ------------------------------------------------------------------------------
 
     @property
     def enqueue_commits(self) -> int:
-        """Transactions written by ``enqueue`` (and ``enqueue_nowait``): fewer than calls when
-        callers shared commits."""
-        return self._group.commits + self._nowait_commits
+        """Transactions that wrote ``enqueue`` (or ``enqueue_nowait``) calls: fewer than calls
+        when callers shared commits."""
+        return self._enqueue_commits
 
     def enqueue(self, ops: Sequence[Operation]) -> int:
         records = _records(ops)
-        return self._group.submit(records) if records else 0
+        if not records:
+            return 0
+        added: int = self._db.write(self._insert(records))
+        return added
 
     def enqueue_nowait(self, ops: Sequence[Operation]) -> int | None:
         """``enqueue``, if that needs no waiting; else None, and nothing is stored.
 
         For an event loop, which must never block: with ``durability="process"`` a commit does
-        not fsync, so an uncontended enqueue is a few microseconds of CPU an operation. Waiting
+        not fsync, so an uncontended enqueue is a short burst of CPU and nothing more. Waiting
         would be needed when another thread of this process holds the connection (a worker's
         lease, a checkpoint's short pause) or another process holds the write lock; then this
         returns None at once (the caller hands the write to a thread that may wait), as it
@@ -305,39 +149,23 @@ class SqliteOutbox:
         if self.durability != "process":
             return None  # before serialising: the caller's thread path serialises again
         records = _records(ops)
-        if not self._lock.acquire(blocking=False):
-            return None
-        try:
-            conn = self._open_connection()
-            conn.execute("PRAGMA busy_timeout = 0")
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError:  # SQLITE_BUSY: another process is writing
-                return None
-            finally:
-                conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
-            counts: list[int] = self._finish(conn, self._insert([records]))
-            self._nowait_commits += 1
-            return counts[0]
-        finally:
-            self._lock.release()
+        if not records:
+            return 0
+        counts = self._db.write_nowait([self._insert(records)])
+        return None if counts is None else int(counts[0])
 
-    def _insert_groups(self, groups: list[Sequence[Any]]) -> list[int]:
-        """One transaction for a whole group of ``enqueue`` calls (see group_commit.py)."""
-        counts: list[int] = self._write(self._insert(groups))
-        return counts
-
-    @staticmethod
-    def _insert(groups: list[Sequence[Any]]) -> Callable[[sqlite3.Connection], list[int]]:
-        def insert(conn: sqlite3.Connection) -> list[int]:
+    def _insert(self, records: list[tuple[Any, ...]]) -> Callable[[sqlite3.Connection], int]:
+        def insert(conn: sqlite3.Connection) -> int:
+            # Commits are counted as they are being written: several calls in one group commit
+            # see the same number of earlier commits, and count once.
+            if self._last_enqueue_commit != self._db.commits:
+                self._last_enqueue_commit = self._db.commits
+                self._enqueue_commits += 1
             now = time.time()
-            counts = [
-                conn.executemany(_INSERT, [(*record, now) for record in records]).rowcount
-                for records in groups
-            ]
-            if added := sum(counts):
+            added: int = conn.executemany(INSERT, [(*record, now) for record in records]).rowcount
+            if added:
                 conn.execute("UPDATE stats SET pending = pending + ?", (added,))
-            return counts
+            return added
 
         return insert
 
@@ -354,18 +182,18 @@ class SqliteOutbox:
 
         def take(conn: sqlite3.Connection) -> list[Any]:
             _admit(conn)
-            rows = conn.execute(_DUE_HEADS, (at, limit)).fetchall()
+            rows = conn.execute(DUE_HEADS, (at, limit)).fetchall()
             # Short of due heads while operations wait in intake (one person's backlog ahead of
             # everyone else's, say): admit more until there are enough or intake is empty.
             while len(rows) < limit and _admit(conn):
-                rows = conn.execute(_DUE_HEADS, (at, limit)).fetchall()
+                rows = conn.execute(DUE_HEADS, (at, limit)).fetchall()
             conn.executemany(
                 "UPDATE heads SET due_at = ?, token = ? WHERE person_key = ?",
                 [(until, token, row[0]) for row in rows],
             )
             return rows
 
-        rows: list[Any] = self._write(take)
+        rows: list[Any] = self._db.write(take)
         # Decoded after the commit: the connection (and the write lock) are not held meanwhile.
         from_record = Operation.from_record
         return [
@@ -385,7 +213,7 @@ class SqliteOutbox:
             if removed:
                 conn.execute("UPDATE stats SET pending = pending - ?", (removed,))
 
-        self._write(delete)
+        self._db.write(delete)
 
     def release(
         self, leases: Iterable[Lease], *, delay: float = 0.0, now: float | None = None
@@ -409,7 +237,7 @@ class SqliteOutbox:
                 rows,
             )
 
-        self._write(give_back)
+        self._db.write(give_back)
 
     def extend(
         self, leases: Iterable[Lease], lease_seconds: float, *, now: float | None = None
@@ -417,7 +245,7 @@ class SqliteOutbox:
         until = now_or(now) + lease_seconds
         rows = [(until, lease.op.person_key, lease.token) for lease in leases]
         if rows:
-            self._write(
+            self._db.write(
                 lambda conn: conn.executemany(
                     "UPDATE heads SET due_at = MAX(due_at, ?) WHERE person_key = ? AND token = ?",
                     rows,
@@ -425,7 +253,7 @@ class SqliteOutbox:
             )
 
     def mark_sending(self, lease: Lease) -> None:
-        self._write(
+        self._db.write(
             lambda conn: conn.execute(
                 "UPDATE ops SET last_error = ? WHERE op_id = ? AND EXISTS (SELECT 1 FROM heads"
                 " WHERE heads.person_key = ? AND heads.token = ? AND heads.seq = ops.seq)",
@@ -448,7 +276,7 @@ class SqliteOutbox:
                     (error, retry_at, lease.op.op_id),
                 )
 
-        self._write(schedule)
+        self._db.write(schedule)
 
     def dead_letter(
         self, lease: Lease, reason: DeadReason, detail: str, *, now: float | None = None
@@ -470,13 +298,9 @@ class SqliteOutbox:
                 conn.execute("DELETE FROM ops WHERE op_id = ?", (lease.op.op_id,))
                 conn.execute("UPDATE stats SET pending = pending - 1, dead = dead + 1")
 
-        self._write(bury)
+        self._db.write(bury)
 
     # --- dead letters -------------------------------------------------------------------------
-
-    def _read(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        with self._lock:
-            return self._open_connection().execute(sql, params).fetchall()
 
     def list_dead(
         self,
@@ -487,8 +311,8 @@ class SqliteOutbox:
         now: float | None = None,
     ) -> list[DeadLetter]:
         clause, params = _dead_clause(where, now_or(now))
-        rows = self._read(
-            f"SELECT {_DEAD_COLUMNS} FROM dead WHERE {clause}"  # noqa: S608 (see _dead_clause)
+        rows = self._db.read(
+            f"SELECT {DEAD_COLUMNS} FROM dead WHERE {clause}"  # noqa: S608 (see _dead_clause)
             " ORDER BY dead_at DESC, id DESC LIMIT ? OFFSET ?",
             [*params, max(limit, 0), max(offset, 0)],
         )
@@ -507,10 +331,10 @@ class SqliteOutbox:
         self, where: DeadLetterFilter = EVERY_DEAD_LETTER, *, now: float | None = None
     ) -> int:
         if where == EVERY_DEAD_LETTER:
-            count: int = self._read("SELECT dead FROM stats", ())[0][0]
+            count: int = self._db.read("SELECT dead FROM stats", ())[0][0]
             return count
         clause, params = _dead_clause(where, now_or(now))
-        found: int = self._read(
+        found: int = self._db.read(
             f"SELECT count(*) FROM dead WHERE {clause}",  # noqa: S608 (see _dead_clause)
             params,
         )[0][0]
@@ -522,9 +346,9 @@ class SqliteOutbox:
 
         def put_back(conn: sqlite3.Connection) -> int:
             # Oldest dead letter first, so one person's replayed operations keep their order.
-            select = f"SELECT {_OP_COLUMNS}, ? FROM dead WHERE {clause}"  # noqa: S608
+            select = f"SELECT {OP_COLUMNS}, ? FROM dead WHERE {clause}"  # noqa: S608
             added = conn.execute(
-                f"INSERT OR IGNORE INTO intake ({_OP_COLUMNS}, available_at)"
+                f"INSERT OR IGNORE INTO intake ({OP_COLUMNS}, available_at)"
                 f" {select} ORDER BY dead_at, id",
                 [at, *params],
             ).rowcount
@@ -537,7 +361,7 @@ class SqliteOutbox:
             )
             return removed
 
-        replayed: int = self._write(put_back)
+        replayed: int = self._db.write(put_back)
         return replayed
 
     def purge(self, where: DeadLetterFilter, *, now: float | None = None) -> int:
@@ -551,31 +375,30 @@ class SqliteOutbox:
             conn.execute("UPDATE stats SET dead = dead - ?", (removed,))
             return removed
 
-        purged: int = self._write(delete)
+        purged: int = self._db.write(delete)
         return purged
 
     # --- inspection ---------------------------------------------------------------------------
 
     def depth(self, *, now: float | None = None) -> Depth:
         at = now_or(now)
-        with self._lock:
-            conn = self._open_connection()
-            conn.execute("BEGIN")  # one snapshot for all three reads
-            try:
-                pending, dead = conn.execute("SELECT pending, dead FROM stats").fetchone()
-                waiting = dict(
-                    conn.execute(
-                        "SELECT token IS NOT NULL, count(*) FROM heads WHERE due_at > ? GROUP BY 1",
-                        (at,),
-                    ).fetchall()
-                )
-                # Everything in ``ops`` was enqueued before everything still in ``intake``.
-                oldest = (
-                    conn.execute("SELECT created_at FROM ops ORDER BY seq LIMIT 1").fetchone()
-                    or conn.execute("SELECT created_at FROM intake ORDER BY seq LIMIT 1").fetchone()
-                )
-            finally:
-                conn.execute("COMMIT")
+
+        def count(conn: sqlite3.Connection) -> tuple[Any, ...]:
+            pending, dead = conn.execute("SELECT pending, dead FROM stats").fetchone()
+            waiting = dict(
+                conn.execute(
+                    "SELECT token IS NOT NULL, count(*) FROM heads WHERE due_at > ? GROUP BY 1",
+                    (at,),
+                ).fetchall()
+            )
+            # Everything in ``ops`` was enqueued before everything still in ``intake``.
+            oldest = (
+                conn.execute("SELECT created_at FROM ops ORDER BY seq LIMIT 1").fetchone()
+                or conn.execute("SELECT created_at FROM intake ORDER BY seq LIMIT 1").fetchone()
+            )
+            return pending, dead, waiting, oldest
+
+        pending, dead, waiting, oldest = self._db.read_together(count)  # one snapshot
         leased, scheduled = waiting.get(1, 0), waiting.get(0, 0)
         return Depth(
             ready=pending - leased - scheduled,
@@ -586,20 +409,16 @@ class SqliteOutbox:
         )
 
     def close(self) -> None:
-        self._checkpointer.close()  # first, and outside the lock its last round may be taking
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._conn.close()
+        self._db.close()
 
 
 def _admit(conn: sqlite3.Connection) -> bool:
     """Move the oldest ``ADMIT_BATCH`` operations of ``intake`` into ``ops`` (in order);
     whether there were any."""
-    until = conn.execute(_ADMIT_UNTIL, (ADMIT_BATCH,)).fetchone()[0]
+    until = conn.execute(ADMIT_UNTIL, (ADMIT_BATCH,)).fetchone()[0]
     if until is None:
         return False
-    conn.execute(_ADMIT, (until,))
+    conn.execute(ADMIT, (until,))
     conn.execute("DELETE FROM intake WHERE seq <= ?", (until,))
     return True
 

@@ -260,7 +260,7 @@ def _assemble(
     idempotency = IdempotencyStore(
         idempotency_path or idempotency_path_for(settings),
         retention=settings.idempotency_retention,
-        synchronous="FULL" if settings.outbox_durability == "power" else "NORMAL",
+        durability=settings.outbox_durability,
     )
     keys = ApiKeys(key.get_secret_value() for key in settings.api_keys)
     ingestion = Ingestion(

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,20 +25,25 @@ from pathlib import Path
 
 import orjson
 
+from cio_relay.sqlite import Database, Durability, Steps
+
 __all__ = ["Claim", "IdempotencyStore", "Remembered", "fingerprint"]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS idempotency (
-    scope TEXT NOT NULL,
-    key_hash TEXT NOT NULL,
-    fingerprint BLOB NOT NULL,
-    op_ids BLOB NOT NULL,
-    done INTEGER NOT NULL,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (scope, key_hash)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS idempotency_created_at ON idempotency (created_at);
-"""
+#: Version 1 is the schema of the releases that kept no version (``IF NOT EXISTS``: it adopts
+#: their files as they are).
+_STEPS: Steps = {
+    1: (
+        """CREATE TABLE IF NOT EXISTS idempotency (
+            scope TEXT NOT NULL,
+            key_hash TEXT NOT NULL,
+            fingerprint BLOB NOT NULL,
+            op_ids BLOB NOT NULL,
+            done INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (scope, key_hash)) WITHOUT ROWID""",
+        "CREATE INDEX IF NOT EXISTS idempotency_created_at ON idempotency (created_at)",
+    ),
+}
 _EXPIRE_EVERY = 60.0  # seconds between sweeps of expired keys
 
 
@@ -74,43 +78,32 @@ class Claim:
 
 
 class IdempotencyStore:
-    """Idempotency keys in SQLite (WAL). Thread-safe; lookups do not wait for writes."""
+    """Idempotency keys in SQLite (the SQLite layer: ``cio_relay.sqlite``), in their own file,
+    with the outbox's ``durability``. Thread-safe; lookups do not wait for writes."""
 
     def __init__(
-        self, path: str | Path, *, retention: float = 24 * 3600.0, synchronous: str = "NORMAL"
+        self,
+        path: str | Path,
+        *,
+        retention: float = 24 * 3600.0,
+        durability: Durability = "process",
     ) -> None:
         self.retention = retention
-        in_memory = str(path) == ":memory:"
-        if not in_memory:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._writer = self._connect(path, synchronous)
-        self._writer.executescript(_SCHEMA)
-        self._reader = self._writer if in_memory else self._connect(path, synchronous)
-        self._write_lock = threading.Lock()
-        self._read_lock = self._write_lock if in_memory else threading.Lock()
+        self._db = Database(path, store="idempotency store", steps=_STEPS, durability=durability)
         self._expired_at = 0.0
-        self._closed = False
-
-    @staticmethod
-    def _connect(path: str | Path, synchronous: str) -> sqlite3.Connection:
-        conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
-        conn.execute("PRAGMA busy_timeout=5000")
-        return conn
 
     def lookup(self, scope: str, key: str, now: float | None = None) -> Remembered | None:
         """What ``key`` was used for within the retention, or None."""
         oldest = (time.time() if now is None else now) - self.retention
-        with self._read_lock:
-            row = self._reader.execute(
-                "SELECT fingerprint, op_ids, done FROM idempotency "
-                "WHERE scope = ? AND key_hash = ? AND created_at >= ?",
-                (scope, _key_hash(key), oldest),
-            ).fetchone()
-        if row is None:
+        rows = self._db.read(
+            "SELECT fingerprint, op_ids, done FROM idempotency "
+            "WHERE scope = ? AND key_hash = ? AND created_at >= ?",
+            (scope, _key_hash(key), oldest),
+        )
+        if not rows:
             return None
-        return Remembered(bytes(row[0]), orjson.loads(row[1]), bool(row[2]))
+        fingerprint, op_ids, done = rows[0]
+        return Remembered(bytes(fingerprint), orjson.loads(op_ids), bool(done))
 
     def reserve(self, claims: Sequence[Claim], now: float | None = None) -> None:
         """Write ``claims`` as pending, in one transaction."""
@@ -121,7 +114,7 @@ class IdempotencyStore:
             (c.scope, c.key_hash, c.fingerprint, orjson.dumps(list(c.op_ids)), created)
             for c in claims
         ]
-        self._write(
+        self._write_rows(
             "INSERT OR REPLACE INTO idempotency "
             "(scope, key_hash, fingerprint, op_ids, done, created_at) VALUES (?, ?, ?, ?, 0, ?)",
             rows,
@@ -130,14 +123,14 @@ class IdempotencyStore:
 
     def complete(self, claims: Sequence[Claim]) -> None:
         """The claims' operations are durable: later requests with the keys are replays."""
-        self._write(
+        self._write_rows(
             "UPDATE idempotency SET done = 1 WHERE scope = ? AND key_hash = ?",
             [(c.scope, c.key_hash) for c in claims],
         )
 
     def forget(self, claims: Sequence[Claim]) -> None:
         """The operations were refused (backpressure): the keys are free again."""
-        self._write(
+        self._write_rows(
             "DELETE FROM idempotency WHERE scope = ? AND key_hash = ?",
             [(c.scope, c.key_hash) for c in claims],
         )
@@ -145,32 +138,23 @@ class IdempotencyStore:
     def expire(self, now: float | None = None) -> int:
         """Delete keys older than the retention; returns how many."""
         oldest = (time.time() if now is None else now) - self.retention
-        with self._write_lock:
-            cursor = self._writer.execute("DELETE FROM idempotency WHERE created_at < ?", (oldest,))
-            return cursor.rowcount
+
+        def delete(conn: sqlite3.Connection) -> int:
+            deleted: int = conn.execute(
+                "DELETE FROM idempotency WHERE created_at < ?", (oldest,)
+            ).rowcount
+            return deleted
+
+        return self._db.write(delete)
 
     def _maybe_expire(self, now: float) -> None:
         if now - self._expired_at >= _EXPIRE_EVERY:
             self._expired_at = now
             self.expire(now)
 
-    def _write(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
-        if not rows:
-            return
-        with self._write_lock:
-            self._writer.execute("BEGIN IMMEDIATE")
-            try:
-                self._writer.executemany(sql, rows)
-            except BaseException:
-                self._writer.execute("ROLLBACK")
-                raise
-            self._writer.execute("COMMIT")
+    def _write_rows(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
+        if rows:
+            self._db.write(lambda conn: conn.executemany(sql, rows))
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        with self._write_lock:
-            self._writer.close()
-            if self._reader is not self._writer:
-                self._reader.close()
+        self._db.close()

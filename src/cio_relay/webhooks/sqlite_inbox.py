@@ -1,29 +1,39 @@
-"""``SQLiteInbox``: the default, embedded ``Inbox`` (one file, WAL, group commit).
+"""``SQLiteInbox``: the default, embedded ``Inbox`` (one SQLite file, WAL, group commit).
 
-Writes go through ``SQLiteWriter`` (group commit on a writer thread, or inline on the event
-loop for the receiver's requests: see ``sqlite_writer.py``), so concurrent webhook requests
-share commits and the receiver and the handler worker never fight over the write lock inside
-one process.
+The file is opened, migrated, written and checkpointed by the SQLite layer (``cio_relay.sqlite``),
+as the outbox's is; this module holds the inbox's tables and SQL only. Writes from threads share
+transactions (group commit), and the receiver's writes from the event loop (``store_async``,
+``quarantine_async``) are gathered per loop iteration and committed on the loop's thread when
+nothing can make them wait, else on a thread (loop_writes.py). So concurrent webhook requests
+share commits, and the receiver and the handler worker never fight over the write lock inside
+one process. Any write that fails raises ``InboxUnavailableError`` (the receiver answers 503 and
+Customer.io retries); one bad write does not fail the others committed with it.
 
 ``durability``: ``"process"`` (default) is ``synchronous=NORMAL`` in WAL mode: a committed event
 survives the process being killed, not a power cut. ``"power"`` is ``synchronous=FULL``: an
-fsync per commit, so it survives power loss too, at a lower rate under light load; its commits
-always run on the writer thread, never on the event loop.
+fsync per commit, so it survives power loss too; its commits never run on the event loop.
 
 Event seqs are rowids, and SQLite gives a new row the highest rowid + 1; so ``prune`` never
 deletes the newest event, and seqs are never reused (a reused seq would hide new events behind
-a consumer's saved cursor). Measured, that rule is cheaper than ``AUTOINCREMENT``, which
-updates ``sqlite_sequence`` on every insert.
+a consumer's saved cursor). That rule is cheaper than ``AUTOINCREMENT``, which updates
+``sqlite_sequence`` on every insert.
+
+Schema (version in ``PRAGMA user_version``): version 1 is the schema of the releases that kept
+no version, written with ``IF NOT EXISTS`` so that it adopts their files as they are (including
+those made before ``webhook_quarantine_digests`` existed, which gain the table).
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, TypeVar
 
 from cio_relay.clock import now_or
+from cio_relay.errors import InboxUnavailableError
+from cio_relay.sqlite import BUSY_TIMEOUT, ClosedError, Database, Durability, LoopWrites, Steps
 from cio_relay.webhooks.events import Event
 from cio_relay.webhooks.inbox import (
     DEFAULT_RETENTION,
@@ -34,44 +44,45 @@ from cio_relay.webhooks.inbox import (
     clip_error,
     quarantine_digest,
 )
-from cio_relay.webhooks.sqlite_writer import SQLiteWriter
 
 __all__ = ["Durability", "SQLiteInbox"]
 
-Durability = Literal["process", "power"]
+log = logging.getLogger("cio_relay.webhooks")
+
+T = TypeVar("T")
 _PRUNE_CHUNK = 5_000
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS webhook_events (
-    seq INTEGER PRIMARY KEY,
-    event_id TEXT NOT NULL UNIQUE,
-    name TEXT NOT NULL,
-    raw BLOB NOT NULL,
-    received_at REAL NOT NULL,
-    state TEXT NOT NULL DEFAULT 'pending',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL NOT NULL,
-    last_error TEXT
-);
-CREATE INDEX IF NOT EXISTS webhook_events_pending ON webhook_events (seq)
-    WHERE state = 'pending';
-CREATE INDEX IF NOT EXISTS webhook_events_parked ON webhook_events (seq)
-    WHERE state = 'parked';
-CREATE TABLE IF NOT EXISTS webhook_quarantine (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    raw BLOB NOT NULL,
-    error TEXT NOT NULL,
-    received_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS webhook_quarantine_digests (
-    digest BLOB PRIMARY KEY,
-    id INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS webhook_cursors (
-    name TEXT PRIMARY KEY,
-    seq INTEGER NOT NULL
-);
-"""
+_STEPS: Steps = {
+    1: (
+        """CREATE TABLE IF NOT EXISTS webhook_events (
+            seq INTEGER PRIMARY KEY,
+            event_id TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            raw BLOB NOT NULL,
+            received_at REAL NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            last_error TEXT)""",
+        """CREATE INDEX IF NOT EXISTS webhook_events_pending ON webhook_events (seq)
+            WHERE state = 'pending'""",
+        """CREATE INDEX IF NOT EXISTS webhook_events_parked ON webhook_events (seq)
+            WHERE state = 'parked'""",
+        """CREATE TABLE IF NOT EXISTS webhook_quarantine (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            raw BLOB NOT NULL,
+            error TEXT NOT NULL,
+            received_at REAL NOT NULL)""",
+        # Keyed by the digest in a side table, not a column of webhook_quarantine, because files
+        # from before de-duplication had no digests; their earlier rows stay as they are.
+        """CREATE TABLE IF NOT EXISTS webhook_quarantine_digests (
+            digest BLOB PRIMARY KEY,
+            id INTEGER NOT NULL) WITHOUT ROWID""",
+        """CREATE TABLE IF NOT EXISTS webhook_cursors (
+            name TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL)""",
+    ),
+}
 
 _EVENT_COLUMNS = (
     "seq, event_id, name, raw, received_at, state, attempts, next_attempt_at, last_error"
@@ -97,7 +108,8 @@ class SQLiteInbox:
     """The embedded ``Inbox``: ``SQLiteInbox("cio-relay-data/webhooks.db")``.
 
     ``busy_timeout``: how long a write waits for another process's lock on the file before it
-    fails (the receiver then answers 503 and Customer.io retries).
+    fails (the receiver then answers 503 and Customer.io retries). ``inline_writes=False``
+    sends the event loop's writes to a thread even when they could be written on the loop.
     """
 
     def __init__(
@@ -105,32 +117,43 @@ class SQLiteInbox:
         path: str | Path,
         *,
         durability: Durability = "process",
-        max_batch: int = 1_000,
-        write_timeout: float = 30.0,
-        busy_timeout: float = 5.0,
+        busy_timeout: float = BUSY_TIMEOUT,
         inline_writes: bool = True,
-        wal_limit_frames: int = 4_096,
     ) -> None:
-        if durability not in ("process", "power"):
-            raise ValueError(f"durability: must be 'process' or 'power', got {durability!r}")
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = SQLiteWriter(
-            self.path,
-            synchronous="NORMAL" if durability == "process" else "FULL",
+        self._db = Database(
+            path,
+            store="webhook inbox",
+            steps=_STEPS,
+            durability=durability,
             busy_timeout=busy_timeout,
-            max_batch=max_batch,
-            write_timeout=write_timeout,
-            inline=inline_writes and durability == "process",
-            schema=_SCHEMA,
-            wal_limit_frames=wal_limit_frames,
         )
-        self._write = self._db.write
-        self._write_async = self._db.write_async
-        self._read = self._db.read
+        self.path = self._db.path
+        self._loop_writes = LoopWrites(self._db, on_loop=inline_writes)
 
     def __repr__(self) -> str:
         return f"SQLiteInbox({str(self.path)!r})"
+
+    # --- the layer's calls, with its failures as the inbox's -------------------------------
+
+    def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return self._db.write(work)
+        except Exception as exc:
+            raise _unavailable(exc) from exc
+
+    async def _write_async(
+        self, work: Callable[[sqlite3.Connection], T], timeout: float | None = None
+    ) -> T:
+        try:
+            return await self._loop_writes.write(work, timeout)
+        except Exception as exc:
+            raise _unavailable(exc) from exc
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        try:
+            return self._db.read(sql, params)
+        except ClosedError as exc:
+            raise _unavailable(exc) from exc
 
     # --- the Inbox protocol ---------------------------------------------------------------
 
@@ -164,8 +187,6 @@ class SQLiteInbox:
         digest = quarantine_digest(raw)
 
         def insert(conn: sqlite3.Connection) -> int:
-            # A side table keyed by the digest (not a column of webhook_quarantine) so that
-            # inbox files made before it need no migration; their earlier rows stay as they are.
             seen = conn.execute(
                 "SELECT id FROM webhook_quarantine_digests WHERE digest = ?", (digest,)
             ).fetchone()
@@ -326,3 +347,12 @@ class SQLiteInbox:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _unavailable(error: Exception) -> InboxUnavailableError:
+    if isinstance(error, ClosedError):
+        return InboxUnavailableError("the inbox is closed")
+    if isinstance(error, TimeoutError):
+        return InboxUnavailableError(f"inbox {error}")
+    log.warning("inbox write failed: %s: %s", type(error).__name__, error)
+    return InboxUnavailableError(f"inbox write failed: {type(error).__name__}: {error}")

@@ -1,12 +1,14 @@
-"""WAL checkpoints of the SQLite outbox on a thread of their own, beside the writers.
+"""WAL checkpoints on a thread of their own, beside the writers.
 
 Left to SQLite, a checkpoint runs inside the commit that crosses ``wal_autocheckpoint``: that
-commit copies the whole WAL into the database file and fsyncs it, and every caller of the
-group waiting on it waits too. Measured on the ingestion API at 25,000 operations/s: a ~50 ms
-stall once a second, which was the whole p99 (40 ms; 8 ms with checkpoints off).
+commit copies the whole WAL into the database file and fsyncs it, and every caller waiting on
+it (a group commit's followers, an event loop writing on its own thread) waits too; under a
+steady load those stalls were the whole p99 latency of the ingestion API (docs/benchmarks.md).
 
-Here the writer connection has autocheckpoint off and tells the ``Checkpointer`` how many rows
-it has changed; every ``every_changes`` rows, the checkpointer thread, on its own connection:
+So the connections have autocheckpoint off, and after each commit the writer tells the
+``Checkpointer`` how many rows its connection has changed; after ``every_changes`` rows or
+``every_commits`` commits, whichever comes first, the checkpointer thread, on its own
+connection:
 
 1. runs passive checkpoints while the writers go on (the bulk of the copying and the fsyncs;
    SQLite lets writers append to the WAL meanwhile), until one finds little left to copy;
@@ -16,8 +18,11 @@ it has changed; every ``every_changes`` rows, the checkpointer thread, on its ow
 
 Step 2 is needed because under steady writes a passive checkpoint never catches up with the
 end of the WAL (frames arrive while it copies), and SQLite only reuses the WAL once it has.
-Another process's writes (the worker's own connection) are not paused by our lock; that process
-runs its own checkpointer, and a round that does not complete is finished by a later one.
+Another process's writes are not paused by our lock; that process runs its own checkpointer,
+and a round that does not complete is finished by a later one.
+
+Rows and commits both count because either can fill the WAL: a commit writes every page it
+dirtied (a few even for one small row), and large rows take pages of their own.
 """
 
 from __future__ import annotations
@@ -29,12 +34,10 @@ from pathlib import Path
 
 __all__ = ["CHECKPOINT_EVERY_CHANGES", "CHECKPOINT_EVERY_COMMITS", "Checkpointer"]
 
-log = logging.getLogger("cio_relay.outbox")
+log = logging.getLogger("cio_relay.sqlite")
 
-#: Rows changed, or commits, between checkpoints: ~10 MB of WAL (1 KiB pages) either way, as
-#: outbox rows fill ~1/2 page each and a one-row commit dirties ~5 pages. Rarer checkpoints
-#: copy a hot page once for many commits (SQLite's own default, 1,000 pages, measured 30 %
-#: fewer single-operation enqueues/s).
+#: Rows changed, or commits, between checkpoints (docs/benchmarks.md). Rarer checkpoints copy a
+#: hot page once for many commits; each round's WAL must still fit the page cache of the OS.
 CHECKPOINT_EVERY_CHANGES = 20_000
 CHECKPOINT_EVERY_COMMITS = 2_000
 #: Frames still to copy below which the last round is run with the writers paused.
@@ -45,7 +48,11 @@ _PASSIVE = "PRAGMA wal_checkpoint(PASSIVE)"
 
 
 class Checkpointer:
-    """One file's checkpoints, on a daemon thread started at the first need."""
+    """One file's checkpoints, on a daemon thread started at the first need.
+
+    ``every_changes`` and ``every_commits`` default to the module's settings (read when the
+    checkpointer is made, so a benchmark can try others).
+    """
 
     def __init__(
         self,
@@ -53,16 +60,16 @@ class Checkpointer:
         *,
         synchronous: str,
         writer_lock: threading.Lock,
-        every_changes: int = CHECKPOINT_EVERY_CHANGES,
-        every_commits: int = CHECKPOINT_EVERY_COMMITS,
+        every_changes: int | None = None,
+        every_commits: int | None = None,
     ) -> None:
         self._path = path
         self._synchronous = synchronous
         self._writer_lock = writer_lock
-        self._every = every_changes
-        self._next_at = every_changes
-        self._every_commits = every_commits
-        self._commits_left = every_commits
+        self._every = CHECKPOINT_EVERY_CHANGES if every_changes is None else every_changes
+        self._next_at = self._every
+        self._every_commits = CHECKPOINT_EVERY_COMMITS if every_commits is None else every_commits
+        self._commits_left = self._every_commits
         self._due = threading.Event()
         self._requested = False  # a round is due; it runs even if close() comes first
         self._closed = False
@@ -103,7 +110,7 @@ class Checkpointer:
                     try:
                         self._checkpoint(conn)
                     except sqlite3.Error as exc:  # the next round tries again
-                        log.warning("outbox checkpoint failed: %s", exc)
+                        log.warning("checkpoint of %s failed: %s", self._path.name, exc)
                 if self._closed:
                     return
         finally:

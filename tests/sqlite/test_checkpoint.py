@@ -1,4 +1,4 @@
-"""The SQLite outbox's checkpoint thread: the WAL stays bounded while writers go on."""
+"""The checkpoint thread: the WAL stays bounded while writers go on."""
 
 from __future__ import annotations
 
@@ -9,17 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from cio_relay.outbox.checkpoint import Checkpointer
-from cio_relay.outbox.sqlite import SqliteOutbox
-
-from .test_contract import event
+from cio_relay.sqlite.checkpoint import Checkpointer
 
 ROW = b"x" * 500
 
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[tuple[Path, sqlite3.Connection]]:
-    """A WAL file with autocheckpoint off, as the outbox's writer connection has it."""
+    """A WAL file with autocheckpoint off, as the layer's writer connections have it."""
     path = tmp_path / "wal.db"
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA page_size = 1024")
@@ -100,14 +97,3 @@ def test_close_stops_the_thread_and_later_writes_start_none(
     assert not thread.is_alive()
     checkpointer.wrote(conn.total_changes + 10)
     assert checkpointer._thread is thread and not thread.is_alive()
-
-
-def test_the_outbox_checkpoints_its_file_as_it_is_written(tmp_path: Path) -> None:
-    box = SqliteOutbox(tmp_path / "outbox.db")
-    try:
-        assert box._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
-        for batch in range(25):  # 25,000 rows: past CHECKPOINT_EVERY_CHANGES
-            box.enqueue([event(f"p{i}", batch) for i in range(1_000)])
-    finally:
-        box.close()
-    assert box._checkpointer.rounds >= 1
