@@ -7,7 +7,6 @@ import time
 from typing import Any
 
 import orjson
-import pytest
 
 from cio_relay.emulator import EmulatorServer, track_v2
 from cio_relay.emulator.app import Emulator
@@ -38,121 +37,17 @@ def test_a_stored_event_costs_hundreds_of_bytes_not_a_serialiser_buffer() -> Non
     assert resident_growth(_STORE_EVENTS) < 20_000 * 1_000
 
 
-# --- the plain-event shortcut judges exactly as the general path ------------------------------
-
 _ULID = "01JD0000000000000000000ABC"
 
 
 def _event(**fields: Any) -> dict[str, Any]:
-    item: dict[str, Any] = {
+    return {
         "type": "person",
         "action": "event",
         "identifiers": {"id": "u1"},
         "name": "paid",
+        **fields,
     }
-    item.update(fields)
-    return {k: v for k, v in item.items() if v is not _ABSENT}
-
-
-_ABSENT: Any = object()
-
-_ITEMS: list[Any] = [
-    _event(id=_ULID, timestamp=1_700_000_000, attributes={"total": 3, "sku": "A-1"}),
-    _event(id="01jd0000000000000000000abd"),  # lower case: stored upper-case
-    _event(id="01000000000000000000000123"),  # digits only
-    _event(id="81JD0000000000000000000ABC"),
-    _event(id="01JD000000000000000000012I"),
-    _event(id="01JD000000000000000000012ß"),
-    _event(id=5),
-    _event(id=None),
-    _event(id=_ULID),  # a duplicate
-    _event(name="  padded\t"),
-    _event(name="   "),
-    _event(name=5),
-    _event(name=_ABSENT),
-    _event(name="n" * 101),
-    _event(name="é" * 50),  # 100 bytes: at the limit
-    _event(name="é" * 51),
-    _event(name=" " * 90 + "x"),
-    _event(attributes=None, data={"legacy": True}),
-    _event(attributes={"a": 1, "b": 2}, data={"a": 0, "c": 3}),  # attributes win
-    _event(attributes=[1]),
-    _event(data="x"),
-    _event(attributes={}),
-    _event(attributes=None),
-    _event(attributes={"blob": "x" * 100_001}),
-    _event(timestamp=True),
-    _event(timestamp="1700000000"),
-    _event(timestamp=1.5),
-    _event(timestamp=None),
-    _event(timestamp=-(2**63)),
-    _event(identifiers={"email": "A@example.com"}),
-    _event(identifiers={"cio_id": "unknown"}),
-    _event(identifiers={"id": 42}),
-    _event(identifiers={"id": ""}),
-    _event(identifiers={"id": "x" * 38}),
-    _event(identifiers={"id": "x" * 151}),
-    _event(identifiers={"id": "é" * 76}),  # 152 bytes
-    _event(identifiers={"id": "u1", "email": "u1@example.com"}),
-    _event(identifiers="u1"),
-    _event(extra="kept out of the event"),
-    _event(padding="x" * 32_000),  # over 32,000 bytes by another key
-    _event(attributes={"blob": "x" * 31_950}),  # over 32,000 bytes by its properties
-    _event(attributes={"blob": "x" * 31_850}),  # under
-    _event(type="object"),
-    _event(action="page"),
-    "not an operation",
-    [],
-]
-
-
-def _run(items: list[Any], *, shortcut: bool, monkeypatch: pytest.MonkeyPatch) -> Any:
-    em = Emulator()
-    taken = []
-    shortcut_of = track_v2._stored_plain_event
-
-    def counted(*args: Any) -> bool:
-        stored = shortcut_of(*args)
-        taken.extend([True] if stored else [])
-        return stored
-
-    with monkeypatch.context() as patch:
-        patch.setattr(track_v2, "_stored_plain_event", counted if shortcut else lambda *a: False)
-        body = orjson.dumps({"batch": items})
-        reply = track_v2.batch(em, Request("POST", "/api/v2/batch", [], b"", body, "", b""))
-    assert len(taken) >= 10 if shortcut and len(items) > 2 else not taken
-    state = em.state
-    events = [state.event_json(event) for event in state.stored_events()]
-    for event in events:
-        del event["received_at"]
-    people = sorted((p.cio_id, p.id, p.email, p.attributes) for p in state.people.values())
-    return reply.status, orjson.loads(reply.body), events, people, state.stats
-
-
-@pytest.mark.parametrize("large_body", [False, True], ids=["small-body", "large-body"])
-def test_batches_are_answered_and_stored_as_by_the_general_path(
-    large_body: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    items = _ITEMS if large_body else [i for i in _ITEMS if len(orjson.dumps(i)) < 1000]
-    assert (len(orjson.dumps({"batch": items})) > V2_ITEM_BYTES) is large_body
-    fast = _run(items, shortcut=True, monkeypatch=monkeypatch)
-    general = _run(items, shortcut=False, monkeypatch=monkeypatch)
-    assert fast == general
-    assert fast[0] == 207 and fast[2]  # both kinds of item are in the mix
-
-
-@pytest.mark.parametrize("shortcut", [True, False])
-def test_an_item_too_deep_to_measure_fails_the_request_either_way(
-    shortcut: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # 254 levels of properties serialise alone but not inside their item (255): the general
-    # path fails while measuring the item, and so must the shortcut.
-    nested: Any = []
-    for _ in range(253):
-        nested = [nested]
-    items = [_event(attributes={"deep": nested}), _event(padding="x" * V2_ITEM_BYTES)]
-    with pytest.raises(orjson.JSONEncodeError):
-        _run(items, shortcut=shortcut, monkeypatch=monkeypatch)
 
 
 def test_a_batch_reads_the_clock_once_and_keeps_ids_and_names_as_documented() -> None:
@@ -169,17 +64,6 @@ def test_a_batch_reads_the_clock_once_and_keeps_ids_and_names_as_documented() ->
     assert (first.event_id, first.name, orjson.loads(first.data)) == (_ULID, "paid", {"n": 1})
     assert (second.event_id, second.name, second.data) == (None, "padded", b"{}")
     assert before <= first.received_at == second.received_at <= time.time()
-
-
-def test_orjson_refuses_255_levels_as_the_shortcut_assumes() -> None:
-    # _SMALL_PROPERTIES relies on this limit: properties under 508 bytes nest < 254 levels.
-    nested: Any = []
-    for _ in range(253):
-        nested = [nested]
-    orjson.dumps(nested)  # 254 levels
-    with pytest.raises(orjson.JSONEncodeError):
-        orjson.dumps([nested])
-    assert track_v2._SMALL_PROPERTIES == 2 * 254
 
 
 def test_the_dedupe_window_forgets_the_oldest_id_first() -> None:

@@ -101,6 +101,7 @@ def test_batch_answers_207_naming_each_refused_item(emulator: EmulatorServer) ->
         {"type": "nonsense", "action": "identify"},
         event("u1", "fine", id="not-a-ulid"),
         event("u1", "good"),
+        {"type": "person", "action": ["event"], "identifiers": {"id": "u1"}, "name": "n"},
     ]
     with track_client(emulator) as client:
         response = client.post("/api/v2/batch", json={"batch": batch})
@@ -112,6 +113,7 @@ def test_batch_answers_207_naming_each_refused_item(emulator: EmulatorServer) ->
         (3, "attributes." + "n" * 40),
         (4, "type"),
         (5, "id"),
+        (7, "action"),
     ]
     assert (
         errors[0]["message"] == "identifiers must contain exactly one of id, email, phone, cio_id"
@@ -128,7 +130,7 @@ def test_batch_answers_207_naming_each_refused_item(emulator: EmulatorServer) ->
     assert people == {"ok", "u1"}
     assert [e["name"] for e in inspect(emulator, "events")["events"]] == ["good"]
     stats = inspect(emulator, "stats")
-    assert (stats["batch_items_accepted"], stats["batch_items_refused"]) == (2, 5)
+    assert (stats["batch_items_accepted"], stats["batch_items_refused"]) == (2, 6)
 
 
 def test_batch_item_over_32000_bytes_is_refused_alone(emulator: EmulatorServer) -> None:
@@ -200,3 +202,13 @@ def test_merge_and_delete_in_a_batch(emulator: EmulatorServer) -> None:
         assert client.post("/api/v2/batch", json={"batch": batch}).status_code == 200
     assert [p["id"] for p in inspect(emulator, "people")["people"]] == ["main"]
     assert inspect(emulator, "people/main")["attributes"] == {"plan": "pro", "city": "Oslo"}
+
+
+def test_an_event_with_attributes_and_data_keeps_both_and_attributes_win(
+    emulator: EmulatorServer,
+) -> None:
+    batch = [event("u1", "paid", attributes={"a": 1, "b": 2}, data={"a": 0, "c": 3})]
+    with track_client(emulator) as client:
+        assert client.post("/api/v2/batch", json={"batch": batch}).status_code == 200
+    [stored] = inspect(emulator, "events")["events"]
+    assert stored["data"] == {"a": 1, "b": 2, "c": 3}

@@ -14,23 +14,16 @@ from typing import Any
 
 import orjson
 
-from cio_relay.kept_json import right_sized
-
 from . import people
 from .context import Account
 from .http import OK, Reply, Request, json_reply, parse_object
 from .limits import (
     BATCH_BYTES,
-    EVENT_DATA_BYTES,
-    EVENT_NAME_BYTES,
-    IDENTIFIER_BYTES,
-    UPPER_ULID,
     V2_ITEM_BYTES,
     Invalid,
     check_attributes,
     check_event,
     check_identifier,
-    utf8_size,
 )
 from .state import EmulatorState
 
@@ -38,7 +31,7 @@ __all__ = ["apply_item", "batch", "entity"]
 
 PERSON_IDENTIFIERS = ("id", "email", "phone", "cio_id")
 _IDENTIFIER_FIELDS = {name: f"identifiers.{name}" for name in PERSON_IDENTIFIERS}
-_EVENT_ACTIONS = {"event": "event", "page": "page", "screen": "screen"}
+_EVENT_ACTIONS = frozenset({"event", "page", "screen"})
 # v2 event properties: ``attributes`` (the spec's style) or ``data`` (a Ruby README); which is
 # canonical is UNCONFIRMED, so both are accepted.
 _EVENT_DATA_KEYS = ("attributes", "data")
@@ -72,22 +65,12 @@ def batch(account: Account, request: Request) -> Reply:
     received_at = time.time()  # one arrival for the whole request
     errors: list[dict[str, Any]] = []
     for index, item in enumerate(items):
-        if _stored_plain_event(state, item, check_sizes, received_at):
-            continue  # the hot path; anything it is unsure of takes the general one below
         try:
             if not isinstance(item, dict):
                 raise Invalid("operation must be an object", "", "invalid_type")
-            if check_sizes and len(orjson.dumps(item)) > V2_ITEM_BYTES:
-                raise Invalid(
-                    f"operation cannot be larger than {V2_ITEM_BYTES} bytes "
-                    f"(was {len(orjson.dumps(item))})",
-                    "",
-                    "too_large",
-                )
-            if item.get("action") == "event" and item.get("type") == "person":
-                _person_event(state, item, "event", received_at)
-            else:
-                apply_item(state, item)
+            if check_sizes:
+                _check_item_size(item)
+            apply_item(state, item, received_at)
         except Invalid as refused:
             errors.append(
                 {
@@ -102,10 +85,22 @@ def batch(account: Account, request: Request) -> Reply:
     return json_reply({"errors": errors}, 207) if errors else OK
 
 
-def apply_item(state: EmulatorState, item: dict[str, Any]) -> None:
+def _check_item_size(item: dict[str, Any]) -> None:
+    size = len(orjson.dumps(item))
+    if size > V2_ITEM_BYTES:
+        raise Invalid(
+            f"operation cannot be larger than {V2_ITEM_BYTES} bytes (was {size})", "", "too_large"
+        )
+
+
+def apply_item(
+    state: EmulatorState, item: dict[str, Any], received_at: float | None = None
+) -> None:
+    """Apply one v2 operation. ``received_at`` is the request's arrival (now when not given):
+    a batch reads the clock once for all its items."""
     kind = item.get("type")
     if kind == "person":
-        _person_item(state, item)
+        _person_item(state, item, received_at)
     elif kind == "object":
         _object_item(state, item)
     elif kind == "delivery":
@@ -123,116 +118,31 @@ def person_identifiers(value: Any) -> tuple[str, str]:
             "required",
         )
     ((id_type, identifier),) = value.items()
-    if id_type not in PERSON_IDENTIFIERS:
+    field = _IDENTIFIER_FIELDS.get(id_type)
+    if field is None:
         raise Invalid(
             "identifiers must contain exactly one of id, email, phone, cio_id", "identifiers"
         )
-    return id_type, check_identifier(identifier, _IDENTIFIER_FIELDS[id_type])
+    return id_type, check_identifier(identifier, field)
 
 
-def _person_event(
-    state: EmulatorState, item: dict[str, Any], event_type: str, received_at: float | None = None
-) -> None:
-    id_type, value = person_identifiers(item.get("identifiers"))
-    event = check_event(item, _EVENT_DATA_KEYS, event_type)
-    person = people.person_for_write(state, id_type, value)
-    if person is not None:
-        state.add_event(person.cio_id, None, *event, received_at)
-
-
-# Properties whose JSON is shorter than this leave their item far under V2_ITEM_BYTES (the
-# rest of a plain event is at most ~1 KB: two short constants, a ULID, a number, an identifier
-# of at most 37 and a name of at most 100 characters, each at most 6 bytes a character), and
-# nest at most 253 levels deep (each level costs 2 bytes), so the item (one level more) stays
-# within orjson's recursion limit of 255, where measuring it by ``orjson.dumps`` would raise.
-_SMALL_PROPERTIES = 508
-
-
-def _stored_plain_event(
-    state: EmulatorState, item: Any, check_size: bool, received_at: float
-) -> bool:
-    """Store a batch's common item, a person event by ``id`` that is valid on its face, and
-    answer True; answer False, having changed nothing, for anything else, which the general
-    path then judges (and refuses) exactly as before, in its order: this only skips work.
-
-    The work skipped: the dispatch, the general checks' calls, and re-serialising the whole
-    item to measure it when it has no other keys and small properties (``_SMALL_PROPERTIES``).
-    The conditions are those of ``person_identifiers``, ``check_event`` (with ``check_event_id``)
-    and ``people.person_for_write``, narrowed to their common case.
-    """
-    if type(item) is not dict or item.get("action") != "event" or item.get("type") != "person":
-        return False
-    identifiers = item.get("identifiers")
-    if type(identifiers) is not dict or len(identifiers) != 1:
-        return False
-    value = identifiers.get("id")
-    if type(value) is not str or not 0 < len(value) <= IDENTIFIER_BYTES // 4:
-        return False
-    raw_name = item.get("name")
-    if type(raw_name) is not str or len(raw_name) > EVENT_NAME_BYTES:
-        return False
-    name = raw_name.strip()
-    if not name or (len(name) > EVENT_NAME_BYTES // 4 and utf8_size(name) > EVENT_NAME_BYTES):
-        return False
-    known = 4  # type, action, identifiers, name
-    properties = item.get("attributes")
-    if properties is None:
-        if item.get("data") is not None:
-            return False
-        encoded = b"{}"
-    elif type(properties) is not dict or item.get("data") is not None:
-        return False
-    else:
-        known += 1
-        encoded = orjson.dumps(properties)
-        if len(encoded) > EVENT_DATA_BYTES:
-            return False
-    timestamp = item.get("timestamp")
-    if timestamp is not None:
-        if type(timestamp) is not int and type(timestamp) is not float:
-            return False
-        known += 1
-    event_id = item.get("id")
-    if event_id is not None:
-        if type(event_id) is not str or not UPPER_ULID.fullmatch(event_id):
-            return False
-        known += 1
-    if (
-        check_size
-        and (len(item) != known or len(encoded) >= _SMALL_PROPERTIES)
-        and len(orjson.dumps(item)) > V2_ITEM_BYTES
-    ):
-        return False
-    person = state.by_id.get(value)
-    if person is None:
-        person = state.create("id", value)
-    state.add_event(
-        person.cio_id,
-        None,
-        name,
-        "event",
-        event_id,
-        timestamp,
-        b"{}" if properties is None else right_sized(encoded),
-        received_at,
-    )
-    return True
-
-
-def _person_item(state: EmulatorState, item: dict[str, Any]) -> None:
+def _person_item(state: EmulatorState, item: dict[str, Any], received_at: float | None) -> None:
     action = item.get("action")
     if action == "merge":
         people.merge_people(state, item.get("primary"), item.get("secondary"))
         return
-    if action not in _KNOWN_PERSON_ACTIONS:
+    if type(action) is not str or action not in _KNOWN_PERSON_ACTIONS:
         raise Invalid(f"action must be one of {', '.join(_PERSON_ACTIONS)}", "action")
     id_type, value = person_identifiers(item.get("identifiers"))
-    if action == "identify":
+    if action in _EVENT_ACTIONS:  # the common item first
+        event = check_event(item, _EVENT_DATA_KEYS, action)
+        person = people.person_for_write(state, id_type, value)
+        if person is not None:
+            state.add_event(person.cio_id, None, *event, received_at)
+    elif action == "identify":
         attributes = item.get("attributes") or {}
         people.apply_identify(state, id_type, value, attributes)
         _relationships(state, id_type, value, item, add=True)
-    elif action in _EVENT_ACTIONS:
-        _person_event(state, item, _EVENT_ACTIONS[action])
     elif action == "add_device":
         people.add_device(state, id_type, value, item.get("device"))
     elif action == "delete_device":
