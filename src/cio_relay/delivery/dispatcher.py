@@ -6,27 +6,10 @@ request each), and hand each request to a bounded pool of senders. Everything el
 around a send: the rate limiter before it, the outcome afterwards (``_settle_*``), hooks for
 metrics and logs.
 
-Outcomes (design.md contracts 2 and 4):
-- 2xx: ack. A 207 dead-letters the refused ``batch_index`` items and acks the rest.
-- Retryable (connect refused, 408, 429, 5xx): retry later with full-jitter backoff; a
-  ``Retry-After`` is a floor for the op and pauses the whole API family. For a transactional
-  send or a broadcast trigger, a 5xx other than 503 counts as ambiguous (below): the server may
-  have failed after processing it, or a gateway may have lost its answer (502, 504), so only
-  408, 429, 503 and connection failures before the write say it was not sent.
-- Permanent 4xx: dead-letter with the response as the reason. A whole v2 batch refused with a
-  400 is bisected so that one bad item does not take down its neighbours. 401/403 are the
-  exception: they say the credentials are wrong, not the operation, so they are retried with
-  backoff (and logged loudly) until the attempt/age caps instead of emptying the queue into the
-  dead-letter queue during a key rotation.
-- Leases are short (``lease_seconds``, 10 s by default) and a heartbeat extends those still in
-  work (``Outbox.extend``), so a crashed worker's operations are taken over within one lease
-  time while a live one keeps its slow sends. A request still unanswered shortly before its
-  lease runs out (the heartbeat could not renew it: the storage fails) is abandoned as
-  ambiguous: past the lease another worker may lease the operation and send it again.
-- Ambiguous (timeout or lost connection after the request was written): idempotent operations
-  (Track: identify is a PUT, events carry their op id as ``id``) are retried; transactional sends
-  and broadcast triggers are dead-lettered as ``ambiguous`` for an operator, unless
-  ``retry_ambiguous`` is set.
+Beside the loop: ``planning.py`` (which requests a lease becomes), ``outcomes.py`` (what a
+failed request means: retry, or dead-letter and why; design.md contracts 2 and 4),
+``leases.py`` (the heartbeat that keeps the leases of work under way, and the deadline that
+stops a send before its lease runs out) and ``ratelimit.py`` (the limiter before each send).
 
 A failing outbox (full disk, Redis restarting) never stops the dispatcher: every outbox call is
 retried with backoff until it answers, and ``StorageHealth`` reports meanwhile (storage.py).
@@ -36,32 +19,32 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
-from cio_relay import kept_json
-from cio_relay.delivery.batching import pack
 from cio_relay.delivery.hooks import Hooks
+from cio_relay.delivery.leases import LeaseGroup, heartbeat, renew_due_leases, within_lease
+from cio_relay.delivery.outcomes import (
+    GiveUp,
+    describe_item_error,
+    judge_failure,
+    refused_whole,
+)
+from cio_relay.delivery.planning import Planned, plan_requests
 from cio_relay.delivery.ratelimit import RateLimiter, Unlimited
 from cio_relay.delivery.retry import RetryPolicy
-from cio_relay.delivery.storage import StorageHealth, storage_delays
-from cio_relay.errors import AmbiguousError, ApiError, PermanentError, RetryableError
-from cio_relay.operations import LIMITS, Api, Operation, Request
-from cio_relay.outbox.base import SENDING_MARK, DeadReason, Lease, Outbox
+from cio_relay.delivery.storage import StorageHealth, storage_delays, until_answered
+from cio_relay.errors import ApiError, RetryableError
+from cio_relay.operations import Api, Operation, Request
+from cio_relay.outbox.base import DeadReason, Lease, Outbox
 
 __all__ = ["DispatchStats", "Dispatcher", "DispatcherConfig"]
 
 log = logging.getLogger("cio_relay.delivery")
-
-_AUTH_STATUSES = frozenset({401, 403})
-#: 5xx answers that say the request was not processed; any other 5xx may come after it was.
-_UNPROCESSED_5XX = frozenset({503})
-T = TypeVar("T")
 
 
 class BatchOutcome(Protocol):
@@ -126,37 +109,6 @@ class DispatchStats:
         return sum(self.dead.values())
 
 
-@dataclass(slots=True, eq=False)
-class _LeaseGroup:
-    """The leases of one ``lease`` call, which share a deadline that the heartbeat renews.
-
-    ``until`` is a lower bound of the deadline the outbox holds: it moves only after a renewal
-    that finished before the previous deadline (a renewal that ends later may have come after
-    another worker took the leases over, when it changes nothing). Requests under way are
-    bounded by ``until`` (``deadlines``) and rescheduled with it.
-    """
-
-    until: float
-    deadlines: set[asyncio.Timeout] = field(default_factory=set)
-
-    def renewed(self, until: float, margin: float) -> None:
-        self.until = until
-        loop = asyncio.get_running_loop()
-        when = loop.time() + (until - time.time()) - margin
-        for deadline in self.deadlines:
-            if not deadline.expired():
-                deadline.reschedule(when)
-
-
-@dataclass(slots=True, eq=False)
-class _Planned:
-    api: Api
-    group: _LeaseGroup
-    leases: list[Lease]
-    items: list[bytes] | None = None  # v2 batch items, serialised once; None for a v1 request
-    written: bool = False  # set just before the request goes out: from then on it is ambiguous
-
-
 class Dispatcher:
     """Delivers what the outbox holds. One per worker process; safe to run several."""
 
@@ -182,7 +134,7 @@ class Dispatcher:
         self.stats = DispatchStats()
         self.health = health or StorageHealth(self.hooks)
         self._inflight: set[asyncio.Task[None]] = set()
-        self._planned: set[_Planned] = set()  # sending or waiting to: their leases are renewed
+        self._planned: set[Planned] = set()  # sending or waiting to: their leases are renewed
         self._sending = asyncio.Semaphore(self.config.concurrency)  # requests on the wire
         self._queued: dict[Api, int] = collections.defaultdict(int)  # tasks per API family
 
@@ -192,7 +144,7 @@ class Dispatcher:
         """Deliver until ``stop`` is set, then finish or release in-flight work (graceful)."""
         stop = stop or asyncio.Event()
         stop_wait = asyncio.ensure_future(stop.wait())
-        async with self._heartbeat():
+        async with heartbeat(self._renew_leases, self.config.heartbeat_every):
             try:
                 await self._pump(until_empty=False, stop_wait=stop_wait)
             finally:
@@ -204,7 +156,7 @@ class Dispatcher:
 
         Retries scheduled in the future are waited for, so keep backoff short in tests.
         """
-        async with self._heartbeat():
+        async with heartbeat(self._renew_leases, self.config.heartbeat_every):
             await asyncio.wait_for(self._pump(until_empty=True, stop_wait=None), timeout)
             await self._finish_inflight()
         return self.stats
@@ -241,65 +193,15 @@ class Dispatcher:
     async def _empty(self) -> bool:
         return (await asyncio.to_thread(self.outbox.depth)).pending == 0
 
-    async def _stored(self, operation: str, call: Callable[..., T], *args: Any, **kw: Any) -> T:
-        """``call(*args, **kw)`` on a worker thread, tried again until the outbox answers.
-
-        Settling may wait out a storage outage: an outcome recorded late is still right (ack
-        always applies; the others apply while the lease is held, else the next holder redoes
-        the work). Shutdown cancels the wait past the grace period.
-        """
-        delays = storage_delays()
-        while True:
-            try:
-                result = await asyncio.to_thread(call, *args, **kw)
-            except Exception as exc:
-                self.health.failed(operation, exc)
-                await asyncio.sleep(next(delays))
-                continue
-            self.health.succeeded()
-            return result
-
-    @contextlib.asynccontextmanager
-    async def _heartbeat(self) -> AsyncIterator[None]:
-        task = asyncio.create_task(self._renew_leases_forever(), name="cio-relay-lease-heartbeat")
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _renew_leases_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.heartbeat_every)
-            await self._renew_leases()
-
     async def _renew_leases(self) -> None:
-        """Extend the leases of every group in work whose deadline comes within ``renew_below``.
-
-        Groups whose deadline has passed are not renewed: another worker may hold their leases
-        now; their sends are stopped by the deadline and nothing of them is sent again here.
-        """
-        now = time.time()
-        due: dict[_LeaseGroup, list[Lease]] = {}
-        for planned in self._planned:
-            left = planned.group.until - now
-            if 0 < left < self.config.renew_below:
-                due.setdefault(planned.group, []).extend(planned.leases)
-        if not due:
-            return
-        leases = [lease for held in due.values() for lease in held]
-        lease_seconds = self.config.lease_seconds
-        try:
-            await asyncio.to_thread(self.outbox.extend, leases, lease_seconds, now=now)
-        except Exception as exc:
-            self.health.failed("extend", exc)
-            return
-        self.health.succeeded()
-        finished = time.time()
-        for group in due:
-            if finished < group.until:  # extended before anyone else could take them over
-                group.renewed(now + lease_seconds, self.config.settle_margin)
+        await renew_due_leases(
+            self.outbox,
+            self._planned,
+            self.health,
+            lease_seconds=self.config.lease_seconds,
+            renew_below=self.config.renew_below,
+            settle_margin=self.config.settle_margin,
+        )
 
     @staticmethod
     async def _wait_any(
@@ -334,8 +236,19 @@ class Dispatcher:
 
     async def _dispatch(self, leases: list[Lease]) -> None:
         deferred: dict[Api, list[Lease]] = {}
-        group = _LeaseGroup(min(lease.lease_until for lease in leases))
-        for planned in self._plan(leases, group):
+        group = LeaseGroup(min(lease.lease_until for lease in leases))
+        plans, refused = plan_requests(
+            leases,
+            group,
+            policy=self.policy,
+            may_resend=self._may_resend,
+            batch_max_bytes=self.config.batch_max_bytes,
+            batches=self.track is not None,
+            now=time.time(),
+        )
+        for refusal in refused:
+            self._dead_soon(refusal.lease, refusal.reason, refusal.detail)
+        for planned in plans:
             if planned.api is not Api.TRACK and self._queued[planned.api] >= self._cap(planned.api):
                 # This family is saturated by its rate limit; holding more of its operations
                 # would only let their leases run out. Give them back for later, untouched.
@@ -347,65 +260,21 @@ class Dispatcher:
             self._inflight.add(task)
             task.add_done_callback(functools.partial(self._task_done, planned))
         for api, held_back in deferred.items():
-            await self._stored("release", self.outbox.release, held_back, delay=self._backlog(api))
+            await until_answered(
+                self.health, "release", self.outbox.release, held_back, delay=self._backlog(api)
+            )
 
     def _backlog(self, api: Api) -> float:
         """Seconds until this family's queued requests are likely through its rate limiter."""
         rate = getattr(self.limiters.get(api), "rate", None)
         return max(0.5, self._queued[api] / rate) if rate else 1.0
 
-    def _task_done(self, planned: _Planned, task: asyncio.Task[None]) -> None:
+    def _task_done(self, planned: Planned, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
         self._planned.discard(planned)
         self._queued[planned.api] -= 1
         if not task.cancelled() and task.exception() is not None:
             log.error("delivery task failed", exc_info=task.exception())
-
-    def _plan(self, leases: list[Lease], group: _LeaseGroup) -> list[_Planned]:
-        now = time.time()
-        plans: list[_Planned] = []
-        batchable: list[tuple[Lease, bytes]] = []
-        for lease in leases:
-            op = lease.op
-            if self.policy.too_old(op.created_at, now):
-                self._dead_soon(
-                    lease,
-                    DeadReason.MAX_AGE,
-                    f"not delivered within {self.policy.max_age:.0f} s "
-                    f"({lease.attempts} attempts; last error: {lease.last_error})",
-                )
-                continue
-            if lease.last_error == SENDING_MARK and not self._may_resend(op):
-                self._dead_soon(
-                    lease,
-                    DeadReason.AMBIGUOUS,
-                    f"a worker stopped (crash, kill or lost lease) while sending this "
-                    f"{op.kind.value}: Customer.io may or may not have processed it; replay "
-                    "it only if you know it was not",
-                )
-                continue
-            try:
-                item = op.v2_item()
-                # Kept until the request is answered: right-sized (see kept_json).
-                serialised = kept_json.dumps(item) if item is not None else None
-            except Exception as exc:  # a stored op that no longer builds: keep it, don't crash
-                self._dead_soon(lease, DeadReason.INVALID, f"cannot build request: {exc!r}")
-                continue
-            if (
-                serialised is not None
-                and len(serialised) <= LIMITS.v2_item_bytes
-                and self.track is not None
-            ):
-                batchable.append((lease, serialised))
-            else:
-                plans.append(_Planned(op.api, group, [lease]))
-        for packed in pack(batchable, self.config.batch_max_bytes):
-            plans.append(
-                _Planned(
-                    Api.TRACK, group, [lease for lease, _ in packed], [item for _, item in packed]
-                )
-            )
-        return plans
 
     def _dead_soon(self, lease: Lease, reason: DeadReason, detail: str) -> None:
         task = asyncio.get_running_loop().create_task(self._dead(lease, reason, detail))
@@ -414,7 +283,7 @@ class Dispatcher:
 
     # --- sending ------------------------------------------------------------------------------
 
-    async def _send_planned(self, planned: _Planned) -> None:
+    async def _send_planned(self, planned: Planned) -> None:
         try:
             await self._limit_and_send(planned)
         except asyncio.CancelledError:
@@ -441,7 +310,7 @@ class Dispatcher:
         except Exception as exc:
             self.health.failed("release", exc)
 
-    async def _limit_and_send(self, planned: _Planned) -> None:
+    async def _limit_and_send(self, planned: Planned) -> None:
         limiter = self.limiters.get(planned.api, Unlimited())
         waited = await limiter.acquire()
         if waited:
@@ -455,62 +324,33 @@ class Dispatcher:
             else:
                 await self._send_one(planned)
 
-    def _keep_live_leases(self, planned: _Planned) -> bool:
+    def _keep_live_leases(self, planned: Planned) -> bool:
         """Whether the plan's leases are still held long enough to send.
 
         Past the deadline (the heartbeat could not renew it) another worker may lease the
         operations, so sending them could send them twice: leave them to whoever leases them
         next.
         """
-        if planned.group.until - time.time() > self.config.settle_margin:
+        if planned.group.left() > self.config.settle_margin:
             return True
         log.warning(
             "skipping %d operations whose lease ran out before sending", len(planned.leases)
         )
         return False
 
-    async def _within_lease(self, group: _LeaseGroup, endpoint: str, call: Awaitable[T]) -> T:
-        """Await ``call``, giving up shortly before ``group``'s leases run out (the heartbeat
-        renews them, and the deadline moves with them).
-
-        The margin leaves time to record the outcome while the lease is still ours (a late
-        ``retry_later``/``dead_letter`` would be ignored, and another worker may have sent the
-        operation again by then).
-        """
-        started = time.time()
-        deadline = asyncio.timeout(max(0.0, group.until - started - self.config.settle_margin))
-        try:
-            async with deadline:
-                group.deadlines.add(deadline)
-                try:
-                    return await call
-                finally:
-                    group.deadlines.discard(deadline)
-        except TimeoutError:
-            if not deadline.expired():
-                raise
-            raise AmbiguousError(
-                f"{endpoint} had no answer after {time.time() - started:.1f} s, when its "
-                "lease was about to run out",
-                endpoint=endpoint,
-            ) from None
-
-    async def _send_batch(
-        self, group: _LeaseGroup, leases: list[Lease], items: list[bytes]
-    ) -> None:
+    async def _send_batch(self, group: LeaseGroup, leases: list[Lease], items: list[bytes]) -> None:
         assert self.track is not None
         started = time.perf_counter()
         try:
-            result = await self._within_lease(
-                group, "POST /api/v2/batch", self.track.send_batch_raw(items)
+            result = await within_lease(
+                group,
+                "POST /api/v2/batch",
+                self.track.send_batch_raw(items),
+                self.config.settle_margin,
             )
         except ApiError as exc:
             self._observe_request(Api.TRACK, "POST /api/v2/batch", exc.status, started)
-            if (
-                isinstance(exc, PermanentError)
-                and exc.status not in _AUTH_STATUSES
-                and len(leases) > 1
-            ):
+            if refused_whole(exc) and len(leases) > 1:
                 await self._bisect(group, leases, items)
                 return
             await asyncio.gather(*(self._settle_error(lease, exc) for lease in leases))
@@ -524,15 +364,15 @@ class Dispatcher:
         ok = [lease for i, lease in enumerate(leases) if i not in refused]
         await self._ack(ok)
         for index, error in refused.items():
-            await self._dead(leases[index], DeadReason.BATCH_ITEM, _describe_item_error(error))
+            await self._dead(leases[index], DeadReason.BATCH_ITEM, describe_item_error(error))
 
-    async def _bisect(self, group: _LeaseGroup, leases: list[Lease], items: list[bytes]) -> None:
+    async def _bisect(self, group: LeaseGroup, leases: list[Lease], items: list[bytes]) -> None:
         middle = len(leases) // 2
         log.info("v2 batch of %d refused whole; retrying as two halves", len(leases))
         await self._send_batch(group, leases[:middle], items[:middle])
         await self._send_batch(group, leases[middle:], items[middle:])
 
-    async def _send_one(self, planned: _Planned) -> None:
+    async def _send_one(self, planned: Planned) -> None:
         lease = planned.leases[0]
         op = lease.op
         try:
@@ -551,7 +391,9 @@ class Dispatcher:
             return
         started = time.perf_counter()
         try:
-            await self._within_lease(planned.group, endpoint, sender.send(request))
+            await within_lease(
+                planned.group, endpoint, sender.send(request), self.config.settle_margin
+            )
         except ApiError as exc:
             self._observe_request(request.api, endpoint, exc.status, started)
             await self._settle_error(lease, exc)
@@ -561,7 +403,7 @@ class Dispatcher:
         self.stats.operations_sent += 1
         await self._ack([lease])
 
-    async def _marked_sending(self, planned: _Planned) -> bool:
+    async def _marked_sending(self, planned: Planned) -> bool:
         """Record, durably and before the first byte, that the send is going out: should this
         worker die mid-request, whoever leases it next dead-letters it instead of sending it a
         second time. False, and the lease given back, when the send must not go out: the mark
@@ -571,7 +413,7 @@ class Dispatcher:
             await asyncio.to_thread(self.outbox.mark_sending, lease)
         except Exception as exc:
             self.health.failed("mark_sending", exc)
-            await self._stored("release", self.outbox.release, [lease])
+            await until_answered(self.health, "release", self.outbox.release, [lease])
             return False
         self.health.succeeded()
         return self._keep_live_leases(planned)
@@ -584,7 +426,7 @@ class Dispatcher:
     async def _ack(self, leases: list[Lease]) -> None:
         if not leases:
             return
-        await self._stored("ack", self.outbox.ack, leases)
+        await until_answered(self.health, "ack", self.outbox.ack, leases)
         now = time.time()
         self.stats.delivered += len(leases)
         if self.hooks.delivered:
@@ -597,29 +439,19 @@ class Dispatcher:
 
     async def _settle_error(self, lease: Lease, exc: ApiError) -> None:
         op = lease.op
-        if isinstance(exc, RetryableError) and not _maybe_processed(op, exc):
-            if exc.retry_after:
-                self.limiters.get(op.api, Unlimited()).pause_for(exc.retry_after)
-            await self._retry(lease, exc, exc.retry_after)
-        elif isinstance(exc, AmbiguousError | RetryableError):
-            if self._may_resend(op):
-                await self._retry(lease, exc, getattr(exc, "retry_after", None))
-            else:
-                await self._dead(
-                    lease,
-                    DeadReason.AMBIGUOUS,
-                    f"{exc} — the {op.kind.value} may or may not have been "
-                    "processed; replay it only if you know it was not",
-                )
-        elif exc.status in _AUTH_STATUSES:
+        verdict = judge_failure(op, exc, may_resend=self._may_resend(op))
+        if isinstance(verdict, GiveUp):
+            await self._dead(lease, verdict.reason, verdict.detail)
+            return
+        if verdict.pause_family and verdict.retry_after:
+            self.limiters.get(op.api, Unlimited()).pause_for(verdict.retry_after)
+        if verdict.credentials_refused:
             log.error(
                 "Customer.io refused the credentials (%s) for %s; will retry",
                 exc.status,
                 op.api.value,
             )
-            await self._retry(lease, exc, None)
-        else:
-            await self._dead(lease, DeadReason.PERMANENT, str(exc))
+        await self._retry(lease, exc, verdict.retry_after)
 
     async def _retry(self, lease: Lease, exc: Exception, retry_after: float | None) -> None:
         attempts = lease.attempts + 1
@@ -632,45 +464,24 @@ class Dispatcher:
             )
             return
         delay = self.policy.delay(lease.attempts, retry_after)
-        await self._stored(
-            "retry_later", self.outbox.retry_later, lease, retry_at=time.time() + delay, error=error
+        await until_answered(
+            self.health,
+            "retry_later",
+            self.outbox.retry_later,
+            lease,
+            retry_at=time.time() + delay,
+            error=error,
         )
         self.stats.retried += 1
         Hooks.fire(self.hooks.retry, lease.op, error, delay)
 
     async def _dead(self, lease: Lease, reason: DeadReason, detail: str) -> None:
-        await self._stored("dead_letter", self.outbox.dead_letter, lease, reason, detail)
+        await until_answered(
+            self.health, "dead_letter", self.outbox.dead_letter, lease, reason, detail
+        )
         self._count_dead(lease, reason, detail)
 
     def _count_dead(self, lease: Lease, reason: DeadReason, detail: str) -> None:
         self.stats.dead[reason.value] = self.stats.dead.get(reason.value, 0) + 1
         log.warning("dead-lettered %s %s: %s", lease.op.kind.value, lease.op.op_id, detail)
         Hooks.fire(self.hooks.dead, lease.op, reason.value, detail)
-
-
-def _maybe_processed(op: Operation, exc: ApiError) -> bool:
-    """True when a failed non-idempotent request may have been carried out all the same."""
-    status = exc.status
-    return (
-        not op.idempotent
-        and status is not None
-        and status >= 500
-        and status not in _UNPROCESSED_5XX
-    )
-
-
-def _describe_item_error(error: Any) -> str:
-    """A readable reason for one refused batch item, whatever shape the client gives it."""
-    if isinstance(error, Mapping):
-        parts = [str(error.get(k)) for k in ("field", "message", "reason") if error.get(k)]
-    else:
-        parts = [
-            str(getattr(error, k))
-            for k in ("field", "message", "reason")
-            if getattr(error, k, None)
-        ]
-    return "refused in batch: " + (": ".join(parts) if parts else repr(error))
-
-
-def _op_summary(op: Operation) -> str:  # pragma: no cover - used in logs only
-    return f"{op.kind.value} {op.op_id} ({op.person_key})"

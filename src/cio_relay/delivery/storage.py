@@ -3,10 +3,11 @@
 The outbox can fail under a running worker: a full disk (SQLite's "database or disk is full"),
 a Redis restart (``ConnectionError``, then ``BusyLoadingError`` while it loads its data), a lock
 held too long. None of these is a reason to stop delivering for good. The dispatcher retries
-every outbox call that fails, waiting ``storage_delays()`` between tries, and reports through one
-``StorageHealth`` per worker: readiness says ``unavailable: <error class>`` while calls fail,
-the logs say when it started, that it goes on (every ``LOG_EVERY`` seconds, not once per call)
-and when it ended, and the ``storage_error`` hook feeds ``cio_relay_storage_errors_total``.
+every outbox call that fails, waiting ``storage_delays()`` between tries (``until_answered``),
+and reports through one ``StorageHealth`` per worker: readiness says ``unavailable: <error
+class>`` while calls fail, the logs say when it started, that it goes on (every ``LOG_EVERY``
+seconds, not once per call) and when it ended, and the ``storage_error`` hook feeds
+``cio_relay_storage_errors_total``.
 
 Nothing is lost meanwhile: what was leased stays leased until its lease runs out (another
 worker, or this one once the storage is back, takes it over), and an outcome that could not be
@@ -15,14 +16,16 @@ recorded is recorded when the storage answers again, if the lease is still held.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from cio_relay.backoff import growing_delays
 from cio_relay.delivery.hooks import Hooks
 
-__all__ = ["LOG_EVERY", "StorageHealth", "storage_delays"]
+__all__ = ["LOG_EVERY", "StorageHealth", "storage_delays", "until_answered"]
 
 log = logging.getLogger("cio_relay.delivery")
 
@@ -31,6 +34,7 @@ log = logging.getLogger("cio_relay.delivery")
 FIRST_DELAY, MAX_DELAY = 0.1, 2.0
 #: Seconds between "still failing" log lines during an outage.
 LOG_EVERY = 30.0
+T = TypeVar("T")
 
 
 def storage_delays() -> Iterator[float]:
@@ -90,3 +94,24 @@ class StorageHealth:
         )
         self.failing_since = self.error = None
         self.failures = 0
+
+
+async def until_answered(
+    health: StorageHealth, operation: str, call: Callable[..., T], *args: Any, **kw: Any
+) -> T:
+    """``call(*args, **kw)`` on a worker thread, tried again until the outbox answers.
+
+    Settling may wait out a storage outage: an outcome recorded late is still right (ack always
+    applies; the others apply while the lease is held, else the next holder redoes the work).
+    Shutdown cancels the wait past the grace period.
+    """
+    delays = storage_delays()
+    while True:
+        try:
+            result = await asyncio.to_thread(call, *args, **kw)
+        except Exception as exc:
+            health.failed(operation, exc)
+            await asyncio.sleep(next(delays))
+            continue
+        health.succeeded()
+        return result
