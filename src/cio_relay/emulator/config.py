@@ -34,10 +34,10 @@ class EmulatorConfig:
 
     ``gc_freeze_bytes`` (0: off) is for a process the emulator owns (``cio-relay emulator``):
     after that many request bytes it collects and then freezes everything alive, so Python's
-    cyclic GC stops re-scanning the millions of stored objects on every full collection (that
-    scanning halves batch throughput). Frozen objects are still freed by reference counting;
-    only cyclic garbage created before a freeze and dropped after it is never reclaimed, which
-    is why this stays off inside other processes (tests, the sandbox).
+    cyclic GC stops re-scanning the millions of stored objects on every full collection.
+    Frozen objects are still freed by reference counting; only cyclic garbage created before a
+    freeze and dropped after it is never reclaimed, which is why this stays off inside other
+    processes (tests, the sandbox).
     """
 
     site_id: str = DEFAULT_SITE_ID

@@ -52,7 +52,7 @@ EVENT_TYPES = frozenset({"event", "page", "screen"})
 # the first character at most 7, 128 bits). One C-level match is the cheapest full check.
 UPPER_ULID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
 
-# JSON scalars whose encoding is at most ~24 bytes (orjson keeps integers within 64 bits).
+# JSON scalars whose encoding is at most 24 bytes (orjson keeps integers within 64 bits).
 _SCALARS = frozenset({int, float, bool, type(None)})
 
 

@@ -46,7 +46,7 @@ class StoredEvent(NamedTuple):
 # How an event is kept: the fields of a ``StoredEvent`` in a plain tuple. The collector stops
 # tracking a plain tuple of strings, numbers and bytes at its first collection, but never a
 # NamedTuple's (it only untracks exact tuples): a million stored events were otherwise
-# re-scanned by every collection until the next freeze (~6 % of a batch benchmark's CPU).
+# re-scanned by every collection until the next freeze (docs/benchmarks.md, the emulator).
 EventRow = tuple[
     int, str | None, str | None, str, str, str | None, int | float | None, bytes, float
 ]
@@ -142,7 +142,7 @@ class EmulatorState:
         self.events: deque[EventRow] = deque(maxlen=self.max_stored_events)
         # The last ``dedupe_window`` event ids: a set to ask, a queue to evict the oldest. (An
         # insertion-ordered dict evicting ``next(iter(...))`` scans the deleted slots at its
-        # front: once full it cost tens, then hundreds of microseconds per event.)
+        # front, so each eviction was slower than the last once the window was full.)
         self.seen_event_ids: set[str] = set()
         self._seen_order: deque[str] = deque()
         self.deliveries: list[dict[str, Any]] = []
