@@ -41,6 +41,7 @@ LAYERS: dict[str, int] = {
     "cio_relay.lake": PARTS,
     "cio_relay.outbox": PARTS,
     "cio_relay.delivery": FEATURES,
+    "cio_relay.guarded_outbox": FEATURES,
     "cio_relay.observability": FEATURES,
     "cio_relay.relay": FEATURES,
     "cio_relay.sync": FEATURES,

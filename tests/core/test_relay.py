@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +16,9 @@ import pytest
 from ulid import ULID
 
 from cio_relay import AsyncRelay, Relay, Settings
+from cio_relay import operations as ops
 from cio_relay.errors import LimitExceeded, OutboxFullError, ValidationError
-from cio_relay.operations import Kind
+from cio_relay.operations import Kind, Operation, OperationFactory
 from cio_relay.outbox.memory import MemoryOutbox
 from cio_relay.outbox.sqlite import SqliteOutbox
 
@@ -157,16 +162,34 @@ def test_on_enqueued_hook_sees_each_operation(relay: Relay) -> None:
     assert seen == [op_id]
 
 
-def _public(cls: type) -> set[str]:
-    return {name for name, _ in inspect.getmembers(cls) if not name.startswith("_")}
+def _public_methods(cls: type) -> dict[str, inspect.Signature]:
+    return {
+        name: inspect.signature(member)
+        for name, member in inspect.getmembers(cls, inspect.isfunction)
+        if not name.startswith("_")
+    }
 
 
-def test_async_relay_mirrors_the_sync_methods() -> None:
-    sync_methods = _public(Relay) - {"close", "from_env", "worker"}
-    async_methods = _public(AsyncRelay) - {"aclose", "from_env", "worker"}
-    assert sync_methods - async_methods == set()
-    for name in CALLS:
-        assert inspect.iscoroutinefunction(getattr(AsyncRelay, name)), name
+def test_async_relay_has_the_sync_methods_with_the_same_signatures() -> None:
+    sync = _public_methods(Relay)
+    async_ = _public_methods(AsyncRelay)
+    assert set(sync) - {"close"} == set(async_) - {"aclose"}
+    assert set(CALLS) | {"enqueue", "worker"} == set(sync) - {"close"}
+    for name in set(sync) - {"close"}:
+        # Names, kinds, annotations and defaults of every parameter, and the return annotation.
+        assert async_[name] == sync[name], name
+        if name != "worker":
+            assert inspect.iscoroutinefunction(getattr(AsyncRelay, name)), name
+
+
+def test_relay_methods_are_fully_typed() -> None:
+    for name, signature in _public_methods(AsyncRelay).items():
+        unannotated = [
+            p.name
+            for p in signature.parameters.values()
+            if p.name != "self" and p.annotation is inspect.Parameter.empty
+        ]
+        assert unannotated == [] and signature.return_annotation != "Any", name
 
 
 async def test_async_relay_stores_durably_and_returns_op_ids() -> None:
@@ -210,3 +233,139 @@ def test_an_async_relay_serves_one_event_loop_after_another() -> None:
     second = asyncio.run(relay.identify("u", plan="pro"))
     assert [lease.op.op_id for lease in relay.outbox.lease(10, 60.0)] == [first]
     assert first != second and relay.outbox.depth().pending == 2
+
+
+def test_two_event_loops_on_two_threads_never_get_each_others_operations(tmp_path: Path) -> None:
+    relay = AsyncRelay(Settings(), outbox=SqliteOutbox(tmp_path / "outbox.db"))
+    calls = 400
+    start = threading.Barrier(2)
+
+    async def caller(thread: int) -> list[tuple[str, str]]:
+        async def one(i: int) -> tuple[str, str]:
+            person, what = f"t{thread}-u{i}", f"{thread}/{i}"  # a person per call: all leasable
+            if i % 2:
+                return await relay.page(person, f"https://x.test/{what}"), what
+            return await relay.track(person, "e", {"what": what}), what
+
+        start.wait()
+        return await asyncio.gather(*(one(i) for i in range(calls)))
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # the threads take turns as often as they can
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            answers = pool.map(lambda thread: asyncio.run(caller(thread)), (0, 1))
+            returned = [answer for each in answers for answer in each]
+    finally:
+        sys.setswitchinterval(switch)
+    stored = {op.op_id: op for op in _stored_ops(relay.outbox)}
+    assert len(returned) == len(stored) == 2 * calls  # distinct ids, every one stored
+    for op_id, what in returned:
+        op = stored[op_id]
+        sent = op.payload["name"] if op.kind is Kind.PAGE else op.payload["data"]["what"]
+        assert sent in (what, f"https://x.test/{what}")  # the caller's own operation
+    relay.outbox.close()
+
+
+def _stored_ops(outbox: Any) -> list[Operation]:
+    leases = outbox.lease(10_000, 60.0)
+    outbox.release(leases)
+    return [lease.op for lease in leases]
+
+
+UTC_NOON = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("call", "read"),
+    [
+        (lambda r, t: r.track("u", "e", timestamp=t), lambda op: op.payload["timestamp"]),
+        (
+            lambda r, t: r.page("u", "https://x.test", timestamp=t),
+            lambda op: op.payload["timestamp"],
+        ),
+        (lambda r, t: r.screen("u", "Home", timestamp=t), lambda op: op.payload["timestamp"]),
+        (
+            lambda r, t: r.track_anonymous("a", "e", timestamp=t),
+            lambda op: op.payload["timestamp"],
+        ),
+        (
+            lambda r, t: r.add_device("u", "tok", "ios", last_used=t),
+            lambda op: op.payload["last_used"],
+        ),
+        (
+            lambda r, t: r.send_email(to="a@x.test", transactional_message_id=1, send_at=t),
+            lambda op: op.payload["send_at"],
+        ),
+    ],
+    ids=["track", "page", "screen", "track_anonymous", "add_device", "send_email"],
+)
+def test_a_datetime_with_a_time_zone_is_stored_as_unix_seconds(
+    call: Callable[[Relay, Any], str], read: Callable[[Operation], Any]
+) -> None:
+    in_paris = UTC_NOON.astimezone(timezone(timedelta(hours=2)))
+    for when in (in_paris, UTC_NOON, 1_714_564_800.9):
+        relay = Relay(Settings(), outbox=MemoryOutbox())
+        call(relay, when)
+        [op] = _stored(relay)
+        assert read(op) == 1_714_564_800
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (datetime(2024, 5, 1, 12, 0), "without a time zone"),
+        ("2024-05-01T12:00:00Z", "Unix seconds"),
+        (b"1714564800", "Unix seconds"),
+        (object(), "Unix seconds"),
+        (date(2024, 5, 1), "Unix seconds"),
+    ],
+    ids=["naive-datetime", "text", "bytes", "object", "date"],
+)
+async def test_a_timestamp_that_is_not_one_is_a_validation_error_naming_the_field(
+    value: Any, message: str
+) -> None:
+    outbox = MemoryOutbox()
+    sync, async_ = Relay(Settings(), outbox=outbox), AsyncRelay(Settings(), outbox=outbox)
+    for field, call in [
+        ("timestamp", lambda r: r.track("u", "e", timestamp=value)),
+        ("last_used", lambda r: r.add_device("u", "tok", "ios", last_used=value)),
+        (
+            "send_at",
+            lambda r: r.send_email(to="a@x.test", transactional_message_id=1, send_at=value),
+        ),
+    ]:
+        with pytest.raises(ValidationError, match=message) as caught:
+            call(sync)
+        assert caught.value.field == field
+        with pytest.raises(ValidationError, match=message) as caught:
+            await call(async_)
+        assert caught.value.field == field
+    assert outbox.depth().pending == 0
+    await async_.aclose()
+
+
+def test_an_operation_built_by_hand_takes_the_relays_environment_and_stamp(relay: Relay) -> None:
+    track_id, identify_id = relay.enqueue(ops.track("u1", "e", {"x": 1}), ops.identify("u2"))
+    own_id = relay.identify("u3")
+    stored = {op.op_id: op for op in _stored(relay)}
+    track, by_hand, own = stored[track_id], stored[identify_id], stored[own_id]
+    assert (track.env, track.payload["data"]) == ("staging", {"x": 1, "_env": "staging"})
+    assert by_hand.env == own.env == "staging"
+    assert by_hand.payload == own.payload == {"attributes": {"_env": "staging"}}
+
+
+async def test_an_operation_built_for_another_environment_is_refused_whole() -> None:
+    outbox = MemoryOutbox()
+    production = OperationFactory("production")
+    for relay in (Relay(Settings(env="staging"), outbox=outbox),):
+        with pytest.raises(ValidationError, match="built for 'production'") as caught:
+            relay.enqueue(ops.track("u", "ok"), production.track("u", "e"))
+        assert caught.value.field == "env"
+    async_relay = AsyncRelay(Settings(env="staging"), outbox=outbox)
+    with pytest.raises(ValidationError, match="built for 'production'"):
+        await async_relay.enqueue(production.track("u", "e"))
+    staged = OperationFactory("staging", stamp_env=True).track("u", "e")
+    assert await async_relay.enqueue(staged) == [staged.op_id]
+    assert [lease.op for lease in outbox.lease(10, 60.0)] == [staged]
+    await async_relay.aclose()

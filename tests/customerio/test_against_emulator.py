@@ -96,8 +96,8 @@ def test_track_page_screen_and_anonymous_events_are_stored(
 def test_an_event_sent_twice_with_its_id_is_stored_once(
     emulator: EmulatorServer, track: TrackClient
 ) -> None:
-    event_id = track.track("u1", "paid", {"n": 1})
-    assert track.track("u1", "paid", {"n": 1}, event_id=event_id) == event_id
+    op_id = track.track("u1", "paid", {"n": 1})
+    assert track.track("u1", "paid", {"n": 1}, op_id=op_id) == op_id
     assert len(inspect(emulator, "people/u1")["events"]) == 1
     assert inspect(emulator, "stats")["duplicate_event_ids"] == 1
 

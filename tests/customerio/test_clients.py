@@ -225,11 +225,11 @@ async def test_each_track_method_sends_its_documented_request(shell: str, method
     assert body_ok(orjson.loads(sent.content) if sent.content else None)
 
 
-async def test_track_returns_the_event_id_it_sent(shell: str) -> None:
+async def test_track_returns_the_op_id_it_sent_as_the_event_id(shell: str) -> None:
     recorder = Recorder()
     given = "01HZZZZZZZZZZZZZZZZZZZZZZZ"
-    event_id = await track_call(shell, recorder, lambda c: c.track("u1", "e", event_id=given))
-    assert event_id == given
+    op_id = await track_call(shell, recorder, lambda c: c.track("u1", "e", op_id=given))
+    assert op_id == given
     assert orjson.loads(recorder.last.content)["id"] == given
 
 

@@ -6,7 +6,7 @@ classes mirror each other method for method; only ``close``/``aclose`` differ, a
 
     with TrackClient(site_id, track_api_key, region="eu") as track:
         track.identify("user-1", email="ada@example.com")
-        event_id = track.track("user-1", "order_completed", {"total": 42})
+        op_id = track.track("user-1", "order_completed", {"total": 42})
         result = track.send_batch([op.v2_item() for op in operations])
 """
 
@@ -158,10 +158,11 @@ class TrackClient(_TrackBase):
         data: Mapping[str, Any] | None = None,
         *,
         timestamp: float | None = None,
-        event_id: str | None = None,
+        op_id: str | None = None,
     ) -> str:
-        """Send an event; return its ``id`` (a ULID unless given), which de-duplicates it."""
-        op = ops.track(person, name, data, timestamp=timestamp, op_id=event_id)
+        """Send an event; return its op id, sent as the event's ``id`` (a ULID unless given),
+        which de-duplicates it at Customer.io."""
+        op = ops.track(person, name, data, timestamp=timestamp, op_id=op_id)
         self.send(op.v1_request())
         return op.op_id
 
@@ -172,9 +173,9 @@ class TrackClient(_TrackBase):
         data: Mapping[str, Any] | None = None,
         *,
         timestamp: float | None = None,
-        event_id: str | None = None,
+        op_id: str | None = None,
     ) -> str:
-        op = ops.track_anonymous(anonymous_id, name, data, timestamp=timestamp, op_id=event_id)
+        op = ops.track_anonymous(anonymous_id, name, data, timestamp=timestamp, op_id=op_id)
         self.send(op.v1_request())
         return op.op_id
 
@@ -185,9 +186,9 @@ class TrackClient(_TrackBase):
         data: Mapping[str, Any] | None = None,
         *,
         timestamp: float | None = None,
-        event_id: str | None = None,
+        op_id: str | None = None,
     ) -> str:
-        op = ops.page(person, url, data, timestamp=timestamp, op_id=event_id)
+        op = ops.page(person, url, data, timestamp=timestamp, op_id=op_id)
         self.send(op.v1_request())
         return op.op_id
 
@@ -198,9 +199,9 @@ class TrackClient(_TrackBase):
         data: Mapping[str, Any] | None = None,
         *,
         timestamp: float | None = None,
-        event_id: str | None = None,
+        op_id: str | None = None,
     ) -> str:
-        op = ops.screen(person, name, data, timestamp=timestamp, op_id=event_id)
+        op = ops.screen(person, name, data, timestamp=timestamp, op_id=op_id)
         self.send(op.v1_request())
         return op.op_id
 
@@ -300,10 +301,11 @@ class AsyncTrackClient(_TrackBase):
         data: Mapping[str, Any] | None = None,
         *,
         timestamp: float | None = None,
-        event_id: str | None = None,
+        op_id: str | None = None,
     ) -> str:
-        """Send an event; return its ``id`` (a ULID unless given), which de-duplicates it."""
-        op = ops.track(person, name, data, timestamp=timestamp, op_id=event_id)
+        """Send an event; return its op id, sent as the event's ``id`` (a ULID unless given),
+        which de-duplicates it at Customer.io."""
+        op = ops.track(person, name, data, timestamp=timestamp, op_id=op_id)
         await self.send(op.v1_request())
         return op.op_id
 
@@ -314,9 +316,9 @@ class AsyncTrackClient(_TrackBase):
         data: Mapping[str, Any] | None = None,
         *,
         timestamp: float | None = None,
-        event_id: str | None = None,
+        op_id: str | None = None,
     ) -> str:
-        op = ops.track_anonymous(anonymous_id, name, data, timestamp=timestamp, op_id=event_id)
+        op = ops.track_anonymous(anonymous_id, name, data, timestamp=timestamp, op_id=op_id)
         await self.send(op.v1_request())
         return op.op_id
 
@@ -327,9 +329,9 @@ class AsyncTrackClient(_TrackBase):
         data: Mapping[str, Any] | None = None,
         *,
         timestamp: float | None = None,
-        event_id: str | None = None,
+        op_id: str | None = None,
     ) -> str:
-        op = ops.page(person, url, data, timestamp=timestamp, op_id=event_id)
+        op = ops.page(person, url, data, timestamp=timestamp, op_id=op_id)
         await self.send(op.v1_request())
         return op.op_id
 
@@ -340,9 +342,9 @@ class AsyncTrackClient(_TrackBase):
         data: Mapping[str, Any] | None = None,
         *,
         timestamp: float | None = None,
-        event_id: str | None = None,
+        op_id: str | None = None,
     ) -> str:
-        op = ops.screen(person, name, data, timestamp=timestamp, op_id=event_id)
+        op = ops.screen(person, name, data, timestamp=timestamp, op_id=op_id)
         await self.send(op.v1_request())
         return op.op_id
 
