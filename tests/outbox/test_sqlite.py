@@ -18,6 +18,7 @@ from cio_relay.errors import ConfigError
 from cio_relay.outbox.base import DeadLetterFilter, DeadReason
 from cio_relay.outbox.sqlite import ADMIT_BATCH, SCHEMA_VERSION, SqliteOutbox
 from cio_relay.outbox.sqlite_schema import DUE_HEADS
+from tests.sqlite.old_layout import ADA, BOB, CY, DEE, restore
 
 from .test_contract import drain_ids, event, ids
 
@@ -338,3 +339,31 @@ def test_the_outbox_checkpoints_its_file_as_it_is_written(path: Path) -> None:
     finally:
         box.close()
     assert box._db._checkpointer is not None and box._db._checkpointer.rounds >= 1
+
+
+def test_a_file_written_before_the_sqlite_layer_opens_with_its_work(path: Path) -> None:
+    restore("outbox", path)
+    box = SqliteOutbox(path)
+    try:
+        later = time.time() + 10 * 24 * 3600  # bob's retry is due, every lease long expired
+        depth = box.depth(now=later)
+        assert (depth.ready, depth.scheduled, depth.leased, depth.dead) == (5, 0, 0, 1)
+        [dead] = box.list_dead()
+        assert (dead.op.op_id, dead.reason, dead.detail) == (CY, DeadReason.PERMANENT, "400 bad")
+        new = event("new", 1)
+        again = ops.track("dee", "late", op_id=DEE)
+        assert box.enqueue([new, again]) == 1  # DEE is stored already: once
+        leases = box.lease(10, 30, now=later)
+        assert sorted(ids(leases)) == sorted([ADA[0], BOB, DEE, new.op_id])  # one per person
+        bob = next(lease for lease in leases if lease.op.op_id == BOB)
+        assert (bob.attempts, bob.last_error) == (1, "503 busy")
+        box.ack(leases)
+        assert ids(box.lease(10, 30, now=later)) == [ADA[1]]  # ada's order kept
+    finally:
+        box.close()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == 1024
+    finally:
+        conn.close()

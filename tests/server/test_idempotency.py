@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from cio_relay.outbox.base import Outbox
 from cio_relay.server.auth import ApiKeys
 from cio_relay.server.idempotency import Claim, IdempotencyStore, fingerprint
+from tests.sqlite.old_layout import ADA, BOB, CREATED_AT, CY, restore
 
 
 @pytest.fixture
@@ -80,3 +82,31 @@ def test_a_claim_left_pending_by_a_crash_is_finished_with_the_same_op_ids(
     )
     assert again.headers["Idempotent-Replayed"] == "true"
     assert outbox.depth().pending == 1
+
+
+def test_a_file_written_before_the_sqlite_layer_keeps_its_keys(tmp_path: Path) -> None:
+    path = restore("idempotency", tmp_path / "idempotency.db")
+    store = IdempotencyStore(path)
+    try:
+        done = store.lookup("scope-a", "key-1", now=CREATED_AT + 1)
+        pending = store.lookup("scope-a", "key-2", now=CREATED_AT + 1)
+        assert done is not None and done.done and done.op_ids == [ADA[0]]
+        assert pending is not None and not pending.done and pending.op_ids == [BOB, CY]
+        store.reserve([Claim("scope-a", "key-3", b"print", ("01C",))], now=CREATED_AT + 2)
+        assert store.lookup("scope-a", "key-3", now=CREATED_AT + 3) is not None
+    finally:
+        store.close()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    finally:
+        conn.close()
+
+
+def test_durability_sets_the_synchronous_level(tmp_path: Path) -> None:
+    for durability, level in (("process", 1), ("power", 2)):  # NORMAL, FULL
+        store = IdempotencyStore(tmp_path / f"{durability}.db", durability=durability)  # type: ignore[arg-type]
+        try:
+            assert store._db.writer.execute("PRAGMA synchronous").fetchone()[0] == level
+        finally:
+            store.close()

@@ -14,6 +14,7 @@ from cio_relay.sqlite import checkpoint
 from cio_relay.webhooks.events import Event, parse_event
 from cio_relay.webhooks.inbox import InboxUnavailableError
 from cio_relay.webhooks.sqlite_inbox import SQLiteInbox
+from tests.sqlite.old_layout import CREATED_AT, QUARANTINED, WEBHOOK_IDS, restore
 from tests.webhooks.helpers import payload
 
 T0 = 1_700_000_000.0
@@ -120,3 +121,29 @@ async def test_sqlite_inline_writes_keep_the_wal_checkpointed(
         # every row (as it would without checkpoints, and be larger than the database file).
         wal = path.with_name(path.name + "-wal").stat().st_size
         assert wal < path.stat().st_size / 2
+
+
+def test_sqlite_a_file_written_before_the_sqlite_layer_opens_with_its_events(
+    tmp_path: Path,
+) -> None:
+    path = restore("webhooks", tmp_path / "webhooks.db")
+    with SQLiteInbox(path) as inbox:
+        done, parked, pending = WEBHOOK_IDS
+        assert [s.event_id for s in inbox.due(10, now=CREATED_AT)] == [pending]
+        assert [(s.event_id, s.last_error) for s in inbox.list_parked()] == [
+            (parked, "handler failed")
+        ]
+        assert inbox.cursor("lake") == 1
+        [item] = inbox.list_quarantined()
+        assert inbox.quarantine(QUARANTINED, "again", received_at=CREATED_AT) == item.id
+        old = next(s for s in inbox.read_after(0, 10) if s.event_id == done)
+        assert inbox.store(parse_event(old.raw), old.raw) is False  # still remembered
+        event, raw = _event()
+        assert inbox.store(event, raw) is True
+        assert [s.event_id for s in inbox.read_after(3, 10)] == [event.event_id]
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1  # adopted, not rebuilt
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == 4096
+    finally:
+        conn.close()

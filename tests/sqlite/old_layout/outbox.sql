@@ -1,0 +1,73 @@
+-- The outbox.db file of cio-relay before its SQLite layer (git 51cf28a), dumped by sqlite3's
+-- iterdump with its page size, user_version and journal mode; made into a file again by
+-- tests/sqlite/old_layout/__init__.py, which says what it holds.
+PRAGMA page_size = 1024;
+BEGIN TRANSACTION;
+CREATE TABLE dead (
+            id INTEGER PRIMARY KEY,
+            op_id TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL,
+            person_key TEXT NOT NULL,
+            payload BLOB NOT NULL,
+            created_at REAL NOT NULL,
+            env TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            dead_at REAL NOT NULL);
+INSERT INTO "dead" VALUES(1,'01M937Y1CHGQXBFBRV5ES9PAWA','track','id:cy',X'7B2269223A7B226964223A226379227D2C2270223A7B226E616D65223A22626F756E636564222C2264617461223A7B7D2C2274696D657374616D70223A313739363437393035397D7D',1.79647905934516048426e+09,'development','permanent','400 bad',1,1760000000.0);
+CREATE TABLE heads (
+            person_key TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL,
+            due_at REAL NOT NULL,
+            token TEXT) WITHOUT ROWID;
+INSERT INTO "heads" VALUES('id:ada',1,1796479059.34524,NULL);
+INSERT INTO "heads" VALUES('id:bob',4,1.7964826593457114696e+09,NULL);
+CREATE TABLE intake (
+            seq INTEGER PRIMARY KEY,
+            op_id TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL,
+            person_key TEXT NOT NULL,
+            payload BLOB NOT NULL,
+            created_at REAL NOT NULL,
+            env TEXT NOT NULL,
+            available_at REAL NOT NULL);
+INSERT INTO "intake" VALUES(1,'01M937Y1CHXH1ZTREAT1AVT57Z','track','id:dee',X'7B2269223A7B226964223A22646565227D2C2270223A7B226E616D65223A226C617465222C2264617461223A7B7D2C2274696D657374616D70223A313739363437393035397D7D',1.7964790593451683521e+09,'development',1.79647905934610486035e+09);
+CREATE TABLE ops (
+            seq INTEGER PRIMARY KEY,
+            op_id TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL,
+            person_key TEXT NOT NULL,
+            payload BLOB NOT NULL,
+            created_at REAL NOT NULL,
+            env TEXT NOT NULL,
+            available_at REAL NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT);
+INSERT INTO "ops" VALUES(1,'01M937Y1CHGQDAJH958WNZZ53R','track','id:ada',X'7B2269223A7B226964223A22616461227D2C2270223A7B226E616D65223A2273746570222C2264617461223A7B226E223A307D2C2274696D657374616D70223A313739363437393035397D7D',1.79647905934509110456e+09,'development',1796479059.34524,0,NULL);
+INSERT INTO "ops" VALUES(2,'01M937Y1CHFHCKTZQ96M9JERG0','track','id:ada',X'7B2269223A7B226964223A22616461227D2C2270223A7B226E616D65223A2273746570222C2264617461223A7B226E223A317D2C2274696D657374616D70223A313739363437393035397D7D',1.79647905934512329105e+09,'development',1796479059.34524,0,NULL);
+INSERT INTO "ops" VALUES(3,'01M937Y1CHQGWDGTZF44ZB83A4','track','id:ada',X'7B2269223A7B226964223A22616461227D2C2270223A7B226E616D65223A2273746570222C2264617461223A7B226E223A327D2C2274696D657374616D70223A313739363437393035397D7D',1.79647905934513330461e+09,'development',1796479059.34524,0,NULL);
+INSERT INTO "ops" VALUES(4,'01M937Y1CH1EQRYSAARBQCS4P9','identify','id:bob',X'7B2269223A7B226964223A22626F62227D2C2270223A7B2261747472696275746573223A7B22706C616E223A2270726F227D7D7D',1.79647905934515476227e+09,'development',1.7964826593457114696e+09,1,'503 busy');
+CREATE TABLE stats (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            pending INTEGER NOT NULL,
+            dead INTEGER NOT NULL);
+INSERT INTO "stats" VALUES(1,5,1);
+CREATE INDEX ops_person ON ops (person_key, seq);
+CREATE INDEX heads_due ON heads (due_at, seq);
+CREATE TRIGGER ops_new_head AFTER INSERT ON ops BEGIN
+            INSERT OR IGNORE INTO heads (person_key, seq, due_at)
+            VALUES (new.person_key, new.seq, new.available_at);
+        END;
+CREATE TRIGGER ops_next_head AFTER DELETE ON ops BEGIN
+            UPDATE heads SET (seq, due_at, token) = (
+                SELECT seq, available_at, NULL FROM ops
+                WHERE person_key = old.person_key ORDER BY seq LIMIT 1)
+            WHERE person_key = old.person_key AND seq = old.seq
+            AND EXISTS (SELECT 1 FROM ops WHERE person_key = old.person_key);
+            DELETE FROM heads WHERE person_key = old.person_key AND seq = old.seq;
+        END;
+CREATE INDEX dead_newest ON dead (dead_at);
+COMMIT;
+PRAGMA user_version = 2;
+PRAGMA journal_mode = WAL;
