@@ -74,6 +74,34 @@ def test_signed_webhooks_are_stored_once_and_counted(url: str, auth: dict[str, s
     assert 'id="inbox-pending"' in page or 'id="inbox-done"' in page
 
 
+def test_every_other_answer_is_counted_by_its_result_without_a_label(
+    settings: Settings, outbox: Outbox, tmp_path: Path, auth: dict[str, str]
+) -> None:
+    small = settings.model_copy(
+        update={
+            "webhook_signing_keys": [SecretStr(SIGNING_KEY)],
+            "webhook_max_body": 1_000,
+            "lake": str(tmp_path / "lake"),
+        }
+    )
+    app = create_app(
+        small, outbox=outbox, run_workers=False, webhooks=True, idempotency_path=tmp_path / "i.db"
+    )
+    # Authentic, but not an event: quarantined, and no name to label it by.
+    unreadable = orjson.dumps({"object_type": "email", "metric": "opened"})
+    big = _event("opened", "01HZZZZZZZZZZZZZZZZZZZZZZC", subject="x" * 2_000)
+    with serve(app) as url:
+        assert _post(url, unreadable).json() == {"status": "quarantined"}
+        assert _post(url, big).status_code == 413
+        metrics = httpx.get(f"{url}/metrics", headers=auth).text
+        page = httpx.get(f"{url}/dashboard/webhooks", headers=auth).text
+    assert 'cio_relay_webhooks_total{metric="unknown",result="quarantined"} 1.0' in metrics
+    assert 'cio_relay_webhooks_total{metric="unknown",result="too_large"} 1.0' in metrics
+    # One row, the quarantined payload's: a 413 is not an answered webhook.
+    assert page.count("<td>unknown</td><td></td><td>quarantined</td>") == 1
+    assert page.count("<tr><td>") == 1
+
+
 def test_unauthenticated_callers_cannot_invent_metric_labels(
     url: str, auth: dict[str, str]
 ) -> None:

@@ -2,44 +2,42 @@
 
 ``WebhookStack.from_settings`` opens the inbox (``<data_dir>/webhooks.db``) and the lake
 (``CIO_RELAY_LAKE``), installs the built-in handlers (suppress the person on a hard bounce or a
-spam complaint, through the relay's outbox), and wraps the ``WebhookReceiver`` so that every
-answer is counted in ``cio_relay_webhooks_total{metric,result}`` and the newest ones are kept
-for the dashboard. The pipeline (lake feed and handlers) runs in its own thread between
-``start`` and ``stop``.
+spam complaint, through the relay's outbox), and gives the ``WebhookReceiver`` a
+``WebhookObserver`` as its ``on_outcome``, so that every answer is counted in
+``cio_relay_webhooks_total{metric,result}`` and the newest ones are kept for the dashboard. The
+pipeline (lake feed and handlers) runs in its own thread between ``start`` and ``stop``.
 
-The metric label comes from the parsed event of an *authentic* request only, and is clamped to
-the metrics Customer.io documents; refused requests count as ``unknown``: an unauthenticated
-caller must not be able to invent label values (each one a new time series).
+The metric label comes from the event the receiver parsed, which it reports for an authentic
+request only, and is clamped to the metrics Customer.io documents; every other answer counts as
+``unknown``: an unauthenticated caller must not be able to invent label values (each one a new
+time series).
 """
 
 from __future__ import annotations
 
-import contextvars
 import dataclasses
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from cio_relay.config import Settings
 from cio_relay.lake.base import Lake
 from cio_relay.observability.metrics import Metrics
 from cio_relay.relay import Relay
 from cio_relay.server.dashboard.sources import FunnelRow, WebhookRow
-from cio_relay.webhooks.events import METRICS, Event
+from cio_relay.webhooks.events import METRICS
 from cio_relay.webhooks.inbox import Inbox
+from cio_relay.webhooks.intake import Outcome
 
-__all__ = ["LakeFunnel", "ObservedReceiver", "RecentWebhookRing", "WebhookStack"]
+__all__ = ["LakeFunnel", "RecentWebhookRing", "WebhookObserver", "WebhookStack"]
 
 log = logging.getLogger("cio_relay.server")
 
-_RESULTS_BY_STATUS = {401: "refused", 413: "too_large", 503: "unavailable"}
 _KNOWN_NAMES = frozenset(f"{kind}_{metric}" for kind, names in METRICS.items() for metric in names)
 _FUNNEL_STEPS = ("sent", "delivered", "opened", "clicked", "bounced")
 
@@ -76,99 +74,28 @@ class RecentWebhookRing:
         return dataclasses.asdict(self.inbox.counts())
 
 
-@dataclass
-class _Outcome:
-    event: Event | None = None
+class WebhookObserver:
+    """The receiver's ``on_outcome``: counts each answer and remembers the newest accepted ones."""
 
-
-_current: contextvars.ContextVar[_Outcome | None] = contextvars.ContextVar(
-    "cio_relay_webhook_outcome", default=None
-)
-
-
-class ObservedReceiver:
-    """Wraps the receiver (plain ASGI): counts each answer and remembers the newest ones."""
-
-    def __init__(self, receiver: ASGIApp, metrics: Metrics, recent: RecentWebhookRing) -> None:
-        self.receiver = receiver
+    def __init__(self, metrics: Metrics, recent: RecentWebhookRing) -> None:
         self.metrics = metrics
         self.recent = recent
 
-    @staticmethod
-    def on_stored(event: Event) -> None:
-        """The receiver's ``on_stored`` (same task as the request): note the event."""
-        outcome = _current.get()
-        if outcome is not None:
-            outcome.event = event
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.receiver(scope, receive, send)
+    def __call__(self, outcome: Outcome) -> None:
+        event, reply = outcome.event, outcome.reply
+        metric = _label(event.name if event is not None else None)
+        self.metrics.on_webhook(metric, reply.result)
+        if reply.status != 200:
             return
-        outcome = _Outcome()
-        token = _current.set(outcome)
-        status = 0
-        reply = b""
-        body: list[bytes] = []
-
-        async def tee_receive() -> Message:
-            message = await receive()
-            if message["type"] == "http.request":
-                body.append(message.get("body", b""))
-            return message
-
-        async def capture_send(message: Message) -> None:
-            nonlocal status, reply
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            elif message["type"] == "http.response.body":
-                reply += message.get("body", b"")
-            await send(message)
-
-        try:
-            await self.receiver(scope, tee_receive, capture_send)
-        finally:
-            _current.reset(token)
-        self._observe(status, reply, outcome.event, body)
-
-    def _observe(self, status: int, reply: bytes, event: Event | None, body: list[bytes]) -> None:
-        if status == 200:
-            result = _reply_status(reply)
-            name = event.name if event is not None else _name_of(b"".join(body))
-        else:
-            result = _RESULTS_BY_STATUS.get(status, str(status))
-            name = None  # not authentic, or not read: never label by what a stranger sent
-        self.metrics.on_webhook(_label(name), result)
-        if status == 200:
-            self.recent.add(
-                WebhookRow(
-                    received_at=time.time(),
-                    event_id=event.event_id if event is not None else "",
-                    metric=_label(name),
-                    recipient=(event.recipient or event.email or "") if event is not None else "",
-                    state=result,
-                )
+        self.recent.add(
+            WebhookRow(
+                received_at=time.time(),
+                event_id=event.event_id if event is not None else "",
+                metric=metric,
+                recipient=(event.recipient or event.email or "") if event is not None else "",
+                state=reply.result,
             )
-
-
-def _reply_status(reply: bytes) -> str:
-    try:
-        answer = orjson.loads(reply)
-    except orjson.JSONDecodeError:
-        return "accepted"
-    value = answer.get("status") if isinstance(answer, dict) else None
-    return value if value in ("stored", "duplicate", "quarantined") else "accepted"
-
-
-def _name_of(raw: bytes) -> str | None:
-    """``{object_type}_{metric}`` of an authentic payload the receiver did not store anew."""
-    try:
-        payload = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(payload, dict):
-        return None
-    return f"{payload.get('object_type')}_{payload.get('metric')}"
+        )
 
 
 class LakeFunnel:
@@ -243,21 +170,17 @@ class WebhookStack:
             record_unsubscribes=False,
         )
         pipeline = WebhookPipeline(inbox, router, lake)
-
-        def on_stored(event: Event) -> None:
-            ObservedReceiver.on_stored(event)
-            pipeline.notify(event)
-
+        recent = RecentWebhookRing(inbox=inbox)
         receiver = WebhookReceiver(
             inbox,
             settings.webhook_signing_keys,
             tolerance=settings.webhook_tolerance,
             max_body=settings.webhook_max_body,
-            on_stored=on_stored,
+            on_stored=pipeline.notify,
+            on_outcome=WebhookObserver(metrics, recent),
         )
-        recent = RecentWebhookRing(inbox=inbox)
         return cls(
-            app=ObservedReceiver(receiver, metrics, recent),
+            app=receiver,
             inbox=inbox,
             lake=lake,
             pipeline=pipeline,

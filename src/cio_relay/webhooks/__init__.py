@@ -34,7 +34,7 @@ from cio_relay.webhooks.inbox import (
     QuarantinedPayload,
     StoredEvent,
 )
-from cio_relay.webhooks.intake import WebhookIntake
+from cio_relay.webhooks.intake import Outcome, WebhookIntake
 from cio_relay.webhooks.pipeline import PipelineReport, WebhookPipeline
 from cio_relay.webhooks.receiver import WebhookReceiver
 from cio_relay.webhooks.router import DrainReport, HandlerRetry, ParkEvent, Router
@@ -55,6 +55,7 @@ __all__ = [
     "InboxCounts",
     "InboxUnavailableError",
     "MemoryInbox",
+    "Outcome",
     "ParkEvent",
     "PipelineReport",
     "PushEvent",

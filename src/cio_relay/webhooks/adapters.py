@@ -18,7 +18,8 @@ in each framework's request/response types, importing the framework only when ca
 
 Both read at most ``max_body + 1`` bytes from the request stream, so an oversized body is
 refused (413) without being buffered whole; the view is CSRF-exempt in Django because the
-signature, not a cookie, authenticates Customer.io.
+signature, not a cookie, authenticates Customer.io. Every answer reaches the intake's
+``on_outcome``, as from the ASGI receiver.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def handle_webhook(
     """
     declared = declared_length(headers)
     if declared is not None and declared > intake.max_body:
-        reply = too_large(intake.max_body, declared)
+        reply = intake.report(too_large(intake.max_body, declared))
     else:
         reply = intake.accept(
             body, header(headers, TIMESTAMP_HEADER), header(headers, SIGNATURE_HEADER)
@@ -66,7 +67,7 @@ def handle_webhook(
 def _too_large_before_reading(intake: WebhookIntake, headers: Mapping[str, str]) -> bytes | None:
     declared = declared_length(headers)
     if declared is not None and declared > intake.max_body:
-        return too_large(intake.max_body, declared).body
+        return intake.report(too_large(intake.max_body, declared)).body
     return None
 
 
@@ -78,7 +79,7 @@ def django_view(intake: WebhookIntake) -> Callable[[Any], Any]:
     def webhook_view(request: Any) -> Any:
         if request.method != "POST":
             return http.HttpResponse(
-                METHOD_NOT_ALLOWED.body,
+                intake.report(METHOD_NOT_ALLOWED).body,
                 status=405,
                 content_type=_CONTENT_TYPE,
                 headers={"Allow": "POST"},

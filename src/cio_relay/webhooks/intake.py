@@ -12,6 +12,12 @@ contract 8 live here, once:
 4. authentic event -> persisted raw in the inbox (a duplicate ``event_id`` is stored once), 200;
 5. the inbox cannot store now -> 503, the only 5xx: Customer.io retries, nothing is lost.
 
+Every answer is also reported to ``on_outcome`` as an ``Outcome``: the reply (its ``result``
+names it: stored, duplicate, quarantined, refused, too_large, unavailable, method_not_allowed)
+and, for an authentic event that is stored or a duplicate, the parsed event. Front ends report
+the answers they give before the body is whole through ``report``; observers (metrics, a list
+of recent webhooks) learn what happened from the outcome, never from the bytes.
+
 Signing keys are held as bytes and never appear in reprs, logs or replies.
 """
 
@@ -31,6 +37,7 @@ from cio_relay.webhooks.signature import DEFAULT_TOLERANCE, check_headers, verif
 __all__ = [
     "DEFAULT_MAX_BODY",
     "DEFAULT_STORE_TIMEOUT",
+    "Outcome",
     "Reply",
     "SigningKey",
     "WebhookIntake",
@@ -55,25 +62,45 @@ SigningKey = str | bytes | _Secret
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """An HTTP answer: status, body, extra headers."""
+    """An HTTP answer: status, body, extra headers, and ``result``, what it means in a word."""
 
     status: int
     body: bytes = b""
     headers: tuple[tuple[str, str], ...] = ()
+    result: str = ""
 
 
-STORED = Reply(200, b'{"status":"stored"}')
-DUPLICATE = Reply(200, b'{"status":"duplicate"}')
-QUARANTINED = Reply(200, b'{"status":"quarantined"}')
-UNAUTHORIZED = Reply(401)
-METHOD_NOT_ALLOWED = Reply(405, b'{"error":"method: only POST is allowed"}', (("allow", "POST"),))
-UNAVAILABLE = Reply(503, b'{"error":"storage unavailable; retry later"}', (("retry-after", "1"),))
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one webhook request: the reply, and the event when the request was an
+    authentic event that is now in the inbox (``stored``, or a ``duplicate``)."""
+
+    reply: Reply
+    event: Event | None = None
+
+
+STORED = Reply(200, b'{"status":"stored"}', result="stored")
+DUPLICATE = Reply(200, b'{"status":"duplicate"}', result="duplicate")
+QUARANTINED = Reply(200, b'{"status":"quarantined"}', result="quarantined")
+UNAUTHORIZED = Reply(401, result="refused")
+METHOD_NOT_ALLOWED = Reply(
+    405,
+    b'{"error":"method: only POST is allowed"}',
+    (("allow", "POST"),),
+    result="method_not_allowed",
+)
+UNAVAILABLE = Reply(
+    503,
+    b'{"error":"storage unavailable; retry later"}',
+    (("retry-after", "1"),),
+    result="unavailable",
+)
 
 
 def too_large(limit: int, size: int | None) -> Reply:
     said = f"{size} bytes" if size is not None else "more than that"
     message = f'{{"error":"body: {said} exceeds the limit of {limit} bytes"}}'
-    return Reply(413, message.encode())
+    return Reply(413, message.encode(), result="too_large")
 
 
 def header(headers: Mapping[str, str], name: str) -> str | None:
@@ -108,7 +135,12 @@ class WebhookIntake:
         on_stored: Callable[[Event], None] | None = None,
         store_timeout: float = DEFAULT_STORE_TIMEOUT,
         clock: Callable[[], float] = time.time,
+        on_outcome: Callable[[Outcome], None] | None = None,
     ) -> None:
+        """``on_stored(event)``: a cheap wake-up for each new event, once it is durable.
+        ``on_outcome(outcome)``: every answer, with the event when there is one. Both run in
+        the request's thread or task and must not block; an exception from either is logged
+        and changes no answer."""
         keys = tuple(_key_bytes(key) for key in signing_keys)
         if not keys or not all(keys):
             raise ConfigError(
@@ -122,6 +154,7 @@ class WebhookIntake:
         self.tolerance = tolerance
         self.max_body = max_body
         self.on_stored = on_stored
+        self.on_outcome = on_outcome
         self.store_timeout = store_timeout
         self._clock = clock
 
@@ -151,43 +184,61 @@ class WebhookIntake:
             return False
         return True
 
+    def report(self, reply: Reply, event: Event | None = None) -> Reply:
+        """``reply``, once ``on_outcome`` has it. The intake reports its own answers; a front
+        end reports those it gives before it has the whole body (401 on the headers, 413 on
+        the length, 405)."""
+        if self.on_outcome is not None:
+            try:
+                self.on_outcome(Outcome(reply, event))
+            except Exception:  # an observer must never change an answer
+                log.exception("webhook on_outcome hook failed")
+        return reply
+
     def _stored(self, event: Event, is_new: bool) -> Reply:
-        if not is_new:
-            return DUPLICATE
-        if self.on_stored is not None:
+        reply = STORED if is_new else DUPLICATE
+        if is_new and self.on_stored is not None:
             try:
                 self.on_stored(event)
             except Exception:  # a wake-up hook must never turn a stored event into an error
                 log.exception("webhook on_stored hook failed")
-        return STORED
+        return self.report(reply, event)
+
+    def _refused_before_storing(
+        self, body: bytes, timestamp: str | None, signature: str | None
+    ) -> Reply | None:
+        """413 or 401 (reported), or None for a body to store."""
+        if len(body) > self.max_body:
+            return self.report(too_large(self.max_body, len(body)))
+        if not self.authenticate(body, timestamp, signature):
+            return self.report(UNAUTHORIZED)
+        return None
 
     def accept(self, body: bytes, timestamp: str | None, signature: str | None) -> Reply:
         """The whole decision for one body, blocking until it is stored (WSGI-style callers)."""
-        if len(body) > self.max_body:
-            return too_large(self.max_body, len(body))
-        if not self.authenticate(body, timestamp, signature):
-            return UNAUTHORIZED
+        refused = self._refused_before_storing(body, timestamp, signature)
+        if refused is not None:
+            return refused
         received_at = self._clock()
         try:
             try:
                 event = parse_event(body)
             except EventParseError as exc:
                 self.inbox.quarantine(body, str(exc), received_at=received_at)
-                return QUARANTINED
+                return self.report(QUARANTINED)
             is_new = self.inbox.store(event, body, received_at=received_at)
         except Exception as exc:
             log.warning("webhook not stored: %s", type(exc).__name__)
-            return UNAVAILABLE
+            return self.report(UNAVAILABLE)
         return self._stored(event, is_new)
 
     async def accept_async(
         self, body: bytes, timestamp: str | None, signature: str | None
     ) -> Reply:
         """``accept`` for an event loop: the inbox write is awaited, with ``store_timeout``."""
-        if len(body) > self.max_body:
-            return too_large(self.max_body, len(body))
-        if not self.authenticate(body, timestamp, signature):
-            return UNAUTHORIZED
+        refused = self._refused_before_storing(body, timestamp, signature)
+        if refused is not None:
+            return refused
         received_at = self._clock()
         timeout = self.store_timeout
         try:
@@ -197,12 +248,12 @@ class WebhookIntake:
                 await self.inbox.quarantine_async(
                     body, str(exc), received_at=received_at, timeout=timeout
                 )
-                return QUARANTINED
+                return self.report(QUARANTINED)
             is_new = await self.inbox.store_async(
                 event, body, received_at=received_at, timeout=timeout
             )
         except Exception as exc:
             # A late write may still land; Customer.io's retry is then a harmless duplicate.
             log.warning("webhook not stored: %s", type(exc).__name__)
-            return UNAVAILABLE
+            return self.report(UNAVAILABLE)
         return self._stored(event, is_new)

@@ -8,7 +8,8 @@ the raw body with a size cap (Content-Length first, then while streaming), and h
 the bytes to ``WebhookIntake`` (verify against every signing key, parse, persist raw, reply).
 No handler runs in the request path: the answer is sent once the event is durable, and the
 router works from the inbox afterwards. ``on_stored`` is called with each new event after it is
-persisted (a cheap wake-up such as ``WebhookPipeline.notify``; it must not block).
+persisted (a cheap wake-up such as ``WebhookPipeline.notify``; it must not block), and
+``on_outcome`` with the ``Outcome`` of every answered request (``webhooks/intake.py``).
 
 Run it alone (``uvicorn`` serves any ASGI app; it ignores the path), or mount it::
 
@@ -45,6 +46,7 @@ from cio_relay.webhooks.intake import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     UNAUTHORIZED,
+    Outcome,
     Reply,
     SigningKey,
     WebhookIntake,
@@ -119,6 +121,7 @@ class WebhookReceiver:
         *,
         store_timeout: float = DEFAULT_STORE_TIMEOUT,
         clock: Callable[[], float] = time.time,
+        on_outcome: Callable[[Outcome], None] | None = None,
     ) -> None:
         self.intake = WebhookIntake(
             inbox,
@@ -128,6 +131,7 @@ class WebhookReceiver:
             on_stored=on_stored,
             store_timeout=store_timeout,
             clock=clock,
+            on_outcome=on_outcome,
         )
 
     def __repr__(self) -> str:
@@ -139,8 +143,9 @@ class WebhookReceiver:
             return
         if scope["type"] != "http":
             return  # websockets are not ours to serve; closing the scope refuses them
+        intake = self.intake
         if scope["method"] != "POST":
-            await _answer(send, METHOD_NOT_ALLOWED)
+            await _answer(send, intake.report(METHOD_NOT_ALLOWED))
             return
         timestamp = signature = None
         declared: int | None = None
@@ -151,18 +156,18 @@ class WebhookReceiver:
                 signature = value.decode("latin-1")
             elif name == _CONTENT_LENGTH:
                 declared = whole_number(value)
-        if not self.intake.headers_acceptable(timestamp, signature):
-            await _answer(send, UNAUTHORIZED)
+        if not intake.headers_acceptable(timestamp, signature):
+            await _answer(send, intake.report(UNAUTHORIZED))
             return
-        limit = self.intake.max_body
+        limit = intake.max_body
         if declared is not None and declared > limit:
-            await _answer(send, too_large(limit, declared))
+            await _answer(send, intake.report(too_large(limit, declared)))
             return
         try:
             body = await _read_body(receive, limit)
         except _Disconnected:
-            return
+            return  # nobody to answer, nothing to report
         if body is None:
-            await _answer(send, too_large(limit, None))
+            await _answer(send, intake.report(too_large(limit, None)))
             return
-        await _answer(send, await self.intake.accept_async(body, timestamp, signature))
+        await _answer(send, await intake.accept_async(body, timestamp, signature))
