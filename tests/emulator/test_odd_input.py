@@ -1,5 +1,6 @@
 """Odd input to the emulator (issue 11): numbers that are not ASCII digits, paths that are not
-UTF-8. Each is an answer in the emulator's own shapes, never a 500."""
+UTF-8, lists and objects where a name belongs. Each is an answer in the emulator's own shapes,
+never a 500."""
 
 from __future__ import annotations
 
@@ -82,3 +83,49 @@ async def test_raw_bytes_outside_ascii_in_the_path_are_400_not_500() -> None:
     await app(scope, receive, send)
     assert sent[0]["status"] == 400
     assert app.state.people == {}
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/metrics", {"delivery_id": "d1", "metric": ["sent"]}),
+        ("/api/v1/push/events", {"delivery_id": "d1", "event": {"opened": 1}}),
+        ("/api/v1/customers/u1/devices", {"device": {"id": "t", "platform": ["ios"]}}),
+        ("/api/v1/customers/u1/events", {"name": "e", "type": ["page"]}),
+    ],
+)
+def test_a_list_or_object_where_a_v1_name_belongs_is_400(
+    emulator: EmulatorServer, path: str, body: dict[str, Any]
+) -> None:
+    with track_client(emulator) as client:
+        response = client.request("PUT" if path.endswith("devices") else "POST", path, json=body)
+    assert response.status_code == 400, response.text
+    assert "must be" in response.json()["meta"]["error"]
+
+
+@pytest.mark.parametrize(
+    ("item", "field"),
+    [
+        (
+            {
+                "type": "person",
+                "action": "add_device",
+                "identifiers": {"id": "u1"},
+                "device": {"id": "t", "platform": {"ios": True}},
+            },
+            "device.platform",
+        ),
+        (
+            {"type": "delivery", "action": "event", "identifiers": {"id": "d1"}, "name": ["x"]},
+            "name",
+        ),
+    ],
+)
+def test_a_list_or_object_where_a_v2_name_belongs_refuses_that_item(
+    emulator: EmulatorServer, item: dict[str, Any], field: str
+) -> None:
+    with track_client(emulator) as client:
+        response = client.post("/api/v2/batch", json={"batch": [item]})
+    assert response.status_code == 207, response.text
+    [error] = response.json()["errors"]
+    assert (error["batch_index"], error["field"]) == (0, field)

@@ -46,7 +46,9 @@ EVENT_DATA_BYTES = 100_000
 # "< 32 KB" and "< 500 KB" (customerio-api.md §3), read as the stricter decimal figures.
 V2_ITEM_BYTES = 32_000
 BATCH_BYTES = 500_000
-EVENT_TYPES = frozenset({"event", "page", "screen"})
+# Choices a JSON value is checked against are tuples: membership compares and never hashes, so
+# a list or an object where a name belongs is refused like any wrong name, not a TypeError.
+EVENT_TYPES = ("event", "page", "screen")
 
 # An event id as the relay sends it: a ULID in upper case (Crockford base32: no I, L, O, U;
 # the first character at most 7, 128 bits). One C-level match is the cheapest full check.
@@ -161,7 +163,7 @@ def check_event(
             f"event name cannot be longer than {EVENT_NAME_BYTES} bytes", "name", "too_long"
         )
     event_type = event_type or body.get("type") or "event"
-    if type(event_type) is not str or event_type not in EVENT_TYPES:
+    if event_type not in EVENT_TYPES:
         raise Invalid("event type must be one of event, page, screen", "type")
     encoded = orjson.dumps(_event_properties(body, data_keys))
     if len(encoded) > EVENT_DATA_BYTES:

@@ -26,7 +26,7 @@ __all__ = [
 ]
 
 _DEVICE_FIELDS = frozenset({"id", "token", "platform", "last_used", "attributes"})
-PLATFORMS = frozenset({"ios", "android"})
+PLATFORMS = ("ios", "android")  # a tuple: see limits.EVENT_TYPES
 
 
 def person_for_write(state: EmulatorState, id_type: str, value: str) -> Person | None:

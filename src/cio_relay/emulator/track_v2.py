@@ -31,11 +31,11 @@ __all__ = ["apply_item", "batch", "entity"]
 
 PERSON_IDENTIFIERS = ("id", "email", "phone", "cio_id")
 _IDENTIFIER_FIELDS = {name: f"identifiers.{name}" for name in PERSON_IDENTIFIERS}
-_EVENT_ACTIONS = frozenset({"event", "page", "screen"})
+_EVENT_ACTIONS = ("event", "page", "screen")
 # v2 event properties: ``attributes`` (the spec's style) or ``data`` (a Ruby README); which is
 # canonical is UNCONFIRMED, so both are accepted.
 _EVENT_DATA_KEYS = ("attributes", "data")
-_DELIVERY_EVENTS = frozenset({"opened", "converted", "delivered"})
+_DELIVERY_EVENTS = ("opened", "converted", "delivered")  # tuples: see limits.EVENT_TYPES
 
 
 def entity(account: Account, request: Request) -> Reply:
@@ -131,7 +131,7 @@ def _person_item(state: EmulatorState, item: dict[str, Any], received_at: float 
     if action == "merge":
         people.merge_people(state, item.get("primary"), item.get("secondary"))
         return
-    if type(action) is not str or action not in _KNOWN_PERSON_ACTIONS:
+    if action not in _PERSON_ACTIONS:
         raise Invalid(f"action must be one of {', '.join(_PERSON_ACTIONS)}", "action")
     id_type, value = person_identifiers(item.get("identifiers"))
     if action in _EVENT_ACTIONS:  # the common item first
@@ -184,7 +184,6 @@ _PERSON_ACTIONS = (
     "suppress",
     "unsuppress",
 )
-_KNOWN_PERSON_ACTIONS = frozenset(_PERSON_ACTIONS)
 
 
 def _relationships(
