@@ -14,8 +14,8 @@ from ulid import ULID
 
 from cio_relay import operations as ops
 from cio_relay.errors import LimitExceeded, ValidationError
-from cio_relay.operations import NO_ENV, V2_KINDS, Api, Kind, Operation, OperationFactory
-from cio_relay.operations.kinds import API_OF
+from cio_relay.operations import NO_ENV, Api, Kind, Operation, OperationFactory
+from cio_relay.operations.kinds import API_OF, V2_KINDS
 from cio_relay.operations.wire import V1_REQUESTS, V2_ITEMS
 
 

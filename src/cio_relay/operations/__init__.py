@@ -19,51 +19,27 @@ Pure: no I/O, no clocks except ``created_at`` defaults, no state but the op id g
 
 from __future__ import annotations
 
-from cio_relay.operations.builders import BROADCAST_AUDIENCES, EVENT_KINDS, OperationFactory
-from cio_relay.operations.ids import checked_op_id, new_op_id
-from cio_relay.operations.kinds import (
-    API_OF,
-    NON_IDEMPOTENT_KINDS,
-    TRANSACTIONAL_KINDS,
-    V2_KINDS,
-    Api,
-    Kind,
-)
-from cio_relay.operations.limits import LIMITS, Limits
-from cio_relay.operations.model import (
-    IDENTIFIER_TYPES,
-    NO_ENV,
-    Identifiers,
-    Operation,
-    PersonRef,
-    new_operation,
-)
-from cio_relay.operations.validation import PLATFORMS, Timestamp
-from cio_relay.operations.wire import V2_EVENT_DATA_KEY, Request, path_identifier
+from cio_relay.operations.builders import OperationFactory
+from cio_relay.operations.ids import new_op_id
+from cio_relay.operations.kinds import Api, Kind
+from cio_relay.operations.limits import LIMITS
+from cio_relay.operations.model import IDENTIFIER_TYPES, NO_ENV, Operation, PersonRef, new_operation
+from cio_relay.operations.validation import Timestamp
+from cio_relay.operations.wire import Request
 
+#: What callers use of the package; the rest is in its modules.
 __all__ = [
-    "API_OF",
-    "BROADCAST_AUDIENCES",
-    "EVENT_KINDS",
     "IDENTIFIER_TYPES",
     "LIMITS",
-    "NON_IDEMPOTENT_KINDS",
     "NO_ENV",
-    "PLATFORMS",
-    "TRANSACTIONAL_KINDS",
-    "V2_EVENT_DATA_KEY",
-    "V2_KINDS",
     "Api",
-    "Identifiers",
     "Kind",
-    "Limits",
     "Operation",
     "OperationFactory",
     "PersonRef",
     "Request",
     "Timestamp",
     "add_device",
-    "checked_op_id",
     "delete",
     "delete_device",
     "identify",
@@ -71,7 +47,6 @@ __all__ = [
     "new_op_id",
     "new_operation",
     "page",
-    "path_identifier",
     "screen",
     "send_email",
     "send_push",

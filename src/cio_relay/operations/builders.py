@@ -190,7 +190,7 @@ class OperationFactory:
             raise ValidationError("anonymous_id", "must be a non-empty string")
         check_bytes("anonymous_id", anonymous_id, LIMITS.identifier_bytes)
         op = self._event(Kind.TRACK_ANONYMOUS, {}, name, data, timestamp, op_id, created_at)
-        op.payload["anonymous_id"] = anonymous_id
+        op.payload["anonymous_id"] = anonymous_id  # its own dict, seen by no one else yet
         return op
 
     def _event(
