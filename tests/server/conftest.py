@@ -1,14 +1,14 @@
 """Fixtures for the HTTP service: the app served by uvicorn on a free 127.0.0.1 port.
 
-``serve(app)`` runs uvicorn in a thread (real sockets, the real lifespan: workers start and stop
-with it) and yields the base URL once the server listens; leaving the block shuts it down.
+``serve(app)`` runs uvicorn in a thread (``cio_relay.serving.BackgroundServer``: real sockets,
+the real lifespan, so workers start and stop with it) and yields the base URL once the server
+listens; leaving the block shuts it down.
 """
 
 from __future__ import annotations
 
 import secrets
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -23,42 +23,15 @@ from cio_relay.config import Settings
 from cio_relay.outbox.base import Outbox
 from cio_relay.outbox.factory import open_outbox
 from cio_relay.server import create_app
-
-_STARTUP_TIMEOUT = 30.0
-
-
-class _Server(uvicorn.Server):
-    """uvicorn that says when it listens, so tests wait on an event instead of polling."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.listening = threading.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self.listening.set()
+from cio_relay.serving import BackgroundServer, bind_socket
 
 
 @contextmanager
 def serve(app: Any, sock: socket.socket | None = None) -> Iterator[str]:
     """Serve ``app`` on 127.0.0.1 (or on ``sock``) in a thread; yields its base URL."""
-    if sock is None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
-    server = _Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        if not server.listening.wait(_STARTUP_TIMEOUT):
-            raise RuntimeError("uvicorn did not start")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(_STARTUP_TIMEOUT)
-        sock.close()
+    with BackgroundServer(config, sock or bind_socket("127.0.0.1", 0)) as server:
+        yield server.url
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ spans, under a ``root_path`` as well as without one."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -16,14 +16,13 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
-from starlette.types import Message, Receive
 
 from cio_relay.config import Settings
 from cio_relay.observability.tracing import Tracing
 from cio_relay.operations import Operation
 from cio_relay.outbox.base import Outbox
 from cio_relay.server.build import OperationBuilder
-from cio_relay.server.ingest import MOUNT_PATH, read_capped
+from cio_relay.server.ingest import MOUNT_PATH
 from cio_relay.server.middleware import RequestIdMiddleware
 from tests.server.conftest import serve
 
@@ -116,29 +115,6 @@ def test_an_answer_over_http_carries_its_request_id(
     assert len(accepted.headers["x-request-id"]) == 16
 
 
-def _receiving(messages: Sequence[Message]) -> Receive:
-    queue = list(messages)
-
-    async def receive() -> Message:
-        return queue.pop(0)
-
-    return receive
-
-
-async def test_a_body_in_several_messages_is_joined_and_a_disconnect_answers_nothing() -> None:
-    chunked = _receiving(
-        [
-            {"type": "http.request", "body": b"ab", "more_body": True},
-            {"type": "http.request", "body": b"cd", "more_body": False},
-        ]
-    )
-    gone = _receiving(
-        [{"type": "http.request", "body": b"ab", "more_body": True}, {"type": "http.disconnect"}]
-    )
-    assert await read_capped(chunked, None, 100) == b"abcd"
-    assert await read_capped(gone, None, 100) is None
-
-
 class _BrokenBuilder(OperationBuilder):
     """A bug: a storage error is a 503 (``storage_unavailable``), this one is unexpected."""
 
@@ -211,20 +187,6 @@ async def test_ingestion_and_other_routes_are_traced_alike(
         assert spans[request_id].attributes["http.route"] == name.split(" ")[1]
         assert spans[request_id].attributes["http.response.status_code"] == status
     assert not spans["r-3"].status.is_ok
-
-
-@pytest.mark.parametrize("declared", [b"9" * 5000, "²".encode(), b"-1", b"1e9", b""])
-async def test_a_content_length_that_is_not_plain_digits_is_not_trusted_for_413(
-    declared: bytes,
-) -> None:
-    body = _receiving([{"type": "http.request", "body": b"abcd", "more_body": False}])
-    assert await read_capped(body, declared, 100) == b"abcd"  # read under the cap as usual
-
-
-async def test_a_content_length_over_the_cap_is_413_before_the_body_is_read() -> None:
-    never = _receiving([])  # popping from it would raise: nothing is read
-    answer = await read_capped(never, b"101", 100)
-    assert isinstance(answer, Response) and answer.status_code == 413
 
 
 @pytest.mark.parametrize("root_path", ["", "/relay"])

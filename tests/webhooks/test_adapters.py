@@ -64,7 +64,7 @@ def test_an_oversized_body_is_413_naming_the_limit_and_size(intake: WebhookIntak
     status, reply = handle_webhook(intake, body, signed(body, timestamp=NOW))
     assert status == 413
     assert (
-        orjson.loads(reply)["error"] == f"body: {len(body)} bytes exceeds the limit of 2000 bytes"
+        orjson.loads(reply)["message"] == f"body: {len(body)} bytes exceeds the limit of 2000 bytes"
     )
     declared = {"Content-Length": "999999", **signed(b"", timestamp=NOW)}
     assert handle_webhook(intake, b"", declared)[0] == 413  # refused on the declared length

@@ -161,7 +161,7 @@ async def test_an_oversized_body_gets_413_by_content_length(
     async with connect(receiver_for(inbox, max_body=1_000)) as client:
         response = await post(client, body, signed(body, timestamp=NOW))
     assert response.status_code == 413
-    assert response.json()["error"] == f"body: {len(body)} bytes exceeds the limit of 1000 bytes"
+    assert response.json()["message"] == f"body: {len(body)} bytes exceeds the limit of 1000 bytes"
     assert inbox.counts().pending == 0
 
 
@@ -177,7 +177,7 @@ async def test_an_oversized_streamed_body_gets_413_while_reading(
     async with connect(receiver_for(inbox, max_body=1_000)) as client:
         response = await client.post(PATH, content=chunks(), headers=signed(body, timestamp=NOW))
     assert response.status_code == 413
-    assert "exceeds the limit of 1000 bytes" in response.json()["error"]
+    assert response.json()["message"] == "body: larger than the limit of 1000 bytes"
 
 
 async def test_a_body_at_the_cap_is_accepted(connect: Connect, inbox: SQLiteInbox) -> None:

@@ -38,6 +38,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocketClose
 
+from cio_relay.asgi_body import read_body
 from cio_relay.digits import whole_number
 from cio_relay.errors import OutboxFullError, StorageUnavailableError, ValidationError
 from cio_relay.observability.metrics import Metrics
@@ -58,7 +59,7 @@ from cio_relay.server.responses import (
     unauthorized,
 )
 
-__all__ = ["INGEST_ROUTES", "MOUNT_PATH", "Ingestion", "path_id", "read_capped"]
+__all__ = ["INGEST_ROUTES", "MOUNT_PATH", "Ingestion", "path_id"]
 
 #: Where the service mounts ``Ingestion``; every path of ``INGEST_ROUTES`` is below it.
 MOUNT_PATH = "/v1"
@@ -80,30 +81,6 @@ _EMPTY_IS_OBJECT = (s.IdentifyBody, s.BroadcastBody)
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII, as in the IETF draft
 
 Build = Callable[[Scope, Any], list[Operation]]
-
-
-async def read_capped(
-    receive: Receive, declared: bytes | None, cap: int
-) -> bytes | Response | None:
-    """The body, a 413 answer once it is known to be larger than ``cap`` bytes, or None when
-    the client went away before sending it all (nobody is left to answer)."""
-    size = whole_number(declared)
-    if size is not None and size > cap:
-        return too_large(cap, size)
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return None  # http.disconnect
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        if size > cap:
-            return too_large(cap, None)
-        if not message.get("more_body", False):
-            # The usual case, a body in one message, is returned without a copy.
-            return b"".join((*chunks, chunk)) if chunks else chunk
-        chunks.append(chunk)
 
 
 class Ingestion:
@@ -187,9 +164,10 @@ class Ingestion:
         )
         if principal is None:
             return unauthorized()
-        body = await read_capped(receive, headers.get(b"content-length"), self.max_body)
+        declared = whole_number(headers.get(b"content-length"))
+        body = await read_body(receive, self.max_body, declared)
         if not isinstance(body, bytes):
-            return body
+            return too_large(body) if body is not None else None
         try:
             parsed = None
             if model is not None:

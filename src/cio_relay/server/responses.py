@@ -15,6 +15,7 @@ import pydantic
 import pydantic_core
 from starlette.responses import Response
 
+from cio_relay.asgi_body import TooLarge
 from cio_relay.errors import (
     LimitExceeded,
     OutboxFullError,
@@ -161,16 +162,9 @@ def _holds(node: Any, part: int | str) -> bool:
     return isinstance(node, dict) and part in node
 
 
-def too_large(limit: int, size: int | None) -> Response:
-    return error_response(
-        413,
-        "too_large",
-        f"request body is larger than the limit of {limit} bytes",
-        field="body",
-        limit=limit,
-        size=size,
-        unit="bytes",
-    )
+def too_large(refusal: TooLarge) -> Response:
+    """413 with the body every 413 of the service has (``cio_relay.asgi_body``)."""
+    return _JsonResponse(refusal.json(), 413, None)
 
 
 def outbox_full(exc: OutboxFullError) -> Response:

@@ -28,6 +28,8 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from cio_relay.asgi_body import TooLarge
+from cio_relay.digits import whole_number
 from cio_relay.webhooks.intake import (
     METHOD_NOT_ALLOWED,
     SIGNATURE_HEADER,
@@ -43,8 +45,7 @@ _CONTENT_TYPE = "application/json"
 
 
 def declared_length(headers: Mapping[str, str]) -> int | None:
-    value = header(headers, "content-length")
-    return int(value) if value is not None and value.isdigit() else None
+    return whole_number(header(headers, "content-length"))
 
 
 def handle_webhook(
@@ -56,7 +57,7 @@ def handle_webhook(
     """
     declared = declared_length(headers)
     if declared is not None and declared > intake.max_body:
-        reply = intake.report(too_large(intake.max_body, declared))
+        reply = intake.report(too_large(TooLarge(intake.max_body, declared)))
     else:
         reply = intake.accept(
             body, header(headers, TIMESTAMP_HEADER), header(headers, SIGNATURE_HEADER)
@@ -67,7 +68,7 @@ def handle_webhook(
 def _too_large_before_reading(intake: WebhookIntake, headers: Mapping[str, str]) -> bytes | None:
     declared = declared_length(headers)
     if declared is not None and declared > intake.max_body:
-        return intake.report(too_large(intake.max_body, declared)).body
+        return intake.report(too_large(TooLarge(intake.max_body, declared))).body
     return None
 
 

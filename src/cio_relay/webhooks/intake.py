@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from cio_relay.asgi_body import TooLarge
 from cio_relay.errors import ConfigError, EventParseError, SignatureError
 from cio_relay.webhooks.events import Event, parse_event
 from cio_relay.webhooks.inbox import Inbox
@@ -97,10 +98,9 @@ UNAVAILABLE = Reply(
 )
 
 
-def too_large(limit: int, size: int | None) -> Reply:
-    said = f"{size} bytes" if size is not None else "more than that"
-    message = f'{{"error":"body: {said} exceeds the limit of {limit} bytes"}}'
-    return Reply(413, message.encode(), result="too_large")
+def too_large(refusal: TooLarge) -> Reply:
+    """413 with the body every 413 of the service has (``cio_relay.asgi_body``)."""
+    return Reply(413, refusal.json(), result="too_large")
 
 
 def header(headers: Mapping[str, str], name: str) -> str | None:
@@ -209,7 +209,7 @@ class WebhookIntake:
     ) -> Reply | None:
         """413 or 401 (reported), or None for a body to store."""
         if len(body) > self.max_body:
-            return self.report(too_large(self.max_body, len(body)))
+            return self.report(too_large(TooLarge(self.max_body, len(body))))
         if not self.authenticate(body, timestamp, signature):
             return self.report(UNAUTHORIZED)
         return None

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable
 
 from starlette.types import Receive, Scope, Send
 
+from cio_relay.asgi_body import TooLarge, read_body
 from cio_relay.digits import whole_number
 from cio_relay.webhooks.events import Event
 from cio_relay.webhooks.inbox import Inbox
@@ -60,27 +61,6 @@ _TIMESTAMP = TIMESTAMP_HEADER.encode()
 _SIGNATURE = SIGNATURE_HEADER.encode()
 _CONTENT_LENGTH = b"content-length"
 _JSON = (b"content-type", b"application/json")
-
-
-class _Disconnected(Exception):
-    """The client went away before sending the whole body."""
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    """The whole body, or None as soon as it grows past ``limit`` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _Disconnected
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 @functools.lru_cache(maxsize=64)
@@ -159,15 +139,10 @@ class WebhookReceiver:
         if not intake.headers_acceptable(timestamp, signature):
             await _answer(send, intake.report(UNAUTHORIZED))
             return
-        limit = intake.max_body
-        if declared is not None and declared > limit:
-            await _answer(send, intake.report(too_large(limit, declared)))
-            return
-        try:
-            body = await _read_body(receive, limit)
-        except _Disconnected:
-            return  # nobody to answer, nothing to report
+        body = await read_body(receive, intake.max_body, declared)
         if body is None:
-            await _answer(send, intake.report(too_large(limit, None)))
+            return  # the client went away: nobody to answer, nothing to report
+        if isinstance(body, TooLarge):
+            await _answer(send, intake.report(too_large(body)))
             return
         await _answer(send, await intake.accept_async(body, timestamp, signature))
