@@ -4,6 +4,7 @@ never a 500."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -129,3 +130,36 @@ def test_a_list_or_object_where_a_v2_name_belongs_refuses_that_item(
     assert response.status_code == 207, response.text
     [error] = response.json()["errors"]
     assert (error["batch_index"], error["field"]) == (0, field)
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = {"v": value}
+    return value
+
+
+def test_a_v2_item_nested_too_deeply_to_store_refuses_that_item(
+    emulator: EmulatorServer,
+) -> None:
+    deep = {
+        "type": "person",
+        "action": "identify",
+        "identifiers": {"id": "deep"},
+        "attributes": {"a": _nested(300), "pad": "x" * 33_000},
+    }
+    fine = {"type": "person", "action": "identify", "identifiers": {"id": "fine"}}
+    with track_client(emulator) as client:
+        response = client.post("/api/v2/batch", content=json.dumps({"batch": [deep, fine]}))
+    assert response.status_code == 207, response.text
+    [error] = response.json()["errors"]
+    assert error["batch_index"] == 0
+    assert "nested too deeply" in error["message"]
+    assert inspect(emulator, "people")["total"] == 1  # the item beside it is applied
+
+
+def test_a_v1_body_nested_too_deeply_to_store_is_400(emulator: EmulatorServer) -> None:
+    with track_client(emulator) as client:
+        response = client.put("/api/v1/customers/deep", content=json.dumps({"a": _nested(300)}))
+    assert response.status_code == 400, response.text
+    assert "nested too deeply" in response.json()["meta"]["error"]

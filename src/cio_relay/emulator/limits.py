@@ -24,6 +24,7 @@ __all__ = [
     "EVENT_DATA_BYTES",
     "EVENT_NAME_BYTES",
     "IDENTIFIER_BYTES",
+    "NESTED_TOO_DEEPLY",
     "RELATIONSHIPS_BYTES",
     "UPPER_ULID",
     "V2_ITEM_BYTES",
@@ -56,6 +57,10 @@ UPPER_ULID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
 
 # JSON scalars whose encoding is at most 24 bytes (orjson keeps integers within 64 bits).
 _SCALARS = frozenset({int, float, bool, type(None)})
+
+
+#: A body parses (JSON allows any depth) but a value in it cannot be stored or measured.
+NESTED_TOO_DEEPLY = "a value is nested too deeply"
 
 
 class Invalid(Exception):

@@ -19,6 +19,7 @@ from .context import Account
 from .http import OK, Reply, Request, json_reply, parse_object
 from .limits import (
     BATCH_BYTES,
+    NESTED_TOO_DEEPLY,
     V2_ITEM_BYTES,
     Invalid,
     check_attributes,
@@ -72,17 +73,21 @@ def batch(account: Account, request: Request) -> Reply:
                 _check_item_size(item)
             apply_item(state, item, received_at)
         except Invalid as refused:
-            errors.append(
-                {
-                    "batch_index": index,
-                    "reason": refused.reason,
-                    "field": refused.field,
-                    "message": refused.message,
-                }
-            )
+            errors.append(_item_error(index, refused))
+        except orjson.JSONEncodeError:  # deeper than any JSON encoder will write back
+            errors.append(_item_error(index, Invalid(NESTED_TOO_DEEPLY, "", "invalid")))
     state.stats.batch_items_accepted += len(items) - len(errors)
     state.stats.batch_items_refused += len(errors)
     return json_reply({"errors": errors}, 207) if errors else OK
+
+
+def _item_error(index: int, refused: Invalid) -> dict[str, Any]:
+    return {
+        "batch_index": index,
+        "reason": refused.reason,
+        "field": refused.field,
+        "message": refused.message,
+    }
 
 
 def _check_item_size(item: dict[str, Any]) -> None:
