@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -145,13 +144,10 @@ def test_each_delivery_reports_in_order_among_many(receiver: WebhookReceiver) ->
 
 def test_the_api_answer_does_not_wait_for_webhooks() -> None:
     with WebhookReceiver(hold=True) as held, webhook_emulator(held.url) as server:
-        started = time.perf_counter()
-        send_email(server, "ada@example.com")
-        answered_in = time.perf_counter() - started
+        send_email(server, "ada@example.com")  # answered while the receiver holds every post
         assert inspect(server, "webhooks")["pending"] == 4  # all still queued
         held.release()
         flush(server)
-        assert answered_in < 1.0
         assert [e["metric"] for e in held.events()] == ["sent", "delivered", "opened", "clicked"]
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import gc
 import hmac
 import logging
 import math
@@ -30,7 +29,7 @@ from . import inspection
 from .config import EmulatorConfig
 from .faults import DROP, FaultDecision, Faults
 from .http import JSON_HEADERS, Problem, Reply, Request
-from .limits import Invalid
+from .limits import NESTED_TOO_DEEPLY, Invalid
 from .routes import APP, TRACK, Route, find_route
 from .state import EmulatorState
 from .webhooks import WebhookSender
@@ -117,7 +116,6 @@ class Emulator:
         self.faults = Faults()
         self.webhooks = WebhookSender(self.config)
         self._track_auth = _expected_credentials(self.config.site_id, self.config.track_api_key)
-        self._bytes_since_freeze = 0
         _install_log_filter()
 
     def __repr__(self) -> str:
@@ -187,16 +185,6 @@ class Emulator:
         self.state.stats.count_request(route.endpoint, reply.status)
         self.state.request_log.append((arrived, request.method, request.path, reply.status))
         await _send_reply(send, reply)
-        if self.config.gc_freeze_bytes:
-            self._account_for_gc(len(body))
-
-    def _account_for_gc(self, size: int) -> None:
-        """See ``EmulatorConfig.gc_freeze_bytes``."""
-        self._bytes_since_freeze += size + 512  # a floor per request for small bodies
-        if self._bytes_since_freeze >= self.config.gc_freeze_bytes:
-            self._bytes_since_freeze = 0
-            gc.collect()
-            gc.freeze()
 
     async def _read_body(self, receive: Receive) -> bytes | None:
         message = await receive()
@@ -237,6 +225,8 @@ class Emulator:
             return reply
         except Invalid as invalid:
             return _problem_reply(route, Problem(400, invalid.message, invalid.field))
+        except orjson.JSONEncodeError:  # deeper than any JSON encoder will write back
+            return _problem_reply(route, Problem(400, NESTED_TOO_DEEPLY))
         except Problem as problem:
             return _problem_reply(route, problem)
 

@@ -31,13 +31,6 @@ class EmulatorConfig:
     ``max_stored_events`` and ``dedupe_window`` bound memory under benchmarks that send millions
     of events: counters stay exact, only the oldest stored events / remembered ids are dropped.
     Customer.io's own de-duplication window is not documented (UNCONFIRMED).
-
-    ``gc_freeze_bytes`` (0: off) is for a process the emulator owns (``cio-relay emulator``):
-    after that many request bytes it collects and then freezes everything alive, so Python's
-    cyclic GC stops re-scanning the millions of stored objects on every full collection.
-    Frozen objects are still freed by reference counting; only cyclic garbage created before a
-    freeze and dropped after it is never reclaimed, which is why this stays off inside other
-    processes (tests, the sandbox).
     """
 
     site_id: str = DEFAULT_SITE_ID
@@ -53,7 +46,6 @@ class EmulatorConfig:
     webhook_attempts: int = 4
     webhook_backoff: float = 0.05
     webhook_timeout: float = 4.0  # Customer.io's own webhook timeout (customerio-api.md §6)
-    gc_freeze_bytes: int = 0
 
     def __post_init__(self) -> None:
         if self.region not in ("us", "eu"):

@@ -7,7 +7,6 @@ before the server starts, and ``start`` returns once uvicorn has started serving
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -24,7 +23,6 @@ from .state import EmulatorState
 
 __all__ = ["EmulatorServer", "serve_forever", "uvicorn_config"]
 
-OWN_PROCESS_GC_FREEZE_BYTES = 20_000_000
 OWN_PROCESS_GC_THRESHOLD = 20_000
 #: The service's deadlines (Settings' HTTP service defaults); room for four times the service's
 #: connections, as many as the emulator's listen backlog: load tests and benchmarks open many.
@@ -133,11 +131,8 @@ def serve_forever(
     """Run the emulator in the foreground until interrupted (``cio-relay emulator``).
 
     ``on_listening(url)`` is called once the socket accepts connections (port 0 picks a free
-    one). The process is the emulator's own, so its GC is tuned for millions of stored events
-    (``EmulatorConfig.gc_freeze_bytes``) unless the config already says otherwise.
+    one). The process is the emulator's own, so its young-generation GC threshold is raised.
     """
-    if not config.gc_freeze_bytes:
-        config = dataclasses.replace(config, gc_freeze_bytes=OWN_PROCESS_GC_FREEZE_BYTES)
     # A v2 batch allocates tens of thousands of short-lived dicts: with the default threshold
     # (700) the young generation is collected dozens of times per batch.
     gc.set_threshold(OWN_PROCESS_GC_THRESHOLD, 20, 20)
