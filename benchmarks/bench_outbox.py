@@ -1,10 +1,10 @@
-"""The SQLite outbox against bare SQLite inserts, on this machine, in one run.
+"""The SQLite outbox against bare SQLite inserts (same journal and synchronous modes), in one run.
 
 Measures: single-thread enqueue (one op per call) ops/s and latency p50/p99; 8 threads enqueueing
 at once (group commit); lease + ack in batches of 500; and a separate process holding 1,000,000
 waiting operations (900,000 of them behind one person's retrying head): its peak RSS, the time
-of a lease of 500, and of ``depth()``. The reference is bare SQLite with the same pragmas: one
-row per commit into a table with no index, and 1,000 rows per commit.
+of a lease of 500, and of ``depth()``. The reference is bare SQLite in WAL mode at the same
+synchronous level: one row per commit into a table with no index, and 1,000 rows per commit.
 
 Run: ``python -m benchmarks outbox`` (``BENCH_OUTBOX_N`` sets the enqueue count, default 20,000).
 """

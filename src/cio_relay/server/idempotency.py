@@ -10,8 +10,8 @@ pending row still holds the op ids: a retry with the same key re-enqueues the op
 those same ids (the outbox stores an op id once), instead of minting new ids and sending twice.
 The one window left is a crash after the enqueue and before ``done`` while a worker has already
 delivered: the retry then re-enqueues ids the outbox has forgotten. Track events carry the op id
-as their event id, so Customer.io drops the duplicate; a transactional send in that window of a
-millisecond could go twice.
+as their event id, so Customer.io drops the duplicate; a transactional send in that short window
+could go twice.
 """
 
 from __future__ import annotations
