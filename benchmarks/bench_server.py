@@ -4,7 +4,7 @@ Two server processes, each uvicorn (uvloop + httptools, one process, no access l
 127.0.0.1, measured in the same run:
 
 - **bare**: a minimal Starlette endpoint that reads the body and answers 202 with a JSON body:
-  the ceiling of the stack on this machine;
+  the ceiling of the stack on the machine that runs the benchmark;
 - **ingestion**: the real service app (``create_app``: bearer auth, pydantic validation,
   operation building, group-committed durable write to the SQLite outbox, 202 with op ids),
   without workers so that only ingestion is measured, on the service's guarded httptools

@@ -7,11 +7,10 @@ delivery worker as a background task, stopped gracefully at shutdown. The worker
 should it stop on its own (a bug; the outbox failing only makes it wait), it is started again
 after a growing pause, and readiness says ``restarting`` meanwhile.
 
-Starlette rather than FastAPI: measured on this machine, a bare Starlette endpoint served ~21,000
-requests/s and the same in FastAPI ~8,400; the ingestion target is half the bare endpoint, which
-FastAPI's per-request dependency and model machinery alone would miss. The schemas are still
-pydantic models (validation in Rust, a couple of microseconds) and the OpenAPI document is built
-from them (``server/openapi.py``).
+Starlette rather than FastAPI: the ingestion target is half a bare Starlette endpoint's rate,
+which FastAPI's per-request dependency and model machinery alone would miss (docs/benchmarks.md,
+issue 12). The schemas are still pydantic models (validation in Rust) and the OpenAPI document is
+built from them (``server/openapi.py``).
 """
 
 from __future__ import annotations

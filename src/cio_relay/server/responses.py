@@ -43,9 +43,10 @@ _JSON_CONTENT_TYPE = (b"content-type", _JSON.encode())
 class _JsonResponse(Response):
     """A JSON body with the headers Starlette would give it, encoded straight into the list.
 
-    ``Response.__init__`` renders the content and rebuilds the header list from a mapping
-    (a third of the cost of the ingestion API's 202); the bodies here are JSON bytes already
-    and never empty, so the headers are the given ones, then content-length and content-type.
+    ``Response.__init__`` renders the content and rebuilds the header list from a mapping (a
+    large share of the ingestion API's 202, docs/benchmarks.md); the bodies here are JSON bytes
+    already and never empty, so the headers are the given ones, then content-length and
+    content-type.
     """
 
     media_type = _JSON
