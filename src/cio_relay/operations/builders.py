@@ -32,6 +32,7 @@ from cio_relay.operations.limits import (
     json_size,
 )
 from cio_relay.operations.model import NO_ENV, Identifiers, Operation, PersonRef, new_operation
+from cio_relay.operations.send_options import check_send_options
 from cio_relay.operations.validation import (
     Timestamp,
     broadcast_number,
@@ -315,6 +316,133 @@ class OperationFactory:
         ids = transactional_identifiers(identifiers, None)
         return self._send(
             Kind.SEND_SMS, fields, ids, transactional_message_id, message_data, op_id, created_at
+        )
+
+    def send_whatsapp(
+        self,
+        *,
+        identifiers: Mapping[str, str],
+        transactional_message_id: str | int,
+        to: str,
+        message_data: Mapping[str, Any] | None = None,
+        send_at: Timestamp | None = None,
+        language: str | None = None,
+        tracked: bool | None = None,
+        send_to_unsubscribed: bool | None = None,
+        queue_draft: bool | None = None,
+        disable_message_retention: bool | None = None,
+        op_id: str | None = None,
+        created_at: float | None = None,
+    ) -> Operation:
+        """A transactional WhatsApp message (WhatsApp Business, a template approved by Meta) to
+        ``to``: a phone number in E.164 (``+15551234567``) or Liquid (``{{customer.phone}}``)."""
+        if not isinstance(to, str) or not to.strip():
+            raise ValidationError("to", "a WhatsApp message needs 'to', the phone number")
+        options = {
+            "to": to,
+            "send_at": send_at,
+            "language": language,
+            "tracked": tracked,
+            "send_to_unsubscribed": send_to_unsubscribed,
+            "queue_draft": queue_draft,
+            "disable_message_retention": disable_message_retention,
+        }
+        return self._template_send(
+            Kind.SEND_WHATSAPP,
+            identifiers,
+            transactional_message_id,
+            message_data,
+            options,
+            op_id,
+            created_at,
+        )
+
+    def send_in_app(
+        self,
+        *,
+        identifiers: Mapping[str, str],
+        transactional_message_id: str | int,
+        message_data: Mapping[str, Any] | None = None,
+        send_at: Timestamp | None = None,
+        language: str | None = None,
+        queue_draft: bool | None = None,
+        disable_message_retention: bool | None = None,
+        op_id: str | None = None,
+        created_at: float | None = None,
+    ) -> Operation:
+        """A transactional in-app message from its template, shown by Customer.io's SDKs on the
+        person's devices."""
+        options = {
+            "send_at": send_at,
+            "language": language,
+            "queue_draft": queue_draft,
+            "disable_message_retention": disable_message_retention,
+        }
+        return self._template_send(
+            Kind.SEND_IN_APP,
+            identifiers,
+            transactional_message_id,
+            message_data,
+            options,
+            op_id,
+            created_at,
+        )
+
+    def send_inbox_message(
+        self,
+        *,
+        identifiers: Mapping[str, str],
+        transactional_message_id: str | int,
+        message_data: Mapping[str, Any] | None = None,
+        send_at: Timestamp | None = None,
+        language: str | None = None,
+        queue_draft: bool | None = None,
+        disable_message_retention: bool | None = None,
+        op_id: str | None = None,
+        created_at: float | None = None,
+    ) -> Operation:
+        """A transactional inbox message from its template, delivered to the person's inbox in
+        Customer.io's web SDK."""
+        options = {
+            "send_at": send_at,
+            "language": language,
+            "queue_draft": queue_draft,
+            "disable_message_retention": disable_message_retention,
+        }
+        return self._template_send(
+            Kind.SEND_INBOX_MESSAGE,
+            identifiers,
+            transactional_message_id,
+            message_data,
+            options,
+            op_id,
+            created_at,
+        )
+
+    def _template_send(
+        self,
+        kind: Kind,
+        identifiers: Mapping[str, str],
+        transactional_message_id: str | int,
+        message_data: Mapping[str, Any] | None,
+        options: dict[str, Any],
+        op_id: str | None,
+        created_at: float | None,
+    ) -> Operation:
+        """A send whose content is a template kept in Customer.io (WhatsApp, in-app, inbox):
+        the person and the template are required (``sendinapp``, ``sendinbox`` in
+        track-api.json), and options left at None are not sent."""
+        if not identifiers:
+            raise ValidationError("identifiers", f"{kind.value} needs the person's identifiers")
+        if transactional_message_id in (None, ""):
+            raise ValidationError(
+                "transactional_message_id", f"{kind.value} needs its template's id or trigger name"
+            )
+        payload = {name: value for name, value in options.items() if value is not None}
+        check_send_options(payload)
+        ids = transactional_identifiers(identifiers, None)
+        return self._send(
+            kind, payload, ids, transactional_message_id, message_data, op_id, created_at
         )
 
     def _send(

@@ -34,6 +34,9 @@ class Kind(StrEnum):
     SEND_EMAIL = "send_email"
     SEND_PUSH = "send_push"
     SEND_SMS = "send_sms"
+    SEND_WHATSAPP = "send_whatsapp"
+    SEND_IN_APP = "send_in_app"
+    SEND_INBOX_MESSAGE = "send_inbox_message"
     TRIGGER_BROADCAST = "trigger_broadcast"
 
 
@@ -45,7 +48,16 @@ class Api(StrEnum):
     BROADCAST = "broadcast"
 
 
-TRANSACTIONAL_KINDS = frozenset({Kind.SEND_EMAIL, Kind.SEND_PUSH, Kind.SEND_SMS})
+TRANSACTIONAL_KINDS = frozenset(
+    {
+        Kind.SEND_EMAIL,
+        Kind.SEND_PUSH,
+        Kind.SEND_SMS,
+        Kind.SEND_WHATSAPP,
+        Kind.SEND_IN_APP,
+        Kind.SEND_INBOX_MESSAGE,
+    }
+)
 #: Kinds Customer.io does not de-duplicate: an ambiguous failure must not be retried blindly.
 NON_IDEMPOTENT_KINDS = TRANSACTIONAL_KINDS | {Kind.TRIGGER_BROADCAST}
 #: Kinds that can travel in ``/api/v2/batch``. Anonymous events stay on v1 because the v2 shape

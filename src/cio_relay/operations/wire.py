@@ -148,6 +148,9 @@ V1_REQUESTS: dict[Kind, Callable[[Wired], Request]] = {
     Kind.SEND_EMAIL: _v1_send("email"),
     Kind.SEND_PUSH: _v1_send("push"),
     Kind.SEND_SMS: _v1_send("sms"),
+    Kind.SEND_WHATSAPP: _v1_send("whatsapp"),
+    Kind.SEND_IN_APP: _v1_send("in_app"),
+    Kind.SEND_INBOX_MESSAGE: _v1_send("inbox_message"),
     Kind.TRIGGER_BROADCAST: _v1_broadcast,
 }
 
