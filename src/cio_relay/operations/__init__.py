@@ -8,6 +8,7 @@ transactional email ... One concept per module:
 - ``ids``: op ids (ULIDs);
 - ``limits``: Customer.io's documented limits and the checks against them;
 - ``validation``: the other checks of what a caller gives;
+- ``send_options``: the typed options of the template sends (WhatsApp, in-app, inbox);
 - ``builders``: ``OperationFactory``, which builds checked operations for one environment;
 - ``wire``: each kind's v1 request and ``/api/v2/batch`` item.
 
@@ -49,8 +50,11 @@ __all__ = [
     "page",
     "screen",
     "send_email",
+    "send_in_app",
+    "send_inbox_message",
     "send_push",
     "send_sms",
+    "send_whatsapp",
     "suppress",
     "track",
     "track_anonymous",
@@ -74,4 +78,7 @@ delete_device = _BY_HAND.delete_device
 send_email = _BY_HAND.send_email
 send_push = _BY_HAND.send_push
 send_sms = _BY_HAND.send_sms
+send_whatsapp = _BY_HAND.send_whatsapp
+send_in_app = _BY_HAND.send_in_app
+send_inbox_message = _BY_HAND.send_inbox_message
 trigger_broadcast = _BY_HAND.trigger_broadcast
