@@ -13,6 +13,9 @@
     └── ApiError               Customer.io answered or failed to (status, body, request_id)
         ├── RetryableError     transient or known unsent: refused, 408, 429, 5xx (retry_after)
         ├── PermanentError     other 4xx: retrying cannot help (parsed meta.error/errors[].detail)
+        │   └── WrongRegionError  the account lives in the other region (301 "wrong datacenter",
+        │                         a redirect to the other region's host): the setting is wrong,
+        │                         not the request; delivery pauses instead of dead-lettering
         └── AmbiguousError     written, then a timeout or lost connection: it may have been
                                processed; never retried blindly for non-idempotent sends
 
@@ -37,6 +40,7 @@ __all__ = [
     "SignatureError",
     "StorageUnavailableError",
     "ValidationError",
+    "WrongRegionError",
 ]
 
 _MAX_BODY_IN_MESSAGE = 500
@@ -153,6 +157,21 @@ class RetryableError(ApiError):
 
 class PermanentError(ApiError):
     """A 4xx other than 408/429: the request is wrong and sending it again cannot help."""
+
+
+class WrongRegionError(PermanentError):
+    """Customer.io answered that the account lives in the other region: a 301 "wrong
+    datacenter" from the App API, or a redirect (not followed) to the other region's host.
+
+    Permanent for whoever called (sending it again unchanged cannot help: ``CUSTOMERIO_REGION``
+    must change), but nothing is wrong with the request and it was not processed, so the
+    delivery worker keeps the operation and pauses its API family instead of dead-lettering it.
+    ``region`` is the region the client was configured with, when known.
+    """
+
+    def __init__(self, message: str, *, region: str | None = None, **kwargs: object) -> None:
+        self.region = region
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
 
 
 class AmbiguousError(ApiError):

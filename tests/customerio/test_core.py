@@ -32,6 +32,7 @@ from cio_relay.errors import (
     PermanentError,
     RetryableError,
     ValidationError,
+    WrongRegionError,
 )
 from cio_relay.operations import Api, Request
 
@@ -267,7 +268,7 @@ def test_known_secrets_echoed_by_the_server_are_scrubbed() -> None:
 
 def test_301_wrong_datacenter_says_to_set_the_region() -> None:
     error = _raises(301, b'{"errors":[{"detail":"wrong datacenter","status":"301"}]}')
-    assert type(error) is PermanentError
+    assert type(error) is WrongRegionError and isinstance(error, PermanentError)
     assert "CUSTOMERIO_REGION" in str(error)
     assert "'eu'" in str(error)  # the client is in us: the advice names the other region
 

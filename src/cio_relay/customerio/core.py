@@ -14,8 +14,10 @@ How outcomes map onto the error tree (``cio_relay.errors``, design.md contracts 
   ``errors[].detail``.
 - 3xx: ``PermanentError`` naming the Location's host (redirects are not followed blindly: a POST
   replayed as a GET, as ``requests`` does, silently loses the request; customerio-api.md §7).
-  A 301 "wrong datacenter" from the App API says to set ``CUSTOMERIO_REGION``. The one exception
-  is ``redirect_target``: see there.
+  A 301 "wrong datacenter" from the App API, or a redirect to the other region's host, is a
+  ``WrongRegionError`` (a ``PermanentError`` that says to set ``CUSTOMERIO_REGION``; the
+  dispatcher pauses its API family on it instead of dead-lettering). The one redirect followed
+  is ``redirect_target``'s: see there.
 - transport failures: ``RetryableError`` when the request cannot have reached Customer.io whole
   (connect refused/reset/timeout, pool timeout, a failure while writing); ``AmbiguousError`` when
   it was written and the answer was lost (read timeout, connection closed or reset afterwards).
@@ -50,6 +52,7 @@ from cio_relay.errors import (
     PermanentError,
     RetryableError,
     ValidationError,
+    WrongRegionError,
 )
 from cio_relay.operations import Request
 
@@ -318,9 +321,10 @@ def classify_response(
     }
     suffix = f" (request id {context['request_id']})" if context["request_id"] else ""
     if 300 <= status < 400:
-        raise PermanentError(
-            _redirect_message(status, headers, body, endpoint, region) + suffix, **context
-        )
+        message = _redirect_message(status, headers, body, endpoint, region) + suffix
+        if _names_other_region(headers, body, region):
+            raise WrongRegionError(message, region=region, **context)
+        raise PermanentError(message, **context)
     detail = redact(error_detail(body), secrets)
     message = f"{endpoint} answered {status}: {detail or httpx.codes.get_reason_phrase(status)}"
     if status in _RETRYABLE_STATUSES or 500 <= status < 600:
@@ -331,6 +335,20 @@ def classify_response(
         retry_after = parse_retry_after(_header(headers, "retry-after"), now=now)
         raise RetryableError(message + suffix, retry_after=retry_after, **context)
     raise PermanentError(message + suffix, **context)
+
+
+def _names_other_region(headers: Mapping[str, str], body: bytes, region: str | None) -> bool:
+    """Whether a 3xx says the account lives in the other region: the App API's documented
+    "wrong datacenter" body, or a Location on a host of a region other than ``region``."""
+    if b"wrong datacenter" in body.lower():
+        return True
+    host = (urlsplit(_header(headers, "location") or "").hostname or "").lower()
+    return any(
+        host == urlsplit(url).hostname
+        for name, urls in REGION_URLS.items()
+        if name != region and region is not None
+        for url in urls.values()
+    )
 
 
 def _redirect_message(
