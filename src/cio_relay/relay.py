@@ -259,6 +259,88 @@ class Relay(_RelayBase):
         )
         return self._one(op)
 
+    def send_whatsapp(
+        self,
+        *,
+        identifiers: Mapping[str, str],
+        transactional_message_id: str | int,
+        to: str,
+        message_data: Mapping[str, Any] | None = None,
+        send_at: Timestamp | None = None,
+        language: str | None = None,
+        tracked: bool | None = None,
+        send_to_unsubscribed: bool | None = None,
+        queue_draft: bool | None = None,
+        disable_message_retention: bool | None = None,
+        op_id: str | None = None,
+    ) -> str:
+        """A transactional WhatsApp message from its approved template to ``to`` (E.164 or
+        Liquid); never retried after an ambiguous failure (dead-lettered)."""
+        op = self._build.send_whatsapp(
+            identifiers=identifiers,
+            transactional_message_id=transactional_message_id,
+            to=to,
+            message_data=message_data,
+            send_at=send_at,
+            language=language,
+            tracked=tracked,
+            send_to_unsubscribed=send_to_unsubscribed,
+            queue_draft=queue_draft,
+            disable_message_retention=disable_message_retention,
+            op_id=op_id,
+        )
+        return self._one(op)
+
+    def send_in_app(
+        self,
+        *,
+        identifiers: Mapping[str, str],
+        transactional_message_id: str | int,
+        message_data: Mapping[str, Any] | None = None,
+        send_at: Timestamp | None = None,
+        language: str | None = None,
+        queue_draft: bool | None = None,
+        disable_message_retention: bool | None = None,
+        op_id: str | None = None,
+    ) -> str:
+        """A transactional in-app message from its template; not retried when ambiguous."""
+        op = self._build.send_in_app(
+            identifiers=identifiers,
+            transactional_message_id=transactional_message_id,
+            message_data=message_data,
+            send_at=send_at,
+            language=language,
+            queue_draft=queue_draft,
+            disable_message_retention=disable_message_retention,
+            op_id=op_id,
+        )
+        return self._one(op)
+
+    def send_inbox_message(
+        self,
+        *,
+        identifiers: Mapping[str, str],
+        transactional_message_id: str | int,
+        message_data: Mapping[str, Any] | None = None,
+        send_at: Timestamp | None = None,
+        language: str | None = None,
+        queue_draft: bool | None = None,
+        disable_message_retention: bool | None = None,
+        op_id: str | None = None,
+    ) -> str:
+        """A transactional inbox message from its template; not retried when ambiguous."""
+        op = self._build.send_inbox_message(
+            identifiers=identifiers,
+            transactional_message_id=transactional_message_id,
+            message_data=message_data,
+            send_at=send_at,
+            language=language,
+            queue_draft=queue_draft,
+            disable_message_retention=disable_message_retention,
+            op_id=op_id,
+        )
+        return self._one(op)
+
     def trigger_broadcast(
         self, broadcast_id: int | str, *, data: Mapping[str, Any] | None = None, **audience: Any
     ) -> str:
@@ -454,6 +536,84 @@ class AsyncRelay(_RelayBase):
             transactional_message_id=transactional_message_id,
             message_data=message_data,
             **fields,
+        )
+        return await self._one(op)
+
+    async def send_whatsapp(
+        self,
+        *,
+        identifiers: Mapping[str, str],
+        transactional_message_id: str | int,
+        to: str,
+        message_data: Mapping[str, Any] | None = None,
+        send_at: Timestamp | None = None,
+        language: str | None = None,
+        tracked: bool | None = None,
+        send_to_unsubscribed: bool | None = None,
+        queue_draft: bool | None = None,
+        disable_message_retention: bool | None = None,
+        op_id: str | None = None,
+    ) -> str:
+        op = self._build.send_whatsapp(
+            identifiers=identifiers,
+            transactional_message_id=transactional_message_id,
+            to=to,
+            message_data=message_data,
+            send_at=send_at,
+            language=language,
+            tracked=tracked,
+            send_to_unsubscribed=send_to_unsubscribed,
+            queue_draft=queue_draft,
+            disable_message_retention=disable_message_retention,
+            op_id=op_id,
+        )
+        return await self._one(op)
+
+    async def send_in_app(
+        self,
+        *,
+        identifiers: Mapping[str, str],
+        transactional_message_id: str | int,
+        message_data: Mapping[str, Any] | None = None,
+        send_at: Timestamp | None = None,
+        language: str | None = None,
+        queue_draft: bool | None = None,
+        disable_message_retention: bool | None = None,
+        op_id: str | None = None,
+    ) -> str:
+        op = self._build.send_in_app(
+            identifiers=identifiers,
+            transactional_message_id=transactional_message_id,
+            message_data=message_data,
+            send_at=send_at,
+            language=language,
+            queue_draft=queue_draft,
+            disable_message_retention=disable_message_retention,
+            op_id=op_id,
+        )
+        return await self._one(op)
+
+    async def send_inbox_message(
+        self,
+        *,
+        identifiers: Mapping[str, str],
+        transactional_message_id: str | int,
+        message_data: Mapping[str, Any] | None = None,
+        send_at: Timestamp | None = None,
+        language: str | None = None,
+        queue_draft: bool | None = None,
+        disable_message_retention: bool | None = None,
+        op_id: str | None = None,
+    ) -> str:
+        op = self._build.send_inbox_message(
+            identifiers=identifiers,
+            transactional_message_id=transactional_message_id,
+            message_data=message_data,
+            send_at=send_at,
+            language=language,
+            queue_draft=queue_draft,
+            disable_message_retention=disable_message_retention,
+            op_id=op_id,
         )
         return await self._one(op)
 

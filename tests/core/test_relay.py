@@ -49,6 +49,13 @@ CALLS: dict[str, Callable[[Relay], str]] = {
     "send_email": lambda r: r.send_email(to="a@x.test", transactional_message_id="welcome"),
     "send_push": lambda r: r.send_push(identifiers={"id": "u10"}, transactional_message_id=2),
     "send_sms": lambda r: r.send_sms(identifiers={"id": "u11"}, transactional_message_id=3),
+    "send_whatsapp": lambda r: r.send_whatsapp(
+        identifiers={"id": "u12"}, transactional_message_id=4, to="+15551234567"
+    ),
+    "send_in_app": lambda r: r.send_in_app(identifiers={"id": "u13"}, transactional_message_id=5),
+    "send_inbox_message": lambda r: r.send_inbox_message(
+        identifiers={"id": "u14"}, transactional_message_id=6
+    ),
     "trigger_broadcast": lambda r: r.trigger_broadcast(5, ids=["u1"]),
 }
 

@@ -1,5 +1,7 @@
 """Customer.io API clients: Track (v1 operations, v2 batch) and App (transactional, broadcasts).
 
+``Attachments`` base64-encodes the files of a transactional email under the documented 2 MB.
+
 ``TrackClient``/``AsyncTrackClient`` and ``AppClient``/``AsyncAppClient`` are thin sync and async
 shells over httpx around one sans-I/O core (``core``: request building and response
 classification; ``batch``: the v2 batch body and its per-item answer). Failures raise the error
@@ -8,6 +10,7 @@ tree of ``cio_relay.errors``: ``RetryableError`` (known unsent or transient), ``
 """
 
 from .app import AppClient, AsyncAppClient
+from .attachments import Attachments
 from .batch import BatchResult, ItemError, encode_batch, encode_batch_raw, parse_batch_response
 from .core import (
     USER_AGENT,
@@ -30,6 +33,7 @@ __all__ = [
     "AppClient",
     "AsyncAppClient",
     "AsyncTrackClient",
+    "Attachments",
     "BatchResult",
     "HttpRequest",
     "ItemError",
