@@ -32,7 +32,7 @@ def test_error_rate_one_with_count_fails_exactly_the_next_n(emulator: EmulatorSe
     assert [a.status_code for a in answers] == [500, 503, 500, 200]
     assert answers[1].headers["retry-after"] == "7"
     assert "retry-after" not in answers[0].headers
-    assert answers[0].json() == {"meta": {"error": "injected fault"}}
+    assert answers[0].json() == {"meta": {"error": "injected fault", "errors": ["injected fault"]}}
     assert inspect(emulator, "faults")["faults"] == []  # the rule retired after 3
     stats = inspect(emulator, "stats")
     assert stats["injected_errors"] == 3
@@ -117,7 +117,9 @@ def test_rate_limit_answers_429_with_retry_after(emulator: EmulatorServer) -> No
         answers = [client.put("/api/v1/customers/u1", json={}) for _ in range(3)]
     assert [a.status_code for a in answers] == [200, 429, 429]
     assert answers[1].headers["retry-after"] == "2"
-    assert answers[1].json() == {"meta": {"error": "rate limit exceeded"}}
+    assert answers[1].json() == {
+        "meta": {"error": "rate limit exceeded", "errors": ["rate limit exceeded"]}
+    }
     assert inspect(emulator, "stats")["rate_limited"] == 2
 
 

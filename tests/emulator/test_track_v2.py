@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from ulid import ULID
@@ -32,6 +33,15 @@ def event(person_id: str, name: str, **extra: Any) -> dict[str, Any]:
     }
 
 
+def v2_errors(response: httpx.Response) -> list[dict[str, Any]]:
+    """A v2 error answer, in its documented shape: ``{"errors": [{reason, field, message}]}``
+    (track-api.json, components/schemas/errors)."""
+    body = response.json()
+    assert list(body) == ["errors"]
+    errors: list[dict[str, Any]] = body["errors"]
+    return errors
+
+
 def test_entity_applies_one_operation(emulator: EmulatorServer) -> None:
     with track_client(emulator) as client:
         response = client.post("/api/v2/entity", json=identify("u1", plan="pro"))
@@ -44,9 +54,13 @@ def test_entity_over_32000_bytes_is_400(emulator: EmulatorServer) -> None:
     with track_client(emulator) as client:
         response = client.post("/api/v2/entity", content=body)
     assert response.status_code == 400
-    assert response.json()["meta"]["error"] == (
-        f"request body cannot be larger than 32000 bytes (was {len(body)})"
-    )
+    assert v2_errors(response) == [
+        {
+            "reason": "too_large",
+            "field": "body",
+            "message": f"request body cannot be larger than 32000 bytes (was {len(body)})",
+        }
+    ]
 
 
 def test_batch_of_mixed_operations_answers_200(emulator: EmulatorServer) -> None:
@@ -73,6 +87,7 @@ def test_batch_of_mixed_operations_answers_200(emulator: EmulatorServer) -> None
             "action": "event",
             "identifiers": {"id": "dlv-1"},
             "name": "opened",
+            "attributes": {"device_token": "tok"},
         },
     ]
     with track_client(emulator) as client:
@@ -151,7 +166,7 @@ def test_batch_over_500000_bytes_is_400_and_applies_nothing(emulator: EmulatorSe
     with track_client(emulator) as client:
         response = client.post("/api/v2/batch", content=body)
     assert response.status_code == 400
-    assert response.json()["meta"]["error"] == (
+    assert v2_errors(response)[0]["message"] == (
         f"batch request body cannot be larger than 500000 bytes (was {len(body)})"
     )
     assert inspect(emulator, "stats")["events_accepted"] == 0
@@ -170,7 +185,7 @@ def test_malformed_batches_are_400(emulator: EmulatorServer, body: bytes, messag
     with track_client(emulator) as client:
         response = client.post("/api/v2/batch", content=body)
     assert response.status_code == 400
-    assert response.json()["meta"]["error"] == message
+    assert [e["message"] for e in v2_errors(response)] == [message]
 
 
 def test_duplicate_event_ids_in_a_batch_are_accepted_and_stored_once(

@@ -6,7 +6,8 @@ credentials, run the handler, count (endpoint, status). ``/_emulator/`` (inspect
 skips all of that: it has no auth, which is why the emulator binds 127.0.0.1 by default.
 
 Region (customerio-api.md §1): a Host naming a Customer.io host is judged by that host's
-region, any other Host counts as the account's own. App API to the wrong region answers 301
+region, any other Host counts as the account's own; ``GET /api/v1/accounts/region`` answers
+from either region. App API to the wrong region answers 301
 "wrong datacenter"; Track from an EU account to the US host is redirected (307) to the EU host;
 Track from a US account to the EU host fails with 401.
 """
@@ -52,6 +53,14 @@ _WRONG_DATACENTER = Reply(301, b'{"errors":[{"detail":"wrong datacenter","status
 _NOT_FOUND = Reply(404, b'{"meta":{"error":"not found"}}')
 _TOO_LARGE = Reply(413, b'{"meta":{"error":"request body too large"}}')
 _NOT_UTF8 = Reply(400, b'{"meta":{"error":"request path is not UTF-8 once percent-decoded"}}')
+_V2_ENDPOINTS = frozenset({"POST /api/v2/entity", "POST /api/v2/batch"})
+# Documented with ``security: []`` (track-api.json): no credentials are asked.
+_NO_CREDENTIALS = frozenset(
+    {"POST /api/v1/metrics", "POST /api/v1/push/events", "POST /unsubscribe/{delivery_id}"}
+)
+# "You can perform this operation against either of the track API regional URLs; it returns
+# your region in either case" (track-api.json, getRegion).
+_ANY_REGION = frozenset({"GET /api/v1/accounts/region"})
 
 
 class ConnectionDropped(Exception):
@@ -224,7 +233,8 @@ class Emulator:
             reply: Reply = route.handler(self, request, *route.args)
             return reply
         except Invalid as invalid:
-            return _problem_reply(route, Problem(400, invalid.message, invalid.field))
+            problem = Problem(400, invalid.message, invalid.field, reason=invalid.reason)
+            return _problem_reply(route, problem)
         except orjson.JSONEncodeError:  # deeper than any JSON encoder will write back
             return _problem_reply(route, Problem(400, NESTED_TOO_DEEPLY))
         except Problem as problem:
@@ -253,15 +263,16 @@ class Emulator:
             headers = ((b"retry-after", str(math.ceil(decision.retry_after)).encode()),)
         if decision.rate_limited:
             self.state.stats.rate_limited += 1
-            message = "rate limit exceeded"
+            message, reason = "rate limit exceeded", "rate_limited"
         else:
             self.state.stats.injected_errors += 1
-            message = "injected fault"
-        return _problem_reply(route, Problem(decision.status, message, headers=headers))
+            message, reason = "injected fault", "injected_fault"
+        problem = Problem(decision.status, message, headers=headers, reason=reason)
+        return _problem_reply(route, problem)
 
     def _check_region(self, route: Route, request: Request, raw_path: bytes) -> Reply | None:
         named = _CUSTOMERIO_HOSTS.get(request.host.rsplit(":", 1)[0].lower())
-        if named is None or named[1] == self.config.region:
+        if named is None or named[1] == self.config.region or route.endpoint in _ANY_REGION:
             return None
         if route.api == APP:
             return _WRONG_DATACENTER
@@ -273,6 +284,8 @@ class Emulator:
         return Reply(307, b"", ((b"location", location),))
 
     def _check_auth(self, route: Route, request: Request) -> Reply | None:
+        if route.endpoint in _NO_CREDENTIALS:
+            return None
         if route.api == TRACK:
             if _basic_matches(
                 request.authorization,
@@ -288,8 +301,15 @@ class Emulator:
 
 
 def _problem_reply(route: Route, problem: Problem) -> Reply:
+    """An error in the documented shape of its API (track-api.json): v2 answers
+    ``{"errors": [{reason, field, message}]}``; v1 documents both ``meta.error`` (merge) and
+    ``meta.errors`` (the shared 400, delete device, forms), so both are given; the App API
+    answers ``{"errors": [{detail, status}]}``."""
     if route.api == TRACK:
-        body: dict[str, Any] = {"meta": {"error": problem.message}}
+        if route.endpoint in _V2_ENDPOINTS:
+            error = {"reason": problem.reason, "field": problem.field, "message": problem.message}
+            return Reply(problem.status, orjson.dumps({"errors": [error]}), problem.headers)
+        body: dict[str, Any] = {"meta": {"error": problem.message, "errors": [problem.message]}}
     else:
         body = {"errors": [{"detail": problem.message, "status": str(problem.status)}]}
         if route.endpoint.startswith("POST /v1/send/"):
@@ -299,10 +319,14 @@ def _problem_reply(route: Route, problem: Problem) -> Reply:
 
 
 async def _send_reply(send: Send, reply: Reply) -> None:
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(reply.body)).encode()),
-    ]
+    headers = (
+        []  # 204: no content, so no content headers
+        if reply.status == 204
+        else [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(reply.body)).encode()),
+        ]
+    )
     headers.extend(h for h in reply.headers if h[0] != b"content-type")
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": reply.body})

@@ -6,6 +6,7 @@ Refusals raise ``Problem``; the app renders App API errors as
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -36,18 +37,19 @@ def _send_identifiers(value: Any) -> tuple[str, str]:
         raise _bad("identifiers must contain exactly one of id, email, cio_id", "identifiers")
     ((id_type, identifier),) = value.items()
     try:
-        return id_type, check_identifier(identifier, f"identifiers.{id_type}")
+        field = f"identifiers.{id_type}"
+        return id_type, check_identifier(identifier, field, capped=id_type == "id")
     except Invalid as refused:
         raise _bad(refused.message, refused.field) from None
 
 
 def _count_recipients(value: Any, field: str) -> int:
-    if value in (None, ""):
+    """Recipients are one string, separated by commas (track-api.json,
+    transactionalSharedEmailObject): a JSON list is refused, as any wrongly typed field."""
+    if value is None or value == "":
         return 0
     if isinstance(value, str):
         return len([part for part in value.split(",") if part.strip()])
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return len(value)
     raise _bad(f"{field} must be a string of comma-separated addresses", field)
 
 
@@ -90,6 +92,19 @@ def _check_attachments(attachments: Any) -> None:
         )
 
 
+# E.164: a plus and up to 15 digits; the document also allows Liquid ({{customer.phone}}).
+_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+
+
+def _check_sms(body: dict[str, Any]) -> None:
+    """``to`` is required for SMS (track-api.json, sendsms): E.164 or Liquid."""
+    to = body.get("to")
+    if not isinstance(to, str) or not to:
+        raise _bad("to must be present: a phone number in E.164 format", "to")
+    if not (_E164.fullmatch(to) or "{{" in to):
+        raise _bad("to must be a phone number in E.164 format, like +15551234567", "to")
+
+
 def send(account: Account, request: Request, channel: str) -> Reply:
     body = parse_object(request)
     id_type, value = _send_identifiers(body.get("identifiers"))
@@ -97,6 +112,10 @@ def send(account: Account, request: Request, channel: str) -> Reply:
         _check_email(body)
     elif body.get("transactional_message_id") in (None, ""):
         raise _bad("transactional_message_id must be present", "transactional_message_id")
+    if channel == "sms":
+        _check_sms(body)
+    elif channel != "email" and body.get("to") is not None and not isinstance(body["to"], str):
+        raise _bad("to must be a string", "to")
     if body.get("message_data") is not None and not isinstance(body["message_data"], dict):
         raise _bad("message_data must be an object", "message_data")
     # An unknown person is created (customerio-api.md §5, the Ruby README).
@@ -156,8 +175,7 @@ def trigger_broadcast(account: Account, request: Request, raw_id: str) -> Reply:
         "data": body.get("data") or {},
         "request": body,
         "created_at": int(time.time()),
-        "processed": True,
-        "failed": False,
+        "processed_at": int(time.time()),  # the emulator processes a trigger at once
         "errors": [],
     }
     return json_reply({"id": trigger_id})
@@ -208,10 +226,14 @@ def _trigger(account: Account, raw_id: str, raw_trigger: str) -> dict[str, Any]:
 
 
 def trigger_status(account: Account, request: Request, raw_id: str, raw_trigger: str) -> Reply:
+    """``{"trigger": {id, broadcast_id, created_at, processed_at}}`` (track-api.json,
+    broadcastTriggerObject)."""
     trigger = _trigger(account, raw_id, raw_trigger)
-    keys = ("id", "broadcast_id", "created_at", "processed", "failed")
+    keys = ("id", "broadcast_id", "created_at", "processed_at")
     return json_reply({"trigger": {key: trigger[key] for key in keys}})
 
 
 def trigger_errors(account: Account, request: Request, raw_id: str, raw_trigger: str) -> Reply:
-    return json_reply({"errors": _trigger(account, raw_id, raw_trigger)["errors"]})
+    """``{"errors": [...], "next": ...}``, a page of the trigger's per-person errors, as the
+    documented examples show them (docs.customer.io, API-triggered broadcast errors)."""
+    return json_reply({"errors": _trigger(account, raw_id, raw_trigger)["errors"], "next": 0})

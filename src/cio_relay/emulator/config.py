@@ -37,6 +37,7 @@ class EmulatorConfig:
     track_api_key: str = field(default=DEFAULT_TRACK_API_KEY, repr=False)
     app_api_key: str = field(default=DEFAULT_APP_API_KEY, repr=False)
     region: RegionName = "us"
+    environment_id: int = 1  # the workspace number GET /api/v1/accounts/region answers
     webhook_url: str | None = None
     webhook_signing_key: str | None = field(default=None, repr=False)
     eu_track_url: str = "https://track-eu.customer.io"

@@ -75,12 +75,14 @@ class Problem(Exception):
         message: str,
         field: str = "",
         headers: tuple[tuple[bytes, bytes], ...] = (),
+        reason: str = "invalid",
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.field = field
         self.headers = headers
+        self.reason = reason  # v2 errors name one (track-api.json, errors)
 
 
 def json_reply(value: Any, status: int = 200) -> Reply:

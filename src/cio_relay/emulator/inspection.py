@@ -4,9 +4,12 @@ binds 127.0.0.1.
 - ``GET people?limit&offset``, ``GET people/{identifier}`` (id, email or ``cio_<id>``; with its
   events), ``GET events?person&name&type&limit&offset``, ``GET deliveries?channel&limit&offset``,
   ``GET broadcasts``, ``GET metrics`` (reported delivery metrics), ``GET segments``,
-  ``GET objects``, ``GET stats``, ``GET requests?limit&offset`` (answered API requests, oldest
-  first, as ``[arrived, method, path, status]``; ``arrived`` is on the machine's monotonic clock,
-  so another process on the same host can compare it with its own ``time.monotonic()``);
+  ``GET objects?object_type_id&limit&offset``, ``GET objects/{object_type_id}/{object_id}``
+  (or ``.../{cio_object_id}``; with who is related to it), ``GET people/{identifier}/
+  relationships`` (or an anonymous id's), ``GET stats``, ``GET requests?limit&offset``
+  (answered API requests, oldest first, as ``[arrived, method, path, status]``; ``arrived`` is
+  on the machine's monotonic clock, so another process on the same host can compare it with
+  its own ``time.monotonic()``); ``GET forms`` (form submissions);
 - ``GET|POST|DELETE faults`` (see ``faults.py``), ``POST reset``;
 - ``GET webhooks`` (what was sent or failed), ``POST webhooks/flush?timeout=s`` (returns once
   every queued webhook has been sent or has failed for good).
@@ -23,6 +26,8 @@ from cio_relay.digits import DEFAULT_MAX_DIGITS, whole_number
 from .context import SteeredAccount
 from .faults import InvalidFault
 from .http import Reply, Request, json_reply, query_params
+from .relations import ANONYMOUS, PERSON, StoredObject
+from .state import EmulatorState, Person
 
 __all__ = ["handle"]
 
@@ -69,6 +74,10 @@ async def handle(account: SteeredAccount, request: Request) -> Reply:
     try:
         if method == "GET" and len(parts) == 2 and parts[0] == "people":
             return _person(account, parts[1])
+        if method == "GET" and len(parts) == 3 and parts[::2] == ("people", "relationships"):
+            return _person_relationships(account, parts[1])
+        if method == "GET" and len(parts) == 3 and parts[0] == "objects":
+            return _object(account, (parts[1], parts[2]))
         if method == "POST" and parts == ("webhooks", "flush"):
             return await _flush(account, request)
         handler = _ROUTES.get((method, parts[0])) if len(parts) == 1 else None
@@ -79,9 +88,14 @@ async def handle(account: SteeredAccount, request: Request) -> Reply:
         return _error(400, str(bad))
 
 
+def _person_json(state: EmulatorState, person: Person) -> dict[str, Any]:
+    return {**person.to_json(), "relationships": state.relations.links_of((PERSON, person.cio_id))}
+
+
 def _people(account: SteeredAccount, request: Request) -> Reply:
     params = query_params(request)
-    rows = (person.to_json() for person in account.state.people.values())
+    state = account.state
+    rows = (_person_json(state, person) for person in state.people.values())
     page, total, limit, offset = _page(params, rows)
     return json_reply({"people": page, "total": total, "limit": limit, "offset": offset})
 
@@ -90,7 +104,7 @@ def _person(account: SteeredAccount, identifier: str) -> Reply:
     person = account.state.find_by_path(identifier)
     if person is None:
         return _error(404, f"no person {identifier!r}")
-    body = person.to_json()
+    body = _person_json(account.state, person)
     events = itertools.islice(account.state.events_of(person), MAX_LIMIT)
     body["events"] = [account.state.event_json(event) for event in events]
     return json_reply(body)
@@ -136,12 +150,42 @@ def _segments(account: SteeredAccount, request: Request) -> Reply:
     return json_reply({"segments": {k: sorted(v) for k, v in account.state.segments.items()}})
 
 
+def _person_relationships(account: SteeredAccount, identifier: str) -> Reply:
+    """A person's relationships; an identifier that is no person is read as an anonymous id
+    (relationships made by ``identify_anonymous`` before the person was identified)."""
+    relations = account.state.relations
+    person = account.state.find_by_path(identifier)
+    member = (ANONYMOUS, identifier) if person is None else (PERSON, person.cio_id)
+    return json_reply({"relationships": relations.links_of(member)})
+
+
+def _object_json(state: EmulatorState, stored: StoredObject) -> dict[str, Any]:
+    return {**stored.to_json(), "relationships": state.relations.members_of(stored.key)}
+
+
 def _objects(account: SteeredAccount, request: Request) -> Reply:
-    rows = [
-        {"object_type_id": type_id, "object_id": object_id, **stored}
-        for (type_id, object_id), stored in account.state.objects.items()
-    ]
-    return json_reply({"objects": rows})
+    params = query_params(request)
+    state = account.state
+    rows: Iterable[StoredObject] = state.relations.objects.values()
+    if "object_type_id" in params:
+        rows = (o for o in rows if o.key[0] == params["object_type_id"])
+    page, total, limit, offset = _page(params, rows)
+    objects = [_object_json(state, stored) for stored in page]
+    return json_reply({"objects": objects, "total": total, "limit": limit, "offset": offset})
+
+
+def _object(account: SteeredAccount, key: tuple[str, str]) -> Reply:
+    state = account.state
+    stored = state.relations.find(key)
+    if stored is None:  # perhaps named by cio_object_id, under any type
+        stored = state.relations.find_by_cio_object_id(key[1])
+    if stored is None:
+        return _error(404, f"no object {key[1]!r} of type {key[0]!r}")
+    return json_reply(_object_json(state, stored))
+
+
+def _forms(account: SteeredAccount, request: Request) -> Reply:
+    return json_reply({"forms": account.state.forms})
 
 
 def _requests(account: SteeredAccount, request: Request) -> Reply:
@@ -167,6 +211,8 @@ def _stats(account: SteeredAccount, request: Request) -> Reply:
             "attribute_update_failures": stats.attribute_update_failures,
             "ignored_unknown_cio_ids": stats.ignored_unknown_cio_ids,
             "people": len(account.state.people),
+            "objects": len(account.state.relations.objects),
+            "form_submissions": len(account.state.forms),
             "deliveries": len(account.state.deliveries),
             "broadcast_triggers": len(account.state.triggers),
             "webhooks": account.webhooks.counts(),
@@ -219,6 +265,7 @@ _ROUTES: dict[tuple[str, str], Callable[[SteeredAccount, Request], Reply]] = {
     ("GET", "metrics"): _metrics,
     ("GET", "segments"): _segments,
     ("GET", "objects"): _objects,
+    ("GET", "forms"): _forms,
     ("GET", "requests"): _requests,
     ("GET", "stats"): _stats,
     ("GET", "faults"): _faults,

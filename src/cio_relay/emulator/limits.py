@@ -84,8 +84,10 @@ def json_size(value: Any) -> int:
     return len(orjson.dumps(value))
 
 
-def check_identifier(value: Any, field: str = "id") -> str:
-    """An id / email / cio_id / phone value: a non-empty string (or number) of at most 150 bytes."""
+def check_identifier(value: Any, field: str = "id", *, capped: bool = True) -> str:
+    """An identifier value: a non-empty string (or number). ``capped``: at most 150 bytes, the
+    documented limit of a person's ``id`` and an object's id; an email, ``cio_id``, phone or
+    ``anonymous_id`` has no documented length limit, so callers pass ``capped=False``."""
     if type(value) is str:  # the hot path
         text = value
     elif isinstance(value, int) and not isinstance(value, bool):
@@ -94,7 +96,7 @@ def check_identifier(value: Any, field: str = "id") -> str:
         raise Invalid(f"{field} must be a string", field, "invalid_type")
     if not text:
         raise Invalid("id attribute must be present", field, "required")
-    if len(text) > IDENTIFIER_BYTES // 4 and utf8_size(text) > IDENTIFIER_BYTES:
+    if capped and len(text) > IDENTIFIER_BYTES // 4 and utf8_size(text) > IDENTIFIER_BYTES:
         raise Invalid(
             f"{field} cannot be longer than {IDENTIFIER_BYTES} bytes (was {utf8_size(text)})",
             field,

@@ -1,9 +1,10 @@
 """What Track operations do to people, shared by the v1 handlers and the v2 batch items.
 
-Semantics follow customerio-api.md §2: identify creates or updates; an unknown ``cio_<id>`` is
-dropped; a body ``id``/``email`` that conflicts with the path is not applied and counts as an
-"Attribute Update Failure" (the request still answers 200); ``_update: true`` only updates
-(its exact semantics are UNCONFIRMED; update-only is the conservative reading).
+Semantics follow customerio-api.md §2 and track-api.json: identify creates or updates; an
+unknown ``cio_<id>`` is dropped; a merge into a primary that does not exist does nothing; a
+body ``id``/``email`` that conflicts with the path is not applied and counts as an "Attribute
+Update Failure" (the request still answers 200); ``_update: true`` only updates (its exact
+semantics are UNCONFIRMED; update-only is the conservative reading).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import time
 from typing import Any
 
 from .limits import CheckedEvent, Invalid, check_attributes, check_identifier
+from .relations import ANONYMOUS, PERSON
 from .state import EmulatorState, Person
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "delete_device",
     "delete_person",
     "merge_people",
+    "one_identifier",
     "person_for_write",
     "set_suppressed",
     "store_event",
@@ -45,22 +48,30 @@ def person_for_write(state: EmulatorState, id_type: str, value: str) -> Person |
 
 def apply_identify(
     state: EmulatorState, id_type: str, value: str, attributes: dict[str, Any]
-) -> None:
+) -> Person | None:
+    """Create or update a person; the person, or None when nothing was written (an unknown
+    ``cio_id``, or ``_update`` for someone who does not exist)."""
     check_attributes(attributes)
     for key in ("id", "email"):
         if key in attributes and attributes[key] is not None:
-            check_identifier(attributes[key], key)
+            check_identifier(attributes[key], key, capped=key == "id")
     person = state.find(id_type, value)
     if person is None and id_type == "email":
         person = state.find("id", value)
     if person is None:
         if id_type == "cio_id":
             state.stats.ignored_unknown_cio_ids += 1
-            return
+            return None
         if attributes.get("_update") is True:
-            return  # update-only: never creates (UNCONFIRMED, conservative)
+            return None  # update-only: never creates (UNCONFIRMED, conservative)
         person = state.create(id_type, value)
     _apply_attributes(state, person, id_type, value, attributes)
+    anonymous_id = attributes.get("anonymous_id")
+    if type(anonymous_id) is str and anonymous_id:
+        # An anonymous visitor's relationships carry over to the identified profile
+        # (track-api.json, object_identify_anonymous).
+        state.relations.move_member((ANONYMOUS, anonymous_id), (PERSON, person.cio_id))
+    return person
 
 
 def _apply_attributes(
@@ -145,23 +156,39 @@ def delete_device(state: EmulatorState, id_type: str, value: str, token: str) ->
 
 
 def merge_people(state: EmulatorState, primary: Any, secondary: Any) -> None:
-    """``primary``/``secondary`` are ``{<id|email|cio_id>: value}``; a missing secondary is a
-    no-op; a missing primary is created (it then inherits everything)."""
-    first = _one_identifier(primary, "primary")
-    second = _one_identifier(secondary, "secondary")
+    """``primary``/``secondary`` are ``{<id|email|cio_id>: value}``. The primary must already
+    exist: otherwise the merge "won't do anything" (track-api.json, merge), and neither does a
+    missing secondary."""
+    first = one_identifier(primary, "primary", MERGE_IDENTIFIERS, strict=True)
+    second = one_identifier(secondary, "secondary", MERGE_IDENTIFIERS, strict=True)
+    person = state.find(*first)
     other = state.find(*second)
-    if other is None:
-        return
-    person = person_for_write(state, *first)
-    if person is None or person is other:
+    if person is None or other is None or person is other:
         return
     state.merge(person, other)
 
 
-def _one_identifier(value: Any, field: str) -> tuple[str, str]:
-    if not isinstance(value, dict) or len(value) != 1:
-        raise Invalid(f"{field} must name exactly one of id, email, cio_id", field, "required")
-    ((id_type, identifier),) = value.items()
-    if id_type not in ("id", "email", "cio_id"):
-        raise Invalid(f"{field} must name exactly one of id, email, cio_id", field)
-    return id_type, check_identifier(identifier, f"{field}.{id_type}")
+PERSON_IDENTIFIERS = ("id", "email", "phone", "cio_id")
+MERGE_IDENTIFIERS = ("id", "email", "cio_id")
+
+
+def one_identifier(
+    value: Any, field: str, allowed: tuple[str, ...] = PERSON_IDENTIFIERS, *, strict: bool = False
+) -> tuple[str, str]:
+    """(type, value) of the one identifier in ``value``. Keys other than ``allowed`` are
+    ignored unless ``strict`` (the documents allow other properties beside the identifier,
+    except merge's ``maxProperties: 1``); only an ``id`` is held to the 150-byte limit."""
+    if type(value) is dict and len(value) == 1:  # the hot path
+        ((id_type, identifier),) = value.items()
+        if id_type in allowed:
+            return id_type, check_identifier(
+                identifier, f"{field}.{id_type}", capped=id_type == "id"
+            )
+    message = f"{field} must contain exactly one of {', '.join(allowed)}"
+    if not isinstance(value, dict):
+        raise Invalid(message, field, "required")
+    found = [(k, v) for k, v in value.items() if k in allowed]
+    if len(found) != 1 or (strict and len(value) != 1):
+        raise Invalid(message, field, "required" if not found else "invalid")
+    ((id_type, identifier),) = found
+    return id_type, check_identifier(identifier, f"{field}.{id_type}", capped=id_type == "id")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from . import app_api, track_v1, track_v2
+from . import app_api, app_reads, track_v1, track_v2
 
 __all__ = ["APP", "TRACK", "Route", "find_route"]
 
@@ -59,6 +59,8 @@ def find_route(method: str, segments: list[str]) -> Route:
         return _track_route(method, segments)
     if segments[0] == "v1":
         return _app_route(method, segments)
+    if len(segments) == 2 and segments[0] == "unsubscribe" and method == "POST":
+        return Route("POST /unsubscribe/{delivery_id}", TRACK, track_v1.unsubscribe, (segments[1],))
     return _unknown(TRACK)
 
 
@@ -78,6 +80,15 @@ def _track_route(method: str, segments: list[str]) -> Route:
                 (identifier, segments[5]),
             )
         return _unknown(TRACK)
+    if (
+        count == 6
+        and method == "POST"
+        and segments[1:3] == ["v1", "forms"]
+        and segments[4:] == ["submit"]
+    ):
+        return Route(
+            "POST /api/v1/forms/{form_id}/submit", TRACK, track_v1.submit_form, (segments[3],)
+        )
     if count == 5 and segments[1:3] == ["v1", "segments"] and method == "POST":
         action = segments[4]
         if action in ("add_customers", "remove_customers"):
@@ -96,6 +107,16 @@ def _track_route(method: str, segments: list[str]) -> Route:
 
 def _app_route(method: str, segments: list[str]) -> Route:
     count = len(segments)
+    if segments[1:2] == ["customers"] and method == "GET":
+        if count == 2:
+            return Route("GET /v1/customers", APP, app_reads.customers_by_email)
+        if count == 4 and segments[3] == "attributes":
+            return Route(
+                "GET /v1/customers/{customer_id}/attributes",
+                APP,
+                app_reads.customer_attributes,
+                (segments[2],),
+            )
     if count == 3 and segments[1] == "send" and method == "POST":
         if segments[2] in _SEND_CHANNELS:
             return Route(f"POST /v1/send/{segments[2]}", APP, app_api.send, (segments[2],))

@@ -1,4 +1,5 @@
-"""The emulator's in-memory world: people, events, deliveries, broadcast triggers, counters.
+"""The emulator's in-memory world: people, events, deliveries, broadcast triggers, objects and
+relationships (``relations.py``), counters.
 
 Every mutation happens on the server's event loop thread; ``EmulatorServer.state`` may be read
 from a test thread for inspection (reads of finished work are safe under the GIL).
@@ -18,6 +19,8 @@ from functools import partial
 from typing import Any, NamedTuple
 
 import orjson
+
+from .relations import PERSON, Relations
 
 __all__ = ["EmulatorState", "EventRow", "Person", "Stats", "StoredEvent", "classify_identifier"]
 
@@ -61,7 +64,6 @@ class Person:
         "devices",
         "email",
         "id",
-        "relationships",
         "segments",
         "suppressed",
         "updated_at",
@@ -74,7 +76,6 @@ class Person:
         self.attributes: dict[str, Any] = {}
         self.suppressed = False
         self.devices: dict[str, dict[str, Any]] = {}
-        self.relationships: list[Any] = []
         self.segments: set[str] = set()
         self.created_at = now
         self.updated_at = now
@@ -87,7 +88,6 @@ class Person:
             "attributes": self.attributes,
             "suppressed": self.suppressed,
             "devices": list(self.devices.values()),
-            "relationships": self.relationships,
             "segments": sorted(self.segments),
             "created_at": self.created_at,
             "updated_at": self.updated_at,
@@ -148,8 +148,9 @@ class EmulatorState:
         self.deliveries: list[dict[str, Any]] = []
         self.triggers: dict[int, dict[str, Any]] = {}
         self.segments: dict[str, set[str]] = {}
-        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.relations = Relations()  # custom objects and their relationships
         self.metrics: list[dict[str, Any]] = []
+        self.forms: list[dict[str, Any]] = []  # form submissions, as received
         self.attribute_update_failures: deque[dict[str, Any]] = deque(maxlen=1000)
         self.stats = Stats()
         # GET /_emulator/requests: (arrival on the monotonic clock, method, path, status) of the
@@ -223,6 +224,7 @@ class EmulatorState:
             del self.by_email[person.email.lower()]
         for members in self.segments.values():
             members.discard(person.cio_id)
+        self.relations.forget_member((PERSON, person.cio_id))
 
     def merge(self, primary: Person, secondary: Person) -> None:
         """Fold ``secondary`` into ``primary`` (whose values win); ``secondary`` is deleted."""
@@ -230,6 +232,10 @@ class EmulatorState:
             primary.attributes.setdefault(name, value)
         for token, device in secondary.devices.items():
             primary.devices.setdefault(token, device)
+        self.relations.move_member((PERSON, secondary.cio_id), (PERSON, primary.cio_id))
+        for segment_id in secondary.segments:  # manual segments carry over (track-api.json)
+            primary.segments.add(segment_id)
+            self.segments.setdefault(segment_id, set()).add(primary.cio_id)
         self.remove(secondary)
         self.merged_into[secondary.cio_id] = primary.cio_id
         for old, new in self.merged_into.items():

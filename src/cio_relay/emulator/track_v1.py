@@ -1,12 +1,13 @@
-"""Track API v1 handlers (customerio-api.md §2). Success is ``200 {}``; refusals raise
-``Invalid`` / ``Problem`` and are rendered as ``400 {"meta":{"error": ...}}`` by the app."""
+"""Track API v1 handlers (track-api.json; customerio-api.md §2). Success is ``200 {}`` (a form
+submission: 204); refusals raise ``Invalid`` / ``Problem`` and are rendered by the app as
+``400 {"meta":{"error": ..., "errors": [...]}}``, the two v1 shapes the document gives."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from . import people
+from . import objects, people
 from .context import Account
 from .http import OK, Reply, Request, json_reply, parse_object, query_params
 from .limits import Invalid, check_event, check_identifier
@@ -23,36 +24,65 @@ __all__ = [
     "push_event",
     "region",
     "segment_membership",
+    "submit_form",
     "suppress",
     "track",
+    "unsubscribe",
     "unsuppress",
 ]
 
 SEGMENT_IDS_PER_CALL = 1000
 # Tuples: a list or an object in their place is refused, not a TypeError (limits.EVENT_TYPES).
+# The documented metrics (track-api.json, metrics: the union of its variants).
 _METRICS = (
     "bounced",
     "clicked",
     "converted",
+    "deferred",
     "delivered",
+    "dropped",
     "opened",
-    "sent",
     "spammed",
-    "unsubscribed",
 )
 _PUSH_EVENTS = ("opened", "converted", "delivered")
+_RELATIONSHIP_ACTIONS = ("add_relationships", "delete_relationships")
 
 
 def _path_person(identifier: str) -> tuple[str, str]:
+    """A path names a person by id, email or ``cio_<cio_id>`` (a phone reads as an id); only an
+    id is held to the documented 150 bytes."""
     id_type, value = classify_identifier(identifier)
-    check_identifier(value, "cio_id" if id_type == "cio_id" else "id")
+    check_identifier(value, id_type, capped=id_type == "id")
     return id_type, value
 
 
 def identify(account: Account, request: Request, identifier: str) -> Reply:
     attributes = parse_object(request)
     id_type, value = _path_person(identifier)
-    people.apply_identify(account.state, id_type, value, attributes)
+    relationships = attributes.get("cio_relationships")
+    if relationships is None:  # the common request
+        people.apply_identify(account.state, id_type, value, attributes)
+        return OK
+    # v1's cio_relationships is {action, relationships} (track-api.json, v1_cio_relationships):
+    # it changes relationships, it is not stored as an attribute.
+    if not isinstance(relationships, dict):
+        raise Invalid(
+            "cio_relationships must be an object of action and relationships",
+            "cio_relationships",
+            "invalid_type",
+        )
+    action = relationships.get("action", "add_relationships")
+    if action not in _RELATIONSHIP_ACTIONS:
+        raise Invalid(
+            "cio_relationships.action must be add_relationships or delete_relationships",
+            "cio_relationships.action",
+        )
+    listed = relationships.get("relationships")
+    field = "cio_relationships.relationships"
+    links = [] if listed is None else objects.parse_object_links(listed, field)
+    others = {name: value for name, value in attributes.items() if name != "cio_relationships"}
+    person = people.apply_identify(account.state, id_type, value, others)
+    objects.link_person(account.state, person, links, add=action == "add_relationships")
     return OK
 
 
@@ -72,13 +102,12 @@ def track(account: Account, request: Request, identifier: str) -> Reply:
 
 
 def anonymous_event(account: Account, request: Request) -> Reply:
+    """``anonymous_id`` is optional (track-api.json, anonymousEventsRequest): an event without
+    one is an invite event or a page/screen view of nobody in particular."""
     body = parse_object(request)
     anonymous_id = body.get("anonymous_id")
     if anonymous_id is not None:
-        anonymous_id = check_identifier(anonymous_id, "anonymous_id")
-    elif not isinstance(body.get("data"), dict) or not body["data"].get("recipient"):
-        # Without anonymous_id the only documented form is the invite event (data.recipient).
-        raise Invalid("anonymous_id must be present (or data.recipient for an invite event)")
+        anonymous_id = check_identifier(anonymous_id, "anonymous_id", capped=False)
     people.store_event(account.state, None, anonymous_id, check_event(body))
     return OK
 
@@ -128,7 +157,7 @@ def segment_membership(account: Account, request: Request, segment_id: str, acti
         raise Invalid("id_type must be id, email or cio_id", "id_type")
     members = account.state.segments.setdefault(segment_id, set())
     for raw in ids:
-        person = account.state.find(id_type, check_identifier(raw, "ids"))
+        person = account.state.find(id_type, check_identifier(raw, "ids", capped=id_type == "id"))
         if person is None:
             continue
         if action == "add_customers":
@@ -151,23 +180,84 @@ def metrics(account: Account, request: Request) -> Reply:
 
 
 def push_event(account: Account, request: Request) -> Reply:
+    """The legacy push metric. The document requires none of its fields; those given must have
+    their documented types."""
     body = parse_object(request)
-    if not isinstance(body.get("delivery_id"), str) or not body["delivery_id"]:
-        raise Invalid("delivery_id must be present", "delivery_id", "required")
-    if body.get("event") not in _PUSH_EVENTS:
+    for name in ("delivery_id", "device_id"):
+        if body.get(name) is not None and not isinstance(body[name], str):
+            raise Invalid(f"{name} must be a string", name, "invalid_type")
+    if body.get("event") is not None and body["event"] not in _PUSH_EVENTS:
         raise Invalid("event must be one of converted, delivered, opened", "event")
     account.state.metrics.append({"source": "v1/push/events", "received_at": time.time(), **body})
     return OK
 
 
 def region(account: Account, request: Request) -> Reply:
-    """``GET /api/v1/accounts/region``. Its exact keys are UNCONFIRMED; these name the region,
-    the Track URL and an environment id, as SPEC-EX describes."""
+    """``GET /api/v1/accounts/region``: ``{url, region, environment_id}`` (track-api.json,
+    getRegion; ``environment_id`` is the workspace's number). It answers from either regional
+    host; the app does not judge its region (the document: "it returns your region in either
+    case")."""
     region_name = account.config.region
     url = "https://track.customer.io" if region_name == "us" else "https://track-eu.customer.io"
     body: dict[str, Any] = {
-        "region": region_name,
         "url": url,
-        "environment_id": account.config.site_id,
+        "region": region_name,
+        "environment_id": account.config.environment_id,
     }
     return json_reply(body)
+
+
+def unsubscribe(account: Account, request: Request, delivery_id: str) -> Reply:
+    """``POST /unsubscribe/{delivery_id}`` (no credentials): ``unsubscribe: true`` sets the
+    person's ``unsubscribed`` attribute, attributed to the delivery."""
+    body = parse_object(request)
+    flag = body.get("unsubscribe")
+    if flag is not None and not isinstance(flag, bool):
+        raise Invalid("unsubscribe must be a boolean", "unsubscribe", "invalid_type")
+    state = account.state
+    state.metrics.append(
+        {
+            "source": "unsubscribe",
+            "delivery_id": delivery_id,
+            "unsubscribe": flag,
+            "received_at": time.time(),
+        }
+    )
+    if flag:
+        delivery = next((d for d in state.deliveries if d["delivery_id"] == delivery_id), None)
+        person = None if delivery is None else state.people.get(delivery["cio_id"])
+        if person is not None:
+            person.attributes["unsubscribed"] = True
+            person.updated_at = time.time()
+    return OK
+
+
+_FORM_IDENTIFIERS = ("email", "id")
+# Customer.io ignores these keys of a form's data (track-api.json, submitForm).
+_FORM_RESERVED = ("form_id", "form_name", "form_type", "form_url", "form_url_param")
+NO_CONTENT = Reply(204, b"")
+
+
+def submit_form(account: Account, request: Request, form_id: str) -> Reply:
+    """``POST /api/v1/forms/{form_id}/submit``: ``data`` names the person by one of email or
+    id; its other fields, strings, become attributes. 204, no body."""
+    data = parse_object(request).get("data")
+    if not isinstance(data, dict):
+        raise Invalid("data must be an object of form fields", "data", "required")
+    named = [name for name in _FORM_IDENTIFIERS if name in data]
+    if len(named) != 1:
+        raise Invalid("data must contain one, and only one, of email or id", "data", "required")
+    (id_type,) = named
+    fields = {}
+    for name, value in data.items():
+        if name == id_type or name in _FORM_RESERVED:
+            continue
+        if not isinstance(value, str):
+            raise Invalid("form values must be formatted as strings", f"data.{name[:40]}")
+        fields[name] = value
+    account.state.forms.append({"form_id": form_id, "data": data, "received_at": time.time()})
+    identifier = data[id_type]
+    if identifier is not None and identifier != "":
+        value = check_identifier(identifier, f"data.{id_type}", capped=id_type == "id")
+        people.apply_identify(account.state, id_type, value, fields)
+    return NO_CONTENT

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from . import people
+from . import objects, people
 from .context import Account
 from .http import OK, Reply, Request, json_reply, parse_object
 from .limits import (
@@ -22,16 +22,12 @@ from .limits import (
     NESTED_TOO_DEEPLY,
     V2_ITEM_BYTES,
     Invalid,
-    check_attributes,
     check_event,
-    check_identifier,
 )
 from .state import EmulatorState
 
 __all__ = ["apply_item", "batch", "entity"]
 
-PERSON_IDENTIFIERS = ("id", "email", "phone", "cio_id")
-_IDENTIFIER_FIELDS = {name: f"identifiers.{name}" for name in PERSON_IDENTIFIERS}
 _EVENT_ACTIONS = ("event", "page", "screen")
 # v2 event properties: ``attributes`` (the spec's style) or ``data`` (a Ruby README); which is
 # canonical is UNCONFIRMED, so both are accepted.
@@ -107,7 +103,7 @@ def apply_item(
     if kind == "person":
         _person_item(state, item, received_at)
     elif kind == "object":
-        _object_item(state, item)
+        objects.apply_object_item(state, item)
     elif kind == "delivery":
         _delivery_item(state, item)
     else:
@@ -115,20 +111,8 @@ def apply_item(
 
 
 def person_identifiers(value: Any) -> tuple[str, str]:
-    """v2 person ``identifiers``: exactly one of id, email, phone, cio_id (customerio-api.md §3)."""
-    if not isinstance(value, dict) or len(value) != 1:
-        raise Invalid(
-            "identifiers must contain exactly one of id, email, phone, cio_id",
-            "identifiers",
-            "required",
-        )
-    ((id_type, identifier),) = value.items()
-    field = _IDENTIFIER_FIELDS.get(id_type)
-    if field is None:
-        raise Invalid(
-            "identifiers must contain exactly one of id, email, phone, cio_id", "identifiers"
-        )
-    return id_type, check_identifier(identifier, field)
+    """v2 person ``identifiers``: exactly one of id, email, phone, cio_id (track-api.json)."""
+    return people.one_identifier(value, "identifiers")
 
 
 def _person_item(state: EmulatorState, item: dict[str, Any], received_at: float | None) -> None:
@@ -145,9 +129,14 @@ def _person_item(state: EmulatorState, item: dict[str, Any], received_at: float 
         if person is not None:
             state.add_event(person.cio_id, None, *event, received_at)
     elif action == "identify":
-        attributes = item.get("attributes") or {}
-        people.apply_identify(state, id_type, value, attributes)
-        _relationships(state, id_type, value, item, add=True)
+        attributes = item.get("attributes")
+        relationships = item.get("cio_relationships")
+        links = [] if relationships is None else objects.parse_object_links(relationships)
+        person = people.apply_identify(
+            state, id_type, value, {} if attributes is None else attributes
+        )
+        if links:
+            objects.link_person(state, person, links, add=True)
     elif action == "add_device":
         people.add_device(state, id_type, value, item.get("device"))
     elif action == "delete_device":
@@ -157,7 +146,15 @@ def _person_item(state: EmulatorState, item: dict[str, Any], received_at: float 
             raise Invalid("device token must be present", "device.token", "required")
         people.delete_device(state, id_type, value, token)
     elif action in ("add_relationships", "delete_relationships"):
-        _relationships(state, id_type, value, item, add=action == "add_relationships")
+        relationships = item.get("cio_relationships")
+        if relationships is None:
+            raise Invalid("cio_relationships must be present", "cio_relationships", "required")
+        links = objects.parse_object_links(relationships)
+        add = action == "add_relationships"
+        person = (
+            people.person_for_write(state, id_type, value) if add else state.find(id_type, value)
+        )
+        objects.link_person(state, person, links, add=add)
     else:
         _SIMPLE_ACTIONS[action](state, id_type, value)
 
@@ -191,61 +188,9 @@ _PERSON_ACTIONS = (
 )
 
 
-def _relationships(
-    state: EmulatorState, id_type: str, value: str, item: dict[str, Any], *, add: bool
-) -> None:
-    relationships = item.get("cio_relationships")
-    if relationships is None:
-        return
-    if not isinstance(relationships, list):
-        raise Invalid("cio_relationships must be a list", "cio_relationships", "invalid_type")
-    check_attributes({"cio_relationships": relationships})  # the 100 KB limit
-    person = people.person_for_write(state, id_type, value)
-    if person is None:
-        return
-    if add:
-        person.relationships.extend(r for r in relationships if r not in person.relationships)
-    else:
-        person.relationships = [r for r in person.relationships if r not in relationships]
-
-
-def _object_key(value: Any) -> tuple[str, str]:
-    if not isinstance(value, dict) or "object_type_id" not in value or "object_id" not in value:
-        raise Invalid(
-            "identifiers must contain object_type_id and object_id", "identifiers", "required"
-        )
-    return (
-        check_identifier(value["object_type_id"], "identifiers.object_type_id"),
-        check_identifier(value["object_id"], "identifiers.object_id"),
-    )
-
-
-def _object_item(state: EmulatorState, item: dict[str, Any]) -> None:
-    action = item.get("action")
-    key = _object_key(item.get("identifiers"))
-    if action == "identify":
-        attributes = check_attributes(item.get("attributes") or {})
-        state.objects.setdefault(key, {"attributes": {}, "relationships": []})
-        state.objects[key]["attributes"].update(attributes)
-    elif action == "delete":
-        state.objects.pop(key, None)
-    elif action in ("add_relationships", "delete_relationships"):
-        relationships = item.get("cio_relationships") or []
-        if not isinstance(relationships, list):
-            raise Invalid("cio_relationships must be a list", "cio_relationships", "invalid_type")
-        stored = state.objects.setdefault(key, {"attributes": {}, "relationships": []})
-        if action == "add_relationships":
-            stored["relationships"].extend(relationships)
-        else:
-            stored["relationships"] = [r for r in stored["relationships"] if r not in relationships]
-    else:
-        raise Invalid(
-            "action must be one of identify, delete, add_relationships, delete_relationships",
-            "action",
-        )
-
-
 def _delivery_item(state: EmulatorState, item: dict[str, Any]) -> None:
+    """A delivery metric: ``identifiers.id`` is the delivery, ``attributes.device_token``
+    is required (track-api.json, delivery_operations)."""
     if item.get("action") != "event":
         raise Invalid("action must be event", "action")
     identifiers = item.get("identifiers")
@@ -254,12 +199,20 @@ def _delivery_item(state: EmulatorState, item: dict[str, Any]) -> None:
         raise Invalid("identifiers must contain the delivery id", "identifiers.id", "required")
     if item.get("name") not in _DELIVERY_EVENTS:
         raise Invalid("name must be one of converted, delivered, opened", "name")
+    attributes = item.get("attributes")
+    if not isinstance(attributes, dict):
+        raise Invalid("attributes must be an object", "attributes", "required")
+    token = attributes.get("device_token")
+    if not isinstance(token, str):
+        raise Invalid(
+            "attributes.device_token must be present", "attributes.device_token", "required"
+        )
     state.metrics.append(
         {
             "source": "v2/delivery",
             "delivery_id": delivery_id,
             "metric": item["name"],
-            "attributes": item.get("attributes") or {},
+            "attributes": attributes,
             "received_at": time.time(),
         }
     )
