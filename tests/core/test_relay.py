@@ -48,7 +48,9 @@ CALLS: dict[str, Callable[[Relay], str]] = {
     "delete": lambda r: r.delete("u9"),
     "send_email": lambda r: r.send_email(to="a@x.test", transactional_message_id="welcome"),
     "send_push": lambda r: r.send_push(identifiers={"id": "u10"}, transactional_message_id=2),
-    "send_sms": lambda r: r.send_sms(identifiers={"id": "u11"}, transactional_message_id=3),
+    "send_sms": lambda r: r.send_sms(
+        identifiers={"id": "u11"}, transactional_message_id=3, to="+14155550111"
+    ),
     "send_whatsapp": lambda r: r.send_whatsapp(
         identifiers={"id": "u12"}, transactional_message_id=4, to="+15551234567"
     ),

@@ -305,7 +305,9 @@ async def test_async_app_client_end_to_end(emulator: EmulatorServer) -> None:
             to="ada@example.com", transactional_message_id="welcome", identifiers={"id": "u1"}
         )
         pushed = await app.send_push(identifiers={"id": "u1"}, transactional_message_id=2)
-        texted = await app.send_sms(identifiers={"id": "u1"}, transactional_message_id=3)
+        texted = await app.send_sms(
+            identifiers={"id": "u1"}, transactional_message_id=3, to="+14155550111"
+        )
         triggered = await app.trigger_broadcast(4, ids=["u1"])
         # Our checks refuse this before the wire; a raw Request reaches the emulator's.
         no_from = {"to": "a@x.test", "identifiers": {"id": "u1"}, "body": "b", "subject": "s"}

@@ -253,7 +253,7 @@ APP_METHODS: dict[str, tuple[Callable[[Any], Any], str, dict[str, Any]]] = {
         {"delivery_id": "d2", "queued_at": 1700000000},
     ),
     "send_sms": (
-        lambda c: c.send_sms(identifiers={"id": "u1"}, transactional_message_id=3),
+        lambda c: c.send_sms(identifiers={"id": "u1"}, transactional_message_id=3, to="+1555"),
         "/v1/send/sms",
         {"delivery_id": "d3", "queued_at": 1700000000},
     ),

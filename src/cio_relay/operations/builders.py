@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from cio_relay.errors import ValidationError
 from cio_relay.operations.ids import checked_op_id, new_op_id
 from cio_relay.operations.kinds import Kind
 from cio_relay.operations.limits import (
-    LIMITS,
     check_attachments,
     check_attributes,
-    check_bytes,
     check_event_data,
     check_recipients,
     json_size,
@@ -34,28 +32,42 @@ from cio_relay.operations.limits import (
 from cio_relay.operations.model import NO_ENV, Identifiers, Operation, PersonRef, new_operation
 from cio_relay.operations.send_options import check_send_options
 from cio_relay.operations.validation import (
+    NOT_PHONE,
     Timestamp,
     broadcast_number,
     check_event_name,
-    check_headers,
     check_platform,
+    check_relationships,
+    check_sms_recipient,
     check_token,
     check_transactional,
     checked_mapping,
     person_identifiers,
+    recipients_text,
     transactional_identifiers,
     unix_seconds,
+    wire_headers,
 )
+from cio_relay.operations.wire import RELATIONSHIPS
 
 if TYPE_CHECKING:
     from cio_relay.config import Settings
 
-__all__ = ["BROADCAST_AUDIENCES", "EVENT_KINDS", "OperationFactory"]
+__all__ = [
+    "ANONYMOUS_EVENT_TYPES",
+    "BROADCAST_AUDIENCES",
+    "EVENT_KINDS",
+    "AnonymousEventType",
+    "OperationFactory",
+]
 
 #: The kinds of named event about a person, with data (``track``, ``page``, ``screen``).
 EVENT_KINDS = frozenset({Kind.TRACK, Kind.PAGE, Kind.SCREEN})
 #: The kinds whose ``data`` carries the ``_env`` stamp (a person's carry it in ``attributes``).
 _DATA_STAMPED = EVENT_KINDS | {Kind.TRACK_ANONYMOUS}
+#: The types of an anonymous event (track-api.json ``anonymousEventsRequest``).
+AnonymousEventType = Literal["event", "page", "screen"]
+ANONYMOUS_EVENT_TYPES: tuple[AnonymousEventType, ...] = ("event", "page", "screen")
 BROADCAST_AUDIENCES = ("recipients", "emails", "ids", "per_user_data", "data_file_url")
 
 
@@ -90,10 +102,22 @@ class OperationFactory:
         op_id: str | None = None,
         created_at: float | None = None,
     ) -> Operation:
-        """Create or update a person with ``attributes``."""
+        """Create or update a person with ``attributes``. Relationships to objects go in the
+        ``cio_relationships`` attribute as v1 documents it: ``{"action": "add_relationships" |
+        "delete_relationships", "relationships": [{"identifiers": {"object_type_id": ...,
+        "object_id": ...}, "relationship_attributes": {...}}]}``."""
         ids = person_identifiers(person)
         attrs = self._stamped(attributes or {}, "attributes")
         check_attributes(attrs)
+        if RELATIONSHIPS in attrs:
+            check_relationships(attrs[RELATIONSHIPS])
+            removes = attrs[RELATIONSHIPS].get("action") == "delete_relationships"
+            if removes and "phone" in ids:  # v2 carries it alone, and v1 cannot name a phone
+                raise ValidationError(
+                    "attributes.cio_relationships",
+                    "a person named by phone cannot remove relationships in an identify; "
+                    "remove them in an operation of their own",
+                )
         return self._op(Kind.IDENTIFY, ids, {"attributes": attrs}, op_id, created_at)
 
     def delete(
@@ -123,8 +147,9 @@ class OperationFactory:
         created_at: float | None = None,
     ) -> Operation:
         """Merge ``secondary`` into ``primary``; the secondary is deleted (irreversible)."""
-        first = person_identifiers(primary, "primary")
-        second = person_identifiers(secondary, "secondary")
+        # A merge names people by id, email or cio_id (track-api.json ``person_merge``).
+        first = person_identifiers(primary, "primary", NOT_PHONE)
+        second = person_identifiers(secondary, "secondary", NOT_PHONE)
         if first == second:
             raise ValidationError("secondary", "cannot merge a person into themselves")
         payload = {"primary": first, "secondary": second}
@@ -178,20 +203,33 @@ class OperationFactory:
 
     def track_anonymous(
         self,
-        anonymous_id: str,
+        anonymous_id: str | None,
         name: str,
         data: Mapping[str, Any] | None = None,
         *,
+        event_type: AnonymousEventType = "event",
         timestamp: Timestamp | None = None,
         op_id: str | None = None,
         created_at: float | None = None,
     ) -> Operation:
-        """An event for someone not yet identified; merged later by ``anonymous_id``."""
-        if not isinstance(anonymous_id, str) or not anonymous_id.strip():
-            raise ValidationError("anonymous_id", "must be a non-empty string")
-        check_bytes("anonymous_id", anonymous_id, LIMITS.identifier_bytes)
+        """An event (or, with ``event_type``, a page or screen view) for someone not yet
+        identified, merged later into the person whose ``anonymous_id`` matches. ``anonymous_id``
+        may be None for an event about no one yet, such as an invite to an address with no
+        profile (track-api.json ``anonymousEventsRequest``)."""
+        if anonymous_id is not None and (
+            not isinstance(anonymous_id, str) or not anonymous_id.strip()
+        ):
+            raise ValidationError("anonymous_id", "must be a non-empty string, or None")
+        if event_type not in ANONYMOUS_EVENT_TYPES:
+            raise ValidationError(
+                "event_type", f"must be one of {', '.join(ANONYMOUS_EVENT_TYPES)}"
+            )
         op = self._event(Kind.TRACK_ANONYMOUS, {}, name, data, timestamp, op_id, created_at)
-        op.payload["anonymous_id"] = anonymous_id  # its own dict, seen by no one else yet
+        # The payload is the op's own dict, seen by no one else yet.
+        if anonymous_id is not None:
+            op.payload["anonymous_id"] = anonymous_id
+        if event_type != "event":
+            op.payload["type"] = event_type
         return op
 
     def _event(
@@ -271,11 +309,16 @@ class OperationFactory:
         ``send_at`` ...) pass through as documented in customerio-api.md §5."""
         if not to:
             raise ValidationError("to", "a recipient is required")
+        # On the wire ``to``, ``cc`` and ``bcc`` are comma-separated text (track-api.json
+        # ``transactionalSharedEmailObject``); a list of addresses is joined.
+        to = recipients_text(to, "to")
+        for copied in ("cc", "bcc"):
+            if fields.get(copied) is not None:
+                fields[copied] = recipients_text(fields[copied], copied)
         check_recipients(to, fields.get("cc"), fields.get("bcc"))
         check_attachments(fields.get("attachments") or {})
-        headers = fields.get("headers")
-        if headers is not None:
-            check_headers(headers)
+        if fields.get("headers") is not None:
+            fields["headers"] = wire_headers(fields["headers"])
         payload: dict[str, Any] = {"to": to, **fields}
         ids = transactional_identifiers(identifiers, to)
         return self._send(
@@ -310,9 +353,11 @@ class OperationFactory:
         created_at: float | None = None,
         **fields: Any,
     ) -> Operation:
-        """A transactional SMS; ``fields`` such as ``to`` pass through."""
+        """A transactional SMS to ``to`` (required): an E.164 number or Liquid that renders one;
+        other ``fields`` (``from``, ``tracked``, ``language`` ...) pass through."""
         if not identifiers:
             raise ValidationError("identifiers", "an SMS needs the person's identifiers")
+        check_sms_recipient(fields.get("to"))
         ids = transactional_identifiers(identifiers, None)
         return self._send(
             Kind.SEND_SMS, fields, ids, transactional_message_id, message_data, op_id, created_at
@@ -463,7 +508,8 @@ class OperationFactory:
             payload["message_data"] = message_data
         if payload.get("send_at") is not None:
             payload["send_at"] = unix_seconds(payload["send_at"], "send_at")
-        check_transactional(payload)
+        # Only an email may carry its own content instead of a template (``sendemail``).
+        check_transactional(payload, template_required=kind is not Kind.SEND_EMAIL)
         json_size(payload, "")  # refuse what cannot be serialised now, not in the worker
         return self._op(kind, ids, payload, op_id, created_at)
 

@@ -21,9 +21,10 @@ from cio_relay.operations.wire import V1_REQUESTS, V2_ITEMS, Request
 __all__ = ["IDENTIFIER_TYPES", "NO_ENV", "Identifiers", "Operation", "PersonRef", "new_operation"]
 
 #: The ways to name a person; an operation about a person holds exactly one.
-IDENTIFIER_TYPES = ("id", "email", "cio_id")
+IDENTIFIER_TYPES = ("id", "email", "phone", "cio_id")
 Identifiers = dict[str, str]
-#: A person as callers name them: an id, or ``{"email": ...}``/``{"cio_id": ...}``/``{"id": ...}``.
+#: A person as callers name them: an id, or one of ``{"id": ...}``, ``{"email": ...}``,
+#: ``{"phone": ...}`` (E.164; travels on ``/api/v2`` only), ``{"cio_id": ...}``.
 PersonRef = str | Mapping[str, str]
 #: The environment of an operation built by hand (no relay's): the relay that enqueues it gives
 #: it its own.
@@ -34,8 +35,9 @@ NO_ENV = ""
 class Operation:
     """One durable unit of work: what to tell Customer.io, and about whom.
 
-    ``identifiers`` holds exactly one of ``id``/``email``/``cio_id`` for person operations; it is
-    empty for anonymous events and broadcast triggers. ``person_key`` orders delivery (contract 3).
+    ``identifiers`` holds exactly one of ``id``/``email``/``phone``/``cio_id`` for person
+    operations; it is empty for anonymous events and broadcast triggers. ``person_key`` orders
+    delivery (contract 3).
     ``env`` is the environment of the relay that enqueued it (``NO_ENV`` before that).
     """
 
@@ -60,8 +62,8 @@ class Operation:
         if self.identifiers:
             ((id_type, value),) = self.identifiers.items()
             return f"{id_type}:{value}"
-        if self.kind is Kind.TRACK_ANONYMOUS:
-            return f"anonymous_id:{self.payload.get('anonymous_id', '')}"
+        if self.kind is Kind.TRACK_ANONYMOUS and "anonymous_id" in self.payload:
+            return f"anonymous_id:{self.payload['anonymous_id']}"
         if self.kind is Kind.TRIGGER_BROADCAST:
             return f"broadcast:{self.payload['broadcast_id']}"
         return f"op:{self.op_id}"

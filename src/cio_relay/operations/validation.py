@@ -8,6 +8,7 @@ email headers, the person a send is about, broadcast ids.
 from __future__ import annotations
 
 import email.utils
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -20,18 +21,23 @@ from cio_relay.operations.limits import LIMITS, check_bytes, utf8_size
 from cio_relay.operations.model import IDENTIFIER_TYPES, Identifiers, PersonRef
 
 __all__ = [
+    "NOT_PHONE",
     "PLATFORMS",
     "Timestamp",
     "broadcast_number",
     "check_event_name",
-    "check_headers",
     "check_platform",
+    "check_relationship_list",
+    "check_relationships",
+    "check_sms_recipient",
     "check_token",
     "check_transactional",
     "checked_mapping",
     "person_identifiers",
+    "recipients_text",
     "transactional_identifiers",
     "unix_seconds",
+    "wire_headers",
 ]
 
 #: A point in time as the builders take it: Unix seconds, or a datetime with a time zone.
@@ -46,24 +52,49 @@ _DOT_SEGMENTS = frozenset({".", ".."})
 _NOT_AN_ID = "must be a non-empty string other than '.' and '..' (which cannot travel in a URL)"
 
 
-def person_identifiers(person: PersonRef, field_name: str = "identifier") -> Identifiers:
-    """``person`` as ``{id_type: value}``: exactly one of id, email, cio_id, of at most 150
-    bytes, that a URL path segment can carry."""
+#: The identifiers a transactional send, a merge or a v1 path can name a person by: ``phone`` is
+#: only documented for the person items of ``/api/v2`` (track-api.json ``person_common``).
+NOT_PHONE = ("id", "email", "cio_id")
+#: A phone number as the documents give it: E.164, a leading ``+`` and up to 15 digits.
+_E164 = re.compile(r"\+[1-9][0-9]{0,14}")
+_NOT_E164 = "must be an E.164 phone number: '+' and up to 15 digits, like +14155552671"
+
+
+def person_identifiers(
+    person: PersonRef,
+    field_name: str = "identifier",
+    allowed: tuple[str, ...] = IDENTIFIER_TYPES,
+) -> Identifiers:
+    """``person`` as ``{id_type: value}``: exactly one of ``allowed`` (id, email, phone, cio_id),
+    that a URL path segment can carry. Only ``id`` has a documented size, 150 bytes; a ``phone``
+    is E.164."""
     if isinstance(person, str):
         id_type, value = "id", person
     else:
         ids = {k: v for k, v in person.items() if v not in (None, "")}
-        if len(ids) != 1 or next(iter(ids)) not in IDENTIFIER_TYPES:
+        if len(ids) != 1 or next(iter(ids)) not in allowed:
             raise ValidationError(
-                field_name, f"give exactly one of {', '.join(IDENTIFIER_TYPES)}; got {sorted(ids)}"
+                field_name, f"give exactly one of {', '.join(allowed)}; got {sorted(ids)}"
             )
         ((id_type, value),) = ids.items()
     if not isinstance(value, str) or not value.strip() or value in _DOT_SEGMENTS:
         raise ValidationError(f"{field_name}.{id_type}", _NOT_AN_ID)
-    size = utf8_size(value)  # the field's name is only formatted for an error (hot path)
-    if size > LIMITS.identifier_bytes:
-        raise LimitExceeded(f"{field_name}.{id_type}", LIMITS.identifier_bytes, size)
+    if id_type == "id":
+        size = utf8_size(value)  # the field's name is only formatted for an error (hot path)
+        if size > LIMITS.identifier_bytes:
+            raise LimitExceeded(f"{field_name}.{id_type}", LIMITS.identifier_bytes, size)
+    elif id_type == "phone" and _E164.fullmatch(value) is None:
+        raise ValidationError(f"{field_name}.phone", _NOT_E164)
     return {id_type: value}
+
+
+def check_sms_recipient(to: Any) -> None:
+    """An SMS ``to`` is required: an E.164 number, or Liquid that renders one
+    (``{{customer.phone}}``), as track-api.json's ``sendsms`` documents it."""
+    if not isinstance(to, str) or not to.strip():
+        raise ValidationError("to", "an SMS needs 'to', the recipient's phone number")
+    if "{{" not in to and _E164.fullmatch(to) is None:
+        raise ValidationError("to", _NOT_E164 + " (or Liquid such as {{customer.phone}})")
 
 
 def checked_mapping(values: Any, field_name: str) -> dict[str, Any]:
@@ -126,31 +157,107 @@ def check_platform(platform: str) -> None:
 
 
 #: An email header's name is an RFC 9110 token; a CR or LF in a name or value would start a
-#: header of the caller's choosing in the message Customer.io sends (header injection).
+#: header of the caller's choosing in the message Customer.io sends (header injection). The
+#: documents add: "names and values must be strings, with no non-ASCII characters or spaces".
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_HEADER_VALUE_FORBIDDEN = re.compile(r"[\r\n\x00]")
+_HEADER_VALUE = re.compile(r"[\x21-\x7e]*")
+_HEADERS_SHAPE = "must be an object of name -> value, or a list of {'name': ..., 'value': ...}"
 
 
-def check_headers(headers: Any) -> None:
-    if not isinstance(headers, Mapping):
-        raise ValidationError("headers", "must be an object of header name -> value")
-    for name, value in headers.items():
+def _header_pairs(headers: Any) -> list[tuple[Any, Any]]:
+    if isinstance(headers, str):  # already the JSON text the documents describe
+        try:
+            headers = json.loads(headers)
+        except ValueError:
+            raise ValidationError(
+                "headers", f"{_HEADERS_SHAPE}; got text that is not JSON"
+            ) from None
+    if isinstance(headers, Mapping):
+        return list(headers.items())
+    if isinstance(headers, list) and all(
+        isinstance(entry, Mapping) and set(entry) == {"name", "value"} for entry in headers
+    ):
+        return [(entry["name"], entry["value"]) for entry in headers]
+    raise ValidationError("headers", _HEADERS_SHAPE)
+
+
+def wire_headers(headers: Any) -> str:
+    """Email headers as the documents send them (track-api.json ``headers``): a JSON string of a
+    list of ``{"name", "value"}`` objects. Takes that, the list itself, or a dict of name ->
+    value."""
+    pairs = _header_pairs(headers)
+    for name, value in pairs:
         if not isinstance(name, str) or _HEADER_NAME.fullmatch(name) is None:
             raise ValidationError(
                 "headers", f"header name {name!r:.60} is not a token (RFC 9110 section 5.6.2)"
             )
         if not isinstance(value, str):
             raise ValidationError(f"headers.{name}", f"must be text, not {type(value).__name__}")
-        if _HEADER_VALUE_FORBIDDEN.search(value) is not None:
-            raise ValidationError(f"headers.{name}", "must not contain CR, LF or NUL")
+        if _HEADER_VALUE.fullmatch(value) is None:
+            raise ValidationError(
+                f"headers.{name}", "must be ASCII without spaces or control characters"
+            )
+    return json.dumps([{"name": name, "value": value} for name, value in pairs])
+
+
+def recipients_text(value: Any, field_name: str) -> str:
+    """``to``, ``cc`` or ``bcc`` as the documents send them: one string of addresses separated
+    by commas. A list of addresses is joined."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list | tuple) and all(isinstance(part, str) for part in value):
+        return ",".join(part.strip() for part in value)
+    raise ValidationError(field_name, "must be a string or a list of strings")
+
+
+_RELATIONSHIP_ACTIONS = ("add_relationships", "delete_relationships")
+
+
+def check_relationships(value: Any, field_name: str = "attributes.cio_relationships") -> None:
+    """v1's ``cio_relationships``: ``{"action": add_relationships | delete_relationships,
+    "relationships": [{"identifiers": {object_type_id, object_id} | {cio_object_id},
+    "relationship_attributes": {...}}]}`` (track-api.json ``v1_cio_relationships``)."""
+    if not isinstance(value, Mapping):
+        raise ValidationError(field_name, "must be an object with action and relationships")
+    action = value.get("action", "add_relationships")
+    if action not in _RELATIONSHIP_ACTIONS:
+        raise ValidationError(
+            f"{field_name}.action", f"must be one of {', '.join(_RELATIONSHIP_ACTIONS)}"
+        )
+    check_relationship_list(value.get("relationships"), f"{field_name}.relationships")
+
+
+def check_relationship_list(value: Any, field_name: str) -> None:
+    """A list of relationships to objects (track-api.json ``object_relationships``)."""
+    if not isinstance(value, list) or not value:
+        raise ValidationError(field_name, "must be a non-empty list of relationships")
+    for index, relationship in enumerate(value):
+        where = f"{field_name}[{index}]"
+        ids = relationship.get("identifiers") if isinstance(relationship, Mapping) else None
+        if not isinstance(ids, Mapping) or not _names_an_object(ids):
+            raise ValidationError(
+                f"{where}.identifiers", "give object_type_id and object_id, or cio_object_id"
+            )
+        extra = relationship.get("relationship_attributes")
+        if extra is not None and not isinstance(extra, Mapping):
+            raise ValidationError(f"{where}.relationship_attributes", "must be an object")
+
+
+def _names_an_object(ids: Mapping[str, Any]) -> bool:
+    if set(ids) == {"cio_object_id"}:
+        return isinstance(ids["cio_object_id"], str) and bool(ids["cio_object_id"])
+    return set(ids) == {"object_type_id", "object_id"} and all(
+        isinstance(ids[key], str) and ids[key] for key in ids
+    )
 
 
 def transactional_identifiers(given: Mapping[str, str] | None, to: Any) -> Identifiers:
     """The person a send is about: ``given``, or for one plain recipient address that address
     as ``{"email": ...}``. Customer.io refuses a send without one (customerio-api.md §5), so it
-    is refused here, before anything is stored."""
+    is refused here, before anything is stored. Sends name a person by id, email or cio_id
+    (track-api.json ``transactionalSharedObject``)."""
     if given:
-        return person_identifiers(given, "identifiers")
+        return person_identifiers(given, "identifiers", NOT_PHONE)
     if isinstance(to, str) and "," not in to:
         _name, address = email.utils.parseaddr(to)
         if "@" in address:
@@ -162,14 +269,15 @@ def transactional_identifiers(given: Mapping[str, str] | None, to: Any) -> Ident
     )
 
 
-def check_transactional(fields: dict[str, Any]) -> None:
-    """A send names a template, or carries its own body, subject and sender."""
-    if fields.get("transactional_message_id") in (None, "") and not all(
-        fields.get(name) for name in ("body", "subject", "from")
+def check_transactional(fields: dict[str, Any], *, template_required: bool = False) -> None:
+    """A send names a template, or (an email only) carries its own body, subject and sender."""
+    if fields.get("transactional_message_id") in (None, "") and (
+        template_required or not all(fields.get(name) for name in ("body", "subject", "from"))
     ):
         raise ValidationError(
             "transactional_message_id",
-            "give a transactional_message_id, or body, subject and from for a message without one",
+            "give a transactional_message_id"
+            + ("" if template_required else ", or body, subject and from for an email without one"),
         )
     data = fields.get("message_data")
     if data is not None and not isinstance(data, Mapping):

@@ -10,6 +10,7 @@ Pure: what a request says is decided here, the sending is ``cio_relay.customerio
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -26,9 +27,11 @@ __all__ = [
     "path_identifier",
 ]
 
-#: v2 person events carry their properties under this key. Which of ``attributes`` (the spec's
-#: style) and ``data`` (a Ruby README) is canonical is UNCONFIRMED; we follow the spec.
+#: v2 person events carry their properties under this key (track-api.json ``person_event``).
 V2_EVENT_DATA_KEY = "attributes"
+#: The attribute v1 carries relationships in, ``{"action", "relationships"}``; in v2 they are a
+#: top-level array of the item (track-api.json ``v1_cio_relationships``, ``identify_person``).
+RELATIONSHIPS = "cio_relationships"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +58,13 @@ class Wired(Protocol):
 
 
 def path_identifier(identifiers: Mapping[str, str]) -> str:
-    """The ``{identifier}`` path segment: an id, an email, or ``cio_<cio_id>``; URL-quoted."""
+    """The ``{identifier}`` path segment: an id, an email, or ``cio_<cio_id>``; URL-quoted.
+
+    A phone cannot name a person in a v1 path (the path takes it for an id): the v1 request of
+    an operation about a phone is its v2 item on ``/api/v2/entity`` (``_v1_or_entity``)."""
     ((id_type, value),) = identifiers.items()
+    if id_type == "phone":
+        raise ValueError("a v1 path cannot name a person by phone; send the v2 item")
     return quote(f"cio_{value}" if id_type == "cio_id" else value, safe="")
 
 
@@ -94,14 +102,19 @@ def _v1_event(event_type: str | None) -> Callable[[Wired], Request]:
 
 
 def _v1_anonymous_event(op: Wired) -> Request:
+    """An event, page or screen view of someone not identified; ``anonymous_id`` is optional
+    (track-api.json ``anonymousEventsRequest``: an invite to someone with no profile yet)."""
     payload = op.payload
     body = {
         "name": payload["name"],
         "data": payload["data"],
         "id": op.op_id,
         "timestamp": payload["timestamp"],
-        "anonymous_id": payload["anonymous_id"],
     }
+    if "anonymous_id" in payload:
+        body["anonymous_id"] = payload["anonymous_id"]
+    if payload.get("type", "event") != "event":
+        body["type"] = payload["type"]
     return Request(Api.TRACK, "POST", "/api/v1/events", body)
 
 
@@ -110,7 +123,28 @@ def _v1_post(suffix: str) -> Callable[[Wired], Request]:
 
 
 def _v1_send(channel: str) -> Callable[[Wired], Request]:
-    return lambda op: Request(Api.TRANSACTIONAL, "POST", f"/v1/send/{channel}", op.payload)
+    return lambda op: Request(
+        Api.TRANSACTIONAL, "POST", f"/v1/send/{channel}", _documented_send(op.payload)
+    )
+
+
+_RECIPIENT_FIELDS = ("to", "cc", "bcc")
+
+
+def _documented_send(payload: dict[str, Any]) -> dict[str, Any]:
+    """A send's body. The builders store ``to``/``cc``/``bcc`` as comma-separated text and
+    ``headers`` as JSON text, as the documents send them; sends stored by earlier releases (a
+    list of recipients, a dict of headers) are put in that shape here."""
+    legacy = [key for key in _RECIPIENT_FIELDS if isinstance(payload.get(key), list)]
+    if not legacy and not isinstance(payload.get("headers"), dict):
+        return payload
+    body = dict(payload)
+    for key in legacy:
+        body[key] = ",".join(body[key])
+    if isinstance(body.get("headers"), dict):
+        pairs = [{"name": name, "value": value} for name, value in body["headers"].items()]
+        body["headers"] = json.dumps(pairs)
+    return body
 
 
 def _v1_broadcast(op: Wired) -> Request:
@@ -120,10 +154,12 @@ def _v1_broadcast(op: Wired) -> Request:
     )
 
 
+def _v1_identify(op: Wired) -> Request:
+    return Request(Api.TRACK, "PUT", _customer_path(op), op.payload["attributes"])
+
+
 V1_REQUESTS: dict[Kind, Callable[[Wired], Request]] = {
-    Kind.IDENTIFY: lambda op: Request(
-        Api.TRACK, "PUT", _customer_path(op), op.payload["attributes"]
-    ),
+    Kind.IDENTIFY: _v1_identify,
     Kind.DELETE: lambda op: Request(Api.TRACK, "DELETE", _customer_path(op)),
     Kind.TRACK: _v1_event(None),
     Kind.PAGE: _v1_event("page"),
@@ -191,8 +227,25 @@ def _v2_person(
     return build
 
 
-V2_ITEMS: dict[Kind, Callable[[Wired], dict[str, Any]]] = {
-    Kind.IDENTIFY: _v2_person("identify", attributes=lambda payload: payload["attributes"]),
+def _v2_identify(op: Wired) -> dict[str, Any] | None:
+    """An identify item; relationships given as v1's attribute travel as the item's own
+    ``cio_relationships`` array. Removing them is another action (``delete_relationships``),
+    which cannot also set attributes: such an identify travels on v1, which carries both."""
+    attributes = op.payload["attributes"]
+    item: dict[str, Any] = {"type": "person", "action": "identify", "identifiers": op.identifiers}
+    if RELATIONSHIPS not in attributes:
+        item["attributes"] = attributes
+        return item
+    relationships = attributes[RELATIONSHIPS]
+    if relationships.get("action", "add_relationships") != "add_relationships":
+        return None
+    item["attributes"] = {k: v for k, v in attributes.items() if k != RELATIONSHIPS}
+    item[RELATIONSHIPS] = relationships["relationships"]
+    return item
+
+
+V2_ITEMS: dict[Kind, Callable[[Wired], dict[str, Any] | None]] = {
+    Kind.IDENTIFY: _v2_identify,
     Kind.DELETE: _v2_person("delete"),
     Kind.TRACK: _v2_event("event"),
     Kind.PAGE: _v2_event("page"),
@@ -210,3 +263,25 @@ V2_ITEMS: dict[Kind, Callable[[Wired], dict[str, Any]]] = {
         "secondary": op.payload["secondary"],
     },
 }
+
+
+def _v1_or_entity(
+    v1: Callable[[Wired], Request], v2: Callable[[Wired], dict[str, Any] | None]
+) -> Callable[[Wired], Request]:
+    """``v1``, except for a person named by phone: a v1 path cannot name one (it takes the
+    number for an id), so that request is the v2 item on ``/api/v2/entity``."""
+
+    def build(op: Wired) -> Request:
+        if "phone" not in op.identifiers:
+            return v1(op)
+        item = v2(op)
+        if item is None:
+            raise ValueError("this operation has no v2 item, and v1 cannot name a phone")
+        return Request(Api.TRACK, "POST", "/api/v2/entity", item)
+
+    return build
+
+
+V1_REQUESTS.update(
+    {kind: _v1_or_entity(V1_REQUESTS[kind], v2) for kind, v2 in V2_ITEMS.items()}
+)
