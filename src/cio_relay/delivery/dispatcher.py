@@ -13,6 +13,8 @@ stops a send before its lease runs out) and ``ratelimit.py`` (the limiter before
 
 A failing outbox (full disk, Redis restarting) never stops the dispatcher: every outbox call is
 retried with backoff until it answers, and ``StorageHealth`` reports meanwhile (storage.py).
+Nor does a wrong region: the API family Customer.io places elsewhere is paused, its operations
+kept, and probed now and then (``RegionGate``, region.py).
 """
 
 from __future__ import annotations
@@ -30,15 +32,17 @@ from cio_relay.delivery.hooks import Hooks
 from cio_relay.delivery.leases import LeaseGroup, heartbeat, renew_due_leases, within_lease
 from cio_relay.delivery.outcomes import (
     GiveUp,
+    Pause,
     describe_item_error,
     judge_failure,
     refused_whole,
 )
 from cio_relay.delivery.planning import Planned, plan_requests
 from cio_relay.delivery.ratelimit import RateLimiter, Unlimited
+from cio_relay.delivery.region import FAMILIES, RegionGate, family_of
 from cio_relay.delivery.retry import RetryPolicy
 from cio_relay.delivery.storage import StorageHealth, storage_delays, until_answered
-from cio_relay.errors import ApiError, RetryableError
+from cio_relay.errors import ApiError, RetryableError, WrongRegionError
 from cio_relay.operations import Api, Operation, Request
 from cio_relay.outbox.base import DeadReason, Lease, Outbox
 
@@ -103,6 +107,7 @@ class DispatchStats:
     dead: dict[str, int] = field(default_factory=dict)
     requests: int = 0
     operations_sent: int = 0
+    held: int = 0  # kept in the outbox because their API family was paused (wrong region)
 
     @property
     def dead_total(self) -> int:
@@ -123,6 +128,7 @@ class Dispatcher:
         hooks: Hooks | None = None,
         config: DispatcherConfig | None = None,
         health: StorageHealth | None = None,
+        region: RegionGate | None = None,
     ) -> None:
         self.outbox = outbox
         self.track = track
@@ -133,6 +139,7 @@ class Dispatcher:
         self.config = config or DispatcherConfig()
         self.stats = DispatchStats()
         self.health = health or StorageHealth(self.hooks)
+        self.region = region or RegionGate(self.hooks)
         self._inflight: set[asyncio.Task[None]] = set()
         self._planned: set[Planned] = set()  # sending or waiting to: their leases are renewed
         self._sending = asyncio.Semaphore(self.config.concurrency)  # requests on the wire
@@ -154,7 +161,8 @@ class Dispatcher:
     async def drain(self, timeout: float | None = None) -> DispatchStats:
         """Deliver until nothing is pending (delivered or dead-lettered), then return.
 
-        Retries scheduled in the future are waited for, so keep backoff short in tests.
+        Retries scheduled in the future are waited for, so keep backoff short in tests. Raises
+        ``ConfigError`` when an API family is paused for a wrong region (its operations stay).
         """
         async with heartbeat(self._renew_leases, self.config.heartbeat_every):
             await asyncio.wait_for(self._pump(until_empty=True, stop_wait=None), timeout)
@@ -164,6 +172,16 @@ class Dispatcher:
     async def _pump(self, *, until_empty: bool, stop_wait: asyncio.Future[Any] | None) -> None:
         delays = storage_delays()
         while not (stop_wait and stop_wait.done()):
+            if self.region.paused and (idle := self._paused_for()) is not None:
+                # Every family is paused and its probe is out or not due: leasing now would
+                # only give operations back.
+                if self._inflight:
+                    await self._wait_any(set(self._inflight), stop_wait)
+                elif until_empty:
+                    raise self.region.refusal()
+                else:
+                    await self._wait_any(set(), stop_wait, timeout=idle)
+                continue
             # Lease only when the Track pipeline has room: this bounds what is held in memory.
             if self._queued[Api.TRACK] >= self._cap(Api.TRACK):
                 await self._wait_any(set(self._inflight), stop_wait)
@@ -188,7 +206,15 @@ class Dispatcher:
                 continue
             if empty:
                 return
+            if until_empty and self.region.paused:
+                raise self.region.refusal()
             await self._wait_any(set(), stop_wait, timeout=self.config.idle_wait)
+
+    def _paused_for(self) -> float | None:
+        """Seconds until a probe is due when every family this dispatcher sends to is paused;
+        None otherwise."""
+        clients = {"track": self.track, "app": self.app}
+        return self.region.idle_for(f for f in FAMILIES if clients[f] is not None)
 
     async def _empty(self) -> bool:
         return (await asyncio.to_thread(self.outbox.depth)).pending == 0
@@ -249,9 +275,13 @@ class Dispatcher:
         for refusal in refused:
             self._dead_soon(refusal.lease, refusal.reason, refusal.detail)
         for planned in plans:
-            if planned.api is not Api.TRACK and self._queued[planned.api] >= self._cap(planned.api):
-                # This family is saturated by its rate limit; holding more of its operations
-                # would only let their leases run out. Give them back for later, untouched.
+            saturated = planned.api is not Api.TRACK and self._queued[planned.api] >= self._cap(
+                planned.api
+            )
+            if saturated or not self.region.admits(family_of(planned.api)):
+                # This family is saturated by its rate limit, or paused; holding more of its
+                # operations would only let their leases run out. Give them back for later,
+                # untouched.
                 deferred.setdefault(planned.api, []).extend(planned.leases)
                 continue
             self._queued[planned.api] += 1
@@ -260,8 +290,9 @@ class Dispatcher:
             self._inflight.add(task)
             task.add_done_callback(functools.partial(self._task_done, planned))
         for api, held_back in deferred.items():
+            delay = self.region.wait(family_of(api)) or self._backlog(api)
             await until_answered(
-                self.health, "release", self.outbox.release, held_back, delay=self._backlog(api)
+                self.health, "release", self.outbox.release, held_back, delay=delay
             )
 
     def _backlog(self, api: Api) -> float:
@@ -350,6 +381,9 @@ class Dispatcher:
             )
         except ApiError as exc:
             self._observe_request(Api.TRACK, "POST /api/v2/batch", exc.status, started)
+            if isinstance(exc, WrongRegionError):
+                await self._hold(leases, Api.TRACK, str(exc))
+                return
             if refused_whole(exc) and len(leases) > 1:
                 await self._bisect(group, leases, items)
                 return
@@ -360,6 +394,7 @@ class Dispatcher:
         )
         self.stats.requests += 1
         self.stats.operations_sent += len(leases)
+        self.region.delivered("track")
         refused = {i: result.errors[i] for i in result.errors if 0 <= i < len(leases)}
         ok = [lease for i, lease in enumerate(leases) if i not in refused]
         await self._ack(ok)
@@ -401,6 +436,7 @@ class Dispatcher:
         self._observe_request(request.api, endpoint, 200, started)
         self.stats.requests += 1
         self.stats.operations_sent += 1
+        self.region.delivered(family_of(request.api))
         await self._ack([lease])
 
     async def _marked_sending(self, planned: Planned) -> bool:
@@ -443,6 +479,9 @@ class Dispatcher:
         if isinstance(verdict, GiveUp):
             await self._dead(lease, verdict.reason, verdict.detail)
             return
+        if isinstance(verdict, Pause):
+            await self._hold([lease], op.api, verdict.detail)
+            return
         if verdict.pause_family and verdict.retry_after:
             self.limiters.get(op.api, Unlimited()).pause_for(verdict.retry_after)
         if verdict.credentials_refused:
@@ -452,6 +491,30 @@ class Dispatcher:
                 op.api.value,
             )
         await self._retry(lease, exc, verdict.retry_after)
+
+    async def _hold(self, leases: list[Lease], api: Api, detail: str) -> None:
+        """Customer.io places the account in another region: pause the family and keep its
+        operations until the next probe, counting no attempt. A sending mark must go (the
+        answer says the request was not processed, so it may be sent again): only
+        ``retry_later`` replaces it, and that counts an attempt, which the pause never
+        turns into a dead letter."""
+        delay = self.region.pause(family_of(api), detail)
+        marked = [lease for lease in leases if not self._may_resend(lease.op)]
+        untouched = [lease for lease in leases if self._may_resend(lease.op)]
+        if untouched:
+            await until_answered(
+                self.health, "release", self.outbox.release, untouched, delay=delay
+            )
+        for lease in marked:
+            await until_answered(
+                self.health,
+                "retry_later",
+                self.outbox.retry_later,
+                lease,
+                retry_at=time.time() + delay,
+                error=detail,
+            )
+        self.stats.held += len(leases)
 
     async def _retry(self, lease: Lease, exc: Exception, retry_after: float | None) -> None:
         attempts = lease.attempts + 1

@@ -1,5 +1,6 @@
 """Observability hooks around delivery: on_enqueued, on_delivered, on_retry, on_dead, and the
-rest below (requests, rate-limiter waits, outbox failures).
+rest below (requests, rate-limiter waits, outbox failures, an API family paused for a wrong
+region and resumed).
 
 Metrics, logs and tracing subscribe here instead of living in the dispatcher loop. A hook that
 raises is logged and ignored: observing must never break delivery. Hooks run on the thread where
@@ -27,6 +28,8 @@ DeadHook = Callable[[Operation, str, str], Any]  # reason, detail
 RequestHook = Callable[[str, str, int | None, float], Any]  # api, endpoint, status, seconds
 WaitHook = Callable[[str, float], Any]  # api family, seconds waited on the rate limiter
 StorageErrorHook = Callable[[str, BaseException], Any]  # outbox call (lease, ack ...), error
+RegionMismatchHook = Callable[[str, str], Any]  # API family (track, app) paused, why
+RegionResolvedHook = Callable[[str], Any]  # API family resumed
 
 
 @dataclass
@@ -38,6 +41,8 @@ class Hooks:
     request: list[RequestHook] = field(default_factory=list)
     rate_wait: list[WaitHook] = field(default_factory=list)
     storage_error: list[StorageErrorHook] = field(default_factory=list)
+    region_mismatch: list[RegionMismatchHook] = field(default_factory=list)
+    region_resolved: list[RegionResolvedHook] = field(default_factory=list)
 
     # Decorator-style registration: ``@relay.hooks.on_dead``.
     def on_enqueued(self, fn: EnqueuedHook) -> EnqueuedHook:
@@ -66,6 +71,14 @@ class Hooks:
 
     def on_storage_error(self, fn: StorageErrorHook) -> StorageErrorHook:
         self.storage_error.append(fn)
+        return fn
+
+    def on_region_mismatch(self, fn: RegionMismatchHook) -> RegionMismatchHook:
+        self.region_mismatch.append(fn)
+        return fn
+
+    def on_region_resolved(self, fn: RegionResolvedHook) -> RegionResolvedHook:
+        self.region_resolved.append(fn)
         return fn
 
     @staticmethod

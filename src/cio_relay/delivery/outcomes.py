@@ -12,6 +12,10 @@ Pure decisions (design.md contracts 2 and 4); the dispatcher carries them out:
   401/403 are the exception: they say the credentials are wrong, not the operation, so they are
   retried with backoff (and logged loudly) until the attempt/age caps instead of emptying the
   queue into the dead-letter queue during a key rotation.
+- Wrong region (``WrongRegionError``: the App API's 301 "wrong datacenter", a Track redirect to
+  the other region's host): ``Pause``. The setting is wrong, not the operation, and it was not
+  processed: the operation stays in the outbox and its API family pauses (``region.py``); a
+  v2 batch refused so is not bisected either.
 - Ambiguous (timeout or lost connection after the request was written): idempotent operations
   (Track: identify is a PUT, events carry their op id as ``id``) are retried; transactional sends
   and broadcast triggers are dead-lettered as ``ambiguous`` for an operator, unless
@@ -24,13 +28,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cio_relay.errors import AmbiguousError, ApiError, PermanentError, RetryableError
+from cio_relay.errors import (
+    AmbiguousError,
+    ApiError,
+    PermanentError,
+    RetryableError,
+    WrongRegionError,
+)
 from cio_relay.operations import Operation
 from cio_relay.outbox.base import DeadReason
 
 __all__ = [
     "AUTH_STATUSES",
     "GiveUp",
+    "Pause",
     "Retry",
     "describe_item_error",
     "judge_failure",
@@ -62,9 +73,19 @@ class GiveUp:
     detail: str
 
 
-def judge_failure(op: Operation, exc: ApiError, *, may_resend: bool) -> Retry | GiveUp:
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Keep the operation (no attempt counted) and pause its API family: Customer.io says the
+    account lives in another region."""
+
+    detail: str
+
+
+def judge_failure(op: Operation, exc: ApiError, *, may_resend: bool) -> Retry | GiveUp | Pause:
     """What ``exc`` means for ``op``; ``may_resend``: a second copy is harmless (idempotent) or
     accepted (``retry_ambiguous``)."""
+    if isinstance(exc, WrongRegionError):
+        return Pause(str(exc))
     if isinstance(exc, RetryableError) and not maybe_processed(op, exc):
         return Retry(exc.retry_after, pause_family=bool(exc.retry_after))
     if isinstance(exc, AmbiguousError | RetryableError):
@@ -82,8 +103,12 @@ def judge_failure(op: Operation, exc: ApiError, *, may_resend: bool) -> Retry | 
 
 def refused_whole(exc: ApiError) -> bool:
     """Whether a v2 batch answered ``exc`` was refused for something in it (so its halves may
-    go through), not for the credentials or a passing failure."""
-    return isinstance(exc, PermanentError) and exc.status not in AUTH_STATUSES
+    go through), not for the credentials, the region or a passing failure."""
+    return (
+        isinstance(exc, PermanentError)
+        and exc.status not in AUTH_STATUSES
+        and not isinstance(exc, WrongRegionError)
+    )
 
 
 def maybe_processed(op: Operation, exc: ApiError) -> bool:

@@ -6,6 +6,11 @@ finish within the grace period. ``run_worker_process`` is ``cio-relay worker``: 
 opening the outbox, which it waits for while it is unreachable (Redis restarting at boot); only
 a configuration error (``ConfigError``) ends it early. Once running, the dispatcher rides out
 a failing outbox by itself (``delivery/storage.py``).
+
+Before delivering, ``run``/``arun`` check the account's region with Customer.io and refuse to
+start (``ConfigError``) when it is not ``CUSTOMERIO_REGION``; a wrong region met later pauses
+the API family instead (``delivery/region.py``). ``drain`` skips the start-up check (scripts and
+tests) and raises ``ConfigError`` when it meets a paused family.
 """
 
 from __future__ import annotations
@@ -27,13 +32,20 @@ from cio_relay.delivery.dispatcher import (
 )
 from cio_relay.delivery.hooks import Hooks
 from cio_relay.delivery.ratelimit import RateLimiter, TokenBucket
+from cio_relay.delivery.region import RegionGate, RegionSource, confirm_region
 from cio_relay.delivery.retry import RetryPolicy
 from cio_relay.delivery.shared_ratelimit import shared_limiters_for
 from cio_relay.delivery.storage import StorageHealth
 from cio_relay.operations import Api
 from cio_relay.outbox.base import Outbox
 
-__all__ = ["Worker", "limiters_from_settings", "policy_from_settings", "run_worker_process"]
+__all__ = [
+    "Worker",
+    "WorkerHealth",
+    "limiters_from_settings",
+    "policy_from_settings",
+    "run_worker_process",
+]
 
 
 def _fast_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -74,6 +86,22 @@ def config_from_settings(settings: Settings, **overrides: Any) -> DispatcherConf
     return DispatcherConfig(**values)
 
 
+class WorkerHealth:
+    """What readiness reads of a worker: its outbox calls and its region; both outlive runs."""
+
+    def __init__(self, hooks: Hooks) -> None:
+        self.storage = StorageHealth(hooks)
+        self.region = RegionGate(hooks)
+
+    def __repr__(self) -> str:
+        return f"WorkerHealth({self.status()!r})"
+
+    def status(self) -> str:
+        """``ok``; else the outbox's failure (it stops everything) or the region's state."""
+        storage = self.storage.status()
+        return storage if storage != "ok" else self.region.status()
+
+
 class Worker:
     """Delivers one outbox. Clients are made per run so each event loop owns its connections."""
 
@@ -100,7 +128,7 @@ class Worker:
         )
         self.config = config_from_settings(settings, **config)
         self.stats = DispatchStats()
-        self.health = StorageHealth(self.hooks)  # outlives each run: readiness reads it
+        self.health = WorkerHealth(self.hooks)  # outlives each run: readiness reads it
 
     @contextlib.asynccontextmanager
     async def dispatcher(self) -> AsyncIterator[Dispatcher]:
@@ -113,7 +141,8 @@ class Worker:
             limiters=self._limiters_factory(),
             hooks=self.hooks,
             config=self.config,
-            health=self.health,
+            health=self.health.storage,
+            region=self.health.region,
         )
         dispatcher.stats = self.stats
         try:
@@ -151,9 +180,22 @@ class Worker:
             return await dispatcher.drain(timeout)
 
     async def arun(self, stop: asyncio.Event | None = None) -> DispatchStats:
+        """Check the account's region, then deliver until ``stop`` is set. Raises
+        ``ConfigError`` when the region is not ``CUSTOMERIO_REGION``."""
+        stop = stop or asyncio.Event()
         async with self.dispatcher() as dispatcher:
-            await dispatcher.run(stop)
+            if await self._region_confirmed(dispatcher, stop):
+                await dispatcher.run(stop)
             return dispatcher.stats
+
+    async def _region_confirmed(self, dispatcher: Dispatcher, stop: asyncio.Event) -> bool:
+        """False when ``stop`` came while Customer.io did not answer (nothing to deliver)."""
+        if not isinstance(dispatcher.track, RegionSource):
+            # No Track credentials (or a client that cannot ask): the pause still guards.
+            return True
+        return await confirm_region(
+            dispatcher.track, self.settings.region, self.health.region, stop=stop
+        )
 
     def drain(self, timeout: float | None = None) -> DispatchStats:
         """Deliver everything pending (delivered or dead-lettered), then return the counters."""

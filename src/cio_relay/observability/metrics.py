@@ -17,6 +17,8 @@ Series (all prefixed ``cio_relay_``):
 - ``storage_errors_total{operation,error}``: outbox calls of the dispatcher that failed (and
   are retried; ``operation`` is lease, ack, extend ..., ``error`` the exception class)
 - ``worker_restarts_total``: delivery workers of ``cio-relay run`` restarted after they stopped
+- ``region_mismatch{api}``: 1 while delivery to that API family (``track``, ``app``) is paused
+  because Customer.io places the account in another region than ``CUSTOMERIO_REGION``
 - ``outbox_depth{state}``, ``outbox_oldest_waiting_age_seconds``, ``outbox_up``: asked of the
   outbox at scrape time (``Outbox.depth()``), so they are exact and cost nothing between scrapes.
 
@@ -30,7 +32,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -199,6 +201,14 @@ class Metrics:
             "Delivery workers restarted after they stopped",
             registry=r,
         )
+        self.region_mismatch = Gauge(
+            "cio_relay_region_mismatch",
+            "1 while delivery to an API family is paused: the account is in another region",
+            ["api"],
+            registry=r,
+        )
+        for api in ("track", "app"):  # present from the start, so an alert sees a 0 first
+            self.region_mismatch.labels(api).set(0)
         self.connections_refused = Counter(
             "cio_relay_http_connections_refused",
             "Connections closed at a per-connection limit of the HTTP server",
@@ -228,6 +238,8 @@ class Metrics:
         hooks.on_request(self.on_request)
         hooks.on_rate_wait(self.on_rate_wait)
         hooks.on_storage_error(self.on_storage_error)
+        hooks.on_region_mismatch(self.on_region_mismatch)
+        hooks.on_region_resolved(self.on_region_resolved)
 
     def watch_outbox(self, outbox: Outbox) -> None:
         """Report ``outbox``'s depth by state at every scrape."""
@@ -259,6 +271,12 @@ class Metrics:
 
     def on_storage_error(self, operation: str, exc: BaseException) -> None:
         self._child(self.storage_errors, operation, type(exc).__name__).inc()
+
+    def on_region_mismatch(self, api: str, detail: str) -> None:
+        self._child(self.region_mismatch, api).set(1)
+
+    def on_region_resolved(self, api: str) -> None:
+        self._child(self.region_mismatch, api).set(0)
 
     def on_webhook(self, metric: str, result: str) -> None:
         """One reporting webhook: ``result`` is accepted, duplicate, quarantined, refused ..."""
