@@ -39,7 +39,13 @@ from typing import TYPE_CHECKING, Any
 from cio_relay.config import Settings
 from cio_relay.delivery.hooks import Hooks
 from cio_relay.guarded_outbox import GuardedOutbox
-from cio_relay.operations import Operation, OperationFactory, PersonRef, Timestamp
+from cio_relay.operations import (
+    AnonymousEventType,
+    Operation,
+    OperationFactory,
+    PersonRef,
+    Timestamp,
+)
 from cio_relay.outbox.base import Outbox
 from cio_relay.outbox.group_writer import GroupWriter
 
@@ -158,15 +164,19 @@ class Relay(_RelayBase):
 
     def track_anonymous(
         self,
-        anonymous_id: str,
+        anonymous_id: str | None,
         name: str,
         data: Mapping[str, Any] | None = None,
         *,
+        event_type: AnonymousEventType = "event",
         timestamp: Timestamp | None = None,
         op_id: str | None = None,
     ) -> str:
-        """An event for someone not yet identified; merged later by ``anonymous_id``."""
-        op = self._build.track_anonymous(anonymous_id, name, data, timestamp=timestamp, op_id=op_id)
+        """An event (a page or screen view with ``event_type``) for someone not yet identified,
+        merged later by ``anonymous_id``; None for an event about no one yet (an invite)."""
+        op = self._build.track_anonymous(
+            anonymous_id, name, data, event_type=event_type, timestamp=timestamp, op_id=op_id
+        )
         return self._one(op)
 
     def add_device(
@@ -448,14 +458,17 @@ class AsyncRelay(_RelayBase):
 
     async def track_anonymous(
         self,
-        anonymous_id: str,
+        anonymous_id: str | None,
         name: str,
         data: Mapping[str, Any] | None = None,
         *,
+        event_type: AnonymousEventType = "event",
         timestamp: Timestamp | None = None,
         op_id: str | None = None,
     ) -> str:
-        op = self._build.track_anonymous(anonymous_id, name, data, timestamp=timestamp, op_id=op_id)
+        op = self._build.track_anonymous(
+            anonymous_id, name, data, event_type=event_type, timestamp=timestamp, op_id=op_id
+        )
         return await self._one(op)
 
     async def add_device(

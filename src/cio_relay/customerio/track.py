@@ -20,7 +20,7 @@ import httpx
 from cio_relay import operations as ops
 from cio_relay.config import Settings
 from cio_relay.errors import ConfigError, ValidationError
-from cio_relay.operations import Api, PersonRef, Request
+from cio_relay.operations import AnonymousEventType, Api, PersonRef, Request
 
 from ._shell import DEFAULT_MAX_CONNECTIONS, AsyncShell, SyncShell, Target, http_options, require
 from .batch import (
@@ -168,14 +168,17 @@ class TrackClient(_TrackBase):
 
     def track_anonymous(
         self,
-        anonymous_id: str,
+        anonymous_id: str | None,
         name: str,
         data: Mapping[str, Any] | None = None,
         *,
+        event_type: AnonymousEventType = "event",
         timestamp: float | None = None,
         op_id: str | None = None,
     ) -> str:
-        op = ops.track_anonymous(anonymous_id, name, data, timestamp=timestamp, op_id=op_id)
+        op = ops.track_anonymous(
+            anonymous_id, name, data, event_type=event_type, timestamp=timestamp, op_id=op_id
+        )
         self.send(op.v1_request())
         return op.op_id
 
@@ -311,14 +314,17 @@ class AsyncTrackClient(_TrackBase):
 
     async def track_anonymous(
         self,
-        anonymous_id: str,
+        anonymous_id: str | None,
         name: str,
         data: Mapping[str, Any] | None = None,
         *,
+        event_type: AnonymousEventType = "event",
         timestamp: float | None = None,
         op_id: str | None = None,
     ) -> str:
-        op = ops.track_anonymous(anonymous_id, name, data, timestamp=timestamp, op_id=op_id)
+        op = ops.track_anonymous(
+            anonymous_id, name, data, event_type=event_type, timestamp=timestamp, op_id=op_id
+        )
         await self.send(op.v1_request())
         return op.op_id
 

@@ -20,7 +20,7 @@ Pure: no I/O, no clocks except ``created_at`` defaults, no state but the op id g
 
 from __future__ import annotations
 
-from cio_relay.operations.builders import OperationFactory
+from cio_relay.operations.builders import AnonymousEventType, OperationFactory
 from cio_relay.operations.ids import new_op_id
 from cio_relay.operations.kinds import Api, Kind
 from cio_relay.operations.limits import LIMITS
@@ -33,6 +33,7 @@ __all__ = [
     "IDENTIFIER_TYPES",
     "LIMITS",
     "NO_ENV",
+    "AnonymousEventType",
     "Api",
     "Kind",
     "Operation",
