@@ -80,6 +80,7 @@ REFUSED: dict[str, tuple[Kind, dict[str, Any], str]] = {
         "transactional_message_id",
     ),
     "whatsapp without to": (Kind.SEND_WHATSAPP, {"to": " "}, "to"),
+    "whatsapp to not E.164": (Kind.SEND_WHATSAPP, {"to": "555-1234"}, "to"),
     "flag as text": (Kind.SEND_WHATSAPP, {"tracked": "yes"}, "tracked"),
     "empty language": (Kind.SEND_IN_APP, {"language": ""}, "language"),
     "naive send_at": (Kind.SEND_IN_APP, {"send_at": datetime(2027, 1, 1)}, "send_at"),

@@ -381,8 +381,7 @@ class OperationFactory:
     ) -> Operation:
         """A transactional WhatsApp message (WhatsApp Business, a template approved by Meta) to
         ``to``: a phone number in E.164 (``+15551234567``) or Liquid (``{{customer.phone}}``)."""
-        if not isinstance(to, str) or not to.strip():
-            raise ValidationError("to", "a WhatsApp message needs 'to', the phone number")
+        check_sms_recipient(to)  # documented as SMS's: E.164, or Liquid that renders one
         options = {
             "to": to,
             "send_at": send_at,
