@@ -16,7 +16,14 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -27,9 +34,11 @@ from pydantic_settings import (
 from cio_relay.errors import ConfigError
 
 __all__ = [
+    "DELIVERY_HEALTH_POLICIES",
     "MIN_API_KEY_DISTINCT",
     "MIN_API_KEY_LENGTH",
     "REGION_URLS",
+    "DeliveryHealthPolicy",
     "Environment",
     "Region",
     "Settings",
@@ -37,6 +46,12 @@ __all__ = [
 
 Region = Literal["us", "eu"]
 Environment = Literal["development", "staging", "production"]
+#: What the built-in bounce/spam handlers do: see ``Settings.bounce_policy``.
+DeliveryHealthPolicy = Literal["record", "unsubscribe", "suppress"]
+DELIVERY_HEALTH_POLICIES: tuple[DeliveryHealthPolicy, ...] = ("record", "unsubscribe", "suppress")
+#: Webhook bodies are kept whole up to this size; a larger authentic one is stored with its
+#: event's fields and marked truncated (webhooks/intake.py), never refused for its size.
+DEFAULT_WEBHOOK_MAX_BODY = 16 * 1024 * 1024
 
 #: Base URLs per region; only the subdomain differs (customerio-api.md §1).
 REGION_URLS: dict[str, dict[str, str]] = {
@@ -245,17 +260,18 @@ class Settings(BaseSettings):
         300, validation_alias=_env("CIO_RELAY_WEBHOOK_TOLERANCE", "webhook_tolerance")
     )
     webhook_max_body: int = Field(
-        1_000_000, validation_alias=_env("CIO_RELAY_WEBHOOK_MAX_BODY", "webhook_max_body")
+        DEFAULT_WEBHOOK_MAX_BODY,
+        validation_alias=_env("CIO_RELAY_WEBHOOK_MAX_BODY", "webhook_max_body"),
     )
-    #: Built-in handlers (webhooks/builtin.py). Customer.io's "bounced" is taken to be a hard
-    #: bounce: UNCONFIRMED, hence a setting.
-    webhook_suppress_on_bounce: bool = Field(
-        True,
-        validation_alias=_env("CIO_RELAY_WEBHOOK_SUPPRESS_ON_BOUNCE", "webhook_suppress_on_bounce"),
+    #: What the built-in handlers do on ``email_bounced`` / ``email_spammed`` (webhooks/builtin.py):
+    #: ``record`` (the default: lake, metrics and a log line), ``unsubscribe`` (identify with
+    #: ``unsubscribed: true``) or ``suppress`` (Track suppress: Customer.io documents it as
+    #: permanently deleting the person, so it is never the default).
+    bounce_policy: DeliveryHealthPolicy = Field(
+        "record", validation_alias=_env("CIO_RELAY_BOUNCE_POLICY", "bounce_policy")
     )
-    webhook_suppress_on_spam: bool = Field(
-        True,
-        validation_alias=_env("CIO_RELAY_WEBHOOK_SUPPRESS_ON_SPAM", "webhook_suppress_on_spam"),
+    spam_policy: DeliveryHealthPolicy = Field(
+        "record", validation_alias=_env("CIO_RELAY_SPAM_POLICY", "spam_policy")
     )
     webhook_record_unsubscribes: bool = Field(
         True,
@@ -263,6 +279,17 @@ class Settings(BaseSettings):
             "CIO_RELAY_WEBHOOK_RECORD_UNSUBSCRIBES", "webhook_record_unsubscribes"
         ),
     )
+
+    @field_validator("bounce_policy", "spam_policy", mode="before")
+    @classmethod
+    def _known_policy(cls, value: object, info: ValidationInfo) -> object:
+        setting = f"CIO_RELAY_{(info.field_name or '').upper()}"
+        if not isinstance(value, str) or value.strip().lower() not in DELIVERY_HEALTH_POLICIES:
+            raise ConfigError(
+                f"{setting}: {value!r} is not a policy; use one of "
+                f"{', '.join(DELIVERY_HEALTH_POLICIES)}"
+            )
+        return value.strip().lower()
 
     @field_validator(
         "webhook_signing_keys", "api_keys", "production_site_ids", "trusted_proxies", mode="before"

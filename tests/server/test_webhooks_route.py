@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 from cio_relay.config import Settings
 from cio_relay.outbox.base import Outbox
 from cio_relay.server import create_app
+from cio_relay.webhooks.events import parse_event
 from cio_relay.webhooks.signature import signature_headers
 from tests.server.conftest import serve
 
@@ -110,50 +111,81 @@ def test_unauthenticated_callers_cannot_invent_metric_labels(
     assert "label_bomb" not in httpx.get(f"{url}/metrics", headers=auth).text
 
 
-def test_bounces_suppress_the_person_and_the_lake_feeds_the_funnel(
+def test_bounces_are_recorded_by_default_and_the_lake_feeds_the_funnel(
     app: Starlette, url: str, auth: dict[str, str], outbox: Outbox
 ) -> None:
-    for n, metric in enumerate(("sent", "delivered", "opened", "sent", "bounced")):
+    for n, metric in enumerate(("sent", "delivered", "opened", "sent", "bounced", "spammed")):
         extra = (
-            {"identifiers": {"id": "u-9", "email": "bo@bounce.test"}} if metric == "bounced" else {}
+            {"identifiers": {"id": "u-9", "email": "bo@bounce.test"}}
+            if metric in ("bounced", "spammed")
+            else {}
         )
         body = _event(metric, f"01HZZZZZZZZZZZZZZZZZZZZZ{n:02d}", **extra)
         assert _post(url, body).status_code == 200
     app.state.service.webhooks.pipeline.drain()
-    (lease,) = outbox.lease(10, 60)
-    assert (lease.op.kind.value, lease.op.identifiers) == ("suppress", {"id": "u-9"})
+    assert outbox.lease(10, 60) == []  # record: nobody is unsubscribed, let alone deleted
     page = httpx.get(f"{url}/dashboard", headers=auth).text
     assert "campaign 7" in page
     assert 'class="chart funnel"' in page
 
 
 @pytest.mark.parametrize(
-    ("setting", "off", "on"),
+    ("bounce_policy", "spam_policy", "expected"),
     [
-        ("webhook_suppress_on_bounce", "bounced", "spammed"),
-        ("webhook_suppress_on_spam", "spammed", "bounced"),
+        ("record", "record", {}),
+        ("suppress", "record", {"bounced": ("suppress", {"id": "u-1"}, {})}),
+        (
+            "record",
+            "unsubscribe",
+            {"spammed": ("identify", {"id": "u-2"}, {"unsubscribed": True})},
+        ),
     ],
 )
-def test_the_suppress_settings_turn_each_builtin_handler_off(
-    settings: Settings, outbox: Outbox, tmp_path: Path, setting: str, off: str, on: str
+def test_each_policy_is_a_setting(
+    settings: Settings,
+    outbox: Outbox,
+    tmp_path: Path,
+    bounce_policy: str,
+    spam_policy: str,
+    expected: dict[str, tuple[str, dict[str, str], dict[str, Any]]],
 ) -> None:
     from cio_relay.observability.metrics import Metrics
     from cio_relay.relay import Relay
     from cio_relay.server.webhooks import WebhookStack
-    from cio_relay.webhooks.events import parse_event
 
     configured = settings.model_copy(
         update={
             "webhook_signing_keys": [SecretStr(SIGNING_KEY)],
             "lake": str(tmp_path / "lake"),
-            setting: False,
+            "bounce_policy": bounce_policy,
+            "spam_policy": spam_policy,
         }
     )
     stack = WebhookStack.from_settings(configured, Relay(configured, outbox=outbox), Metrics())
     assert stack is not None
     try:
         router = stack.pipeline.router
-        assert router.handlers_for(parse_event(_event(off, "e-off", customer_id="u-1"))) == ()
-        assert len(router.handlers_for(parse_event(_event(on, "e-on", customer_id="u-1")))) == 1
+        found: dict[str, tuple[str, dict[str, str], dict[str, Any]]] = {}
+        for metric, person in (("bounced", "u-1"), ("spammed", "u-2")):
+            event = parse_event(_event(metric, f"e-{metric}", customer_id=person))
+            for handler in router.handlers_for(event):
+                handler(event)
+            leases = outbox.lease(10, 60)
+            for lease in leases:
+                attributes = dict(lease.op.payload.get("attributes", {}))
+                attributes.pop("_env", None)
+                found[metric] = (lease.op.kind.value, dict(lease.op.identifiers), attributes)
+            outbox.ack(leases)
+        assert found == expected
     finally:
         stack.stop()
+
+
+def test_the_start_up_summary_says_which_policy_is_active(settings: Settings) -> None:
+    from cio_relay.server.runner import delivery_health_line
+
+    assert delivery_health_line(settings) == (
+        "Bounces: record (CIO_RELAY_BOUNCE_POLICY), spam complaints: record (CIO_RELAY_SPAM_POLICY)"
+    )
+    suppressing = settings.model_copy(update={"bounce_policy": "suppress"})
+    assert "suppress permanently deletes the person" in delivery_health_line(suppressing)

@@ -69,7 +69,13 @@ def test_emulator_webhooks_land_in_the_lake_and_suppress_bounces_and_spam(
                     relay.suppress(identifiers)
 
                 router = Router()
-                install_builtin_handlers(router, suppress=suppress, record_unsubscribes=False)
+                install_builtin_handlers(
+                    router,
+                    bounce_policy="suppress",  # the reference architecture's choice, explicit
+                    spam_policy="suppress",
+                    suppress=suppress,
+                    record_unsubscribes=False,
+                )
                 pipeline = WebhookPipeline(inbox, router, lake)
                 for person, address in RECIPIENTS.items():
                     sent = client.post(

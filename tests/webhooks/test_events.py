@@ -14,23 +14,34 @@ from cio_relay.webhooks.events import (
     Event,
     EventName,
     EventParseError,
+    InAppEvent,
     PushEvent,
     SlackEvent,
     SmsEvent,
+    SubscriptionEvent,
     UnknownEvent,
     WebhookActionEvent,
+    WhatsAppEvent,
     parse_event,
 )
 from tests.webhooks.helpers import payload
 
 CLASSES = {
-    "customer": CustomerEvent,
     "email": EmailEvent,
     "push": PushEvent,
+    "in_app": InAppEvent,
     "sms": SmsEvent,
     "slack": SlackEvent,
     "webhook": WebhookActionEvent,
+    "whatsapp": WhatsAppEvent,
 }
+SUBSCRIPTION = ("subscribed", "unsubscribed", "cio_subscription_preferences_changed")
+
+
+def _expected_class(object_type: str, metric: str) -> type[Event]:
+    if metric in SUBSCRIPTION:
+        return CustomerEvent if object_type in ("customer", "person") else SubscriptionEvent
+    return CLASSES[object_type]
 
 
 def test_event_names_list_every_known_object_type_and_metric() -> None:
@@ -43,12 +54,13 @@ def test_event_names_list_every_known_object_type_and_metric() -> None:
 )
 def test_every_known_metric_parses_to_its_typed_class(object_type: str, metric: str) -> None:
     event = parse_event(payload(object_type, metric))
-    assert type(event) is CLASSES[object_type]
+    assert type(event) is _expected_class(object_type, metric)
     assert event.name == f"{object_type}_{metric}" and event.KNOWN
+    assert event.channel == object_type
 
 
 @pytest.mark.parametrize(
-    ("object_type", "metric"), [("email", "undeliverable"), ("in_app", "opened"), ("x", "y")]
+    ("object_type", "metric"), [("email", "replied"), ("in_app", "delivered"), ("x", "y")]
 )
 def test_unknown_object_types_and_metrics_are_kept_as_generic_events(
     object_type: str, metric: str
@@ -178,3 +190,67 @@ def test_an_overlong_event_id_names_the_limit_and_the_size() -> None:
 def test_parse_errors_are_validation_errors() -> None:
     assert issubclass(EventParseError, ValueError)
     assert isinstance(parse_event(payload()), Event)
+
+
+@pytest.mark.parametrize(
+    ("object_type", "metric"),
+    [
+        ("email", "undeliverable"),
+        ("sms", "replied"),
+        ("whatsapp", "replied"),
+        ("in_app", "clicked"),
+        ("push", "dropped"),
+        ("slack", "drafted"),
+        ("webhook", "attempted"),
+    ],
+)
+def test_the_documented_metrics_beyond_the_old_table_are_known(
+    object_type: str, metric: str
+) -> None:
+    event = parse_event(payload(object_type, metric, delivery_id="d1"))
+    assert event.KNOWN and type(event) is CLASSES[object_type] and event.delivery_id == "d1"
+
+
+@pytest.mark.parametrize(
+    "channel", ["customer", "email", "sms", "push", "in_app", "slack", "webhook", "whatsapp"]
+)
+@pytest.mark.parametrize("metric", SUBSCRIPTION)
+def test_subscription_changes_from_any_channel_are_subscription_events(
+    channel: str, metric: str
+) -> None:
+    event = parse_event(payload(channel, metric, customer_id="u1"))
+    assert isinstance(event, SubscriptionEvent) and event.KNOWN
+    assert event.name == f"{channel}_{metric}" and event.channel == channel
+    assert event.unsubscribed == {"subscribed": False, "unsubscribed": True}.get(metric)
+
+
+def test_preferences_changed_reads_the_documented_object_type_type_field() -> None:
+    # Quirk of reporting-webhooks.json: person_cio_subscription_preferences_changed names its
+    # channel field object_type_type and does not list object_type.
+    body = orjson.dumps(
+        {
+            "metric": "cio_subscription_preferences_changed",
+            "event_id": "01E4C4CT6YDC7Y5M7FE1GWWPQJ",
+            "object_type_type": "email",
+            "timestamp": 1_700_000_000,
+            "data": {"customer_id": "u1", "delivery_id": "d1"},
+        }
+    )
+    event = parse_event(body)
+    assert type(event) is SubscriptionEvent
+    assert (event.name, event.channel, event.delivery_id) == (
+        "email_cio_subscription_preferences_changed",
+        "email",
+        "d1",
+    )
+    without_channel = orjson.loads(body)
+    del without_channel["object_type_type"]
+    assert parse_event(orjson.dumps(without_channel)).name == (
+        "customer_cio_subscription_preferences_changed"
+    )
+
+
+def test_an_object_type_is_still_required_for_other_metrics() -> None:
+    body = orjson.dumps({"event_id": "e1", "metric": "sent", "timestamp": 1, "data": {}})
+    with pytest.raises(EventParseError, match="object_type"):
+        parse_event(body)

@@ -82,21 +82,38 @@ def test_decorator_returns_the_function_and_accepts_event_names() -> None:
 
 
 @pytest.mark.parametrize(
-    "pattern", ["", "email*", "*.email", "Email_bounced", "email.bounced", "a b"]
+    "pattern", ["", "email*", "*.*", "*.Bounced", "Email_bounced", "email.bounced", "a b"]
 )
 def test_bad_patterns_are_refused_with_a_clear_error(pattern: str) -> None:
     with pytest.raises(ValueError, match="pattern"):
         Router().add(pattern, lambda e: None)
 
 
+def test_a_metric_wildcard_matches_that_metric_from_every_channel() -> None:
+    router = Router()
+    seen: list[str] = []
+    router.on("*.unsubscribed")(lambda e: seen.append(e.name))
+    for object_type in ("customer", "email", "sms", "whatsapp", "in_app"):
+        for handler in router.handlers_for(parse_event(payload(object_type, "unsubscribed"))):
+            handler(parse_event(payload(object_type, "unsubscribed")))
+    assert seen == [
+        "customer_unsubscribed",
+        "email_unsubscribed",
+        "sms_unsubscribed",
+        "whatsapp_unsubscribed",
+        "in_app_unsubscribed",
+    ]
+    assert router.handlers_for(parse_event(payload("email", "subscribed"))) == ()
+
+
 def test_unknown_metrics_are_routed_too(inbox: MemoryInbox) -> None:
     router = Router()
     seen: list[str] = []
-    router.on("in_app_opened")(lambda e: seen.append(e.name))
-    router.on("in_app.*")(lambda e: seen.append("wildcard"))
-    _store(inbox, payload("in_app", "opened"))
+    router.on("carrier_pigeon_landed")(lambda e: seen.append(e.name))
+    router.on("carrier_pigeon.*")(lambda e: seen.append("wildcard"))
+    _store(inbox, payload("carrier_pigeon", "landed"))
     router.drain(inbox, now=T0)
-    assert seen == ["in_app_opened", "wildcard"]
+    assert seen == ["carrier_pigeon_landed", "wildcard"]
 
 
 def test_events_without_handlers_are_done(inbox: MemoryInbox) -> None:

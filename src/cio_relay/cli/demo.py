@@ -9,8 +9,9 @@
    is injected (500/503/429 on the Track batch endpoint, dropped connections on transactional
    sends, which are ambiguous and so dead-lettered, never re-sent).
 4. The emulator's webhooks are flushed, the pipeline drains them into the lake and through the
-   handlers, which suppress the bounced and spam-reporting people through the Relay; a second
-   drain delivers those suppressions.
+   handlers, which suppress the bounced and spam-reporting people through the Relay (the demo
+   sets ``bounce_policy``/``spam_policy`` to ``suppress``, the reference architecture's choice;
+   the default is ``record``); a second drain delivers those suppressions.
 5. It ends with a summary table, the delivery funnel read from the lake, and the count of people
    now suppressed at the emulator. Every wait is a drain or a flush, never a sleep.
 """
@@ -244,6 +245,10 @@ def run_demo(
             retry_base=0.05,
             retry_cap=2.0,
             http_timeout=5.0,
+            # The reference architecture's choice, chosen explicitly so the walkthrough shows
+            # its whole flow; the default (record) never deletes anyone.
+            bounce_policy="suppress",
+            spam_policy="suppress",
         )
         # The receiver's socket listens before the emulator starts, so the emulator is given
         # its URL up front; webhooks posted before uvicorn accepts wait in the backlog.

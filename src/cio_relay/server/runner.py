@@ -129,6 +129,7 @@ def print_banner(prepared: PreparedService, console: Console) -> None:
     )
     console.print(f"Dashboard: [bold]{prepared.base_url}/dashboard[/bold]", highlight=False)
     console.print(f"API:       {prepared.base_url}/v1  (OpenAPI: {prepared.base_url}/openapi.json)")
+    console.print(delivery_health_line(settings), highlight=False)
     if prepared.generated_key is not None:
         console.print(
             "No CIO_RELAY_API_KEYS configured: this run's API key (shown once, not logged):\n"
@@ -136,6 +137,18 @@ def print_banner(prepared: PreparedService, console: Console) -> None:
             highlight=False,
         )
     console.print("Delivering until Ctrl-C.")
+
+
+def delivery_health_line(settings: Settings) -> str:
+    """What the built-in handlers do with bounces and spam complaints, said at start-up because
+    ``suppress`` deletes people at Customer.io."""
+    line = (
+        f"Bounces: {settings.bounce_policy} (CIO_RELAY_BOUNCE_POLICY), "
+        f"spam complaints: {settings.spam_policy} (CIO_RELAY_SPAM_POLICY)"
+    )
+    if "suppress" in (settings.bounce_policy, settings.spam_policy):
+        line += "; suppress permanently deletes the person at Customer.io"
+    return line
 
 
 def tune_gc() -> None:

@@ -1,9 +1,9 @@
 """The webhook side of the service: receiver, inbox, pipeline and lake, observed and shown.
 
 ``WebhookStack.from_settings`` opens the inbox (``<data_dir>/webhooks.db``) and the lake
-(``CIO_RELAY_LAKE``), installs the built-in handlers (suppress the person on a hard bounce or a
-spam complaint, through the relay's outbox), and gives the ``WebhookReceiver`` a
-``WebhookObserver`` as its ``on_outcome``, so that every answer is counted in
+(``CIO_RELAY_LAKE``), installs the built-in handlers (bounces and spam complaints by their
+policies, ``record`` unless configured: ``webhooks/builtin.py``), and gives the
+``WebhookReceiver`` a ``WebhookObserver`` as its ``on_outcome``, so that every answer is counted in
 ``cio_relay_webhooks_total{metric,result}`` and the newest ones are kept for the dashboard. The
 pipeline (lake feed and handlers) runs in its own thread between ``start`` and ``stop``.
 
@@ -16,6 +16,7 @@ time series).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -34,12 +35,24 @@ from cio_relay.webhooks.events import METRICS
 from cio_relay.webhooks.inbox import Inbox
 from cio_relay.webhooks.intake import Outcome
 
-__all__ = ["LakeFunnel", "RecentWebhookRing", "WebhookObserver", "WebhookStack"]
+__all__ = [
+    "LakeFunnel",
+    "RecentWebhookRing",
+    "WebhookObserver",
+    "WebhookStack",
+    "unsubscribe_person",
+]
 
 log = logging.getLogger("cio_relay.server")
 
 _KNOWN_NAMES = frozenset(f"{kind}_{metric}" for kind, names in METRICS.items() for metric in names)
 _FUNNEL_STEPS = ("sent", "delivered", "opened", "clicked", "bounced")
+
+
+def unsubscribe_person(relay: Relay, person: Mapping[str, str]) -> str:
+    """The ``unsubscribe`` policy's action: the person's documented global ``unsubscribed``
+    attribute, set by an identify through the relay's outbox."""
+    return relay.identify(person, unsubscribed=True)
 
 
 def _label(name: str | None) -> str:
@@ -159,14 +172,15 @@ class WebhookStack:
         )
         lake = open_lake(settings.lake_url)
         router = Router()
-        # Unsubscribes are recorded by the user-sync repository when it is wired in; here the
-        # relay suppresses hard bounces and spam complaints through the outbox, each unless
-        # its setting turns it off.
+        # Subscription changes are recorded by the user-sync repository when it is wired in.
+        # Bounces and spam complaints follow CIO_RELAY_BOUNCE_POLICY / CIO_RELAY_SPAM_POLICY
+        # (record by default): unsubscribe and suppress go through the relay's outbox.
         install_builtin_handlers(
             router,
+            bounce_policy=settings.bounce_policy,
+            spam_policy=settings.spam_policy,
             suppress=relay.suppress,
-            suppress_on_bounce=settings.webhook_suppress_on_bounce,
-            suppress_on_spam=settings.webhook_suppress_on_spam,
+            unsubscribe=functools.partial(unsubscribe_person, relay),
             record_unsubscribes=False,
         )
         pipeline = WebhookPipeline(inbox, router, lake)

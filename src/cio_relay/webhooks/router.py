@@ -1,4 +1,4 @@
-"""The handler registry: ``@router.on("email_bounced")``, ``@router.on("email.*")``, ``"*"``.
+"""The handler registry: ``@router.on("email_bounced")``, ``"email.*"``, ``"*.bounced"``, ``"*"``.
 
 Handlers never run in the request path. The receiver persists the raw event and answers; later a
 worker calls ``router.process_pending(inbox)`` (or ``drain``), which runs the handlers of every
@@ -13,7 +13,9 @@ due event from the inbox, at least once:
   parked with its error for an operator: ``inbox.list_parked()`` / ``inbox.retry_parked()``.
 
 Patterns: an exact event name (``email_bounced``, see ``EventName``; unknown names are allowed,
-so a handler can be ready before Customer.io ships a metric), ``{object_type}.*`` or ``*``.
+so a handler can be ready before Customer.io ships a metric), ``{object_type}.*``, ``*.{metric}``
+(that metric from every channel: ``*.unsubscribed`` is every unsubscribe, whichever channel's
+message triggered it) or ``*``.
 Handlers may be plain functions or coroutine functions; a coroutine is run to completion with
 ``asyncio.run`` in the worker's thread, so ``drain()`` must not be called from inside a running
 event loop when async handlers are registered (use ``await asyncio.to_thread(router.drain,
@@ -44,7 +46,7 @@ log = logging.getLogger("cio_relay.webhooks")
 Handler = Callable[[Event], None] | Callable[[Event], Awaitable[None]]
 H = TypeVar("H", bound=Callable[..., Any])
 
-_PATTERN = re.compile(r"^(\*|[a-z0-9_]+\.\*|[a-z0-9_]+)$")
+_PATTERN = re.compile(r"^(\*|[a-z0-9_]+\.\*|\*\.[a-z0-9_]+|[a-z0-9_]+)$")
 _MAX_DRAIN_ROUNDS = 1_000_000  # a backstop; each round handles up to ``limit`` distinct events
 
 
@@ -109,6 +111,7 @@ class Router:
         self._clock = clock
         self._exact: dict[str, list[Handler]] = {}
         self._by_type: dict[str, list[Handler]] = {}
+        self._by_metric: dict[str, list[Handler]] = {}
         self._everything: list[Handler] = []
         self._order: dict[int, int] = {}
         self._cache: dict[tuple[str, str], tuple[Handler, ...]] = {}
@@ -126,13 +129,15 @@ class Router:
     def add(self, pattern: str, handler: Handler) -> None:
         if not isinstance(pattern, str) or not _PATTERN.match(pattern):
             raise ValueError(
-                f"pattern: {pattern!r} is not an event name (email_bounced), "
-                "an object type wildcard (email.*) or '*'"
+                f"pattern: {pattern!r} is not an event name (email_bounced), an object type "
+                "wildcard (email.*), a metric wildcard (*.unsubscribed) or '*'"
             )
         if pattern == "*":
             self._everything.append(handler)
         elif pattern.endswith(".*"):
             self._by_type.setdefault(pattern[:-2], []).append(handler)
+        elif pattern.startswith("*."):
+            self._by_metric.setdefault(pattern[2:], []).append(handler)
         else:
             self._exact.setdefault(pattern, []).append(handler)
         self._order.setdefault(id(handler), len(self._order))
@@ -148,6 +153,7 @@ class Router:
                 for h in (
                     *self._exact.get(event.name, ()),
                     *self._by_type.get(event.object_type, ()),
+                    *self._by_metric.get(event.metric, ()),
                     *self._everything,
                 )
             }
