@@ -142,6 +142,8 @@ async def _stopped_within(stop: asyncio.Event | None, seconds: float) -> bool:
     if stop is None:
         await asyncio.sleep(seconds)
         return False
+    if stop.is_set():
+        return True
     try:
         await asyncio.wait_for(stop.wait(), seconds)
     except TimeoutError:
@@ -263,9 +265,11 @@ class RegionGate:
             self._resume(family)
 
     def wait(self, family: ApiName) -> float:
-        """Seconds until ``family``'s next probe (at least one); 0 when it is not paused."""
+        """Seconds until ``family``'s next probe (never near zero, so that what is given back
+        is not leased again at once); 0 when it is not paused."""
         pause = self.paused.get(family)
-        return 0.0 if pause is None else max(1.0, pause.probe_at - self._clock())
+        floor = min(1.0, self._probe_first)
+        return 0.0 if pause is None else max(floor, pause.probe_at - self._clock())
 
     def idle_for(self, families: Iterable[ApiName]) -> float | None:
         """When every one of ``families`` is paused and none is due for a probe: the seconds
