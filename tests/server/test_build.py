@@ -57,5 +57,5 @@ def test_a_person_in_the_path_is_the_same_person_however_it_is_given(
 
 def test_an_unknown_id_type_in_the_path_names_the_parameter() -> None:
     with pytest.raises(ValidationError) as raised:
-        person_from_path("ada@x.io", "phone")
+        person_from_path("ada@x.io", "fax")
     assert raised.value.field == "id_type"

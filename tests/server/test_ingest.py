@@ -262,7 +262,7 @@ def test_limits_are_422_naming_field_limit_and_size(
         ("/v1/people/u-1/events", {"name": "x", "data": [1, 2]}, "data"),
         ("/v1/people/u-1/events", {"name": "x", "timestamp": -5}, "timestamp"),
         ("/v1/people/u-1", {"attributes": {}, "plan": "pro"}, "plan"),
-        ("/v1/people/u-1?id_type=phone", {}, "id_type"),
+        ("/v1/people/u-1?id_type=fax", {}, "id_type"),
         ("/v1/batch", {"operations": []}, "operations"),
         (
             "/v1/batch",

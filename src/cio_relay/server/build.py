@@ -117,6 +117,7 @@ class OperationBuilder:
             body.anonymous_id,
             body.name,
             body.data,
+            event_type=body.event_type(),
             timestamp=body.timestamp,
         )
 

@@ -5,7 +5,7 @@ Every endpoint runs the same steps (``Ingestion.accept``): bearer key -> body re
 ``Idempotency-Key`` (a replay answers the first request's op ids) -> group-committed write to the
 outbox (503 with Retry-After under backpressure) -> 202 ``{"op_ids": [...]}``.
 
-Paths name people by id; ``?id_type=email`` or ``?id_type=cio_id`` names them otherwise. An id
+Paths name people by id; ``?id_type=email``, ``phone`` or ``cio_id`` names them otherwise. An id
 containing ``/`` cannot travel in a path: send it in ``POST /v1/batch`` instead. A path id is
 read from the raw path and must be UTF-8 once percent-decoded (``path_id``); "." and ".." are
 refused by the operation builders, as everywhere.

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from cio_relay import __version__
+from cio_relay.operations import IDENTIFIER_TYPES
 from cio_relay.server import schemas as s
 from cio_relay.server.ingest import INGEST_ROUTES
 
@@ -72,14 +73,14 @@ _PERSON_ID = {
     "name": "id",
     "in": "path",
     "required": True,
-    "description": "The person's id (or email / cio_id with id_type); no '/'",
+    "description": "The person's id (or email / phone / cio_id with id_type); no '/'",
     "schema": {"type": "string", "pattern": "^[^/]+$"},
 }
 _ID_TYPE = {
     "name": "id_type",
     "in": "query",
     "required": False,
-    "schema": {"type": "string", "enum": ["id", "email", "cio_id"], "default": "id"},
+    "schema": {"type": "string", "enum": list(IDENTIFIER_TYPES), "default": "id"},
 }
 _BROADCAST_ID = {
     "name": "id",

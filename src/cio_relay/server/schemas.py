@@ -33,7 +33,7 @@ MAX_BATCH_OPERATIONS = 1000
 #: JSON integers past 2**53 lose precision in most clients; timestamps never need them.
 _MAX_TIMESTAMP = 2**53
 
-IdType = Literal["id", "email", "cio_id"]
+IdType = Literal["id", "email", "phone", "cio_id"]
 JsonObject = dict[str, Any]
 Timestamp = Annotated[int, Field(ge=0, le=_MAX_TIMESTAMP, description="Unix seconds")]
 
@@ -43,26 +43,24 @@ class _Body(BaseModel):
 
 
 class Identifiers(_Body):
-    """Exactly one of ``id``, ``email``, ``cio_id``."""
+    """Exactly one of ``id``, ``email``, ``phone`` (E.164), ``cio_id``."""
 
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"minProperties": 1, "maxProperties": 1}
     )
     id: str | None = None
     email: str | None = None
+    phone: str | None = Field(None, description="E.164, like +14155552671")
     cio_id: str | None = None
 
     def as_person(self) -> dict[str, str]:
-        return {
-            k: v
-            for k, v in (("id", self.id), ("email", self.email), ("cio_id", self.cio_id))
-            if v is not None
-        }
+        given = (("id", self.id), ("email", self.email), ("phone", self.phone))
+        return {k: v for k, v in (*given, ("cio_id", self.cio_id)) if v is not None}
 
 
 PersonRef = Annotated[
     str | Identifiers,
-    Field(description="A person's id, or an object with exactly one of id, email, cio_id"),
+    Field(description="A person's id, or an object with exactly one of id, email, phone, cio_id"),
 ]
 
 
@@ -81,10 +79,18 @@ class EventBody(_Body):
 
 
 class AnonymousEventBody(_Body):
-    anonymous_id: str = Field(description="Merged into a person later who has the same value")
+    anonymous_id: str | None = Field(
+        None,
+        description="Merged into a person later who has the same value; leave it out for an "
+        "event about no one yet (an invite)",
+    )
     name: str
     data: JsonObject | None = None
     timestamp: Timestamp | None = None
+    type: Literal["event", "page", "screen"] = "event"
+
+    def event_type(self) -> str:
+        return self.type
 
 
 class EmailBody(_Body):
@@ -104,7 +110,11 @@ class EmailBody(_Body):
     cc: str | list[str] | None = None
     bcc: str | list[str] | None = None
     fake_bcc: bool | None = None
-    headers: dict[str, str] | None = None
+    headers: dict[str, str] | list[dict[str, str]] | str | None = Field(
+        None,
+        description="Header name to value, a list of {name, value}, or that list as JSON text "
+        "(sent as JSON text, as Customer.io documents it); ASCII, no spaces",
+    )
     attachments: dict[str, str] | None = Field(
         None, description="Filename (with an extension) to base64 content; 2 MB in total"
     )
@@ -166,7 +176,13 @@ class TrackItem(_Body):
 
 
 class AnonymousItem(AnonymousEventBody):
-    type: Literal["track_anonymous"]
+    type: Literal["track_anonymous"]  # type: ignore[assignment]  # the batch's discriminator
+    anonymous_type: Literal["event", "page", "screen"] = Field(
+        "event", alias="event_type", description="event, or a page or screen view"
+    )
+
+    def event_type(self) -> str:
+        return self.anonymous_type
 
 
 class EmailItem(EmailBody):
