@@ -145,3 +145,24 @@ def test_app_sends_to_the_wrong_region_pause_and_readiness_says_why(
     depth = outbox.depth()
     assert (depth.pending, depth.dead) == (4, 0) and dead == []
     assert _inspect(eu_emulator, "stats")["deliveries"] == before
+
+
+def test_the_service_keeps_accepting_and_says_why_its_worker_will_not_start(
+    eu_emulator: EmulatorServer, outbox: Outbox, tmp_path: Path
+) -> None:
+    settings = emulator_settings(
+        eu_emulator, "sqlite:///unused", region="us", api_keys=API_KEY, data_dir=tmp_path
+    )
+    hooks = Hooks()
+    refused = threading.Event()
+    hooks.on_region_mismatch(lambda api, detail: refused.set())
+    app = create_app(settings, outbox=outbox, hooks=hooks, idempotency_path=tmp_path / "i.db")
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    with serve(app) as url:
+        assert refused.wait(DEADLINE)
+        accepted = httpx.post(f"{url}/v1/people/ada/events", json={"name": "e"}, headers=auth)
+        ready = httpx.get(f"{url}/readyz")
+    assert accepted.status_code == 202  # durable in the outbox, delivered once the region is
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["workers"] == "paused: wrong region (app, track)"
+    assert outbox.depth().pending == 1 and outbox.depth().dead == 0

@@ -109,13 +109,15 @@ class Service:
         return self.relay.outbox
 
     def workers_status(self) -> str:
-        """Readiness of delivery: ``ok``, ``restarting``, ``stopped`` or ``unavailable: <error
-        class>`` while the outbox fails (the worker waits it out)."""
+        """Readiness of delivery: ``ok``, ``restarting``, ``stopped``, ``unavailable: <error
+        class>`` while the outbox fails (the worker waits it out), or the worker's region state
+        (``paused: wrong region (...)``, which also names why a restart is pending)."""
         if self.worker_task is None or self.worker_task.done():
             return "stopped"
-        if self.restarting or self.worker is None:
+        if self.worker is None:
             return "restarting"
-        return self.worker.health.status()
+        status = self.worker.health.status()
+        return "restarting" if self.restarting and status == "ok" else status
 
     def start(self) -> None:
         """Start the background work: the webhook pipeline thread and the delivery worker."""
