@@ -10,8 +10,11 @@ Readiness checks:
 - ``idempotency``: its table takes a write;
 - ``workers``: the delivery task of this process is running and its outbox answers it: ``ok``,
   ``restarting`` (it stopped and is about to start again), ``stopped``, or ``unavailable:
-  <error class>`` while the outbox fails under it (it waits and retries); ``disabled`` when the
-  service runs without workers, which is not a failure;
+  <error class>`` while the outbox fails under it (it waits and retries), ``checking region``
+  while its start-up region check waits for Customer.io, ``paused: wrong region (<api families>)``
+  while Customer.io places the account in another region than ``CUSTOMERIO_REGION`` (its
+  operations stay in the outbox; delivery/region.py); ``disabled`` when the service runs without
+  workers, which is not a failure;
 - ``customerio``: the Track and App base URLs (Customer.io, or the emulator in sandbox mode)
   answer HTTP at all, any status; the answer is cached for ``UPSTREAM_CACHE_SECONDS`` so that a
   probe every second does not become a request every second.
