@@ -15,6 +15,10 @@ A failing outbox (full disk, Redis restarting) never stops the dispatcher: every
 retried with backoff until it answers, and ``StorageHealth`` reports meanwhile (storage.py).
 Nor does a wrong region: the API family Customer.io places elsewhere is paused, its operations
 kept, and probed now and then (``RegionGate``, region.py).
+
+Past 500 lines for a reason: leasing, sending and settling share the loop's state (tasks in
+flight, requests queued per family, the plans whose leases the heartbeat renews); every part
+that needs none of it is already beside the loop in its own module.
 """
 
 from __future__ import annotations
