@@ -7,16 +7,21 @@ the cap while streaming is refused at once, without keeping the rest. The refusa
 (``{"error": "too_large", "message", "field": "body", "limit", "size", "unit"}``); each front end
 only wraps those bytes in its own response type. (The emulator keeps its own reader: it stands
 apart from the client's code on purpose.)
+
+The webhook receiver reads through ``stream_body`` instead: every chunk goes to a callback (the
+signature's HMAC) and only the first ``keep`` bytes are kept, because an authentic webhook must
+never be refused for its size (Customer.io pauses an endpoint that answers an error).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
 from starlette.types import Receive
 
-__all__ = ["TooLarge", "read_body"]
+__all__ = ["StreamedBody", "TooLarge", "read_body", "stream_body"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,3 +74,39 @@ async def read_body(
             # The usual case, a body in one message, is returned without a copy.
             return b"".join((*chunks, chunk)) if chunks else chunk
         chunks.append(chunk)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamedBody:
+    """The first bytes of a body (``kept``) and its whole ``size``."""
+
+    kept: bytes
+    size: int
+
+    @property
+    def truncated(self) -> bool:
+        return self.size > len(self.kept)
+
+
+async def stream_body(
+    receive: Receive, keep: int, on_chunk: Callable[[bytes], None]
+) -> StreamedBody | None:
+    """Read the whole body, passing each chunk to ``on_chunk`` and keeping its first ``keep``
+    bytes; None when the client went away before sending it all."""
+    chunks: list[bytes] = []
+    kept = size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None  # http.disconnect
+        chunk: bytes = message.get("body", b"")
+        if chunk:
+            on_chunk(chunk)
+            size += len(chunk)
+            if kept < keep:
+                part = chunk if kept + len(chunk) <= keep else chunk[: keep - kept]
+                chunks.append(part)
+                kept += len(part)
+        if not message.get("more_body", False):
+            # The usual case, a body in one message, is returned without a copy.
+            return StreamedBody(chunks[0] if len(chunks) == 1 else b"".join(chunks), size)

@@ -93,14 +93,17 @@ def test_every_other_answer_is_counted_by_its_result_without_a_label(
     big = _event("opened", "01HZZZZZZZZZZZZZZZZZZZZZZC", subject="x" * 2_000)
     with serve(app) as url:
         assert _post(url, unreadable).json() == {"status": "quarantined"}
-        assert _post(url, big).status_code == 413
+        assert _post(url, big, key="someone-else").status_code == 401
+        # Past webhook_max_body but authentic: stored as its fields, never refused for size.
+        assert _post(url, big).json() == {"status": "stored", "truncated": True}
         metrics = httpx.get(f"{url}/metrics", headers=auth).text
         page = httpx.get(f"{url}/dashboard/webhooks", headers=auth).text
     assert 'cio_relay_webhooks_total{metric="unknown",result="quarantined"} 1.0' in metrics
-    assert 'cio_relay_webhooks_total{metric="unknown",result="too_large"} 1.0' in metrics
-    # One row, the quarantined payload's: a 413 is not an answered webhook.
+    assert 'cio_relay_webhooks_total{metric="unknown",result="refused"} 1.0' in metrics
+    assert 'cio_relay_webhooks_total{metric="email_opened",result="truncated"} 1.0' in metrics
+    # The quarantined payload's row and the truncated event's: a 401 is not an answered webhook.
     assert page.count("<td>unknown</td><td></td><td>quarantined</td>") == 1
-    assert page.count("<tr><td>") == 1
+    assert page.count("<tr><td>") == 2
 
 
 def test_unauthenticated_callers_cannot_invent_metric_labels(

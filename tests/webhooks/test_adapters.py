@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 
-import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cio_relay.webhooks.adapters import handle_webhook
+from cio_relay.webhooks.adapters import handle_webhook, handle_webhook_stream
+from cio_relay.webhooks.events import parse_event
 from cio_relay.webhooks.inbox import InboxCounts, MemoryInbox
 from cio_relay.webhooks.intake import WebhookIntake
 from tests.webhooks.helpers import KEY, payload, signed
@@ -59,15 +60,42 @@ def test_a_bad_signature_is_401_with_no_body(intake: WebhookIntake) -> None:
     assert handle_webhook(intake, body, {}) == (401, b"")
 
 
-def test_an_oversized_body_is_413_naming_the_limit_and_size(intake: WebhookIntake) -> None:
-    body = payload(subject="x" * 3_000)
-    status, reply = handle_webhook(intake, body, signed(body, timestamp=NOW))
-    assert status == 413
-    assert (
-        orjson.loads(reply)["message"] == f"body: {len(body)} bytes exceeds the limit of 2000 bytes"
+def test_an_oversized_body_is_stored_truncated_never_refused(
+    intake: WebhookIntake, inbox: MemoryInbox
+) -> None:
+    body = payload(customer_id="u1", delivery_id="d1", content="x" * 3_000)
+    assert handle_webhook(intake, body, signed(body, timestamp=NOW)) == (
+        200,
+        b'{"status":"stored","truncated":true}',
     )
-    declared = {"Content-Length": "999999", **signed(b"", timestamp=NOW)}
-    assert handle_webhook(intake, b"", declared)[0] == 413  # refused on the declared length
+    [stored] = inbox.due(10, now=NOW)
+    assert stored.truncated and parse_event(stored.raw).delivery_id == "d1"
+
+
+def test_the_streaming_handler_keeps_the_cap_and_verifies_every_byte(
+    intake: WebhookIntake, inbox: MemoryInbox
+) -> None:
+    body = payload(customer_id="u1", delivery_id="d1", content="x" * 300_000)
+    reads: list[int] = []
+
+    def reader(stream: io.BytesIO) -> Callable[[int], bytes]:
+        def read(size: int) -> bytes:
+            reads.append(size)
+            return stream.read(size)
+
+        return read
+
+    forged = body[:-10] + b"y" * 8 + body[-2:]
+    assert (
+        handle_webhook_stream(intake, reader(io.BytesIO(forged)), signed(body, timestamp=NOW))[0]
+        == 401
+    )
+    assert handle_webhook_stream(intake, reader(io.BytesIO(body)), {}) == (401, b"")
+    reads.clear()
+    status, _ = handle_webhook_stream(intake, reader(io.BytesIO(body)), signed(body, timestamp=NOW))
+    assert status == 200 and len(reads) > 1  # read in chunks, not whole
+    [stored] = inbox.due(10, now=NOW)
+    assert stored.truncated and parse_event(stored.raw).customer_id == "u1"
 
 
 def test_unparseable_payloads_are_quarantined_and_acknowledged(

@@ -20,7 +20,8 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from cio_relay.errors import ConfigError
-from cio_relay.webhooks.events import Event
+from cio_relay.webhooks.events import Event, parse_event
+from cio_relay.webhooks.inbox import MemoryInbox
 from cio_relay.webhooks.receiver import WebhookReceiver
 from cio_relay.webhooks.sqlite_inbox import SQLiteInbox
 from tests.webhooks.conftest import serve
@@ -154,30 +155,91 @@ async def test_a_body_changed_by_one_byte_gets_401(connect: Connect, inbox: SQLi
     assert inbox.counts().pending == 0
 
 
-async def test_an_oversized_body_gets_413_by_content_length(
-    connect: Connect, inbox: SQLiteInbox
-) -> None:
-    body = payload(subject="x" * 2_000)
-    async with connect(receiver_for(inbox, max_body=1_000)) as client:
-        response = await post(client, body, signed(body, timestamp=NOW))
-    assert response.status_code == 413
-    assert response.json()["message"] == f"body: {len(body)} bytes exceeds the limit of 1000 bytes"
-    assert inbox.counts().pending == 0
+def _large(content_size: int, **data: Any) -> bytes:
+    """A sent email whose body content comes last, as Customer.io orders its fields."""
+    return payload(
+        "email",
+        "sent",
+        identifiers={"id": "u-big", "email": "big@example.com"},
+        customer_id="u-big",
+        delivery_id="d-big",
+        **data,
+        content="<p>" + "x" * content_size + "</p>",
+    )
 
 
-async def test_an_oversized_streamed_body_gets_413_while_reading(
+async def test_an_authentic_body_past_the_cap_is_stored_as_its_fields_marked_truncated(
     connect: Connect, inbox: SQLiteInbox
 ) -> None:
-    body = payload(subject="x" * 5_000)
+    body = _large(5_000)
 
     async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: chunked transfer
         for start in range(0, len(body), 512):
             yield body[start : start + 512]
 
     async with connect(receiver_for(inbox, max_body=1_000)) as client:
-        response = await client.post(PATH, content=chunks(), headers=signed(body, timestamp=NOW))
-    assert response.status_code == 413
-    assert response.json()["message"] == "body: larger than the limit of 1000 bytes"
+        by_length = await post(client, body, signed(body, timestamp=NOW))
+        streamed = await client.post(PATH, content=chunks(), headers=signed(body, timestamp=NOW))
+    assert (by_length.status_code, by_length.json()) == (
+        200,
+        {"status": "stored", "truncated": True},
+    )
+    assert (streamed.status_code, streamed.json()) == (200, {"status": "duplicate"})
+    [stored] = inbox.due(10, now=NOW)
+    assert stored.truncated and len(stored.raw) < 1_000
+    event = parse_event(stored.raw)
+    assert (event.name, event.identifiers, event.delivery_id) == (
+        "email_sent",
+        {"id": "u-big", "email": "big@example.com"},
+        "d-big",
+    )
+    assert "content" not in event.data  # the field the cut went through
+
+
+async def test_a_body_past_the_cap_with_a_wrong_signature_is_refused(
+    connect: Connect, inbox: SQLiteInbox
+) -> None:
+    body = _large(5_000)
+    forged = body.replace(b"u-big", b"u-bad")
+    async with connect(receiver_for(inbox, max_body=1_000)) as client:
+        response = await post(client, forged, signed(body, timestamp=NOW))
+    assert (response.status_code, response.content) == (401, b"")
+    assert inbox.counts().pending == 0
+
+
+async def test_a_large_body_without_signature_headers_is_refused_before_it_is_read(
+    inbox: SQLiteInbox,
+) -> None:
+    received: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        received.append(1)
+        return {"type": "http.request", "body": b"x" * 65_536, "more_body": True}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "headers": [(b"content-length", b"99999999")]}
+    await receiver_for(inbox)(scope, receive, send)
+    assert received == [] and sent[0]["status"] == 401
+
+
+async def test_a_truncated_body_whose_event_fields_are_cut_is_quarantined(
+    connect: Connect, inbox: SQLiteInbox
+) -> None:
+    # The huge field comes before the event's own fields: nothing names the event.
+    body = b'{"data":{"content":"' + b"x" * 5_000 + b'"},"event_id":"e1"}'
+    async with connect(receiver_for(inbox, max_body=1_000)) as client:
+        response = await post(client, body, signed(body, timestamp=NOW))
+    assert (response.status_code, response.json()) == (200, {"status": "quarantined"})
+    [item] = inbox.list_quarantined()
+    assert len(item.raw) == 1_000 and f"body of {len(body)} bytes cut at 1000" in item.error
+
+
+def test_the_default_cap_keeps_16_mib_whole() -> None:
+    assert WebhookReceiver(MemoryInbox(), [KEY]).intake.max_body == 16 * 1024 * 1024
 
 
 async def test_a_body_at_the_cap_is_accepted(connect: Connect, inbox: SQLiteInbox) -> None:

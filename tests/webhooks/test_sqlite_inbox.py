@@ -143,7 +143,8 @@ def test_sqlite_a_file_written_before_the_sqlite_layer_opens_with_its_events(
         assert [s.event_id for s in inbox.read_after(3, 10)] == [event.event_id]
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1  # adopted, not rebuilt
+        # adopted, not rebuilt, then migrated forward (2: webhook_events.truncated)
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
         assert conn.execute("PRAGMA page_size").fetchone()[0] == 4096
     finally:
         conn.close()

@@ -16,10 +16,11 @@ in each framework's request/response types, importing the framework only when ca
 
     app.add_url_rule("/webhooks/customerio", view_func=flask_view(intake), methods=["POST"])
 
-Both read at most ``max_body + 1`` bytes from the request stream, so an oversized body is
-refused (413) without being buffered whole; the view is CSRF-exempt in Django because the
-signature, not a cookie, authenticates Customer.io. Every answer reaches the intake's
-``on_outcome``, as from the ASGI receiver.
+Both check the signature headers before reading, then stream the body through the HMAC and keep
+its first ``max_body`` bytes: a larger authentic webhook is stored as its event's fields, marked
+truncated, never refused for its size (``webhooks/intake.py``). The view is CSRF-exempt in
+Django because the signature, not a cookie, authenticates Customer.io. Every answer reaches the
+intake's ``on_outcome``, as from the ASGI receiver.
 """
 
 from __future__ import annotations
@@ -28,48 +29,56 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from cio_relay.asgi_body import TooLarge
-from cio_relay.digits import whole_number
 from cio_relay.webhooks.intake import (
     METHOD_NOT_ALLOWED,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
+    UNAUTHORIZED,
     WebhookIntake,
     header,
-    too_large,
 )
 
-__all__ = ["django_view", "flask_view", "handle_webhook"]
+__all__ = ["django_view", "flask_view", "handle_webhook", "handle_webhook_stream"]
 
 _CONTENT_TYPE = "application/json"
 
 
-def declared_length(headers: Mapping[str, str]) -> int | None:
-    return whole_number(header(headers, "content-length"))
+_CHUNK = 65_536
 
 
 def handle_webhook(
     intake: WebhookIntake, body: bytes, headers: Mapping[str, str]
 ) -> tuple[int, bytes]:
-    """Answer one webhook POST: ``(status, body)``. Blocks until the event is durable.
-
-    ``headers`` may be any mapping (names are matched case-insensitively).
-    """
-    declared = declared_length(headers)
-    if declared is not None and declared > intake.max_body:
-        reply = intake.report(too_large(TooLarge(intake.max_body, declared)))
-    else:
-        reply = intake.accept(
-            body, header(headers, TIMESTAMP_HEADER), header(headers, SIGNATURE_HEADER)
-        )
+    """Answer one webhook POST whose whole body is ``body``: ``(status, body)``. Blocks until
+    the event is durable. ``headers`` may be any mapping (names matched case-insensitively)."""
+    reply = intake.accept(
+        body, header(headers, TIMESTAMP_HEADER), header(headers, SIGNATURE_HEADER)
+    )
     return reply.status, reply.body
 
 
-def _too_large_before_reading(intake: WebhookIntake, headers: Mapping[str, str]) -> bytes | None:
-    declared = declared_length(headers)
-    if declared is not None and declared > intake.max_body:
-        return intake.report(too_large(TooLarge(intake.max_body, declared))).body
-    return None
+def handle_webhook_stream(
+    intake: WebhookIntake, read: Callable[[int], bytes], headers: Mapping[str, str]
+) -> tuple[int, bytes]:
+    """``handle_webhook`` reading the body from ``read(n)`` (a request stream): headers that
+    cannot be authentic are refused before reading; the body goes through the HMAC chunk by
+    chunk and only its first ``intake.max_body`` bytes are kept."""
+    timestamp = header(headers, TIMESTAMP_HEADER)
+    signature = header(headers, SIGNATURE_HEADER)
+    if timestamp is None or not intake.headers_acceptable(timestamp, signature):
+        return UNAUTHORIZED.status, intake.report(UNAUTHORIZED).body
+    digest = intake.start_signature(timestamp)
+    kept: list[bytes] = []
+    room = intake.max_body
+    size = 0
+    while chunk := read(_CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+        if room > 0:
+            kept.append(chunk[:room])
+            room -= len(kept[-1])
+    reply = intake.accept(b"".join(kept), timestamp, signature, digest=digest, size=size)
+    return reply.status, reply.body
 
 
 def django_view(intake: WebhookIntake) -> Callable[[Any], Any]:
@@ -85,11 +94,7 @@ def django_view(intake: WebhookIntake) -> Callable[[Any], Any]:
                 content_type=_CONTENT_TYPE,
                 headers={"Allow": "POST"},
             )
-        refused = _too_large_before_reading(intake, request.headers)
-        if refused is not None:
-            return http.HttpResponse(refused, status=413, content_type=_CONTENT_TYPE)
-        body = request.read(intake.max_body + 1)
-        status, payload = handle_webhook(intake, body, request.headers)
+        status, payload = handle_webhook_stream(intake, request.read, request.headers)
         return http.HttpResponse(payload, status=status, content_type=_CONTENT_TYPE)
 
     return csrf.csrf_exempt(webhook_view)  # type: ignore[no-any-return]
@@ -101,11 +106,7 @@ def flask_view(intake: WebhookIntake) -> Callable[[], Any]:
 
     def webhook_view() -> Any:
         request = flask.request
-        refused = _too_large_before_reading(intake, request.headers)
-        if refused is not None:
-            return flask.Response(refused, status=413, content_type=_CONTENT_TYPE)
-        body = request.stream.read(intake.max_body + 1)
-        status, payload = handle_webhook(intake, body, request.headers)
+        status, payload = handle_webhook_stream(intake, request.stream.read, request.headers)
         return flask.Response(payload, status=status, content_type=_CONTENT_TYPE)
 
     return webhook_view

@@ -12,6 +12,8 @@ crash, a failing handler or a restart. What every backend keeps:
   for an operator to ``retry_parked`` once the cause is fixed.
 - Events are numbered by ``seq`` in arrival order, and seqs are never reused, so a consumer such
   as the lake feed can keep a durable cursor (``cursor``/``set_cursor``) and resume after it.
+- ``store(..., truncated=True)`` keeps an event whose body was too large to keep whole: its
+  fields, with the mark (``StoredEvent.truncated``).
 - ``quarantine`` keeps authentic but unparseable payloads (raw bytes and the parse error), once
   per distinct bytes: having no event id to de-duplicate by, a payload replayed within the
   signature's tolerance (or retried by Customer.io) would otherwise be kept again each time.
@@ -68,6 +70,9 @@ class StoredEvent:
     attempts: int
     next_attempt_at: float
     last_error: str | None = None
+    #: The body was larger than the receiver keeps: ``raw`` holds the event's fields (JSON)
+    #: read from its beginning, not the bytes Customer.io sent (``webhooks/truncated.py``).
+    truncated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +106,14 @@ def clip_error(error: str) -> str:
 class Inbox(Protocol):
     """Durable store of raw webhook events. Thread-safe; ``now`` arguments are for tests."""
 
-    def store(self, event: Event, raw: bytes, *, received_at: float | None = None) -> bool:
+    def store(
+        self,
+        event: Event,
+        raw: bytes,
+        *,
+        received_at: float | None = None,
+        truncated: bool = False,
+    ) -> bool:
         """Persist ``raw`` durably; True if new, False if ``event.event_id`` was already stored."""
 
     async def store_async(
@@ -111,6 +123,7 @@ class Inbox(Protocol):
         *,
         received_at: float | None = None,
         timeout: float | None = None,
+        truncated: bool = False,
     ) -> bool:
         """``store`` for an event loop: waits for the write without blocking the loop.
 
@@ -194,7 +207,14 @@ class MemoryInbox:
         if self._closed:
             raise InboxUnavailableError("the inbox is closed")
 
-    def store(self, event: Event, raw: bytes, *, received_at: float | None = None) -> bool:
+    def store(
+        self,
+        event: Event,
+        raw: bytes,
+        *,
+        received_at: float | None = None,
+        truncated: bool = False,
+    ) -> bool:
         at = now_or(received_at)
         with self._lock:
             self._check_open()
@@ -202,7 +222,15 @@ class MemoryInbox:
                 return False
             self._seq += 1
             self._events[event.event_id] = StoredEvent(
-                self._seq, event.event_id, event.name, bytes(raw), at, HandlerState.PENDING, 0, at
+                self._seq,
+                event.event_id,
+                event.name,
+                bytes(raw),
+                at,
+                HandlerState.PENDING,
+                0,
+                at,
+                truncated=truncated,
             )
             return True
 
@@ -213,8 +241,10 @@ class MemoryInbox:
         *,
         received_at: float | None = None,
         timeout: float | None = None,
+        truncated: bool = False,
     ) -> bool:
-        return self.store(event, raw, received_at=received_at)  # instant: no timeout needed
+        # Instant: no timeout needed.
+        return self.store(event, raw, received_at=received_at, truncated=truncated)
 
     def quarantine(self, raw: bytes, error: str, *, received_at: float | None = None) -> int:
         digest = quarantine_digest(raw)

@@ -3,17 +3,22 @@
 The ASGI ``WebhookReceiver`` and the Django/Flask adapters only move bytes; the decisions of
 contract 8 live here, once:
 
-1. over ``max_body`` bytes -> 413 (front ends also check Content-Length and while streaming);
-2. signature or timestamp wrong against every signing key -> 401 with an empty body (a front end
+1. signature or timestamp wrong against every signing key -> 401 with an empty body (a front end
    that can answer before reading the body asks ``headers_acceptable`` first: headers missing,
    malformed or out of tolerance get the same 401 without the body being read);
-3. authentic but not an event -> quarantined (raw bytes + error), 200: Customer.io holds every
+2. authentic but not an event -> quarantined (raw bytes + error), 200: Customer.io holds every
    later webhook behind one that fails, so a payload we cannot read must not block the stream;
-4. authentic event -> persisted raw in the inbox (a duplicate ``event_id`` is stored once), 200;
+3. authentic event -> persisted raw in the inbox (a duplicate ``event_id`` is stored once), 200;
+4. authentic event larger than ``max_body`` (16 MiB by default) -> its fields, read from the
+   first ``max_body`` bytes (``webhooks/truncated.py``), stored and marked truncated, 200. Never a
+   413: Customer.io pauses every later webhook to an endpoint that answers an error, for days.
+   Front ends stream the body through the HMAC (``start_signature``) and keep only its first
+   ``max_body`` bytes, so an unauthenticated client costs at most that much memory, and a body
+   whose signature then fails is refused (401) like any other;
 5. the inbox cannot store now -> 503, the only 5xx: Customer.io retries, nothing is lost.
 
 Every answer is also reported to ``on_outcome`` as an ``Outcome``: the reply (its ``result``
-names it: stored, duplicate, quarantined, refused, too_large, unavailable, method_not_allowed)
+names it: stored, truncated, duplicate, quarantined, refused, unavailable, method_not_allowed)
 and, for an authentic event that is stored or a duplicate, the parsed event. Front ends report
 the answers they give before the body is whole through ``report``; observers (metrics, a list
 of recent webhooks) learn what happened from the outcome, never from the bytes.
@@ -29,11 +34,19 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from cio_relay.asgi_body import TooLarge
+import orjson
+
+from cio_relay.config import DEFAULT_WEBHOOK_MAX_BODY
 from cio_relay.errors import ConfigError, EventParseError, SignatureError
-from cio_relay.webhooks.events import Event, parse_event
+from cio_relay.webhooks.events import Event, event_from_document, parse_event
 from cio_relay.webhooks.inbox import Inbox
-from cio_relay.webhooks.signature import DEFAULT_TOLERANCE, check_headers, verify
+from cio_relay.webhooks.signature import (
+    DEFAULT_TOLERANCE,
+    StreamingSignature,
+    check_headers,
+    verify,
+)
+from cio_relay.webhooks.truncated import leading_fields
 
 __all__ = [
     "DEFAULT_MAX_BODY",
@@ -47,7 +60,8 @@ __all__ = [
 
 log = logging.getLogger("cio_relay.webhooks")
 
-DEFAULT_MAX_BODY = 1_000_000
+#: Bytes of a body kept whole; past it an authentic event is stored as its fields, truncated.
+DEFAULT_MAX_BODY = DEFAULT_WEBHOOK_MAX_BODY
 #: Seconds a request waits for the inbox before answering 503: well inside Customer.io's 4 s.
 DEFAULT_STORE_TIMEOUT = 2.5
 TIMESTAMP_HEADER = "x-cio-timestamp"
@@ -81,6 +95,7 @@ class Outcome:
 
 
 STORED = Reply(200, b'{"status":"stored"}', result="stored")
+STORED_TRUNCATED = Reply(200, b'{"status":"stored","truncated":true}', result="truncated")
 DUPLICATE = Reply(200, b'{"status":"duplicate"}', result="duplicate")
 QUARANTINED = Reply(200, b'{"status":"quarantined"}', result="quarantined")
 UNAUTHORIZED = Reply(401, result="refused")
@@ -96,11 +111,6 @@ UNAVAILABLE = Reply(
     (("retry-after", "1"),),
     result="unavailable",
 )
-
-
-def too_large(refusal: TooLarge) -> Reply:
-    """413 with the body every 413 of the service has (``cio_relay.asgi_body``)."""
-    return Reply(413, refusal.json(), result="too_large")
 
 
 def header(headers: Mapping[str, str], name: str) -> str | None:
@@ -195,8 +205,10 @@ class WebhookIntake:
                 log.exception("webhook on_outcome hook failed")
         return reply
 
-    def _stored(self, event: Event, is_new: bool) -> Reply:
-        reply = STORED if is_new else DUPLICATE
+    def _stored(self, read: _Readable, is_new: bool) -> Reply:
+        event = read.event
+        assert event is not None  # only events are stored
+        reply = (STORED_TRUNCATED if read.truncated else STORED) if is_new else DUPLICATE
         if is_new and self.on_stored is not None:
             try:
                 self.on_stored(event)
@@ -204,56 +216,118 @@ class WebhookIntake:
                 log.exception("webhook on_stored hook failed")
         return self.report(reply, event)
 
-    def _refused_before_storing(
-        self, body: bytes, timestamp: str | None, signature: str | None
-    ) -> Reply | None:
-        """413 or 401 (reported), or None for a body to store."""
-        if len(body) > self.max_body:
-            return self.report(too_large(TooLarge(self.max_body, len(body))))
-        if not self.authenticate(body, timestamp, signature):
-            return self.report(UNAUTHORIZED)
-        return None
+    def start_signature(self, timestamp: str) -> StreamingSignature:
+        """The HMAC a front end feeds the body to as it streams in, for ``accept(digest=...)``."""
+        return StreamingSignature(self._keys, timestamp)
 
-    def accept(self, body: bytes, timestamp: str | None, signature: str | None) -> Reply:
-        """The whole decision for one body, blocking until it is stored (WSGI-style callers)."""
-        refused = self._refused_before_storing(body, timestamp, signature)
+    def _refused(
+        self,
+        body: bytes,
+        timestamp: str | None,
+        signature: str | None,
+        digest: StreamingSignature | None,
+    ) -> Reply | None:
+        """401 (reported), or None for an authentic body to store."""
+        if digest is None:
+            authentic = self.authenticate(body, timestamp, signature)
+        else:
+            authentic = signature is not None and digest.matches(signature)
+            if not authentic:
+                log.info("webhook rejected: signature mismatch")
+        return None if authentic else self.report(UNAUTHORIZED)
+
+    def _read(self, kept: bytes, size: int) -> _Readable:
+        """The event to store and its bytes, or the error to quarantine the bytes with."""
+        if size <= len(kept):
+            try:
+                return _Readable(parse_event(kept), kept)
+            except EventParseError as exc:
+                return _Readable(None, kept, str(exc))
+        # Too large to keep whole: the event's fields from the kept beginning, marked.
+        fields = leading_fields(kept)
+        try:
+            event = event_from_document(fields)
+        except EventParseError as exc:
+            error = f"body of {size} bytes cut at {len(kept)}: {exc}"
+            return _Readable(None, kept, error)
+        return _Readable(event, orjson.dumps(fields), truncated=True)
+
+    def _split(self, body: bytes, size: int | None) -> tuple[bytes, int]:
+        """What is kept of ``body`` (``max_body`` bytes at most) and the whole body's size."""
+        whole = len(body) if size is None else size
+        return (body if len(body) <= self.max_body else body[: self.max_body]), whole
+
+    def accept(
+        self,
+        body: bytes,
+        timestamp: str | None,
+        signature: str | None,
+        *,
+        digest: StreamingSignature | None = None,
+        size: int | None = None,
+    ) -> Reply:
+        """The whole decision for one body, blocking until it is stored (WSGI-style callers).
+
+        ``body`` is the whole body, or, with ``digest`` (the HMAC fed while it streamed in,
+        ``start_signature``) and ``size``, its first ``max_body`` bytes."""
+        refused = self._refused(body, timestamp, signature, digest)
         if refused is not None:
             return refused
         received_at = self._clock()
+        read = self._read(*self._split(body, size))
         try:
-            try:
-                event = parse_event(body)
-            except EventParseError as exc:
-                self.inbox.quarantine(body, str(exc), received_at=received_at)
+            if read.event is None:
+                self.inbox.quarantine(read.raw, read.error, received_at=received_at)
                 return self.report(QUARANTINED)
-            is_new = self.inbox.store(event, body, received_at=received_at)
+            is_new = self.inbox.store(
+                read.event, read.raw, received_at=received_at, truncated=read.truncated
+            )
         except Exception as exc:
             log.warning("webhook not stored: %s", type(exc).__name__)
             return self.report(UNAVAILABLE)
-        return self._stored(event, is_new)
+        return self._stored(read, is_new)
 
     async def accept_async(
-        self, body: bytes, timestamp: str | None, signature: str | None
+        self,
+        body: bytes,
+        timestamp: str | None,
+        signature: str | None,
+        *,
+        digest: StreamingSignature | None = None,
+        size: int | None = None,
     ) -> Reply:
         """``accept`` for an event loop: the inbox write is awaited, with ``store_timeout``."""
-        refused = self._refused_before_storing(body, timestamp, signature)
+        refused = self._refused(body, timestamp, signature, digest)
         if refused is not None:
             return refused
         received_at = self._clock()
         timeout = self.store_timeout
+        read = self._read(*self._split(body, size))
         try:
-            try:
-                event = parse_event(body)
-            except EventParseError as exc:
+            if read.event is None:
                 await self.inbox.quarantine_async(
-                    body, str(exc), received_at=received_at, timeout=timeout
+                    read.raw, read.error, received_at=received_at, timeout=timeout
                 )
                 return self.report(QUARANTINED)
             is_new = await self.inbox.store_async(
-                event, body, received_at=received_at, timeout=timeout
+                read.event,
+                read.raw,
+                received_at=received_at,
+                timeout=timeout,
+                truncated=read.truncated,
             )
         except Exception as exc:
             # A late write may still land; Customer.io's retry is then a harmless duplicate.
             log.warning("webhook not stored: %s", type(exc).__name__)
             return self.report(UNAVAILABLE)
-        return self._stored(event, is_new)
+        return self._stored(read, is_new)
+
+
+@dataclass(frozen=True, slots=True)
+class _Readable:
+    """An authentic body read: the event and the bytes to store, or what to quarantine."""
+
+    event: Event | None
+    raw: bytes
+    error: str = ""
+    truncated: bool = False

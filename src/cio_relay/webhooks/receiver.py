@@ -3,9 +3,12 @@
 It checks the signature headers first (present, well formed, timestamp within the tolerance)
 and answers 401 before reading any of the body when they cannot be authentic: an unsigned or
 stale request costs no more than its headers, whatever body it declares (the server discards
-what it sends after the answer, under its own deadlines: ``cio_relay.http_guard``). Then it reads
-the raw body with a size cap (Content-Length first, then while streaming), and hands
-the bytes to ``WebhookIntake`` (verify against every signing key, parse, persist raw, reply).
+what it sends after the answer, under its own deadlines: ``cio_relay.http_guard``). Then it
+streams the body through the HMAC of every signing key, keeping its first ``max_body`` bytes
+(16 MiB by default), and hands them to ``WebhookIntake`` (compare the signature, parse, persist,
+reply). No size is refused: an authentic body past ``max_body`` is stored as its event's fields,
+marked truncated, and answered 200 (Customer.io pauses an endpoint that answers errors); one
+whose signature fails is refused once it has been read, having cost at most ``max_body`` bytes.
 No handler runs in the request path: the answer is sent once the event is durable, and the
 router works from the inbox afterwards. ``on_stored`` is called with each new event after it is
 persisted (a cheap wake-up such as ``WebhookPipeline.notify``; it must not block), and
@@ -36,8 +39,7 @@ from collections.abc import Callable, Iterable
 
 from starlette.types import Receive, Scope, Send
 
-from cio_relay.asgi_body import TooLarge, read_body
-from cio_relay.digits import whole_number
+from cio_relay.asgi_body import stream_body
 from cio_relay.webhooks.events import Event
 from cio_relay.webhooks.inbox import Inbox
 from cio_relay.webhooks.intake import (
@@ -51,7 +53,6 @@ from cio_relay.webhooks.intake import (
     Reply,
     SigningKey,
     WebhookIntake,
-    too_large,
 )
 from cio_relay.webhooks.signature import DEFAULT_TOLERANCE
 
@@ -59,7 +60,6 @@ __all__ = ["WebhookReceiver"]
 
 _TIMESTAMP = TIMESTAMP_HEADER.encode()
 _SIGNATURE = SIGNATURE_HEADER.encode()
-_CONTENT_LENGTH = b"content-length"
 _JSON = (b"content-type", b"application/json")
 
 
@@ -89,7 +89,7 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 
 
 class WebhookReceiver:
-    """ASGI app: ``POST`` a Customer.io reporting webhook; answers 200/401/413/503."""
+    """ASGI app: ``POST`` a Customer.io reporting webhook; answers 200/401/503."""
 
     def __init__(
         self,
@@ -128,21 +128,19 @@ class WebhookReceiver:
             await _answer(send, intake.report(METHOD_NOT_ALLOWED))
             return
         timestamp = signature = None
-        declared: int | None = None
         for name, value in scope["headers"]:
             if name == _TIMESTAMP:
                 timestamp = value.decode("latin-1")
             elif name == _SIGNATURE:
                 signature = value.decode("latin-1")
-            elif name == _CONTENT_LENGTH:
-                declared = whole_number(value)
-        if not intake.headers_acceptable(timestamp, signature):
+        if timestamp is None or not intake.headers_acceptable(timestamp, signature):
             await _answer(send, intake.report(UNAUTHORIZED))
             return
-        body = await read_body(receive, intake.max_body, declared)
+        digest = intake.start_signature(timestamp)
+        body = await stream_body(receive, intake.max_body, digest.update)
         if body is None:
             return  # the client went away: nobody to answer, nothing to report
-        if isinstance(body, TooLarge):
-            await _answer(send, intake.report(too_large(body)))
-            return
-        await _answer(send, await intake.accept_async(body, timestamp, signature))
+        reply = await intake.accept_async(
+            body.kept, timestamp, signature, digest=digest, size=body.size
+        )
+        await _answer(send, reply)

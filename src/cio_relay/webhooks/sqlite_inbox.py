@@ -20,7 +20,8 @@ a consumer's saved cursor). That rule is cheaper than ``AUTOINCREMENT``, which u
 
 Schema (version in ``PRAGMA user_version``): version 1 is the schema of the releases that kept
 no version, written with ``IF NOT EXISTS`` so that it adopts their files as they are (including
-those made before ``webhook_quarantine_digests`` existed, which gain the table).
+those made before ``webhook_quarantine_digests`` existed, which gain the table). Version 2 adds
+``webhook_events.truncated`` (an event kept as its fields from a body too large to keep whole).
 """
 
 from __future__ import annotations
@@ -82,15 +83,17 @@ _STEPS: Steps = {
             name TEXT PRIMARY KEY,
             seq INTEGER NOT NULL)""",
     ),
+    # Events stored from a body larger than the receiver keeps are marked (webhooks/truncated.py).
+    2: ("ALTER TABLE webhook_events ADD COLUMN truncated INTEGER NOT NULL DEFAULT 0",),
 }
 
 _EVENT_COLUMNS = (
-    "seq, event_id, name, raw, received_at, state, attempts, next_attempt_at, last_error"
+    "seq, event_id, name, raw, received_at, state, attempts, next_attempt_at, last_error, truncated"
 )
 
 
 def _stored(row: tuple[Any, ...]) -> StoredEvent:
-    seq, event_id, name, raw, received_at, state, attempts, next_attempt_at, last_error = row
+    (seq, event_id, name, raw, received_at, state, attempts, next_attempt_at, last_error, cut) = row
     return StoredEvent(
         seq,
         event_id,
@@ -101,6 +104,7 @@ def _stored(row: tuple[Any, ...]) -> StoredEvent:
         attempts,
         next_attempt_at,
         last_error,
+        truncated=bool(cut),
     )
 
 
@@ -158,19 +162,29 @@ class SQLiteInbox:
     # --- the Inbox protocol ---------------------------------------------------------------
 
     @staticmethod
-    def _insert(event: Event, raw: bytes, at: float) -> Callable[[sqlite3.Connection], bool]:
+    def _insert(
+        event: Event, raw: bytes, at: float, truncated: bool
+    ) -> Callable[[sqlite3.Connection], bool]:
         def insert(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
-                "INSERT INTO webhook_events (event_id, name, raw, received_at, next_attempt_at)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
-                (event.event_id, event.name, raw, at, at),
+                "INSERT INTO webhook_events"
+                " (event_id, name, raw, received_at, next_attempt_at, truncated)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+                (event.event_id, event.name, raw, at, at, int(truncated)),
             )
             return cursor.rowcount == 1
 
         return insert
 
-    def store(self, event: Event, raw: bytes, *, received_at: float | None = None) -> bool:
-        return self._write(self._insert(event, raw, now_or(received_at)))
+    def store(
+        self,
+        event: Event,
+        raw: bytes,
+        *,
+        received_at: float | None = None,
+        truncated: bool = False,
+    ) -> bool:
+        return self._write(self._insert(event, raw, now_or(received_at), truncated))
 
     async def store_async(
         self,
@@ -179,8 +193,10 @@ class SQLiteInbox:
         *,
         received_at: float | None = None,
         timeout: float | None = None,
+        truncated: bool = False,
     ) -> bool:
-        return await self._write_async(self._insert(event, raw, now_or(received_at)), timeout)
+        insert = self._insert(event, raw, now_or(received_at), truncated)
+        return await self._write_async(insert, timeout)
 
     @staticmethod
     def _quarantine(raw: bytes, error: str, at: float) -> Callable[[sqlite3.Connection], int]:
