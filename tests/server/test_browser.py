@@ -20,7 +20,7 @@ from playwright import sync_api as playwright
 from cio_relay import operations as ops
 from cio_relay.config import Settings
 from cio_relay.delivery.hooks import Hooks
-from cio_relay.emulator import EmulatorServer
+from cio_relay.emulator import EmulatorConfig, EmulatorServer
 from cio_relay.operations import Operation
 from cio_relay.outbox.base import DeadReason, Outbox
 from cio_relay.server import create_app
@@ -60,6 +60,13 @@ def browser() -> Iterator[object]:
             yield chromium
         finally:
             chromium.close()
+
+
+@pytest.fixture
+def emulator() -> Iterator[EmulatorServer]:
+    """An account in the EU, as the settings below say (the workers check it at start-up)."""
+    with EmulatorServer(EmulatorConfig(region="eu")) as server:
+        yield server
 
 
 def test_operator_logs_in_sees_the_outbox_and_replays_a_dead_letter(
