@@ -307,9 +307,11 @@ def _webhook_path() -> dict[str, Any]:
                     "content": {_JSON: {"schema": {"type": "object"}}},
                 },
                 "responses": {
-                    "200": {"description": "Stored (or a duplicate, or quarantined)"},
+                    "200": {
+                        "description": "Stored (or a duplicate, or quarantined; past the "
+                        "body cap, stored as its fields and marked truncated)"
+                    },
                     "401": {"description": "Signature or timestamp did not verify"},
-                    "413": {"description": "Body larger than the cap"},
                     "503": {"description": "Storage unavailable: Customer.io retries"},
                 },
             }
