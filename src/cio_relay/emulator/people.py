@@ -155,12 +155,13 @@ def delete_device(state: EmulatorState, id_type: str, value: str, token: str) ->
         person.devices.pop(token, None)
 
 
-def merge_people(state: EmulatorState, primary: Any, secondary: Any) -> None:
-    """``primary``/``secondary`` are ``{<id|email|cio_id>: value}``. The primary must already
-    exist: otherwise the merge "won't do anything" (track-api.json, merge), and neither does a
-    missing secondary."""
-    first = one_identifier(primary, "primary", MERGE_IDENTIFIERS, strict=True)
-    second = one_identifier(secondary, "secondary", MERGE_IDENTIFIERS, strict=True)
+def merge_people(state: EmulatorState, primary: Any, secondary: Any, *, strict: bool) -> None:
+    """``primary``/``secondary`` are ``{<id|email|cio_id>: value}``; ``strict``: nothing else
+    beside it (v1's ``maxProperties: 1``; v2's ``person_merge`` has no such bound). The primary
+    must already exist: otherwise the merge "won't do anything" (track-api.json, merge), and
+    neither does a missing secondary."""
+    first = one_identifier(primary, "primary", MERGE_IDENTIFIERS, strict=strict)
+    second = one_identifier(secondary, "secondary", MERGE_IDENTIFIERS, strict=strict)
     person = state.find(*first)
     other = state.find(*second)
     if person is None or other is None or person is other:

@@ -81,10 +81,10 @@ def _track_route(method: str, segments: list[str]) -> Route:
             )
         return _unknown(TRACK)
     if (
-        count == 6
+        count == 5
         and method == "POST"
         and segments[1:3] == ["v1", "forms"]
-        and segments[4:] == ["submit"]
+        and segments[4] == "submit"
     ):
         return Route(
             "POST /api/v1/forms/{form_id}/submit", TRACK, track_v1.submit_form, (segments[3],)

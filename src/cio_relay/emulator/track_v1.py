@@ -52,7 +52,8 @@ def _path_person(identifier: str) -> tuple[str, str]:
     """A path names a person by id, email or ``cio_<cio_id>`` (a phone reads as an id); only an
     id is held to the documented 150 bytes."""
     id_type, value = classify_identifier(identifier)
-    check_identifier(value, id_type, capped=id_type == "id")
+    if id_type != "cio_id":  # a cio_id is looked up as it is: an unknown one is dropped
+        check_identifier(value, id_type, capped=id_type == "id")
     return id_type, value
 
 
@@ -106,7 +107,9 @@ def anonymous_event(account: Account, request: Request) -> Reply:
     one is an invite event or a page/screen view of nobody in particular."""
     body = parse_object(request)
     anonymous_id = body.get("anonymous_id")
-    if anonymous_id is not None:
+    if anonymous_id == "":  # an empty anonymous_id names nobody, like none at all
+        anonymous_id = None
+    elif anonymous_id is not None:
         anonymous_id = check_identifier(anonymous_id, "anonymous_id", capped=False)
     people.store_event(account.state, None, anonymous_id, check_event(body))
     return OK
@@ -137,7 +140,7 @@ def unsuppress(account: Account, request: Request, identifier: str) -> Reply:
 
 def merge_customers(account: Account, request: Request) -> Reply:
     body = parse_object(request)
-    people.merge_people(account.state, body.get("primary"), body.get("secondary"))
+    people.merge_people(account.state, body.get("primary"), body.get("secondary"), strict=True)
     return OK
 
 
@@ -157,6 +160,8 @@ def segment_membership(account: Account, request: Request, segment_id: str, acti
         raise Invalid("id_type must be id, email or cio_id", "id_type")
     members = account.state.segments.setdefault(segment_id, set())
     for raw in ids:
+        if raw == "":  # names nobody, like an id no one has: skipped
+            continue
         person = account.state.find(id_type, check_identifier(raw, "ids", capped=id_type == "id"))
         if person is None:
             continue

@@ -118,7 +118,7 @@ def person_identifiers(value: Any) -> tuple[str, str]:
 def _person_item(state: EmulatorState, item: dict[str, Any], received_at: float | None) -> None:
     action = item.get("action")
     if action == "merge":
-        people.merge_people(state, item.get("primary"), item.get("secondary"))
+        people.merge_people(state, item.get("primary"), item.get("secondary"), strict=False)
         return
     if action not in _PERSON_ACTIONS:
         raise Invalid(f"action must be one of {', '.join(_PERSON_ACTIONS)}", "action")
