@@ -12,6 +12,7 @@ Secrets are ``SecretStr``: their repr and str are masked, so a logged ``Settings
 from __future__ import annotations
 
 import ipaddress
+import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -46,6 +47,13 @@ __all__ = [
 
 Region = Literal["us", "eu"]
 Environment = Literal["development", "staging", "production"]
+#: Settings that no longer exist, and what replaced them (refused rather than ignored).
+_POLICIES = "record, unsubscribe or suppress"
+RETIRED_SETTINGS = {
+    "CIO_RELAY_WEBHOOK_SUPPRESS_ON_BOUNCE": f"CIO_RELAY_BOUNCE_POLICY ({_POLICIES})",
+    "CIO_RELAY_WEBHOOK_SUPPRESS_ON_SPAM": f"CIO_RELAY_SPAM_POLICY ({_POLICIES})",
+}
+
 #: What the built-in bounce/spam handlers do: see ``Settings.bounce_policy``.
 DeliveryHealthPolicy = Literal["record", "unsubscribe", "suppress"]
 DELIVERY_HEALTH_POLICIES: tuple[DeliveryHealthPolicy, ...] = ("record", "unsubscribe", "suppress")
@@ -279,6 +287,15 @@ class Settings(BaseSettings):
             "CIO_RELAY_WEBHOOK_RECORD_UNSUBSCRIBES", "webhook_record_unsubscribes"
         ),
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_retired_settings(cls, data: object) -> object:
+        # A retired switch silently ignored would turn an operator's "suppress" into "record".
+        for retired, replacement in RETIRED_SETTINGS.items():
+            if retired in os.environ or (isinstance(data, dict) and retired.lower() in data):
+                raise ConfigError(f"{retired} was retired: set {replacement} instead")
+        return data
 
     @field_validator("bounce_policy", "spam_policy", mode="before")
     @classmethod

@@ -95,3 +95,18 @@ def test_embedded_defaults_live_in_the_data_dir() -> None:
     assert settings.outbox_url == "sqlite:///cio-relay-data/outbox.db"
     assert settings.lake_url == "cio-relay-data/lake"
     assert settings.host == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("retired", "replacement"),
+    [
+        ("CIO_RELAY_WEBHOOK_SUPPRESS_ON_BOUNCE", "CIO_RELAY_BOUNCE_POLICY"),
+        ("CIO_RELAY_WEBHOOK_SUPPRESS_ON_SPAM", "CIO_RELAY_SPAM_POLICY"),
+    ],
+)
+def test_a_retired_suppress_switch_is_refused_not_ignored(
+    monkeypatch: pytest.MonkeyPatch, retired: str, replacement: str
+) -> None:
+    monkeypatch.setenv(retired, "true")
+    with pytest.raises(ConfigError, match=f"{retired} was retired: set {replacement}"):
+        Settings()
