@@ -12,7 +12,9 @@ from cio_relay.errors import (
     PermanentError,
     RetryableError,
     SignatureError,
+    StorageUnavailableError,
     ValidationError,
+    WrongRegionError,
 )
 from cio_relay.relay import AsyncRelay, Relay
 
@@ -32,6 +34,8 @@ __all__ = [
     "RetryableError",
     "Settings",
     "SignatureError",
+    "StorageUnavailableError",
     "ValidationError",
+    "WrongRegionError",
     "__version__",
 ]

@@ -89,10 +89,10 @@ def person_identifiers(
 
 
 def check_sms_recipient(to: Any) -> None:
-    """An SMS ``to`` is required: an E.164 number, or Liquid that renders one
+    """An SMS or WhatsApp ``to`` is required: an E.164 number, or Liquid that renders one
     (``{{customer.phone}}``), as track-api.json's ``sendsms`` documents it."""
     if not isinstance(to, str) or not to.strip():
-        raise ValidationError("to", "an SMS needs 'to', the recipient's phone number")
+        raise ValidationError("to", "the recipient's phone number is required")
     if "{{" not in to and _E164.fullmatch(to) is None:
         raise ValidationError("to", _NOT_E164 + " (or Liquid such as {{customer.phone}})")
 
