@@ -5,6 +5,7 @@ and the metrics say why, nothing is dead-lettered, nothing reaches the account."
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -156,13 +157,32 @@ def test_the_service_keeps_accepting_and_says_why_its_worker_will_not_start(
     hooks = Hooks()
     refused = threading.Event()
     hooks.on_region_mismatch(lambda api, detail: refused.set())
+    supervisor_log = _Records()
+    logging.getLogger("cio_relay.server").addHandler(supervisor_log)
     app = create_app(settings, outbox=outbox, hooks=hooks, idempotency_path=tmp_path / "i.db")
     auth = {"Authorization": f"Bearer {API_KEY}"}
     with serve(app) as url:
         assert refused.wait(DEADLINE)
+        assert supervisor_log.arrived.wait(DEADLINE)
         accepted = httpx.post(f"{url}/v1/people/ada/events", json={"name": "e"}, headers=auth)
         ready = httpx.get(f"{url}/readyz")
     assert accepted.status_code == 202  # durable in the outbox, delivered once the region is
     assert ready.status_code == 503
     assert ready.json()["checks"]["workers"] == "paused: wrong region (app, track)"
     assert outbox.depth().pending == 1 and outbox.depth().dead == 0
+    logging.getLogger("cio_relay.server").removeHandler(supervisor_log)
+    # A setting to fix is one line that says how, not a traceback every restart.
+    [record] = supervisor_log.records[:1]
+    assert "cannot start" in record.getMessage() and "CUSTOMERIO_REGION" in record.getMessage()
+    assert record.exc_info is None
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+        self.arrived = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        self.arrived.set()

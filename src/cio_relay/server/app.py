@@ -36,6 +36,7 @@ from cio_relay.backoff import growing_delays
 from cio_relay.config import Settings
 from cio_relay.delivery.hooks import Hooks
 from cio_relay.delivery.worker import Worker
+from cio_relay.errors import ConfigError
 from cio_relay.observability.logs import log_delivery_events
 from cio_relay.observability.metrics import Metrics
 from cio_relay.observability.throughput import ThroughputRing
@@ -138,6 +139,8 @@ class Service:
             started = time.monotonic()
             try:
                 await worker.arun(stop)
+            except ConfigError as refused:  # a setting to fix (the region): its one line says how
+                log.error("the delivery worker cannot start: %s; it will be retried", refused)
             except Exception:
                 log.exception("the delivery worker stopped; it will be restarted")
             if stop.is_set():
