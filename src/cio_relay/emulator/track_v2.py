@@ -23,6 +23,7 @@ from .limits import (
     V2_ITEM_BYTES,
     Invalid,
     check_event,
+    check_identifier,
 )
 from .state import EmulatorState
 
@@ -110,8 +111,16 @@ def apply_item(
         raise Invalid("type must be one of person, object, delivery", "type")
 
 
+_IDENTIFIER_FIELDS = {name: f"identifiers.{name}" for name in people.PERSON_IDENTIFIERS}
+
+
 def person_identifiers(value: Any) -> tuple[str, str]:
     """v2 person ``identifiers``: exactly one of id, email, phone, cio_id (track-api.json)."""
+    if type(value) is dict and len(value) == 1:  # every item's path: field names made once
+        ((id_type, identifier),) = value.items()
+        field = _IDENTIFIER_FIELDS.get(id_type)
+        if field is not None:
+            return id_type, check_identifier(identifier, field, capped=id_type == "id")
     return people.one_identifier(value, "identifiers")
 
 
