@@ -16,7 +16,8 @@ method builds its operation with the relay's ``OperationFactory`` (which stamps 
 environment) and hands it to ``_one``, which ``Relay`` writes at once and ``AsyncRelay`` awaits
 with the other calls of its event loop (``GroupWriter``). Nothing is shared between calls but
 the outbox, so concurrent callers, on threads or on several event loops, each get their own
-operation back.
+operation back. The module is past 500 lines because it is one surface written twice: the
+shells mirror each other method for method, and splitting either would part the pairs.
 
 Timestamps (``timestamp``, ``last_used``, a send's ``send_at``) are Unix seconds or a
 ``datetime`` with a time zone; a naive datetime is refused (``ValidationError`` naming the
@@ -41,11 +42,16 @@ from cio_relay.delivery.hooks import Hooks
 from cio_relay.guarded_outbox import GuardedOutbox
 from cio_relay.operations import (
     AnonymousEventType,
+    Metric,
+    ObjectRef,
     Operation,
     OperationFactory,
     PersonRef,
+    PushMetric,
+    SegmentIdType,
     Timestamp,
 )
+from cio_relay.operations.objects import Related
 from cio_relay.outbox.base import Outbox
 from cio_relay.outbox.group_writer import GroupWriter
 
@@ -213,6 +219,96 @@ class Relay(_RelayBase):
     def delete(self, person: PersonRef) -> str:
         """Delete a person (irreversible at Customer.io)."""
         return self._one(self._build.delete(person))
+
+    # --- relationships and objects (v2) -------------------------------------------------------
+
+    def add_relationships(self, person: PersonRef, objects: Sequence[Related]) -> str:
+        """Relate a person to ``objects``: each ``{"object_type_id", "object_id"}``,
+        ``{"cio_object_id"}`` or ``{"identifiers": ..., "relationship_attributes": {...}}``."""
+        return self._one(self._build.add_relationships(person, objects))
+
+    def delete_relationships(self, person: PersonRef, objects: Sequence[Related]) -> str:
+        """Remove a person's relationships to ``objects``."""
+        return self._one(self._build.delete_relationships(person, objects))
+
+    def identify_object(
+        self,
+        obj: ObjectRef,
+        attributes: Mapping[str, Any] | None = None,
+        *,
+        people: Sequence[Related] | None = None,
+    ) -> str:
+        """Create or update an object (``{"object_type_id": "1", "object_id": "acme"}``), related
+        to ``people`` where given."""
+        return self._one(self._build.identify_object(obj, attributes, people=people))
+
+    def delete_object(self, obj: ObjectRef) -> str:
+        """Delete an object and its relationships."""
+        return self._one(self._build.delete_object(obj))
+
+    def identify_anonymous(
+        self,
+        obj: ObjectRef,
+        anonymous_id: str,
+        attributes: Mapping[str, Any] | None = None,
+        *,
+        relationship_attributes: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Create or update an object related to someone not identified yet (``anonymous_id``)."""
+        op = self._build.identify_anonymous(
+            obj, anonymous_id, attributes, relationship_attributes=relationship_attributes
+        )
+        return self._one(op)
+
+    def add_object_relationships(self, obj: ObjectRef, people: Sequence[Related]) -> str:
+        """Relate an object to ``people`` (by id, email or cio_id)."""
+        return self._one(self._build.add_object_relationships(obj, people))
+
+    def delete_object_relationships(self, obj: ObjectRef, people: Sequence[Related]) -> str:
+        """Remove an object's relationships to ``people``."""
+        return self._one(self._build.delete_object_relationships(obj, people))
+
+    # --- segments and delivery metrics (v1) ---------------------------------------------------
+
+    def add_to_segment(
+        self, segment_id: int | str, ids: Sequence[str], *, id_type: SegmentIdType = "id"
+    ) -> str:
+        """Add up to 1,000 people (named by ``id_type``) to a manual segment."""
+        return self._one(self._build.add_to_segment(segment_id, ids, id_type=id_type))
+
+    def remove_from_segment(
+        self, segment_id: int | str, ids: Sequence[str], *, id_type: SegmentIdType = "id"
+    ) -> str:
+        """Remove up to 1,000 people from a manual segment."""
+        return self._one(self._build.remove_from_segment(segment_id, ids, id_type=id_type))
+
+    def track_metric(
+        self,
+        delivery_id: str,
+        metric: Metric,
+        *,
+        recipient: str | int | None = None,
+        reason: str | None = None,
+        href: str | None = None,
+        timestamp: Timestamp | None = None,
+    ) -> str:
+        """Report a delivery's metric (``/api/v1/metrics``) for a channel that does not itself."""
+        op = self._build.track_metric(
+            delivery_id, metric, recipient=recipient, reason=reason, href=href, timestamp=timestamp
+        )
+        return self._one(op)
+
+    def track_push_metric(
+        self,
+        delivery_id: str,
+        event: PushMetric,
+        device_id: str,
+        *,
+        timestamp: Timestamp | None = None,
+    ) -> str:
+        """Report a device-side push metric (the legacy ``/api/v1/push/events``)."""
+        op = self._build.track_push_metric(delivery_id, event, device_id, timestamp=timestamp)
+        return self._one(op)
 
     # --- App API ------------------------------------------------------------------------------
 
@@ -499,6 +595,83 @@ class AsyncRelay(_RelayBase):
 
     async def delete(self, person: PersonRef) -> str:
         return await self._one(self._build.delete(person))
+
+    # --- relationships and objects (v2) -------------------------------------------------------
+
+    async def add_relationships(self, person: PersonRef, objects: Sequence[Related]) -> str:
+        return await self._one(self._build.add_relationships(person, objects))
+
+    async def delete_relationships(self, person: PersonRef, objects: Sequence[Related]) -> str:
+        return await self._one(self._build.delete_relationships(person, objects))
+
+    async def identify_object(
+        self,
+        obj: ObjectRef,
+        attributes: Mapping[str, Any] | None = None,
+        *,
+        people: Sequence[Related] | None = None,
+    ) -> str:
+        return await self._one(self._build.identify_object(obj, attributes, people=people))
+
+    async def delete_object(self, obj: ObjectRef) -> str:
+        return await self._one(self._build.delete_object(obj))
+
+    async def identify_anonymous(
+        self,
+        obj: ObjectRef,
+        anonymous_id: str,
+        attributes: Mapping[str, Any] | None = None,
+        *,
+        relationship_attributes: Mapping[str, Any] | None = None,
+    ) -> str:
+        op = self._build.identify_anonymous(
+            obj, anonymous_id, attributes, relationship_attributes=relationship_attributes
+        )
+        return await self._one(op)
+
+    async def add_object_relationships(self, obj: ObjectRef, people: Sequence[Related]) -> str:
+        return await self._one(self._build.add_object_relationships(obj, people))
+
+    async def delete_object_relationships(self, obj: ObjectRef, people: Sequence[Related]) -> str:
+        return await self._one(self._build.delete_object_relationships(obj, people))
+
+    # --- segments and delivery metrics (v1) ---------------------------------------------------
+
+    async def add_to_segment(
+        self, segment_id: int | str, ids: Sequence[str], *, id_type: SegmentIdType = "id"
+    ) -> str:
+        return await self._one(self._build.add_to_segment(segment_id, ids, id_type=id_type))
+
+    async def remove_from_segment(
+        self, segment_id: int | str, ids: Sequence[str], *, id_type: SegmentIdType = "id"
+    ) -> str:
+        return await self._one(self._build.remove_from_segment(segment_id, ids, id_type=id_type))
+
+    async def track_metric(
+        self,
+        delivery_id: str,
+        metric: Metric,
+        *,
+        recipient: str | int | None = None,
+        reason: str | None = None,
+        href: str | None = None,
+        timestamp: Timestamp | None = None,
+    ) -> str:
+        op = self._build.track_metric(
+            delivery_id, metric, recipient=recipient, reason=reason, href=href, timestamp=timestamp
+        )
+        return await self._one(op)
+
+    async def track_push_metric(
+        self,
+        delivery_id: str,
+        event: PushMetric,
+        device_id: str,
+        *,
+        timestamp: Timestamp | None = None,
+    ) -> str:
+        op = self._build.track_push_metric(delivery_id, event, device_id, timestamp=timestamp)
+        return await self._one(op)
 
     # --- App API ------------------------------------------------------------------------------
 

@@ -59,7 +59,10 @@ def _with_quirks_undone(name: str) -> dict[str, Any]:
       and ``oneOf`` refuses it: ``POST /api/v1/merge_customers``'s ``primary``/``secondary``
       (no choice requires its identifier), ``anonymousEventsRequest`` (its standard event
       allows ``type: page``, as does its page view) and ``campaignRequest`` (its default
-      audience matches every body). Read as ``anyOf``, which is what the text says.
+      audience matches every body), ``v2_cio_relationships``'s person identifiers (no choice
+      requires its identifier, so ``{"cio_id": ...}`` matches all three) and
+      ``POST /api/v1/metrics`` (its channels share metrics: ``opened`` is email's, push's,
+      in-app's ...). Read as ``anyOf``, which is what the text says.
     """
     loaded = copy.deepcopy(document(name))
     if name != "track-api.json":
@@ -73,6 +76,9 @@ def _with_quirks_undone(name: str) -> dict[str, Any]:
         _any_of(merge["application/json"]["schema"]["properties"][side])
     _any_of(schemas["anonymousEventsRequest"])
     _any_of(schemas["campaignRequest"])
+    _any_of(schemas["v2_cio_relationships"]["items"]["properties"]["identifiers"])
+    metrics = loaded["paths"]["/api/v1/metrics"]["post"]["requestBody"]["content"]
+    _any_of(metrics["application/json"]["schema"])
     return loaded
 
 

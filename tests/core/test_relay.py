@@ -59,6 +59,29 @@ CALLS: dict[str, Callable[[Relay], str]] = {
         identifiers={"id": "u14"}, transactional_message_id=6
     ),
     "trigger_broadcast": lambda r: r.trigger_broadcast(5, ids=["u1"]),
+    "add_relationships": lambda r: r.add_relationships(
+        "u15", [{"object_type_id": "1", "object_id": "acme"}]
+    ),
+    "delete_relationships": lambda r: r.delete_relationships(
+        "u16", [{"cio_object_id": "obb7fd050101"}]
+    ),
+    "identify_object": lambda r: r.identify_object(
+        {"object_type_id": 1, "object_id": "acme"}, {"name": "Acme"}, people=["u17"]
+    ),
+    "delete_object": lambda r: r.delete_object({"object_type_id": "1", "object_id": "acme"}),
+    "identify_anonymous": lambda r: r.identify_anonymous(
+        {"object_type_id": "1", "object_id": "acme"}, "anon-2"
+    ),
+    "add_object_relationships": lambda r: r.add_object_relationships(
+        {"object_type_id": "1", "object_id": "acme"}, [{"email": "a@x.test"}]
+    ),
+    "delete_object_relationships": lambda r: r.delete_object_relationships(
+        {"object_type_id": "1", "object_id": "acme"}, ["u18"]
+    ),
+    "add_to_segment": lambda r: r.add_to_segment(3, ["u19", "u20"]),
+    "remove_from_segment": lambda r: r.remove_from_segment("3", ["a@x.test"], id_type="email"),
+    "track_metric": lambda r: r.track_metric("dlv-1", "opened", recipient="a@x.test"),
+    "track_push_metric": lambda r: r.track_push_metric("dlv-2", "delivered", "device-tok"),
 }
 
 
@@ -105,6 +128,94 @@ BAD: dict[str, tuple[Callable[[Relay], Any], type[Exception], str]] = {
         lambda r: r.send_push(identifiers={}, transactional_message_id=1),
         ValidationError,
         "identifiers",
+    ),
+    "segment of 1001 ids": (
+        lambda r: r.add_to_segment(3, [f"u{i}" for i in range(1001)]),
+        LimitExceeded,
+        "ids",
+    ),
+    "segment id of 151 bytes": (
+        lambda r: r.remove_from_segment(3, ["ok", "u" * 151]),
+        LimitExceeded,
+        "ids[1].id",
+    ),
+    "segment phone id type": (
+        lambda r: r.add_to_segment(3, ["+14155552671"], id_type="phone"),  # type: ignore[arg-type]
+        ValidationError,
+        "id_type",
+    ),
+    "segment id not a number": (
+        lambda r: r.add_to_segment("seg-1", ["u"]),
+        ValidationError,
+        "segment_id",
+    ),
+    "object without object_id": (
+        lambda r: r.identify_object({"object_type_id": "1"}, {"name": "x"}),
+        ValidationError,
+        "object",
+    ),
+    "object id of 151 bytes": (
+        lambda r: r.delete_object({"object_type_id": "1", "object_id": "o" * 151}),
+        LimitExceeded,
+        "object.object_id",
+    ),
+    "object type not a number": (
+        lambda r: r.delete_object({"object_type_id": "companies", "object_id": "acme"}),
+        ValidationError,
+        "object.object_type_id",
+    ),
+    "object attribute of 1001 bytes": (
+        lambda r: r.identify_object({"cio_object_id": "o1"}, {"bio": "x" * 1001}),
+        LimitExceeded,
+        "attributes.bio",
+    ),
+    "object related to a phone": (
+        lambda r: r.add_object_relationships({"cio_object_id": "o1"}, [{"phone": "+14155552671"}]),
+        ValidationError,
+        "people[0].identifiers",
+    ),
+    "relationships of 100,001 bytes": (
+        lambda r: r.add_relationships(
+            "u",
+            [
+                {
+                    "identifiers": {"cio_object_id": "o1"},
+                    "relationship_attributes": {"note": "x" * 100_000},
+                }
+            ],
+        ),
+        LimitExceeded,
+        "relationships",
+    ),
+    "relationships empty": (
+        lambda r: r.delete_relationships("u", []),
+        ValidationError,
+        "relationships",
+    ),
+    "anonymous object without anonymous_id": (
+        lambda r: r.identify_anonymous({"cio_object_id": "o1"}, ""),
+        ValidationError,
+        "anonymous_id[0].identifiers.anonymous_id",
+    ),
+    "metric unknown": (
+        lambda r: r.track_metric("d", "read"),  # type: ignore[arg-type]
+        ValidationError,
+        "metric",
+    ),
+    "metric without delivery": (
+        lambda r: r.track_metric("", "opened"),
+        ValidationError,
+        "delivery_id",
+    ),
+    "push metric bounced": (
+        lambda r: r.track_push_metric("d", "bounced", "tok"),  # type: ignore[arg-type]
+        ValidationError,
+        "event",
+    ),
+    "push metric without device": (
+        lambda r: r.track_push_metric("d", "opened", ""),
+        ValidationError,
+        "device_id",
     ),
     "broadcast two audiences": (
         lambda r: r.trigger_broadcast(1, ids=["a"], emails=["b"]),

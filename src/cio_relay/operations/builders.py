@@ -30,6 +30,8 @@ from cio_relay.operations.limits import (
     json_size,
 )
 from cio_relay.operations.model import NO_ENV, Identifiers, Operation, PersonRef, new_operation
+from cio_relay.operations.objects import ObjectBuilders
+from cio_relay.operations.segments_metrics import SegmentMetricBuilders
 from cio_relay.operations.send_options import check_send_options
 from cio_relay.operations.validation import (
     NOT_PHONE,
@@ -71,8 +73,11 @@ ANONYMOUS_EVENT_TYPES: tuple[AnonymousEventType, ...] = ("event", "page", "scree
 BROADCAST_AUDIENCES = ("recipients", "emails", "ids", "per_user_data", "data_file_url")
 
 
-class OperationFactory:
+class OperationFactory(ObjectBuilders, SegmentMetricBuilders):
     """Builds checked Operations for one environment (see the module docstring).
+
+    The builders of objects and relationships (``objects``) and of segment membership and
+    delivery metrics (``segments_metrics``) are mixed in from their own modules.
 
     ``op_id`` (a ULID, kept upper-cased) makes a retried call store the operation once; it is
     new for each operation when not given. ``created_at`` (Unix seconds) is now when not given.

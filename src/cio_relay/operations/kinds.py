@@ -12,6 +12,7 @@ from enum import StrEnum
 __all__ = [
     "API_OF",
     "NON_IDEMPOTENT_KINDS",
+    "OBJECT_KINDS",
     "TRANSACTIONAL_KINDS",
     "V2_KINDS",
     "Api",
@@ -31,6 +32,17 @@ class Kind(StrEnum):
     SUPPRESS = "suppress"
     UNSUPPRESS = "unsuppress"
     MERGE = "merge"
+    ADD_RELATIONSHIPS = "add_relationships"
+    DELETE_RELATIONSHIPS = "delete_relationships"
+    IDENTIFY_OBJECT = "identify_object"
+    DELETE_OBJECT = "delete_object"
+    IDENTIFY_ANONYMOUS = "identify_anonymous"
+    ADD_OBJECT_RELATIONSHIPS = "add_object_relationships"
+    DELETE_OBJECT_RELATIONSHIPS = "delete_object_relationships"
+    ADD_TO_SEGMENT = "add_to_segment"
+    REMOVE_FROM_SEGMENT = "remove_from_segment"
+    TRACK_METRIC = "track_metric"
+    TRACK_PUSH_METRIC = "track_push_metric"
     SEND_EMAIL = "send_email"
     SEND_PUSH = "send_push"
     SEND_SMS = "send_sms"
@@ -61,7 +73,10 @@ TRANSACTIONAL_KINDS = frozenset(
 #: Kinds Customer.io does not de-duplicate: an ambiguous failure must not be retried blindly.
 NON_IDEMPOTENT_KINDS = TRANSACTIONAL_KINDS | {Kind.TRIGGER_BROADCAST}
 #: Kinds that can travel in ``/api/v2/batch``. Anonymous events stay on v1 because the v2 shape
-#: of an anonymous event is not documented (customerio-api.md §3).
+#: of an anonymous event is not documented (customerio-api.md §3). Manual segment membership
+#: has no v2 form. Delivery metrics stay on v1: v2's ``delivery`` item documents no
+#: ``timestamp``, so a metric delivered late would be dated when it arrives, not when it
+#: happened, and it only takes push's three metrics.
 V2_KINDS = frozenset(
     {
         Kind.IDENTIFY,
@@ -74,6 +89,23 @@ V2_KINDS = frozenset(
         Kind.SUPPRESS,
         Kind.UNSUPPRESS,
         Kind.MERGE,
+        Kind.ADD_RELATIONSHIPS,
+        Kind.DELETE_RELATIONSHIPS,
+        Kind.IDENTIFY_OBJECT,
+        Kind.DELETE_OBJECT,
+        Kind.IDENTIFY_ANONYMOUS,
+        Kind.ADD_OBJECT_RELATIONSHIPS,
+        Kind.DELETE_OBJECT_RELATIONSHIPS,
+    }
+)
+#: Kinds about an object (track-api.json ``object_operations``), named in ``payload["object"]``.
+OBJECT_KINDS = frozenset(
+    {
+        Kind.IDENTIFY_OBJECT,
+        Kind.DELETE_OBJECT,
+        Kind.IDENTIFY_ANONYMOUS,
+        Kind.ADD_OBJECT_RELATIONSHIPS,
+        Kind.DELETE_OBJECT_RELATIONSHIPS,
     }
 )
 

@@ -45,6 +45,7 @@ class Limits:
     v2_batch_bytes = 500_000
     recipients = 15
     attachments_bytes = 2_000_000
+    segment_ids_per_call = 1000  # add_customers / remove_customers: "1000 customer IDs"
 
 
 LIMITS = Limits()

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from cio_relay import kept_json
-from cio_relay.operations.kinds import API_OF, NON_IDEMPOTENT_KINDS, Api, Kind
+from cio_relay.operations.kinds import API_OF, NON_IDEMPOTENT_KINDS, OBJECT_KINDS, Api, Kind
 from cio_relay.operations.wire import V1_REQUESTS, V2_ITEMS, Request
 
 __all__ = ["IDENTIFIER_TYPES", "NO_ENV", "Identifiers", "Operation", "PersonRef", "new_operation"]
@@ -36,7 +36,8 @@ class Operation:
     """One durable unit of work: what to tell Customer.io, and about whom.
 
     ``identifiers`` holds exactly one of ``id``/``email``/``phone``/``cio_id`` for person
-    operations; it is empty for anonymous events and broadcast triggers. ``person_key`` orders
+    operations; it is empty for anonymous events, broadcast triggers, objects (named in
+    ``payload["object"]``), segment membership and delivery metrics. ``person_key`` orders
     delivery (contract 3).
     ``env`` is the environment of the relay that enqueued it (``NO_ENV`` before that).
     """
@@ -64,9 +65,8 @@ class Operation:
             return f"{id_type}:{value}"
         if self.kind is Kind.TRACK_ANONYMOUS and "anonymous_id" in self.payload:
             return f"anonymous_id:{self.payload['anonymous_id']}"
-        if self.kind is Kind.TRIGGER_BROADCAST:
-            return f"broadcast:{self.payload['broadcast_id']}"
-        return f"op:{self.op_id}"
+        keyed = _KEY_OF.get(self.kind)
+        return f"op:{self.op_id}" if keyed is None else keyed(self.payload)
 
     def to_record(self) -> tuple[str, str, str, bytes, float, str]:
         """The columns an outbox stores: op_id, kind, person_key, payload, created_at, env."""
@@ -104,6 +104,26 @@ class Operation:
             f"Operation(op_id={self.op_id!r}, kind={self.kind.value!r}, person={self.person_key!r})"
         )
 
+
+def _object_key(payload: dict[str, Any]) -> str:
+    """An object's operations are ordered by the object: ``object:{type}:{id}``, or
+    ``object:cio_object_id:{id}`` for one named by Customer.io's id (which cannot be told to be
+    the same object here, so the two names are ordered apart)."""
+    named = payload["object"]
+    if "cio_object_id" in named:
+        return f"object:cio_object_id:{named['cio_object_id']}"
+    return f"object:{named['object_type_id']}:{named['object_id']}"
+
+
+#: The ordering key of the kinds that name no person (see each builder's docstring).
+_KEY_OF: dict[Kind, Callable[[dict[str, Any]], str]] = {
+    Kind.TRIGGER_BROADCAST: lambda payload: f"broadcast:{payload['broadcast_id']}",
+    **dict.fromkeys(OBJECT_KINDS, _object_key),
+    Kind.ADD_TO_SEGMENT: lambda payload: f"segment:{payload['segment_id']}",
+    Kind.REMOVE_FROM_SEGMENT: lambda payload: f"segment:{payload['segment_id']}",
+    Kind.TRACK_METRIC: lambda payload: f"delivery:{payload['delivery_id']}",
+    Kind.TRACK_PUSH_METRIC: lambda payload: f"delivery:{payload['delivery_id']}",
+}
 
 _KINDS: dict[str, Kind] = {kind.value: kind for kind in Kind}
 #: ``kind.value`` is a Python-level enum property; a dict lookup is cheaper.

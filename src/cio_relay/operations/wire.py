@@ -22,6 +22,7 @@ __all__ = [
     "V1_REQUESTS",
     "V2_EVENT_DATA_KEY",
     "V2_ITEMS",
+    "V2_ONLY_KINDS",
     "Request",
     "Wired",
     "path_identifier",
@@ -29,6 +30,19 @@ __all__ = [
 
 #: v2 person events carry their properties under this key (track-api.json ``person_event``).
 V2_EVENT_DATA_KEY = "attributes"
+#: Kinds v1 has no request for (objects, relationships on their own): their single request is
+#: their v2 item on ``/api/v2/entity``.
+V2_ONLY_KINDS = frozenset(
+    {
+        Kind.ADD_RELATIONSHIPS,
+        Kind.DELETE_RELATIONSHIPS,
+        Kind.IDENTIFY_OBJECT,
+        Kind.DELETE_OBJECT,
+        Kind.IDENTIFY_ANONYMOUS,
+        Kind.ADD_OBJECT_RELATIONSHIPS,
+        Kind.DELETE_OBJECT_RELATIONSHIPS,
+    }
+)
 #: The attribute v1 carries relationships in, ``{"action", "relationships"}``; in v2 they are a
 #: top-level array of the item (track-api.json ``v1_cio_relationships``, ``identify_person``).
 RELATIONSHIPS = "cio_relationships"
@@ -265,6 +279,86 @@ V2_ITEMS: dict[Kind, Callable[[Wired], dict[str, Any] | None]] = {
 }
 
 
+def _v2_relationships(action: str) -> Callable[[Wired], dict[str, Any]]:
+    """A person's relationships to objects, added or removed (``person_add_relationships``)."""
+    return lambda op: {
+        "type": "person",
+        "action": action,
+        "identifiers": op.identifiers,
+        RELATIONSHIPS: op.payload["relationships"],
+    }
+
+
+def _v2_object(action: str) -> Callable[[Wired], dict[str, Any]]:
+    """An object item (track-api.json ``object_operations``): the object's identifiers, then its
+    attributes and its relationships to people (or to anonymous ids) where the payload has them."""
+
+    def build(op: Wired) -> dict[str, Any]:
+        payload = op.payload
+        item: dict[str, Any] = {"type": "object", "action": action}
+        item["identifiers"] = payload["object"]
+        if "attributes" in payload:
+            item["attributes"] = payload["attributes"]
+        if "relationships" in payload:
+            item[RELATIONSHIPS] = payload["relationships"]
+        return item
+
+    return build
+
+
+V2_ITEMS.update(
+    {
+        Kind.ADD_RELATIONSHIPS: _v2_relationships("add_relationships"),
+        Kind.DELETE_RELATIONSHIPS: _v2_relationships("delete_relationships"),
+        Kind.IDENTIFY_OBJECT: _v2_object("identify"),
+        Kind.DELETE_OBJECT: _v2_object("delete"),
+        Kind.IDENTIFY_ANONYMOUS: _v2_object("identify_anonymous"),
+        Kind.ADD_OBJECT_RELATIONSHIPS: _v2_object("add_relationships"),
+        Kind.DELETE_OBJECT_RELATIONSHIPS: _v2_object("delete_relationships"),
+    }
+)
+
+
+def _entity(v2: Callable[[Wired], dict[str, Any] | None]) -> Callable[[Wired], Request]:
+    """The single request of a kind only v2 documents: its item on ``/api/v2/entity``."""
+
+    def build(op: Wired) -> Request:
+        item = v2(op)
+        if item is None:  # never: each of these kinds always has its item
+            raise ValueError("this operation has no v2 item")
+        return Request(Api.TRACK, "POST", "/api/v2/entity", item)
+
+    return build
+
+
+def _v1_segment(change: str) -> Callable[[Wired], Request]:
+    """``POST /api/v1/segments/{segment_id}/{change}``, ``?id_type=`` when not the default id."""
+
+    def build(op: Wired) -> Request:
+        payload = op.payload
+        path = f"/api/v1/segments/{payload['segment_id']}/{change}"
+        if payload["id_type"] != "id":
+            path += f"?id_type={payload['id_type']}"
+        return Request(Api.TRACK, "POST", path, {"ids": payload["ids"]})
+
+    return build
+
+
+V1_REQUESTS.update(
+    {
+        **{kind: _entity(V2_ITEMS[kind]) for kind in V2_ONLY_KINDS},
+        Kind.ADD_TO_SEGMENT: _v1_segment("add_customers"),
+        Kind.REMOVE_FROM_SEGMENT: _v1_segment("remove_customers"),
+        # The builders store the documented body itself (track-api.json ``metrics``,
+        # ``pushMetrics``).
+        Kind.TRACK_METRIC: lambda op: Request(Api.TRACK, "POST", "/api/v1/metrics", op.payload),
+        Kind.TRACK_PUSH_METRIC: lambda op: Request(
+            Api.TRACK, "POST", "/api/v1/push/events", op.payload
+        ),
+    }
+)
+
+
 def _v1_or_entity(
     v1: Callable[[Wired], Request], v2: Callable[[Wired], dict[str, Any] | None]
 ) -> Callable[[Wired], Request]:
@@ -283,5 +377,9 @@ def _v1_or_entity(
 
 
 V1_REQUESTS.update(
-    {kind: _v1_or_entity(V1_REQUESTS[kind], v2) for kind, v2 in V2_ITEMS.items()}
+    {
+        kind: _v1_or_entity(V1_REQUESTS[kind], v2)
+        for kind, v2 in V2_ITEMS.items()
+        if kind not in V2_ONLY_KINDS
+    }
 )
