@@ -4,8 +4,9 @@ metrics (``POST /api/v1/metrics`` and the legacy ``POST /api/v1/push/events``).
 
 Ordering (``Operation.person_key``): segment changes are ordered by the segment
 (``segment:{id}``), so adding people and removing them again arrive in that order. They are not
-ordered against the people's own operations: Customer.io ignores an id that names nobody yet,
-so add someone to a segment after their identify has been delivered, not in the same breath.
+ordered against the people's own operations (one call names up to 1,000 of them): add someone
+to a segment after their identify has been delivered, not in the same breath (the emulator
+skips an id it does not know; what Customer.io does with one is not documented).
 Metrics are ordered by delivery (``delivery:{id}``): delivered, then opened, then clicked.
 
 Neither has a v2 form that carries it whole (kinds.py ``V2_KINDS``): they travel on v1.
