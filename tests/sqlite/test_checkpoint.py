@@ -97,3 +97,50 @@ def test_close_stops_the_thread_and_later_writes_start_none(
     assert not thread.is_alive()
     checkpointer.wrote(conn.total_changes + 10)
     assert checkpointer._thread is thread and not thread.is_alive()
+
+
+class _WatchedLock:
+    """The writer's lock, telling the test when the checkpoint thread asks for it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.wanted = threading.Event()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if threading.current_thread().name.startswith("checkpoint"):
+            self.wanted.set()
+        return self.lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self.lock.release()
+
+    def __enter__(self) -> None:
+        self.acquire()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+def test_a_large_commit_made_while_the_round_waited_for_the_lock_is_copied_unpaused(
+    db: tuple[Path, sqlite3.Connection],
+) -> None:
+    path, conn = db
+    lock = _WatchedLock()
+    checkpointer = Checkpointer(
+        path,
+        synchronous="NORMAL",
+        writer_lock=lock,  # type: ignore[arg-type]
+        every_changes=1,
+    )
+    _write(conn, lock, 10)
+    with lock:  # a writer's long transaction, as a lease admitting a backlog
+        checkpointer.wrote(conn.total_changes)
+        assert lock.wanted.wait(10)  # the unpaused rounds are done: the round waits to pause
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO t (v) VALUES (?)", [(ROW,)] * 5_000)
+        conn.execute("COMMIT")
+        checkpointer.wrote(conn.total_changes)
+    checkpointer.close()
+    assert checkpointer.rounds == 1
+    # The large commit's thousands of frames were copied before the writers were paused.
+    assert checkpointer.paused_frames < 100

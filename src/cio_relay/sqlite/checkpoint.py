@@ -14,7 +14,10 @@ connection:
    SQLite lets writers append to the WAL meanwhile), until one finds little left to copy;
 2. then takes the writer's lock and runs one more passive checkpoint for the frames appended
    during the last round: a short pause, after which every frame is in the database file, so
-   the next write starts the WAL again from its beginning and the file stays bounded.
+   the next write starts the WAL again from its beginning and the file stays bounded. If a
+   large transaction was committed meanwhile (while this thread waited for the lock behind it,
+   say a lease admitting a backlog), the lock is let go and step 1 runs again first, so the
+   pause stays short.
 
 Step 2 is needed because under steady writes a passive checkpoint never catches up with the
 end of the WAL (frames arrive while it copies), and SQLite only reuses the WAL once it has.
@@ -43,6 +46,8 @@ CHECKPOINT_EVERY_CHANGES = 20_000
 CHECKPOINT_EVERY_COMMITS = 2_000
 #: Frames still to copy below which the last round is run with the writers paused.
 _SMALL_TAIL_FRAMES = 2_000
+#: Rows changed while waiting for the writer's lock past which the paused round is put off.
+_SMALL_TAIL_CHANGES = 2_000
 #: Unpaused rounds before pausing the writers anyway (the WAL must not grow without bound).
 _MAX_UNPAUSED_ROUNDS = 4
 _PASSIVE = "PRAGMA wal_checkpoint(PASSIVE)"
@@ -75,10 +80,13 @@ class Checkpointer:
         self._requested = False  # a round is due; it runs even if close() comes first
         self._closed = False
         self._thread: threading.Thread | None = None
+        self._changes = 0  # the writer's total_changes at its last commit
         self.rounds = 0  # checkpoints completed with every frame copied (tests, diagnostics)
+        self.paused_frames = 0  # frames the last round copied with the writers paused (same)
 
     def wrote(self, total_changes: int) -> None:
         """After a commit, with the writer's ``total_changes``; wakes the thread when due."""
+        self._changes = total_changes
         self._commits_left -= 1
         if (total_changes < self._next_at and self._commits_left > 0) or self._closed:
             return
@@ -118,16 +126,38 @@ class Checkpointer:
             conn.close()
 
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
-        # A passive round copies the WAL up to where it ended when the round began; the frames
-        # appended meanwhile are the next round's work. Once a round had little to copy, the
-        # next (paused) one has less still.
+        for attempt in range(_MAX_UNPAUSED_ROUNDS):
+            copied, copied_up_to = self._copy_unpaused(conn)
+            self._writer_lock.acquire()
+            # Rows committed since the last unpaused round began are the paused round's work.
+            # A large transaction among them (a lease admitting a backlog, committed while this
+            # thread waited for the lock) is copied unpaused first, unless that has gone on too
+            # long: the WAL must stay bounded.
+            tail = self._changes - copied_up_to
+            if tail < _SMALL_TAIL_CHANGES or attempt == _MAX_UNPAUSED_ROUNDS - 1:
+                break
+            self._writer_lock.release()
+        try:
+            _, wal_frames, copied_paused = conn.execute(_PASSIVE).fetchone()
+        finally:
+            self._writer_lock.release()
+        self.paused_frames = max(0, copied_paused - copied)
+        if copied_paused == wal_frames:
+            self.rounds += 1
+
+    def _copy_unpaused(self, conn: sqlite3.Connection) -> tuple[int, int]:
+        """Passive rounds until one finds little to copy; the frames copied by then, and the
+        writer's ``total_changes`` when the last round began (everything up to it is copied).
+
+        A passive round copies the WAL up to where it ended when the round began; the frames
+        appended meanwhile are the next round's work. Once a round had little to copy, the next
+        (paused) one has less still.
+        """
         copied_before = 0
         for _ in range(_MAX_UNPAUSED_ROUNDS):
+            changes = self._changes
             _, _, copied = conn.execute(_PASSIVE).fetchone()
             if copied - copied_before < _SMALL_TAIL_FRAMES:
                 break
             copied_before = copied
-        with self._writer_lock:
-            _, wal_frames, copied = conn.execute(_PASSIVE).fetchone()
-        if copied == wal_frames:
-            self.rounds += 1
+        return int(copied), changes
