@@ -16,7 +16,17 @@ import pytest
 from ulid import ULID
 
 from cio_relay.emulator import EmulatorServer
-from customerio import APIClient, CustomerIO, CustomerIOException, SendEmailRequest, SendPushRequest
+from customerio import (
+    APIClient,
+    CustomerIO,
+    CustomerIOException,
+    SendEmailRequest,
+    SendInAppRequest,
+    SendInboxMessageRequest,
+    SendPushRequest,
+    SendSMSRequest,
+    SendWhatsAppRequest,
+)
 
 
 class Emulated:
@@ -239,4 +249,47 @@ def test_send_email_refusal_raises(cio: Emulated) -> None:
     request = SendEmailRequest(to="ada@example.com", identifiers={"id": "u1"}, subject="Hi")
     with pytest.raises(CustomerIOException, match="400"):
         cio.api.send_email(request)
+    assert cio.get("/deliveries")["total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("send", "request_object", "channel"),
+    [
+        (
+            "send_sms",
+            SendSMSRequest(transactional_message_id=3, to="+14155550100", identifiers={"id": "u1"}),
+            "sms",
+        ),
+        (
+            "send_whatsapp",
+            SendWhatsAppRequest(
+                transactional_message_id="order_update", to="+14155550100", identifiers={"id": "u1"}
+            ),
+            "whatsapp",
+        ),
+        (
+            "send_in_app",
+            SendInAppRequest(transactional_message_id=5, identifiers={"email": "ada@example.com"}),
+            "in_app",
+        ),
+        (
+            "send_inbox_message",
+            SendInboxMessageRequest(
+                transactional_message_id=6, identifiers={"id": "u1"}, message_data={"n": 1}
+            ),
+            "inbox_message",
+        ),
+    ],
+)
+def test_the_sdks_other_sends(cio: Emulated, send: str, request_object: Any, channel: str) -> None:
+    answer = getattr(cio.api, send)(request_object)
+    [delivery] = cio.get("/deliveries")["deliveries"]
+    assert answer["delivery_id"] == delivery["delivery_id"]
+    assert delivery["channel"] == channel
+
+
+def test_an_sms_in_a_format_the_documents_refuse_raises(cio: Emulated) -> None:
+    request = SendSMSRequest(transactional_message_id=3, to="0415 555", identifiers={"id": "u1"})
+    with pytest.raises(CustomerIOException, match="400"):
+        cio.api.send_sms(request)
     assert cio.get("/deliveries")["total"] == 0
