@@ -3,11 +3,12 @@
 The loop is short: lease a batch (the outbox already guarantees one operation per person, in
 order), plan requests (Track operations packed into ``/api/v2/batch`` by bytes; the rest one
 request each), and hand each request to a bounded pool of senders. Everything else is a step
-around a send: the rate limiter before it, the outcome afterwards (``_settle_*``), hooks for
+around a send: the rate limiter before it, the outcome afterwards (``Settler``), hooks for
 metrics and logs.
 
 Beside the loop: ``planning.py`` (which requests a lease becomes), ``outcomes.py`` (what a
 failed request means: retry, or dead-letter and why; design.md contracts 2 and 4),
+``settling.py`` (carrying that outcome out in the outbox, the counters and the hooks),
 ``leases.py`` (the heartbeat that keeps the leases of work under way, and the deadline that
 stops a send before its lease runs out) and ``ratelimit.py`` (the limiter before each send).
 
@@ -15,10 +16,6 @@ A failing outbox (full disk, Redis restarting) never stops the dispatcher: every
 retried with backoff until it answers, and ``StorageHealth`` reports meanwhile (storage.py).
 Nor does a wrong region: the API family Customer.io places elsewhere is paused, its operations
 kept, and probed now and then (``RegionGate``, region.py).
-
-Past 500 lines for a reason: leasing, sending and settling share the loop's state (tasks in
-flight, requests queued per family, the plans whose leases the heartbeat renews); every part
-that needs none of it is already beside the loop in its own module.
 """
 
 from __future__ import annotations
@@ -29,25 +26,20 @@ import functools
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cio_relay.delivery.hooks import Hooks
 from cio_relay.delivery.leases import LeaseGroup, heartbeat, renew_due_leases, within_lease
-from cio_relay.delivery.outcomes import (
-    GiveUp,
-    Pause,
-    describe_item_error,
-    judge_failure,
-    refused_whole,
-)
+from cio_relay.delivery.outcomes import describe_item_error, refused_whole
 from cio_relay.delivery.planning import Planned, plan_requests
 from cio_relay.delivery.ratelimit import RateLimiter, Unlimited
 from cio_relay.delivery.region import FAMILIES, RegionGate, family_of
 from cio_relay.delivery.retry import RetryPolicy
+from cio_relay.delivery.settling import DispatchStats, Settler
 from cio_relay.delivery.storage import StorageHealth, storage_delays, until_answered
 from cio_relay.errors import ApiError, RetryableError, WrongRegionError
-from cio_relay.operations import Api, Operation, Request
+from cio_relay.operations import Api, Request
 from cio_relay.outbox.base import DeadReason, Lease, Outbox
 
 __all__ = ["DispatchStats", "Dispatcher", "DispatcherConfig"]
@@ -102,22 +94,6 @@ class DispatcherConfig:
         return min(1.0, self.lease_seconds / 10)
 
 
-@dataclass
-class DispatchStats:
-    """Counters since the dispatcher started (the demo's summary, tests)."""
-
-    delivered: int = 0
-    retried: int = 0
-    dead: dict[str, int] = field(default_factory=dict)
-    requests: int = 0
-    operations_sent: int = 0
-    held: int = 0  # kept in the outbox because their API family was paused (wrong region)
-
-    @property
-    def dead_total(self) -> int:
-        return sum(self.dead.values())
-
-
 class Dispatcher:
     """Delivers what the outbox holds. One per worker process; safe to run several."""
 
@@ -141,13 +117,31 @@ class Dispatcher:
         self.limiters: Mapping[Api, RateLimiter] = limiters or {}
         self.hooks = hooks or Hooks()
         self.config = config or DispatcherConfig()
-        self.stats = DispatchStats()
         self.health = health or StorageHealth(self.hooks)
         self.region = region or RegionGate(self.hooks)
+        self._settle = Settler(
+            outbox,
+            stats=DispatchStats(),
+            health=self.health,
+            hooks=self.hooks,
+            policy=self.policy,
+            limiters=self.limiters,
+            region=self.region,
+            retry_ambiguous=self.config.retry_ambiguous,
+        )
         self._inflight: set[asyncio.Task[None]] = set()
         self._planned: set[Planned] = set()  # sending or waiting to: their leases are renewed
         self._sending = asyncio.Semaphore(self.config.concurrency)  # requests on the wire
         self._queued: dict[Api, int] = collections.defaultdict(int)  # tasks per API family
+
+    @property
+    def stats(self) -> DispatchStats:
+        """Counters since the dispatcher started; a worker sets its own to keep them over runs."""
+        return self._settle.stats
+
+    @stats.setter
+    def stats(self, stats: DispatchStats) -> None:
+        self._settle.stats = stats
 
     # --- running ------------------------------------------------------------------------------
 
@@ -271,7 +265,7 @@ class Dispatcher:
             leases,
             group,
             policy=self.policy,
-            may_resend=self._may_resend,
+            may_resend=self._settle.may_resend,
             batch_max_bytes=self.config.batch_max_bytes,
             batches=self.track is not None,
             now=time.time(),
@@ -312,7 +306,7 @@ class Dispatcher:
             log.error("delivery task failed", exc_info=task.exception())
 
     def _dead_soon(self, lease: Lease, reason: DeadReason, detail: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._dead(lease, reason, detail))
+        task = asyncio.get_running_loop().create_task(self._settle.dead(lease, reason, detail))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
 
@@ -324,26 +318,10 @@ class Dispatcher:
         except asyncio.CancelledError:
             # Shutdown past the grace period. What was never written goes back untouched; a
             # non-idempotent send that may have been written is not sent again blindly.
-            await asyncio.shield(self._abandon(planned.leases, maybe_written=planned.written))
+            await asyncio.shield(
+                self._settle.abandon(planned.leases, maybe_written=planned.written)
+            )
             raise
-
-    async def _abandon(self, leases: list[Lease], *, maybe_written: bool) -> None:
-        """Shutdown: one try each, no waiting on a failing outbox. Leases not given back run
-        out; a send that may have been written was marked first (``mark_sending``), so it is
-        never sent twice either way."""
-        unsafe = [lease for lease in leases if maybe_written and not lease.op.idempotent]
-        safe = [lease for lease in leases if lease not in unsafe]
-        reason = "shutdown interrupted the request after it was sent"
-        try:
-            if safe:
-                await asyncio.to_thread(self.outbox.release, safe)
-            for lease in unsafe:
-                await asyncio.to_thread(
-                    self.outbox.dead_letter, lease, DeadReason.AMBIGUOUS, reason
-                )
-                self._count_dead(lease, DeadReason.AMBIGUOUS, reason)
-        except Exception as exc:
-            self.health.failed("release", exc)
 
     async def _limit_and_send(self, planned: Planned) -> None:
         limiter = self.limiters.get(planned.api, Unlimited())
@@ -386,12 +364,12 @@ class Dispatcher:
         except ApiError as exc:
             self._observe_request(Api.TRACK, "POST /api/v2/batch", exc.status, started)
             if isinstance(exc, WrongRegionError):
-                await self._hold(leases, Api.TRACK, str(exc))
+                await self._settle.hold(leases, Api.TRACK, str(exc))
                 return
             if refused_whole(exc) and len(leases) > 1:
                 await self._bisect(group, leases, items)
                 return
-            await asyncio.gather(*(self._settle_error(lease, exc) for lease in leases))
+            await asyncio.gather(*(self._settle.failed(lease, exc) for lease in leases))
             return
         self._observe_request(
             Api.TRACK, "POST /api/v2/batch", 207 if result.errors else 200, started
@@ -401,9 +379,11 @@ class Dispatcher:
         self.region.delivered("track")
         refused = {i: result.errors[i] for i in result.errors if 0 <= i < len(leases)}
         ok = [lease for i, lease in enumerate(leases) if i not in refused]
-        await self._ack(ok)
+        await self._settle.ack(ok)
         for index, error in refused.items():
-            await self._dead(leases[index], DeadReason.BATCH_ITEM, describe_item_error(error))
+            await self._settle.dead(
+                leases[index], DeadReason.BATCH_ITEM, describe_item_error(error)
+            )
 
     async def _bisect(self, group: LeaseGroup, leases: list[Lease], items: list[bytes]) -> None:
         middle = len(leases) // 2
@@ -417,16 +397,16 @@ class Dispatcher:
         try:
             request = op.v1_request()
         except Exception as exc:
-            await self._dead(lease, DeadReason.INVALID, f"cannot build request: {exc!r}")
+            await self._settle.dead(lease, DeadReason.INVALID, f"cannot build request: {exc!r}")
             return
         sender = self.track if request.api is Api.TRACK else self.app
         if sender is None:
-            await self._settle_error(
+            await self._settle.failed(
                 lease, RetryableError(f"no client configured for the {request.api.value} API")
             )
             return
         endpoint = f"{request.method} {request.path}"
-        if not self._may_resend(op) and not await self._marked_sending(planned):
+        if not self._settle.may_resend(op) and not await self._marked_sending(planned):
             return
         started = time.perf_counter()
         try:
@@ -435,13 +415,13 @@ class Dispatcher:
             )
         except ApiError as exc:
             self._observe_request(request.api, endpoint, exc.status, started)
-            await self._settle_error(lease, exc)
+            await self._settle.failed(lease, exc)
             return
         self._observe_request(request.api, endpoint, 200, started)
         self.stats.requests += 1
         self.stats.operations_sent += 1
         self.region.delivered(family_of(request.api))
-        await self._ack([lease])
+        await self._settle.ack([lease])
 
     async def _marked_sending(self, planned: Planned) -> bool:
         """Record, durably and before the first byte, that the send is going out: should this
@@ -460,95 +440,3 @@ class Dispatcher:
 
     def _observe_request(self, api: Api, endpoint: str, status: int | None, started: float) -> None:
         Hooks.fire(self.hooks.request, api.value, endpoint, status, time.perf_counter() - started)
-
-    # --- settling -----------------------------------------------------------------------------
-
-    async def _ack(self, leases: list[Lease]) -> None:
-        if not leases:
-            return
-        await until_answered(self.health, "ack", self.outbox.ack, leases)
-        now = time.time()
-        self.stats.delivered += len(leases)
-        if self.hooks.delivered:
-            for lease in leases:
-                Hooks.fire(self.hooks.delivered, lease.op, now - lease.op.created_at)
-
-    def _may_resend(self, op: Operation) -> bool:
-        """Whether a second copy of ``op`` is harmless (or the user accepts the risk)."""
-        return op.idempotent or self.config.retry_ambiguous
-
-    async def _settle_error(self, lease: Lease, exc: ApiError) -> None:
-        op = lease.op
-        verdict = judge_failure(op, exc, may_resend=self._may_resend(op))
-        if isinstance(verdict, GiveUp):
-            await self._dead(lease, verdict.reason, verdict.detail)
-            return
-        if isinstance(verdict, Pause):
-            await self._hold([lease], op.api, verdict.detail)
-            return
-        if verdict.pause_family and verdict.retry_after:
-            self.limiters.get(op.api, Unlimited()).pause_for(verdict.retry_after)
-        if verdict.credentials_refused:
-            log.error(
-                "Customer.io refused the credentials (%s) for %s; will retry",
-                exc.status,
-                op.api.value,
-            )
-        await self._retry(lease, exc, verdict.retry_after)
-
-    async def _hold(self, leases: list[Lease], api: Api, detail: str) -> None:
-        """Customer.io places the account in another region: pause the family and keep its
-        operations until the next probe, counting no attempt. A sending mark must go (the
-        answer says the request was not processed, so it may be sent again): only
-        ``retry_later`` replaces it, and that counts an attempt, which the pause never
-        turns into a dead letter."""
-        delay = self.region.pause(family_of(api), detail)
-        marked = [lease for lease in leases if not self._may_resend(lease.op)]
-        untouched = [lease for lease in leases if self._may_resend(lease.op)]
-        if untouched:
-            await until_answered(
-                self.health, "release", self.outbox.release, untouched, delay=delay
-            )
-        for lease in marked:
-            await until_answered(
-                self.health,
-                "retry_later",
-                self.outbox.retry_later,
-                lease,
-                retry_at=time.time() + delay,
-                error=detail,
-            )
-        self.stats.held += len(leases)
-
-    async def _retry(self, lease: Lease, exc: Exception, retry_after: float | None) -> None:
-        attempts = lease.attempts + 1
-        error = str(exc) or type(exc).__name__
-        if self.policy.exhausted(attempts):
-            await self._dead(
-                lease,
-                DeadReason.MAX_ATTEMPTS,
-                f"gave up after {attempts} attempts; last error: {error}",
-            )
-            return
-        delay = self.policy.delay(lease.attempts, retry_after)
-        await until_answered(
-            self.health,
-            "retry_later",
-            self.outbox.retry_later,
-            lease,
-            retry_at=time.time() + delay,
-            error=error,
-        )
-        self.stats.retried += 1
-        Hooks.fire(self.hooks.retry, lease.op, error, delay)
-
-    async def _dead(self, lease: Lease, reason: DeadReason, detail: str) -> None:
-        await until_answered(
-            self.health, "dead_letter", self.outbox.dead_letter, lease, reason, detail
-        )
-        self._count_dead(lease, reason, detail)
-
-    def _count_dead(self, lease: Lease, reason: DeadReason, detail: str) -> None:
-        self.stats.dead[reason.value] = self.stats.dead.get(reason.value, 0) + 1
-        log.warning("dead-lettered %s %s: %s", lease.op.kind.value, lease.op.op_id, detail)
-        Hooks.fire(self.hooks.dead, lease.op, reason.value, detail)
