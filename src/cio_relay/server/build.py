@@ -43,6 +43,31 @@ def _person(ref: str | s.Identifiers, field: str = "person") -> PersonRef:
     return ids
 
 
+def _object(ref: s.ObjectKey | s.CioObject) -> dict[str, Any]:
+    return ref.model_dump()
+
+
+def _relationship(reference: Any, attributes: dict[str, Any] | None) -> Any:
+    """One relationship as the builders take it: the bare reference, or the documented entry
+    when it carries attributes of its own."""
+    if attributes is None:
+        return reference
+    return {"identifiers": reference, "relationship_attributes": attributes}
+
+
+def _related_object(entry: s.ObjectKey | s.CioObject | s.ObjectRelationship) -> Any:
+    if isinstance(entry, s.ObjectRelationship):
+        return _relationship(_object(entry.identifiers), entry.relationship_attributes)
+    return _object(entry)
+
+
+def _related_person(entry: str | s.Identifiers | s.PersonRelationship) -> Any:
+    # The builders check each person (one of id, email, cio_id) and name its place.
+    if isinstance(entry, s.PersonRelationship):
+        return _relationship(_related_person(entry.identifiers), entry.relationship_attributes)
+    return entry if isinstance(entry, str) else entry.as_person()
+
+
 def _prefixed(exc: ValidationError, prefix: str) -> ValidationError:
     field = f"{prefix}.{exc.field}" if exc.field else prefix
     if isinstance(exc, LimitExceeded):
@@ -61,6 +86,20 @@ class OperationBuilder:
             "suppress": ops.suppress,
             "unsuppress": ops.unsuppress,
         }
+        self._relationships = {
+            "add_relationships": ops.add_relationships,
+            "delete_relationships": ops.delete_relationships,
+            "add_object_relationships": ops.add_object_relationships,
+            "delete_object_relationships": ops.delete_object_relationships,
+        }
+        self._segments = {
+            "add_to_segment": ops.add_to_segment,
+            "remove_from_segment": ops.remove_from_segment,
+        }
+        self._template_sends = {
+            "send_in_app": ops.send_in_app,
+            "send_inbox_message": ops.send_inbox_message,
+        }
         self._events = {
             "event": ops.track,
             "track": ops.track,
@@ -78,6 +117,22 @@ class OperationBuilder:
             s.AnonymousItem: self.anonymous,
             s.EmailItem: self.email,
             s.BroadcastItem: lambda item: self.broadcast(item.broadcast_id, item),
+            s.PersonRelationshipsItem: lambda item: self.person_relationships(
+                item.type, _person(item.person), item
+            ),
+            s.ObjectItem: lambda item: self.identify_object(_object(item.object_), item),
+            s.DeleteObjectItem: lambda item: self.delete_object(_object(item.object_)),
+            s.AnonymousObjectItem: lambda item: self.identify_anonymous(
+                _object(item.object_), item
+            ),
+            s.ObjectPeopleItem: lambda item: self.object_people(
+                item.type, _object(item.object_), item
+            ),
+            s.SegmentItem: lambda item: self.segment(item.type, item.segment_id, item),
+            s.MetricItem: self.metric,
+            s.PushEventItem: self.push_metric,
+            s.TemplateSendItem: lambda item: self.template_send(item.type, item),
+            s.WhatsAppItem: self.whatsapp,
         }
 
     def checked(self, build: Any, *args: Any, **kwargs: Any) -> Operation:
@@ -140,6 +195,81 @@ class OperationBuilder:
             self._ops.trigger_broadcast, broadcast_id, data=body.data, **body.audience()
         )
 
+    def template_send(self, kind: str, body: s.TemplateSendBody) -> Operation:
+        """``send_in_app`` or ``send_inbox_message``."""
+        return self.checked(
+            self._template_sends[kind],
+            identifiers=body.identifiers.as_person(),
+            transactional_message_id=body.transactional_message_id,
+            message_data=body.message_data,
+            **body.options(),
+        )
+
+    def whatsapp(self, body: s.WhatsAppBody) -> Operation:
+        return self.checked(
+            self._ops.send_whatsapp,
+            identifiers=body.identifiers.as_person(),
+            transactional_message_id=body.transactional_message_id,
+            message_data=body.message_data,
+            **body.options(),
+        )
+
+    # --- objects and relationships --------------------------------------------------------------
+
+    def person_relationships(
+        self, kind: str, person: PersonRef, body: s.PersonRelationshipsBody
+    ) -> Operation:
+        """``add_relationships`` or ``delete_relationships``."""
+        related = [_related_object(entry) for entry in body.relationships]
+        return self.checked(self._relationships[kind], person, related)
+
+    def identify_object(self, obj: dict[str, Any], body: s.ObjectBody) -> Operation:
+        people = None if body.people is None else [_related_person(p) for p in body.people]
+        return self.checked(self._ops.identify_object, obj, body.attributes, people=people)
+
+    def delete_object(self, obj: dict[str, Any]) -> Operation:
+        return self.checked(self._ops.delete_object, obj)
+
+    def identify_anonymous(self, obj: dict[str, Any], body: s.AnonymousObjectBody) -> Operation:
+        return self.checked(
+            self._ops.identify_anonymous,
+            obj,
+            body.anonymous_id,
+            body.attributes,
+            relationship_attributes=body.relationship_attributes,
+        )
+
+    def object_people(self, kind: str, obj: dict[str, Any], body: s.ObjectPeopleBody) -> Operation:
+        """``add_object_relationships`` or ``delete_object_relationships``."""
+        people = [_related_person(entry) for entry in body.people]
+        return self.checked(self._relationships[kind], obj, people)
+
+    # --- segments and delivery metrics ----------------------------------------------------------
+
+    def segment(self, kind: str, segment_id: int | str, body: s.SegmentPeopleBody) -> Operation:
+        """``add_to_segment`` or ``remove_from_segment``."""
+        return self.checked(self._segments[kind], segment_id, body.ids, id_type=body.id_type)
+
+    def metric(self, body: s.MetricBody) -> Operation:
+        return self.checked(
+            self._ops.track_metric,
+            body.delivery_id,
+            body.metric,
+            recipient=body.recipient,
+            reason=body.reason,
+            href=body.href,
+            timestamp=body.timestamp,
+        )
+
+    def push_metric(self, body: s.PushEventBody) -> Operation:
+        return self.checked(
+            self._ops.track_push_metric,
+            body.delivery_id,
+            body.event,
+            body.device_id,
+            timestamp=body.timestamp,
+        )
+
     # --- batch --------------------------------------------------------------------------------
 
     def batch(self, body: s.BatchBody) -> list[Operation]:
@@ -155,16 +285,8 @@ class OperationBuilder:
         return out
 
     def item(self, item: Any) -> Operation:
-        if isinstance(item, s.IdentifyItem):
-            return self.identify(_person(item.person), item)
-        if isinstance(item, s.PersonItem):
-            return self.simple(item.type, _person(item.person))
-        if isinstance(item, s.TrackItem):
-            return self.event(_person(item.person), item.name, item.data, item.timestamp, item.type)
-        if isinstance(item, s.AnonymousItem):
-            return self.anonymous(item)
-        if isinstance(item, s.EmailItem):
-            return self.email(item)
-        if isinstance(item, s.BroadcastItem):
-            return self.broadcast(item.broadcast_id, item)
+        """A batch item of a subclass of the item types (the table holds the exact ones)."""
+        for item_type, build in self._items.items():
+            if isinstance(item, item_type):
+                return build(item)  # type: ignore[no-any-return]
         raise ValidationError("type", f"unknown operation type {type(item).__name__}")

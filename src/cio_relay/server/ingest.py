@@ -5,10 +5,13 @@ Every endpoint runs the same steps (``Ingestion.accept``): bearer key -> body re
 ``Idempotency-Key`` (a replay answers the first request's op ids) -> group-committed write to the
 outbox (503 with Retry-After under backpressure) -> 202 ``{"op_ids": [...]}``.
 
-Paths name people by id; ``?id_type=email``, ``phone`` or ``cio_id`` names them otherwise. An id
-containing ``/`` cannot travel in a path: send it in ``POST /v1/batch`` instead. A path id is
-read from the raw path and must be UTF-8 once percent-decoded (``path_id``); "." and ".." are
-refused by the operation builders, as everywhere.
+Paths name people by id; ``?id_type=email``, ``phone`` or ``cio_id`` names them otherwise.
+Objects are named by ``/v1/objects/{object_type_id}/{object_id}``; an object named by its
+``cio_object_id`` goes in ``POST /v1/batch``. An id containing ``/`` cannot travel in a path:
+send it in ``POST /v1/batch`` instead. A path id is read from the raw path and must be UTF-8 once
+percent-decoded (``path_id``); "." and ".." are refused by the operation builders, as everywhere.
+Removing relationships and segment members is ``DELETE`` with a body naming them, on the same
+path that adds them.
 
 ``Ingestion`` is one plain ASGI app, mounted at ``/v1`` in the service like any other route:
 Starlette's middleware (request ids, tracing, the JSON 500) runs around it as around every
@@ -64,6 +67,7 @@ __all__ = ["INGEST_ROUTES", "MOUNT_PATH", "Ingestion", "path_id"]
 #: Where the service mounts ``Ingestion``; every path of ``INGEST_ROUTES`` is below it.
 MOUNT_PATH = "/v1"
 
+_OBJECT = "/v1/objects/{object_type_id}/{object_id}"
 # (method, path, route name, request model or None) — also what the OpenAPI document lists.
 INGEST_ROUTES: tuple[tuple[str, str, str, type[pydantic.BaseModel] | None], ...] = (
     ("POST", "/v1/people/{id}", "identify", s.IdentifyBody),
@@ -74,10 +78,32 @@ INGEST_ROUTES: tuple[tuple[str, str, str, type[pydantic.BaseModel] | None], ...]
     ("POST", "/v1/events", "track_anonymous", s.AnonymousEventBody),
     ("POST", "/v1/transactional/email", "send_email", s.EmailBody),
     ("POST", "/v1/broadcasts/{id}/triggers", "trigger_broadcast", s.BroadcastBody),
+    ("POST", "/v1/transactional/whatsapp", "send_whatsapp", s.WhatsAppBody),
+    ("POST", "/v1/transactional/in_app", "send_in_app", s.TemplateSendBody),
+    ("POST", "/v1/transactional/inbox_message", "send_inbox_message", s.TemplateSendBody),
+    (
+        "POST",
+        "/v1/people/{id}/relationships",
+        "add_relationships",
+        s.PersonRelationshipsBody,
+    ),
+    (
+        "DELETE",
+        "/v1/people/{id}/relationships",
+        "delete_relationships",
+        s.PersonRelationshipsBody,
+    ),
+    ("POST", _OBJECT, "identify_object", s.ObjectBody),
+    ("DELETE", _OBJECT, "delete_object", None),
+    ("POST", f"{_OBJECT}/anonymous", "identify_anonymous", s.AnonymousObjectBody),
+    ("POST", f"{_OBJECT}/relationships", "add_object_relationships", s.ObjectPeopleBody),
+    ("DELETE", f"{_OBJECT}/relationships", "delete_object_relationships", s.ObjectPeopleBody),
+    ("POST", "/v1/segments/{id}/people", "add_to_segment", s.SegmentPeopleBody),
+    ("DELETE", "/v1/segments/{id}/people", "remove_from_segment", s.SegmentPeopleBody),
+    ("POST", "/v1/metrics", "track_metric", s.MetricBody),
+    ("POST", "/v1/push/events", "track_push_metric", s.PushEventBody),
     ("POST", "/v1/batch", "batch", s.BatchBody),
 )
-#: Bodies whose fields are all optional may be left out entirely.
-_EMPTY_IS_OBJECT = (s.IdentifyBody, s.BroadcastBody)
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII, as in the IETF draft
 
 Build = Callable[[Scope, Any], list[Operation]]
@@ -118,10 +144,42 @@ class Ingestion:
             "track_anonymous": lambda scope, b: [self.builder.anonymous(b)],
             "send_email": lambda scope, b: [self.builder.email(b)],
             "trigger_broadcast": lambda scope, b: [self.builder.broadcast(path_id(scope), b)],
+            "send_whatsapp": lambda scope, b: [self.builder.whatsapp(b)],
+            "send_in_app": lambda scope, b: [self.builder.template_send("send_in_app", b)],
+            "send_inbox_message": lambda scope, b: [
+                self.builder.template_send("send_inbox_message", b)
+            ],
+            "add_relationships": lambda scope, b: [
+                self.builder.person_relationships("add_relationships", _path_person(scope), b)
+            ],
+            "delete_relationships": lambda scope, b: [
+                self.builder.person_relationships("delete_relationships", _path_person(scope), b)
+            ],
+            "identify_object": lambda scope, b: [
+                self.builder.identify_object(_path_object(scope), b)
+            ],
+            "delete_object": lambda scope, b: [self.builder.delete_object(_path_object(scope))],
+            "identify_anonymous": lambda scope, b: [
+                self.builder.identify_anonymous(_path_object(scope), b)
+            ],
+            "add_object_relationships": lambda scope, b: [
+                self.builder.object_people("add_object_relationships", _path_object(scope), b)
+            ],
+            "delete_object_relationships": lambda scope, b: [
+                self.builder.object_people("delete_object_relationships", _path_object(scope), b)
+            ],
+            "add_to_segment": lambda scope, b: [
+                self.builder.segment("add_to_segment", path_id(scope), b)
+            ],
+            "remove_from_segment": lambda scope, b: [
+                self.builder.segment("remove_from_segment", path_id(scope), b)
+            ],
+            "track_metric": lambda scope, b: [self.builder.metric(b)],
+            "track_push_metric": lambda scope, b: [self.builder.push_metric(b)],
             "batch": lambda scope, b: self.builder.batch(b),
         }
         return [
-            _Endpoint(method, path, name, model, builds[name])
+            _Endpoint.of(method, path, name, model, builds[name])
             for method, path, name, model in INGEST_ROUTES
         ]
 
@@ -134,11 +192,11 @@ class Ingestion:
         if found is None:
             await _not_found(self._routes, scope, below, receive, send)
             return
-        by_method, id_segment = found
+        by_method, values = found
         endpoint = by_method.get(scope["method"])
         if endpoint is None:
             raise HTTPException(405, headers={"Allow": ", ".join(sorted(by_method))})
-        scope["path_params"] = {"id": id_segment} if id_segment is not None else {}
+        scope["path_params"] = dict(zip(endpoint.params, values, strict=True)) if values else {}
         scope["route"] = endpoint  # its path, the template, names the tracing span
         try:
             response = await self.accept(scope, receive, endpoint.model, endpoint.build)
@@ -171,7 +229,7 @@ class Ingestion:
         try:
             parsed = None
             if model is not None:
-                if not body.strip() and model in _EMPTY_IS_OBJECT:
+                if not body.strip() and model in s.OPTIONAL_BODIES:
                     body = b"{}"
                 # The model's validator itself, without model_validate_json's Python wrapper
                 # around it (docs/benchmarks.md): same validation, same errors.
@@ -249,52 +307,79 @@ class _Endpoint:
     name: str
     model: type[pydantic.BaseModel] | None
     build: Build
+    params: tuple[str, ...] = ()  # the names of the path's parameters, in order
+
+    @classmethod
+    def of(
+        cls,
+        method: str,
+        path: str,
+        name: str,
+        model: type[pydantic.BaseModel] | None,
+        build: Build,
+    ) -> _Endpoint:
+        params = tuple(segment[1:-1] for segment in path.split("/") if segment.startswith("{"))
+        return cls(method, path, name, model, build, params)
 
 
-# A path as its segments below the mount, the ``{id}`` segment as None: ("", "people", None).
+# A path as its segments below the mount, each parameter as None: ("", "people", None).
 _Template = tuple[str | None, ...]
 
 
 class _RouteTable:
     """Endpoints by path below the mount, then by method: one dictionary lookup for a path
-    without an id, one more per place an id may take. ``{id}`` must be a whole segment, which
-    is what Starlette's default converter matches (one or more characters other than ``/``)."""
+    without parameters, one more per set of places parameters may take (fewest first). Each
+    parameter must be a whole segment, which is what Starlette's default converter matches
+    (one or more characters other than ``/``)."""
 
     def __init__(self, endpoints: list[_Endpoint]) -> None:
         self._exact: dict[str, dict[str, _Endpoint]] = {}
         self._templated: dict[_Template, dict[str, _Endpoint]] = {}
-        self._id_at: set[int] = set()
+        self._places: list[tuple[int, ...]] = []
         for endpoint in endpoints:
             self._add(endpoint)
+        self._places.sort(key=lambda places: (len(places), places))
 
     def _add(self, endpoint: _Endpoint) -> None:
         if not endpoint.path.startswith(MOUNT_PATH + "/"):
             raise ValueError(f"{endpoint.path}: not below {MOUNT_PATH}")
         segments = endpoint.path.removeprefix(MOUNT_PATH).split("/")
-        ids = [index for index, segment in enumerate(segments) if "{" in segment]
-        if not ids:
+        places = tuple(index for index, segment in enumerate(segments) if "{" in segment)
+        if not places:
             self._exact.setdefault("/".join(segments), {})[endpoint.method] = endpoint
             return
-        index = ids[0]
-        if len(ids) > 1 or segments[index] != "{id}":
-            raise ValueError(f"{endpoint.path}: one whole {{id}} segment at most")
-        template: _Template = (*segments[:index], None, *segments[index + 1 :])
+        for index in places:
+            if not re.fullmatch(r"\{[a-z_]+\}", segments[index]):
+                raise ValueError(f"{endpoint.path}: a parameter must be a whole segment")
+        template = _blank(segments, places)
         self._templated.setdefault(template, {})[endpoint.method] = endpoint
-        self._id_at.add(index)
+        if places not in self._places:
+            self._places.append(places)
 
-    def find(self, below: str) -> tuple[dict[str, _Endpoint], str | None] | None:
-        """The endpoints by method for a path below the mount, and its ``{id}`` segment."""
+    def find(self, below: str) -> tuple[dict[str, _Endpoint], tuple[str, ...]] | None:
+        """The endpoints by method for a path below the mount, and its parameters' segments."""
         by_method = self._exact.get(below)
         if by_method is not None:
-            return by_method, None
+            return by_method, ()
         segments = below.split("/")
-        for index in self._id_at:
-            if index < len(segments) and segments[index]:
-                template = (*segments[:index], None, *segments[index + 1 :])
-                found = self._templated.get(template)
+        count = len(segments)
+        for places in self._places:
+            if places[-1] < count and all(segments[index] for index in places):
+                found = self._templated.get(_blank(segments, places))
                 if found is not None:
-                    return found, segments[index]
+                    return found, tuple(segments[index] for index in places)
         return None
+
+
+def _blank(segments: list[str], places: tuple[int, ...]) -> _Template:
+    """``segments`` with None in the parameters' places."""
+    if len(places) == 1:  # most routes: no loop
+        index = places[0]
+        return (*segments[:index], None, *segments[index + 1 :])
+    blanked: list[str | None] = list(segments)
+    for index in places:
+        blanked[index] = None
+    return tuple(blanked)
 
 
 def _path_below_mount(scope: Scope) -> str:
@@ -324,8 +409,13 @@ def _path_person(scope: Scope) -> PersonRef:
     return person_from_path(path_id(scope), id_type)
 
 
-def path_id(scope: Scope) -> str:
-    """The route's ``{id}``, decoded strictly from the raw path.
+def _path_object(scope: Scope) -> dict[str, str]:
+    """``/v1/objects/{object_type_id}/{object_id}``: the object, checked by the builders."""
+    return {name: path_id(scope, name) for name in ("object_type_id", "object_id")}
+
+
+def path_id(scope: Scope, name: str = "id") -> str:
+    """The route's parameter ``name`` (``{id}``), decoded strictly from the raw path.
 
     The server's ``path`` is percent-decoded with invalid UTF-8 replaced by U+FFFD (``%ff``,
     ``%fe`` and ``caf%E9`` all become one person) and with ``%2F`` turned into a separator
@@ -333,28 +423,28 @@ def path_id(scope: Scope) -> str:
     taken from ``raw_path`` instead, the segment in the route's place counted from the end
     (a ``root_path`` may come before it), and must equal what the route matched.
     """
-    matched: str = scope["path_params"]["id"]
+    matched: str = scope["path_params"][name]
     raw: bytes | None = scope.get("raw_path")
     # 0x25 is "%": an int test on bytes is one memchr, cheaper than a bytes test.
     if raw is None or (0x25 not in raw and raw.isascii()):
         return matched  # nothing was decoded: the path is the raw path
-    return _strict_path_id(raw, scope["route"].path, matched)
+    return _strict_path_id(raw, scope["route"].path, matched, name)
 
 
-def _strict_path_id(raw: bytes, template: str, matched: str) -> str:
+def _strict_path_id(raw: bytes, template: str, matched: str, name: str) -> str:
     parts = template.split("/")
-    from_end = len(parts) - parts.index("{id}")
+    from_end = len(parts) - parts.index("{" + name + "}")
     segments = raw.split(b"?", 1)[0].split(b"/")
     segment = segments[-from_end] if from_end < len(segments) else b""
     try:
         strict = unquote_to_bytes(segment).decode("utf-8")
     except UnicodeDecodeError:
         raise ValidationError(
-            "id", "is not valid UTF-8 once percent-decoded; send ids as UTF-8"
+            name, "is not valid UTF-8 once percent-decoded; send ids as UTF-8"
         ) from None
     if strict != matched:
         raise ValidationError(
-            "id", "must not contain '/' (%2F) in a path; send such an id in POST /v1/batch"
+            name, "must not contain '/' (%2F) in a path; send such an id in POST /v1/batch"
         )
     return strict
 

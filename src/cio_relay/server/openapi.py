@@ -35,6 +35,20 @@ _SUMMARIES = {
     "track_anonymous": "Track an event for someone not yet identified",
     "send_email": "Send a transactional email",
     "trigger_broadcast": "Trigger an API-triggered broadcast",
+    "send_whatsapp": "Send a transactional WhatsApp message from its template",
+    "send_in_app": "Send a transactional in-app message from its template",
+    "send_inbox_message": "Send a transactional inbox message from its template",
+    "add_relationships": "Relate a person to objects",
+    "delete_relationships": "Remove a person's relationships to objects",
+    "identify_object": "Create or update an object, related to people where given",
+    "delete_object": "Delete an object and its relationships",
+    "identify_anonymous": "Create or update an object related to someone not identified yet",
+    "add_object_relationships": "Relate an object to people",
+    "delete_object_relationships": "Remove an object's relationships to people",
+    "add_to_segment": "Add people to a manual segment",
+    "remove_from_segment": "Remove people from a manual segment",
+    "track_metric": "Report a delivery metric (a channel that does not report back itself)",
+    "track_push_metric": "Report a device-side push metric, the legacy way (deprecated)",
     "batch": "Many operations of mixed kinds, stored all together or not at all",
 }
 
@@ -90,13 +104,48 @@ _BROADCAST_ID = {
     "schema": {"type": "string", "pattern": "^[^/]+$"},
 }
 
+_SEGMENT_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "description": "The numeric id of a manual segment",
+    "schema": {"type": "string", "pattern": "^[^/]+$"},
+}
+_OBJECT_PATH = [
+    {
+        "name": "object_type_id",
+        "in": "path",
+        "required": True,
+        "description": "The object type's id, a whole number from 1",
+        "schema": {"type": "string", "pattern": "^[^/]+$"},
+    },
+    {
+        "name": "object_id",
+        "in": "path",
+        "required": True,
+        "description": "The object's id in its type (up to 150 bytes); no '/': an object "
+        "named so, or by cio_object_id, goes in POST /v1/batch",
+        "schema": {"type": "string", "pattern": "^[^/]+$"},
+    },
+]
+# The path parameters of the ingestion routes, by the path's first segments.
+_PATH_PARAMETERS: dict[str, list[dict[str, Any]]] = {
+    "/v1/people/": [_PERSON_ID, _ID_TYPE],
+    "/v1/broadcasts/": [_BROADCAST_ID],
+    "/v1/segments/": [_SEGMENT_ID],
+    "/v1/objects/": _OBJECT_PATH,
+}
+
+
+def _path_parameters(path: str) -> list[dict[str, Any]]:
+    for prefix, parameters in _PATH_PARAMETERS.items():
+        if path.startswith(prefix):
+            return parameters
+    return []
+
 
 def _ingest_operation(path: str, name: str, model: type[BaseModel] | None) -> dict[str, Any]:
-    parameters: list[dict[str, Any]] = [_IDEMPOTENCY_KEY, _REQUEST_ID]
-    if path.startswith("/v1/people/"):
-        parameters = [_PERSON_ID, _ID_TYPE, *parameters]
-    elif path.startswith("/v1/broadcasts/"):
-        parameters = [_BROADCAST_ID, *parameters]
+    parameters = [*_path_parameters(path), _IDEMPOTENCY_KEY, _REQUEST_ID]
     operation: dict[str, Any] = {
         "operationId": name,
         "summary": _SUMMARIES[name],
@@ -115,7 +164,7 @@ def _ingest_operation(path: str, name: str, model: type[BaseModel] | None) -> di
     }
     if model is not None:
         operation["requestBody"] = {
-            "required": model not in (s.IdentifyBody, s.BroadcastBody),
+            "required": model not in s.OPTIONAL_BODIES,
             "content": {_JSON: {"schema": _ref(model)}},
         }
     return operation

@@ -10,22 +10,39 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from cio_relay.operations import Metric, PushMetric, SegmentIdType
 
 __all__ = [
     "MAX_BATCH_OPERATIONS",
+    "OPTIONAL_BODIES",
     "Accepted",
     "AnonymousEventBody",
+    "AnonymousObjectBody",
     "BatchBody",
     "BatchItem",
     "BroadcastBody",
+    "CioObject",
     "EmailBody",
     "ErrorBody",
     "EventBody",
     "IdType",
     "Identifiers",
     "IdentifyBody",
+    "MetricBody",
+    "ObjectBody",
+    "ObjectKey",
+    "ObjectPeopleBody",
+    "ObjectRef",
+    "ObjectRelationship",
     "PersonRef",
+    "PersonRelationship",
+    "PersonRelationshipsBody",
+    "PushEventBody",
+    "SegmentPeopleBody",
+    "TemplateSendBody",
+    "WhatsAppBody",
 ]
 
 #: Operations one ``POST /v1/batch`` may carry (the body cap applies as well).
@@ -154,6 +171,138 @@ class BroadcastBody(_Body):
         return {k: v for k, v in self.model_dump(exclude_none=True).items() if k != "data"}
 
 
+# --- objects and relationships ---------------------------------------------------------------
+
+
+class ObjectKey(_Body):
+    """An object by its type and id; identifying one that does not exist creates it."""
+
+    object_type_id: str | StrictInt = Field(
+        description="The object type's id: a whole number from 1, like '1'"
+    )
+    object_id: str = Field(description="The object's id in its type (up to 150 bytes)")
+
+
+class CioObject(_Body):
+    """An object by Customer.io's own id (only updates: it cannot create one)."""
+
+    cio_object_id: str
+
+
+ObjectRef = Annotated[
+    ObjectKey | CioObject,
+    Field(description="An object: object_type_id and object_id, or cio_object_id"),
+]
+
+
+class ObjectRelationship(_Body):
+    """A person's relationship to an object, with attributes of the relationship itself."""
+
+    identifiers: ObjectRef
+    relationship_attributes: JsonObject | None = None
+
+
+class PersonRelationship(_Body):
+    """An object's relationship to a person (id, email or cio_id), with its attributes."""
+
+    identifiers: PersonRef
+    relationship_attributes: JsonObject | None = None
+
+
+class PersonRelationshipsBody(_Body):
+    relationships: list[ObjectRef | ObjectRelationship] = Field(
+        description="The objects (at least one; 100,000 bytes in all)"
+    )
+
+
+class ObjectBody(_Body):
+    attributes: JsonObject = Field(
+        default_factory=dict, description="Attributes to set (the limits of a person's)"
+    )
+    people: list[PersonRef | PersonRelationship] | None = Field(
+        None, description="People to relate the object to (id, email or cio_id)"
+    )
+
+
+class ObjectPeopleBody(_Body):
+    people: list[PersonRef | PersonRelationship] = Field(
+        description="The people (id, email or cio_id; at least one; 100,000 bytes in all)"
+    )
+
+
+class AnonymousObjectBody(_Body):
+    """An object related to someone not identified yet: identifying a person with the same
+    ``anonymous_id`` carries the relationship over."""
+
+    anonymous_id: str
+    attributes: JsonObject | None = None
+    relationship_attributes: JsonObject | None = None
+
+
+# --- segments and delivery metrics -----------------------------------------------------------
+
+
+class SegmentPeopleBody(_Body):
+    """People to add to, or remove from, a manual segment."""
+
+    ids: list[str] = Field(description="1 to 1000 people, each named by id_type")
+    id_type: SegmentIdType = "id"
+
+
+class MetricBody(_Body):
+    """A metric of a delivery sent through a channel that does not report back itself."""
+
+    delivery_id: str = Field(description="The message's CIO-Delivery-ID")
+    metric: Metric
+    recipient: str | StrictInt | None = Field(
+        None, description="An address, a device token, or (SMS) a phone number"
+    )
+    reason: str | None = Field(None, description="Why it failed (bounced, dropped ...)")
+    href: str | None = Field(None, description="The link clicked")
+    timestamp: Timestamp | None = Field(None, description="When it happened; default: now")
+
+
+class PushEventBody(_Body):
+    """A device-side push metric, the legacy way (deprecated by Customer.io for MetricBody)."""
+
+    delivery_id: str = Field(description="The notification's CIO-Delivery-ID")
+    event: PushMetric
+    device_id: str = Field(description="The notification's CIO-Delivery-Token")
+    timestamp: Timestamp | None = None
+
+
+# --- template sends --------------------------------------------------------------------------
+
+
+class TemplateSendBody(_Body):
+    """A transactional message from a template kept in Customer.io (in-app, inbox)."""
+
+    identifiers: Identifiers
+    transactional_message_id: str | int = Field(description="The template's id or trigger name")
+    message_data: JsonObject | None = None
+    send_at: Timestamp | None = None
+    language: str | None = None
+    queue_draft: bool | None = None
+    disable_message_retention: bool | None = None
+
+    def options(self) -> dict[str, Any]:
+        """The optional fields that were given, as the builder's keyword arguments."""
+        skip = {"type", "identifiers", "transactional_message_id", "message_data"}
+        return {k: v for k, v in self.model_dump(exclude_none=True).items() if k not in skip}
+
+
+class WhatsAppBody(TemplateSendBody):
+    """A transactional WhatsApp message: a template approved by Meta."""
+
+    to: str = Field(description="E.164 (+15551234567) or Liquid ({{customer.phone}})")
+    tracked: bool | None = None
+    send_to_unsubscribed: bool | None = None
+
+
+#: Bodies whose fields are all optional: an empty body is ``{}``.
+OPTIONAL_BODIES: tuple[type[BaseModel], ...] = (IdentifyBody, BroadcastBody, ObjectBody)
+
+
 # --- batch ----------------------------------------------------------------------------------
 
 
@@ -205,8 +354,69 @@ class BroadcastItem(BroadcastBody):
         return fields
 
 
+class PersonRelationshipsItem(PersonRelationshipsBody):
+    type: Literal["add_relationships", "delete_relationships"]
+    person: PersonRef
+
+
+class _ObjectItem(_Body):
+    object_: ObjectRef = Field(alias="object")
+
+
+class ObjectItem(_ObjectItem, ObjectBody):
+    type: Literal["identify_object"]
+
+
+class DeleteObjectItem(_ObjectItem):
+    type: Literal["delete_object"]
+
+
+class AnonymousObjectItem(_ObjectItem, AnonymousObjectBody):
+    type: Literal["identify_anonymous"]
+
+
+class ObjectPeopleItem(_ObjectItem, ObjectPeopleBody):
+    type: Literal["add_object_relationships", "delete_object_relationships"]
+
+
+class SegmentItem(SegmentPeopleBody):
+    type: Literal["add_to_segment", "remove_from_segment"]
+    segment_id: int | str
+
+
+class MetricItem(MetricBody):
+    type: Literal["track_metric"]
+
+
+class PushEventItem(PushEventBody):
+    type: Literal["track_push_metric"]
+
+
+class TemplateSendItem(TemplateSendBody):
+    type: Literal["send_in_app", "send_inbox_message"]
+
+
+class WhatsAppItem(WhatsAppBody):
+    type: Literal["send_whatsapp"]
+
+
 BatchItem = Annotated[
-    IdentifyItem | PersonItem | TrackItem | AnonymousItem | EmailItem | BroadcastItem,
+    IdentifyItem
+    | PersonItem
+    | TrackItem
+    | AnonymousItem
+    | EmailItem
+    | BroadcastItem
+    | PersonRelationshipsItem
+    | ObjectItem
+    | DeleteObjectItem
+    | AnonymousObjectItem
+    | ObjectPeopleItem
+    | SegmentItem
+    | MetricItem
+    | PushEventItem
+    | TemplateSendItem
+    | WhatsAppItem,
     Field(discriminator="type"),
 ]
 
