@@ -10,8 +10,9 @@ transactional email ... One concept per module:
 - ``validation``: the other checks of what a caller gives;
 - ``send_options``: the typed options of the template sends (WhatsApp, in-app, inbox);
 - ``builders``: ``OperationFactory``, which builds checked operations for one environment,
-  with ``objects`` (objects and relationships) and ``segments_metrics`` (manual segment
-  membership, delivery metrics) mixed in;
+  with ``sends`` (transactional sends, broadcast triggers), ``objects`` (objects and
+  relationships) and ``segments_metrics`` (manual segment membership, delivery metrics) mixed
+  in, each on ``model.OperationMaker``;
 - ``wire``: each kind's v1 request and ``/api/v2/batch`` item.
 
 The builders here (``ops.track(...)``) build operations by hand, for no environment yet: the

@@ -15,10 +15,19 @@ from typing import Any
 import orjson
 
 from cio_relay import kept_json
+from cio_relay.operations.ids import checked_op_id, new_op_id
 from cio_relay.operations.kinds import API_OF, NON_IDEMPOTENT_KINDS, OBJECT_KINDS, Api, Kind
 from cio_relay.operations.wire import V1_REQUESTS, V2_ITEMS, Request
 
-__all__ = ["IDENTIFIER_TYPES", "NO_ENV", "Identifiers", "Operation", "PersonRef", "new_operation"]
+__all__ = [
+    "IDENTIFIER_TYPES",
+    "NO_ENV",
+    "Identifiers",
+    "Operation",
+    "OperationMaker",
+    "PersonRef",
+    "new_operation",
+]
 
 #: The ways to name a person; an operation about a person holds exactly one.
 IDENTIFIER_TYPES = ("id", "email", "phone", "cio_id")
@@ -167,3 +176,29 @@ def new_operation(
     _set_created_at(op, created_at)
     _set_env(op, env)
     return op
+
+
+class OperationMaker:
+    """The base of ``builders.OperationFactory`` and of the builder mixins beside it
+    (``objects``, ``segments_metrics``, ``sends``): ``_op`` gives each checked payload its
+    op id (new, or the caller's once checked), its time and the factory's environment."""
+
+    __slots__ = ()
+    env: str
+
+    def _op(
+        self,
+        kind: Kind,
+        ids: Identifiers,
+        payload: dict[str, Any],
+        op_id: str | None,
+        created_at: float | None,
+    ) -> Operation:
+        return new_operation(
+            new_op_id() if op_id is None else checked_op_id(op_id),
+            kind,
+            ids,
+            payload,
+            time.time() if created_at is None else created_at,
+            self.env,
+        )

@@ -21,16 +21,13 @@ is about people and events.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cio_relay.errors import LimitExceeded, ValidationError
 from cio_relay.operations.kinds import Kind
 from cio_relay.operations.limits import LIMITS, check_attributes, check_bytes, json_size
-from cio_relay.operations.model import Identifiers, PersonRef
+from cio_relay.operations.model import Identifiers, Operation, OperationMaker, PersonRef
 from cio_relay.operations.validation import NOT_PHONE, checked_mapping, person_identifiers
-
-if TYPE_CHECKING:
-    from cio_relay.operations.model import Operation
 
 __all__ = ["ObjectBuilders", "ObjectRef", "Related", "object_identifiers"]
 
@@ -118,21 +115,10 @@ def _anonymous(reference: Any, where: str) -> dict[str, str]:
     return {"anonymous_id": reference}
 
 
-class ObjectBuilders:
+class ObjectBuilders(OperationMaker):
     """``OperationFactory``'s builders of objects and relationships (see the module docstring)."""
 
     __slots__ = ()
-
-    if TYPE_CHECKING:
-
-        def _op(
-            self,
-            kind: Kind,
-            ids: Identifiers,
-            payload: dict[str, Any],
-            op_id: str | None,
-            created_at: float | None,
-        ) -> Operation: ...
 
     # --- a person's relationships -------------------------------------------------------------
 

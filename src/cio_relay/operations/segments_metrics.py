@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from cio_relay.digits import whole_number
 from cio_relay.errors import LimitExceeded, ValidationError
 from cio_relay.operations.kinds import Kind
 from cio_relay.operations.limits import LIMITS
+from cio_relay.operations.model import Operation, OperationMaker
 from cio_relay.operations.validation import NOT_PHONE, Timestamp, person_identifiers, unix_seconds
-
-if TYPE_CHECKING:
-    from cio_relay.operations.model import Identifiers, Operation
 
 __all__ = [
     "METRICS",
@@ -91,21 +89,10 @@ def _text(value: Any, field_name: str) -> str:
     return value
 
 
-class SegmentMetricBuilders:
+class SegmentMetricBuilders(OperationMaker):
     """``OperationFactory``'s builders of segment membership and delivery metrics."""
 
     __slots__ = ()
-
-    if TYPE_CHECKING:
-
-        def _op(
-            self,
-            kind: Kind,
-            ids: Identifiers,
-            payload: dict[str, Any],
-            op_id: str | None,
-            created_at: float | None,
-        ) -> Operation: ...
 
     def add_to_segment(
         self,
