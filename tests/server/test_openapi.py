@@ -7,6 +7,7 @@ the document declares. Bounded to 25 examples per operation so the file runs in 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,31 @@ def test_no_generated_input_gets_a_server_error(case: Any, service_url: str) -> 
     )
 
 
+def test_every_path_parameter_of_an_ingestion_route_is_documented() -> None:
+    paths = openapi_document()["paths"]
+    for path, operations in paths.items():
+        if not path.startswith("/v1/"):
+            continue
+        in_path = set(re.findall(r"\{([a-z_]+)\}", path))
+        for method, operation in operations.items():
+            documented = {p["name"] for p in operation["parameters"] if p["in"] == "path"}
+            assert documented == in_path, (method, path)
+
+
+def test_removals_take_a_body_and_empty_bodies_are_allowed_only_where_all_is_optional() -> None:
+    paths = openapi_document()["paths"]
+    removal = paths["/v1/segments/{id}/people"]["delete"]["requestBody"]
+    assert removal["required"] is True
+    assert removal["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/SegmentPeopleBody"
+    }
+    assert (
+        paths["/v1/objects/{object_type_id}/{object_id}"]["post"]["requestBody"]["required"]
+        is False
+    )
+    assert "requestBody" not in paths["/v1/objects/{object_type_id}/{object_id}"]["delete"]
+
+
 def test_served_document_is_the_one_tested(service_url: str) -> None:
     import httpx
 
@@ -82,6 +108,20 @@ def test_document_lists_every_ingestion_route_with_its_schemas() -> None:
         ("/v1/people/{id}/unsuppress", "post"),
         ("/v1/transactional/email", "post"),
         ("/v1/broadcasts/{id}/triggers", "post"),
+        ("/v1/transactional/whatsapp", "post"),
+        ("/v1/transactional/in_app", "post"),
+        ("/v1/transactional/inbox_message", "post"),
+        ("/v1/people/{id}/relationships", "post"),
+        ("/v1/people/{id}/relationships", "delete"),
+        ("/v1/objects/{object_type_id}/{object_id}", "post"),
+        ("/v1/objects/{object_type_id}/{object_id}", "delete"),
+        ("/v1/objects/{object_type_id}/{object_id}/anonymous", "post"),
+        ("/v1/objects/{object_type_id}/{object_id}/relationships", "post"),
+        ("/v1/objects/{object_type_id}/{object_id}/relationships", "delete"),
+        ("/v1/segments/{id}/people", "post"),
+        ("/v1/segments/{id}/people", "delete"),
+        ("/v1/metrics", "post"),
+        ("/v1/push/events", "post"),
         ("/v1/batch", "post"),
     ]:
         operation = paths[path][method]
@@ -91,6 +131,17 @@ def test_document_lists_every_ingestion_route_with_its_schemas() -> None:
         }
     schemas = document["components"]["schemas"]
     assert {"EventBody", "EmailBody", "BatchBody", "ErrorBody", "Accepted"} <= set(schemas)
+    assert {
+        "WhatsAppBody",
+        "TemplateSendBody",
+        "PersonRelationshipsBody",
+        "ObjectBody",
+        "AnonymousObjectBody",
+        "ObjectPeopleBody",
+        "SegmentPeopleBody",
+        "MetricBody",
+        "PushEventBody",
+    } <= set(schemas)
     for path in (
         "/healthz",
         "/readyz",

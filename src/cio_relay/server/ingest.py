@@ -434,8 +434,7 @@ def path_id(scope: Scope, name: str = "id") -> str:
 def _strict_path_id(raw: bytes, template: str, matched: str, name: str) -> str:
     parts = template.split("/")
     from_end = len(parts) - parts.index("{" + name + "}")
-    segments = raw.split(b"?", 1)[0].split(b"/")
-    segment = segments[-from_end] if from_end < len(segments) else b""
+    segment = _raw_segment(raw.split(b"?", 1)[0].split(b"/"), from_end)
     try:
         strict = unquote_to_bytes(segment).decode("utf-8")
     except UnicodeDecodeError:
@@ -447,6 +446,17 @@ def _strict_path_id(raw: bytes, template: str, matched: str, name: str) -> str:
             name, "must not contain '/' (%2F) in a path; send such an id in POST /v1/batch"
         )
     return strict
+
+
+def _raw_segment(segments: list[bytes], from_end: int) -> bytes:
+    """The raw segment that the decoded path's segment ``from_end`` (counted from the end) came
+    from: each ``%2F`` in a raw segment became one more separator in the decoded path, so with
+    two parameters the one before such a segment is still found in its own place."""
+    for segment in reversed(segments):
+        from_end -= 1 + segment.count(b"%2F") + segment.count(b"%2f")
+        if from_end <= 0:
+            return segment
+    return b""
 
 
 def _request_fingerprint(scope: Scope, parsed: pydantic.BaseModel | None) -> bytes:
