@@ -196,7 +196,12 @@ class Ingestion:
         endpoint = by_method.get(scope["method"])
         if endpoint is None:
             raise HTTPException(405, headers={"Allow": ", ".join(sorted(by_method))})
-        scope["path_params"] = dict(zip(endpoint.params, values, strict=True)) if values else {}
+        if not values:
+            scope["path_params"] = {}
+        elif len(values) == 1:
+            scope["path_params"] = {endpoint.params[0]: values[0]}
+        else:
+            scope["path_params"] = dict(zip(endpoint.params, values, strict=True))
         scope["route"] = endpoint  # its path, the template, names the tracing span
         try:
             response = await self.accept(scope, receive, endpoint.model, endpoint.build)
@@ -363,19 +368,28 @@ class _RouteTable:
             return by_method, ()
         segments = below.split("/")
         count = len(segments)
+        templated = self._templated
         for places in self._places:
-            if places[-1] < count and all(segments[index] for index in places):
-                found = self._templated.get(_blank(segments, places))
+            if places[-1] >= count:
+                continue
+            if len(places) == 1:  # most routes: tried without a loop or a call
+                index = places[0]
+                value = segments[index]
+                if value:  # a parameter is one or more characters
+                    found = templated.get((*segments[:index], None, *segments[index + 1 :]))
+                    if found is not None:
+                        return found, (value,)
+                continue
+            values = tuple(segments[index] for index in places)
+            if all(values):
+                found = templated.get(_blank(segments, places))
                 if found is not None:
-                    return found, tuple(segments[index] for index in places)
+                    return found, values
         return None
 
 
 def _blank(segments: list[str], places: tuple[int, ...]) -> _Template:
     """``segments`` with None in the parameters' places."""
-    if len(places) == 1:  # most routes: no loop
-        index = places[0]
-        return (*segments[:index], None, *segments[index + 1 :])
     blanked: list[str | None] = list(segments)
     for index in places:
         blanked[index] = None
