@@ -195,7 +195,7 @@ BAD: dict[str, tuple[Callable[[Relay], Any], type[Exception], str]] = {
     "anonymous object without anonymous_id": (
         lambda r: r.identify_anonymous({"cio_object_id": "o1"}, ""),
         ValidationError,
-        "anonymous_id[0].identifiers.anonymous_id",
+        "anonymous_id",
     ),
     "metric unknown": (
         lambda r: r.track_metric("d", "read"),  # type: ignore[arg-type]

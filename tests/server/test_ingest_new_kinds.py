@@ -303,6 +303,7 @@ BAD_INPUTS: list[tuple[str, str, Any, str, tuple[int, int] | None]] = [
         None,
     ),
     ("POST", "/v1/objects/1/acme/anonymous", {"attributes": {}}, "anonymous_id", None),
+    ("POST", "/v1/objects/1/acme/anonymous", {"anonymous_id": " "}, "anonymous_id", None),
     ("POST", "/v1/objects/1/acme/relationships", {"people": []}, "people", None),
     ("POST", "/v1/people/u-1/relationships", {"relationships": []}, "relationships", None),
     (

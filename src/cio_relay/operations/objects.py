@@ -202,6 +202,8 @@ class ObjectBuilders(OperationMaker):
         ``anonymous_id``; identifying a person with that ``anonymous_id`` carries the
         relationship over (track-api.json ``object_identify_anonymous``). Ordered by the
         object."""
+        if not isinstance(anonymous_id, str) or not anonymous_id.strip():
+            raise ValidationError("anonymous_id", "must be a non-empty string")
         payload = self._object_payload(obj, attributes)
         entry: dict[str, Any] = {"identifiers": anonymous_id}
         if relationship_attributes is not None:
