@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -164,18 +163,15 @@ def _filter(
     return DeadLetterFilter(tuple(op_ids or ()), kind, reason, older_than)
 
 
-@contextlib.contextmanager
-def _outbox() -> Iterator[Any]:
+def _outbox() -> contextlib.closing[Any]:
     """The configured outbox, closed when the command is done with it."""
     from cio_relay.config import Settings
     from cio_relay.outbox.factory import open_outbox
 
     settings = Settings()
-    outbox = open_outbox(settings.outbox_url, durability=settings.outbox_durability)
-    try:
-        yield outbox
-    finally:
-        outbox.close()
+    return contextlib.closing(
+        open_outbox(settings.outbox_url, durability=settings.outbox_durability)
+    )
 
 
 def _chosen(
@@ -344,18 +340,18 @@ def _funnel_kind(value: str) -> str:
     return value
 
 
-def _open_lake(directory: str | None) -> Any:
+def _open_lake(directory: str | None) -> contextlib.closing[Any]:
     from cio_relay.config import Settings
     from cio_relay.lake.factory import open_lake
 
-    return open_lake(directory or Settings().lake_url)
+    return contextlib.closing(open_lake(directory or Settings().lake_url))
 
 
-def _open_inbox(path: str | None) -> Any:
+def _open_inbox(path: str | None) -> contextlib.closing[Any]:
     from cio_relay.config import Settings
     from cio_relay.webhooks.sqlite_inbox import SQLiteInbox
 
-    return SQLiteInbox(path or Settings().webhook_inbox_path)
+    return contextlib.closing(SQLiteInbox(path or Settings().webhook_inbox_path))
 
 
 @lake_app.command("query")
@@ -369,15 +365,13 @@ def lake_query(
 
     from cio_relay.cli.lake_tables import query_table
 
-    opened = _open_lake(lake)
-    try:
-        result = opened.query(sql)
-    except duckdb.Error as exc:
-        failure = plain_text(str(exc), multiline=True)  # quotes the SQL and the data
-        Console(stderr=True).print(Text.assemble(("query failed: ", "red"), failure))
-        raise typer.Exit(1) from None
-    finally:
-        opened.close()
+    with _open_lake(lake) as opened:
+        try:
+            result = opened.query(sql)
+        except duckdb.Error as exc:
+            failure = plain_text(str(exc), multiline=True)  # quotes the SQL and the data
+            Console(stderr=True).print(Text.assemble(("query failed: ", "red"), failure))
+            raise typer.Exit(1) from None
     Console().print(query_table(result, limit=limit))
 
 
@@ -393,22 +387,16 @@ def lake_funnel(
     """Sent, delivered, opened, clicked, bounced, spammed, unsubscribed per message per day."""
     from cio_relay.cli.lake_tables import funnel_table
 
-    opened = _open_lake(lake)
-    try:
+    with _open_lake(lake) as opened:
         rows = opened.funnel(by=by, days=days, channel=channel)
-    finally:
-        opened.close()
     Console().print(funnel_table(rows, by=by))
 
 
 @lake_app.command("compact")
 def lake_compact(lake: str | None = _LAKE) -> None:
     """Merge each day's small files into one and drop duplicate event ids."""
-    opened = _open_lake(lake)
-    try:
+    with _open_lake(lake) as opened:
         report = opened.compact()
-    finally:
-        opened.close()
     Console().print(
         f"compacted {report.files_before} files into {report.files_after} "
         f"({report.rows} rows, {report.duplicates_removed} duplicates removed)"
@@ -424,12 +412,9 @@ def webhooks_parked(
     """Webhook events whose handlers failed too often, with their last error."""
     from cio_relay.cli.webhook_tables import parked_table
 
-    opened = _open_inbox(inbox)
-    try:
+    with _open_inbox(inbox) as opened:
         rows = opened.list_parked(limit=limit, offset=offset)
         Console().print(parked_table(rows, total=opened.counts().parked))
-    finally:
-        opened.close()
 
 
 @webhooks_app.command("retry")
@@ -441,11 +426,8 @@ def webhooks_retry(
     """Make parked events pending again; the running service handles them next."""
     if not event_ids and not all_:
         raise typer.BadParameter("name event ids, or pass --all")
-    opened = _open_inbox(inbox)
-    try:
+    with _open_inbox(inbox) as opened:
         Console().print(f"{opened.retry_parked(event_ids or ())} parked events are pending again")
-    finally:
-        opened.close()
 
 
 @webhooks_app.command("quarantined")
@@ -457,9 +439,6 @@ def webhooks_quarantined(
     """Authentic payloads that did not parse as events (acknowledged, kept for inspection)."""
     from cio_relay.cli.webhook_tables import quarantine_table
 
-    opened = _open_inbox(inbox)
-    try:
+    with _open_inbox(inbox) as opened:
         items = opened.list_quarantined(limit=limit, offset=offset)
         Console().print(quarantine_table(items, total=opened.counts().quarantined))
-    finally:
-        opened.close()
