@@ -239,7 +239,8 @@ class Settings(BaseSettings):
     )
 
     # --- delivery (contract 4, 6, 7) ----------------------------------------------------------
-    track_rate: float = Field(100.0, validation_alias=_env("CIO_RELAY_TRACK_RATE", "track_rate"))
+    #: Track's documented limit (track-api.json, "Rate Limits"), for live and backfill traffic.
+    track_rate: float = Field(1000.0, validation_alias=_env("CIO_RELAY_TRACK_RATE", "track_rate"))
     app_rate: float = Field(10.0, validation_alias=_env("CIO_RELAY_APP_RATE", "app_rate"))
     transactional_rate: float = Field(
         100.0, validation_alias=_env("CIO_RELAY_TRANSACTIONAL_RATE", "transactional_rate")
