@@ -136,6 +136,18 @@ class SqliteOutbox:
         added: int = self._db.write(self._insert(records))
         return added
 
+    @property
+    def database(self) -> Database:
+        """The file's ``Database``: a feature sharing the file (``cio_relay.sync``) writes its
+        own rows and ``enqueue_in`` in one of its transactions."""
+        return self._db
+
+    def enqueue_in(self, conn: sqlite3.Connection, ops: Sequence[Operation]) -> int:
+        """``enqueue`` inside the caller's transaction on ``database``'s writer: its rows and
+        the caller's commit (or roll back) together."""
+        records = _records(ops)
+        return self._insert(records)(conn) if records else 0
+
     def enqueue_nowait(self, ops: Sequence[Operation]) -> int | None:
         """``enqueue``, if that needs no waiting; else None, and nothing is stored.
 

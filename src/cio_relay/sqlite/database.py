@@ -39,7 +39,7 @@ from cio_relay.sqlite.connection import (
     connect,
 )
 from cio_relay.sqlite.group_commit import GroupCommit, unwrap
-from cio_relay.sqlite.migrations import Steps, migrate
+from cio_relay.sqlite.migrations import Steps, migrate, migrate_named
 
 __all__ = ["Database", "Work"]
 
@@ -85,6 +85,12 @@ class Database:
             else Checkpointer(self.path, synchronous=SYNCHRONOUS[durability], writer_lock=self.lock)
         )
         self.commits = 0  # write transactions committed, on every path (tests, diagnostics)
+
+    def add_schema(self, name: str, steps: Steps) -> None:
+        """Bring the schema ``name`` of a feature sharing this file up to date
+        (``migrations.migrate_named``)."""
+        with self.lock:
+            migrate_named(self._open_writer(), steps, name=name, path=self.path)
 
     # --- writes ---------------------------------------------------------------------------
 

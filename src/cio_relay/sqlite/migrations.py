@@ -10,6 +10,10 @@ cio-relay must not write into a schema it does not understand.
 Steps only go forward. A shipped step is never edited; a change is a new step. A store whose
 earlier releases kept no version starts with a step of ``CREATE ... IF NOT EXISTS`` statements,
 which adopts a file those releases made as it is.
+
+A feature that must share a store's file (so that one transaction writes both: the user sync
+state beside the outbox) brings its own steps under a name, ``migrate_named``: its version is a
+row of ``schema_versions`` in that file, and ``user_version`` stays the owner's.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from pathlib import Path
 
 from cio_relay.errors import ConfigError
 
-__all__ = ["Steps", "latest", "migrate"]
+__all__ = ["Steps", "latest", "migrate", "migrate_named"]
 
 #: version -> the statements that reach it from the version before.
 Steps = Mapping[int, Sequence[str]]
@@ -40,11 +44,7 @@ def migrate(conn: sqlite3.Connection, steps: Steps, *, store: str, path: str | P
     conn.execute("BEGIN IMMEDIATE")
     try:
         found: int = conn.execute("PRAGMA user_version").fetchone()[0]
-        if found > newest:
-            raise ConfigError(
-                f"{path}: {store} schema version {found} is newer than this cio-relay "
-                f"understands ({newest}); upgrade cio-relay"
-            )
+        _refuse_newer(found, newest, store, path)
         for version in range(found + 1, newest + 1):
             for statement in steps[version]:
                 conn.execute(statement)
@@ -54,3 +54,37 @@ def migrate(conn: sqlite3.Connection, steps: Steps, *, store: str, path: str | P
         conn.execute("ROLLBACK")
         raise
     return found
+
+
+def migrate_named(conn: sqlite3.Connection, steps: Steps, *, name: str, path: str | Path) -> int:
+    """``migrate`` for the schema ``name`` inside another store's file (module docstring);
+    returns the version it had before."""
+    newest = latest(steps)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_versions"
+            " (name TEXT PRIMARY KEY, version INTEGER NOT NULL) WITHOUT ROWID"
+        )
+        row = conn.execute("SELECT version FROM schema_versions WHERE name = ?", (name,)).fetchone()
+        found: int = 0 if row is None else row[0]
+        _refuse_newer(found, newest, name, path)
+        for version in range(found + 1, newest + 1):
+            for statement in steps[version]:
+                conn.execute(statement)
+        conn.execute(
+            "INSERT OR REPLACE INTO schema_versions (name, version) VALUES (?, ?)", (name, newest)
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return found
+
+
+def _refuse_newer(found: int, newest: int, store: str, path: str | Path) -> None:
+    if found > newest:
+        raise ConfigError(
+            f"{path}: {store} schema version {found} is newer than this cio-relay "
+            f"understands ({newest}); upgrade cio-relay"
+        )

@@ -1,0 +1,148 @@
+"""The plans of the user repository: pure functions from a person's state to a ``Change``.
+
+- ``sync_plan``: the attributes wanted now against those last synced. Unchanged (same hash)
+  is no change at all; otherwise one identify carries the new and changed keys, and every key
+  synced before but absent now set to ``""``, which removes it (track-api.json documents "pass
+  ``null`` or an empty string to remove an attribute" for object and relationship attributes;
+  the empty string is also how Customer.io's people documentation removes a person's, and it
+  travels unchanged through v1 and v2). A value of None or ``""`` given to ``sync_user`` means
+  "no such attribute" for the same reason. Past 300 keys (the documented attributes per call,
+  one kept for the environment stamp) the identify is split, in order.
+- ``preferences_plan``: Customer.io's subscription attributes, always sent (the person may have
+  changed them in the subscription center since, which the local state cannot know yet): each
+  topic as ``cio_subscription_preferences.topics.topic_<id>`` (the JSON dot notation
+  track-api.json documents "to update one topic without replacing others"), the global
+  ``unsubscribed`` as a boolean.
+- ``erase_plan``: suppress, then delete, as the reference architecture's ``deleteUser``. Suppress
+  first: track-api.json says it deletes the profile *and* keeps the identifier from being added
+  again, so nothing (a page still open, a snippet) can re-create the person between the two; the
+  delete then covers a workspace where the suppress could not delete (an identifier Customer.io
+  ignores after suppression is a no-op). The local state is forgotten (erasure keeps no copy).
+
+Operations are built with the relay's ``OperationFactory`` inside the plan, so the documented
+limits are checked before anything is recorded.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from cio_relay.errors import ValidationError
+from cio_relay.json_values import dumps as checked_dumps
+from cio_relay.operations import LIMITS, Operation, OperationFactory
+from cio_relay.sync.store import Change, Plan, UserState, attributes_hash, canonical_json
+
+__all__ = [
+    "CLEARED",
+    "PREFERENCES_PREFIX",
+    "erase_plan",
+    "preferences_plan",
+    "present_attributes",
+    "sync_plan",
+    "topic_name",
+]
+
+#: The value that removes an attribute (module docstring).
+CLEARED = ""
+#: One topic's attribute is this prefix and ``topic_<id>``.
+PREFERENCES_PREFIX = "cio_subscription_preferences.topics."
+#: Keys per identify: the documented limit, less one for the ``_env`` stamp.
+_KEYS_PER_IDENTIFY = LIMITS.attributes_per_call - 1
+_TOPIC = re.compile(r"topic_[0-9]+")
+
+
+def present_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """The attributes that exist: None and ``""`` mean absent. Refuses what JSON cannot carry
+    (``ValidationError`` naming the attribute)."""
+    present = {k: v for k, v in attributes.items() if v is not None and v != CLEARED}
+    checked_dumps(present, "attributes")
+    return present
+
+
+def sync_plan(build: OperationFactory, person_id: str, wanted: dict[str, Any], now: float) -> Plan:
+    """The plan of ``sync_user`` (module docstring); ``wanted`` from ``present_attributes``."""
+    hashed = attributes_hash(wanted)
+
+    def plan(current: UserState | None) -> Change | None:
+        if current is not None and current.attributes_hash == hashed:
+            return None
+        before = {} if current is None else current.attributes
+        sent = {
+            k: v
+            for k, v in wanted.items()
+            if k not in before or canonical_json(before[k]) != canonical_json(v)
+        }
+        sent.update((k, CLEARED) for k in before if k not in wanted)
+        base = current or UserState(person_id)
+        state = replace(base, attributes=wanted, attributes_hash=hashed, updated_at=now)
+        return Change(state, _identifies(build, person_id, sent))
+
+    return plan
+
+
+def _identifies(
+    build: OperationFactory, person_id: str, attributes: dict[str, Any]
+) -> tuple[Operation, ...]:
+    items = list(attributes.items())
+    if len(items) <= _KEYS_PER_IDENTIFY:
+        return (build.identify(person_id, attributes),)
+    return tuple(
+        build.identify(person_id, dict(items[start : start + _KEYS_PER_IDENTIFY]))
+        for start in range(0, len(items), _KEYS_PER_IDENTIFY)
+    )
+
+
+def topic_name(topic: str | int) -> str:
+    """``topic_<id>`` for a topic id (7, "7" or "topic_7"); ``ValidationError`` otherwise."""
+    name = f"topic_{topic}" if isinstance(topic, int) or str(topic).isdigit() else str(topic)
+    if isinstance(topic, bool) or not _TOPIC.fullmatch(name):
+        raise ValidationError("topics", f"a topic is topic_<id> or its id, not {topic!r}")
+    return name
+
+
+def preferences_plan(
+    build: OperationFactory,
+    person_id: str,
+    topics: Mapping[str | int, bool],
+    unsubscribed: bool | None,
+    now: float,
+) -> Plan:
+    """The plan of ``update_preferences`` (module docstring)."""
+    chosen = {topic_name(topic): _boolean(value, "topics") for topic, value in topics.items()}
+    if unsubscribed is not None:
+        _boolean(unsubscribed, "unsubscribed")
+    if not chosen and unsubscribed is None:
+        raise ValidationError("topics", "nothing to update: pass topics or unsubscribed")
+    attributes: dict[str, Any] = {PREFERENCES_PREFIX + name: v for name, v in chosen.items()}
+    if unsubscribed is not None:
+        attributes["unsubscribed"] = unsubscribed
+
+    def plan(current: UserState | None) -> Change:
+        base = current or UserState(person_id, attributes_hash=attributes_hash({}))
+        state = replace(
+            base,
+            topics={**base.topics, **chosen},
+            unsubscribed=base.unsubscribed if unsubscribed is None else unsubscribed,
+            updated_at=now,
+        )
+        return Change(state, (build.identify(person_id, attributes),))
+
+    return plan
+
+
+def erase_plan(build: OperationFactory, person_id: str) -> Plan:
+    """The plan of ``delete_user`` (module docstring)."""
+
+    def plan(current: UserState | None) -> Change:
+        return Change(None, (build.suppress(person_id), build.delete(person_id)))
+
+    return plan
+
+
+def _boolean(value: Any, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationError(field, f"must be true or false, not {value!r}")
+    return value

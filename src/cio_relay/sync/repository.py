@@ -1,0 +1,146 @@
+"""``UserRepository`` and ``AsyncUserRepository``: keep people in step with Customer.io.
+
+    relay = Relay()
+    users = UserRepository(relay)                 # state beside the relay's outbox
+    users.sync_user("user-1", {"email": "ada@example.com", "plan": "pro"})  # an op id
+    users.sync_user("user-1", {"email": "ada@example.com", "plan": "pro"})  # None: unchanged
+    users.sync_user("user-1", {"email": "ada@example.com"})   # clears "plan"
+    users.update_preferences("user-1", topics={7: False}, unsubscribed=False)
+    users.delete_user("user-1")                   # suppress, then delete; state forgotten
+    relay.worker().drain()
+
+Each call plans its change (plans.py) on the person's stored state and hands it to the
+``UserStore`` (store.py), which records the new state and enqueues the operations together.
+Operations are built with a factory of the relay's settings (its environment, its stamp), so
+the worker delivers them like any of the relay's own. Like ``Relay``, a failing storage is
+``StorageUnavailableError`` with nothing stored, and ``on_enqueued`` hooks hear each operation.
+The outbox's depth limit (``outbox_max_depth``) is not applied to these writes yet.
+
+The two shells have the same methods with the same signatures (a test compares them);
+``AsyncUserRepository`` runs the store's short transaction on a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from cio_relay.clock import now_or
+from cio_relay.delivery.hooks import Hooks
+from cio_relay.errors import CioRelayError, ConfigError, StorageUnavailableError
+from cio_relay.operations import OperationFactory
+from cio_relay.outbox.base import Outbox
+from cio_relay.relay import AsyncRelay, Relay
+from cio_relay.sync.factory import user_store_for
+from cio_relay.sync.plans import erase_plan, preferences_plan, present_attributes, sync_plan
+from cio_relay.sync.store import Change, Plan, UserState, UserStore
+
+__all__ = ["AsyncUserRepository", "UserRepository"]
+
+
+class _RepositoryBase:
+    """What both shells hold: the store, the factory, the hooks; and running a plan."""
+
+    def __init__(
+        self, relay_or_outbox: Relay | AsyncRelay | Outbox, store: UserStore | None = None
+    ) -> None:
+        if isinstance(relay_or_outbox, Relay | AsyncRelay):
+            outbox = relay_or_outbox.outbox
+            self._build = OperationFactory.from_settings(relay_or_outbox.settings)
+            self._hooks = relay_or_outbox.hooks
+        else:
+            outbox = relay_or_outbox
+            self._build = OperationFactory()
+            self._hooks = Hooks()
+        self.store = user_store_for(outbox) if store is None else store
+        if self.store.outbox is not outbox:
+            raise ConfigError(
+                "the user store must be the one of the relay's outbox (user_store_for)"
+            )
+
+    def _run(self, person_id: str, plan: Plan) -> Change | None:
+        try:
+            change = self.store.apply(person_id, plan)
+        except (CioRelayError, TypeError):
+            raise  # a limit, a bad value: nothing to do with the storage
+        except Exception as exc:
+            raise StorageUnavailableError("outbox", exc) from exc
+        if change is not None and self._hooks.enqueued:
+            for op in change.operations:
+                Hooks.fire(self._hooks.enqueued, op)
+        return change
+
+    def _sync(self, person_id: str, attributes: Mapping[str, Any]) -> str | None:
+        plan = sync_plan(self._build, person_id, present_attributes(attributes), now_or(None))
+        change = self._run(person_id, plan)
+        return None if change is None else change.operations[-1].op_id
+
+    def _preferences(
+        self, person_id: str, topics: Mapping[str | int, bool], unsubscribed: bool | None
+    ) -> str:
+        plan = preferences_plan(self._build, person_id, topics, unsubscribed, now_or(None))
+        change = self._run(person_id, plan)
+        assert change is not None  # a preferences plan always changes
+        return change.operations[-1].op_id
+
+    def _erase(self, person_id: str) -> list[str]:
+        change = self._run(person_id, erase_plan(self._build, person_id))
+        assert change is not None  # an erasure always goes out
+        return [op.op_id for op in change.operations]
+
+
+class UserRepository(_RepositoryBase):
+    """People kept in step with Customer.io through the outbox (module docstring)."""
+
+    def sync_user(self, person_id: str, attributes: Mapping[str, Any]) -> str | None:
+        """Send what changed in ``attributes`` since the person's last sync: the op id of the
+        identify (the last, when past 300 keys it is split), or None when nothing changed.
+        Attributes synced before and absent now are cleared."""
+        return self._sync(person_id, attributes)
+
+    def update_preferences(
+        self,
+        person_id: str,
+        *,
+        topics: Mapping[str | int, bool] | None = None,
+        unsubscribed: bool | None = None,
+    ) -> str:
+        """Set subscription topics (``{7: False}`` or ``{"topic_7": False}``; others keep
+        theirs) and/or the global ``unsubscribed``; the identify's op id."""
+        return self._preferences(person_id, topics or {}, unsubscribed)
+
+    def delete_user(self, person_id: str) -> list[str]:
+        """Erase the person at Customer.io (suppress, then delete) and forget them here; the
+        two op ids, in that order."""
+        return self._erase(person_id)
+
+    def get(self, person_id: str) -> UserState | None:
+        """What was last enqueued for the person, or None when nothing is known."""
+        return self.store.get(person_id)
+
+
+class AsyncUserRepository(_RepositoryBase):
+    """``UserRepository`` for coroutines: the same methods, awaited."""
+
+    async def sync_user(self, person_id: str, attributes: Mapping[str, Any]) -> str | None:
+        """See ``UserRepository.sync_user``."""
+        return await asyncio.to_thread(self._sync, person_id, attributes)
+
+    async def update_preferences(
+        self,
+        person_id: str,
+        *,
+        topics: Mapping[str | int, bool] | None = None,
+        unsubscribed: bool | None = None,
+    ) -> str:
+        """See ``UserRepository.update_preferences``."""
+        return await asyncio.to_thread(self._preferences, person_id, topics or {}, unsubscribed)
+
+    async def delete_user(self, person_id: str) -> list[str]:
+        """See ``UserRepository.delete_user``."""
+        return await asyncio.to_thread(self._erase, person_id)
+
+    async def get(self, person_id: str) -> UserState | None:
+        """See ``UserRepository.get``."""
+        return await asyncio.to_thread(self.store.get, person_id)
