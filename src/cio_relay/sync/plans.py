@@ -2,12 +2,13 @@
 
 - ``sync_plan``: the attributes wanted now against those last synced. Unchanged (same hash)
   is no change at all; otherwise one identify carries the new and changed keys, and every key
-  synced before but absent now set to ``""``, which removes it (track-api.json documents "pass
-  ``null`` or an empty string to remove an attribute" for object and relationship attributes;
-  the empty string is also how Customer.io's people documentation removes a person's, and it
-  travels unchanged through v1 and v2). A value of None or ``""`` given to ``sync_user`` means
-  "no such attribute" for the same reason. Past 300 keys (the documented attributes per call,
-  one kept for the environment stamp) the identify is split, in order.
+  synced before but absent now set to ``""``, which removes it. track-api.json states the rule
+  for object and relationship attributes ("pass ``null`` or an empty string to remove an
+  attribute") and no other for a person's; the empty string is chosen over ``null`` because
+  the limit checks and both wire forms (v1, v2) carry it as it is. A value of None or ``""``
+  given to ``sync_user`` means "no such attribute" for the same reason. Past 300 keys (the
+  documented attributes per call, one kept for the environment stamp) the identify is split,
+  in order.
 - ``preferences_plan``: Customer.io's subscription attributes, always sent (the person may have
   changed them in the subscription center since, which the local state cannot know yet): each
   topic as ``cio_subscription_preferences.topics.topic_<id>`` (the JSON dot notation
