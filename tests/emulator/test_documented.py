@@ -300,3 +300,23 @@ def test_app_api_reads_people(emulator: EmulatorServer) -> None:
     assert customer["identifiers"] == identifiers and customer["unsubscribed"] is False
     assert by_email.json() == attributes.json()
     assert missing.status_code == 404
+
+
+@pytest.mark.parametrize("empty", ["", None])
+def test_null_or_an_empty_string_removes_an_attribute(
+    emulator: EmulatorServer, empty: str | None
+) -> None:
+    with track_client(emulator) as client:
+        assert client.put("/api/v1/customers/u1", json={"plan": "pro", "seats": 3}).is_success
+        assert client.put("/api/v1/customers/u1", json={"plan": empty}).is_success
+    attributes = inspect(emulator, "people/u1")["attributes"]
+    assert "plan" not in attributes and attributes["seats"] == 3
+
+
+def test_null_or_an_empty_string_removes_an_object_attribute(emulator: EmulatorServer) -> None:
+    with track_client(emulator) as client:
+        first = object_item("identify", "acme", attributes={"tier": "gold", "size": 9})
+        assert batch(client, first).status_code == 200
+        cleared = object_item("identify", "acme", attributes={"tier": "", "size": None})
+        assert batch(client, cleared).status_code == 200
+    assert inspect(emulator, "objects/1/acme")["attributes"] == {}

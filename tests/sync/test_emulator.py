@@ -2,9 +2,9 @@
 
 After any sequence of syncs (keys added, changed, removed, people synced again unchanged) and a
 ``worker().drain()`` against the in-process emulator, each person's attributes there equal the
-last attributes synced for them; a key removed is held as the ``""`` that clears it (the
-emulator keeps the value Customer.io documents as removing the attribute), so it is read as
-absent. Erasure ends with the person gone from the emulator.
+last attributes synced for them; a key removed is gone there too (the ``""`` that clears it is
+what Customer.io documents as removing an attribute). Erasure ends with the person gone from the
+emulator.
 """
 
 from __future__ import annotations
@@ -37,10 +37,7 @@ SYNCS = st.lists(st.tuples(st.sampled_from(PEOPLE), ATTRIBUTES), min_size=1, max
 def _people_at(emulator: EmulatorServer) -> dict[str, dict[str, Any]]:
     with httpx.Client(base_url=f"{emulator.url}/_emulator", timeout=30) as client:
         rows = client.get("people", params={"limit": 1000}).json()["people"]
-    return {
-        row["id"]: {k: v for k, v in row["attributes"].items() if v != "" and k != "id"}
-        for row in rows
-    }
+    return {row["id"]: {k: v for k, v in row["attributes"].items() if k != "id"} for row in rows}
 
 
 def _fresh_relay(emulator: EmulatorServer) -> Relay:

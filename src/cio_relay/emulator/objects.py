@@ -184,8 +184,11 @@ def apply_object_item(state: EmulatorState, item: dict[str, Any]) -> None:
     stored = _resolve(state, ref, create=add)
     if stored is None:
         return
-    if attributes:
-        stored.attributes.update(attributes)
+    for name, value in attributes.items():  # track-api.json: null or "" removes an attribute
+        if value is None or value == "":
+            stored.attributes.pop(name, None)
+        else:
+            stored.attributes[name] = value
     stored.updated_at = time.time()
     for named, link_attributes in links:
         member = _member(state, named, create=add)

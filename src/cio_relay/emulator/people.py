@@ -95,6 +95,9 @@ def _apply_attributes(
             if not state.set_email(person, attribute):
                 state.record_update_failure(value, f"email {attribute!r} belongs to another person")
             continue
+        if attribute is None or attribute == "":  # track-api.json: null or "" removes it
+            person.attributes.pop(name, None)
+            continue
         person.attributes[name] = attribute
     person.updated_at = time.time()
 
