@@ -172,7 +172,17 @@ def _public_methods(cls: type) -> dict[str, inspect.Signature]:
 def test_async_repository_has_the_sync_methods_with_the_same_signatures() -> None:
     sync = _public_methods(UserRepository)
     async_ = _public_methods(AsyncUserRepository)
-    assert set(sync) == set(async_) == {"sync_user", "update_preferences", "delete_user", "get"}
+    assert (
+        set(sync)
+        == set(async_)
+        == {
+            "sync_user",
+            "update_preferences",
+            "apply_subscription_event",
+            "delete_user",
+            "get",
+        }
+    )
     for name in sync:
         assert async_[name] == sync[name], name
         assert inspect.iscoroutinefunction(getattr(AsyncUserRepository, name)), name

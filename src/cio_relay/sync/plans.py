@@ -13,7 +13,8 @@
   changed them in the subscription center since, which the local state cannot know yet): each
   topic as ``cio_subscription_preferences.topics.topic_<id>`` (the JSON dot notation
   track-api.json documents "to update one topic without replacing others"), the global
-  ``unsubscribed`` as a boolean.
+  ``unsubscribed`` as a boolean. Each field set is stamped with the app's time and source
+  (``PreferenceStamp``), which a later subscription webhook is compared with (preferences.py).
 - ``erase_plan``: suppress, then delete, as the reference architecture's ``deleteUser``. Suppress
   first: track-api.json says it deletes the profile *and* keeps the identifier from being added
   again, so nothing (a page still open, a snippet) can re-create the person between the two; the
@@ -34,7 +35,14 @@ from typing import Any
 from cio_relay.errors import ValidationError
 from cio_relay.json_values import dumps as checked_dumps
 from cio_relay.operations import LIMITS, Operation, OperationFactory
-from cio_relay.sync.store import Change, Plan, UserState, attributes_hash, canonical_json
+from cio_relay.sync.store import (
+    Change,
+    Plan,
+    PreferenceStamp,
+    UserState,
+    attributes_hash,
+    canonical_json,
+)
 
 __all__ = [
     "CLEARED",
@@ -123,11 +131,16 @@ def preferences_plan(
 
     def plan(current: UserState | None) -> Change:
         base = current or UserState(person_id, attributes_hash=attributes_hash({}))
+        stamped = [*chosen, *(["unsubscribed"] if unsubscribed is not None else [])]
         state = replace(
             base,
             topics={**base.topics, **chosen},
             unsubscribed=base.unsubscribed if unsubscribed is None else unsubscribed,
             updated_at=now,
+            preference_times={
+                **base.preference_times,
+                **dict.fromkeys(stamped, PreferenceStamp(now, "app")),
+            },
         )
         return Change(state, (build.identify(person_id, attributes),))
 

@@ -6,6 +6,7 @@
     users.sync_user("user-1", {"email": "ada@example.com", "plan": "pro"})  # None: unchanged
     users.sync_user("user-1", {"email": "ada@example.com"})   # clears "plan"
     users.update_preferences("user-1", topics={7: False}, unsubscribed=False)
+    users.apply_subscription_event(event)         # a subscription webhook: nothing enqueued
     users.delete_user("user-1")                   # suppress, then delete; state forgotten
     relay.worker().drain()
 
@@ -34,7 +35,9 @@ from cio_relay.outbox.base import Outbox
 from cio_relay.relay import AsyncRelay, Relay
 from cio_relay.sync.factory import user_store_for
 from cio_relay.sync.plans import erase_plan, preferences_plan, present_attributes, sync_plan
+from cio_relay.sync.preferences import subscription_change, webhook_plan
 from cio_relay.sync.store import Change, Plan, UserState, UserStore
+from cio_relay.webhooks.events import Event
 
 __all__ = ["AsyncUserRepository", "UserRepository"]
 
@@ -84,6 +87,13 @@ class _RepositoryBase:
         assert change is not None  # a preferences plan always changes
         return change.operations[-1].op_id
 
+    def _apply_event(self, event: Event) -> UserState | None:
+        change = subscription_change(event)
+        if change is None:
+            return None
+        applied = self._run(change.person_id, webhook_plan(change))
+        return None if applied is None else applied.state
+
     def _erase(self, person_id: str) -> list[str]:
         change = self._run(person_id, erase_plan(self._build, person_id))
         assert change is not None  # an erasure always goes out
@@ -115,8 +125,15 @@ class UserRepository(_RepositoryBase):
         two op ids, in that order."""
         return self._erase(person_id)
 
+    def apply_subscription_event(self, event: Event) -> UserState | None:
+        """Apply a subscription webhook to the person's local preferences, enqueueing nothing
+        (the change came from Customer.io); the new state, or None when nothing applied (not a
+        subscription event, no person id, or every field set later: preferences.py)."""
+        return self._apply_event(event)
+
     def get(self, person_id: str) -> UserState | None:
-        """What was last enqueued for the person, or None when nothing is known."""
+        """What is known of the person (attributes last enqueued, preferences with their
+        ``preference_times``), or None when nothing is known."""
         return self.store.get(person_id)
 
 
@@ -140,6 +157,10 @@ class AsyncUserRepository(_RepositoryBase):
     async def delete_user(self, person_id: str) -> list[str]:
         """See ``UserRepository.delete_user``."""
         return await asyncio.to_thread(self._erase, person_id)
+
+    async def apply_subscription_event(self, event: Event) -> UserState | None:
+        """See ``UserRepository.apply_subscription_event``."""
+        return await asyncio.to_thread(self._apply_event, event)
 
     async def get(self, person_id: str) -> UserState | None:
         """See ``UserRepository.get``."""

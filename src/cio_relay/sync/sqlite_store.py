@@ -18,7 +18,7 @@ from cio_relay.kept_json import dumps
 from cio_relay.outbox.base import Outbox
 from cio_relay.outbox.sqlite import SqliteOutbox
 from cio_relay.sqlite import Steps
-from cio_relay.sync.store import Change, Plan, UserState
+from cio_relay.sync.store import Change, Plan, PreferenceStamp, UserState
 
 __all__ = ["SCHEMA_NAME", "STEPS", "SqliteUserStore"]
 
@@ -33,15 +33,17 @@ STEPS: Steps = {
             unsubscribed INTEGER,
             updated_at REAL NOT NULL) WITHOUT ROWID""",
     ),
+    # Two-way preferences: each preference field's PreferenceStamp, {"topic_7": [at, source]}.
+    2: ("ALTER TABLE sync_people ADD COLUMN preference_times BLOB NOT NULL DEFAULT '{}'",),
 }
 _SELECT = (
-    "SELECT person_id, attributes_hash, attributes, topics, unsubscribed, updated_at"
-    " FROM sync_people WHERE person_id = ?"
+    "SELECT person_id, attributes_hash, attributes, topics, unsubscribed, updated_at,"
+    " preference_times FROM sync_people WHERE person_id = ?"
 )
 _UPSERT = (
     "INSERT OR REPLACE INTO sync_people"
-    " (person_id, attributes_hash, attributes, topics, unsubscribed, updated_at)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
+    " (person_id, attributes_hash, attributes, topics, unsubscribed, updated_at,"
+    " preference_times) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -71,7 +73,8 @@ class SqliteUserStore:
                 conn.execute("DELETE FROM sync_people WHERE person_id = ?", (person_id,))
             else:
                 conn.execute(_UPSERT, _row(change.state))
-            self._sqlite_outbox.enqueue_in(conn, change.operations)
+            if change.operations:  # a webhook's change enqueues nothing
+                self._sqlite_outbox.enqueue_in(conn, change.operations)
             return change
 
         change: Change | None = self._db.write(write)
@@ -89,11 +92,12 @@ def _row(state: UserState) -> tuple[Any, ...]:
         dumps(dict(state.topics)),
         None if state.unsubscribed is None else int(state.unsubscribed),
         state.updated_at,
+        dumps({k: [stamp.at, stamp.source] for k, stamp in state.preference_times.items()}),
     )
 
 
 def _state(row: Any) -> UserState:
-    person_id, hashed, attributes, topics, unsubscribed, updated_at = row
+    person_id, hashed, attributes, topics, unsubscribed, updated_at, times = row
     return UserState(
         person_id,
         orjson.loads(attributes),
@@ -101,4 +105,5 @@ def _state(row: Any) -> UserState:
         orjson.loads(topics),
         None if unsubscribed is None else bool(unsubscribed),
         updated_at,
+        {k: PreferenceStamp(at, source) for k, (at, source) in orjson.loads(times).items()},
     )

@@ -23,7 +23,7 @@ import hashlib
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import orjson
 
@@ -35,6 +35,7 @@ __all__ = [
     "Change",
     "MemoryUserStore",
     "Plan",
+    "PreferenceStamp",
     "UserState",
     "UserStore",
     "attributes_hash",
@@ -53,11 +54,27 @@ def attributes_hash(attributes: Mapping[str, Any]) -> str:
     return hashlib.blake2b(canonical_json(dict(attributes)), digest_size=16).hexdigest()
 
 
+#: Where a preference was last set from: the app (``update_preferences``) or a subscription
+#: webhook from Customer.io.
+PreferenceSource = Literal["app", "webhook"]
+
+
+@dataclass(frozen=True, slots=True)
+class PreferenceStamp:
+    """When a preference field was last set (Unix seconds: the app's clock for an app change,
+    the event's ``timestamp`` for a webhook) and from where."""
+
+    at: float
+    source: PreferenceSource
+
+
 @dataclass(frozen=True, slots=True)
 class UserState:
-    """What cio-relay last enqueued for a person: the attributes of the last ``sync_user`` (and
-    their hash), the subscription topics and global ``unsubscribed`` last set through
-    ``update_preferences`` (None: never set), and when (Unix seconds)."""
+    """What cio-relay knows of a person: the attributes of the last ``sync_user`` (and their
+    hash), the subscription topics and global ``unsubscribed`` (None: never set) as last set by
+    the app or a subscription webhook, with a ``PreferenceStamp`` per field in
+    ``preference_times`` (keys ``unsubscribed`` and ``topic_<id>``), and when the app last
+    enqueued a change (``updated_at``, Unix seconds)."""
 
     person_id: str
     attributes: Mapping[str, Any] = field(default_factory=dict)
@@ -65,6 +82,7 @@ class UserState:
     topics: Mapping[str, bool] = field(default_factory=dict)
     unsubscribed: bool | None = None
     updated_at: float = 0.0
+    preference_times: Mapping[str, PreferenceStamp] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +133,8 @@ class MemoryUserStore:
             change = plan(self._states.get(person_id))
             if change is None:
                 return None
-            self.outbox.enqueue(change.operations)  # raises before storing anything
+            if change.operations:  # a webhook's change enqueues nothing
+                self.outbox.enqueue(change.operations)  # raises before storing anything
             if change.state is None:
                 self._states.pop(person_id, None)
             else:
