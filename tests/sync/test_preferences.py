@@ -20,7 +20,9 @@ from cio_relay.sync import (
     preference_handler,
 )
 from cio_relay.sync.sqlite_store import SCHEMA_NAME, STEPS
+from cio_relay.webhooks.builtin import install_builtin_handlers
 from cio_relay.webhooks.events import Event, parse_event
+from cio_relay.webhooks.inbox import MemoryInbox
 from cio_relay.webhooks.pipeline import WebhookPipeline
 from cio_relay.webhooks.receiver import WebhookReceiver
 from cio_relay.webhooks.router import Router
@@ -192,3 +194,23 @@ def test_a_version_1_sync_schema_is_upgraded_keeping_its_people(tmp_path: Path) 
     assert state is not None and state.topics == {"topic_1": True} and state.unsubscribed
     assert state.preference_times == {}
     outbox.close()
+
+
+def test_the_builtin_handlers_apply_preferences_when_given_a_handler(
+    users: UserRepository, relay: Relay
+) -> None:
+    router = Router()
+    installed = install_builtin_handlers(
+        router, record_unsubscribes=False, on_subscription_change=preference_handler(users)
+    )
+    assert set(PREFERENCE_PATTERNS) <= set(installed)
+    inbox = MemoryInbox()
+    for raw in (
+        payload("push", "unsubscribed", timestamp=T0, customer_id="u1"),
+        preferences_changed_body("u1", T0, {"topic_9": True}),
+    ):
+        inbox.store(parse_event(raw), raw, received_at=T0)
+    assert WebhookPipeline(inbox, router).drain(now=T0).handlers.done == 2
+    state = users.get("u1")
+    assert state is not None and state.unsubscribed is True and state.topics == {"topic_9": True}
+    assert take_all(relay.outbox) == []

@@ -13,7 +13,8 @@ wins, the app's change stamped with its own clock, a webhook with its event ``ti
 tie goes to the webhook, as Customer.io is the system of record for the subscription center.
 A webhook older than the field's last change leaves that field as it is.
 
-Install on a webhook router with
+Install on a webhook router with ``install_builtin_handlers(router, ...,
+on_subscription_change=preference_handler(users))``, or by hand:
 ``for pattern in PREFERENCE_PATTERNS: router.on(pattern)(preference_handler(users))``.
 """
 

@@ -21,7 +21,9 @@ default. The identifier passed on is the most stable one the event carries, as a
 
 Subscription changes (``subscribed``, ``unsubscribed``, ``cio_subscription_preferences_changed``)
 from every channel, ``customer`` included, call ``record_unsubscribe(record)`` with an
-``UnsubscribeRecord`` for the user-sync repository (resubscribes too, so it never goes stale).
+``UnsubscribeRecord`` for the user-sync repository (resubscribes too, so it never goes stale),
+and ``on_subscription_change(event)`` when given (``cio_relay.sync.preference_handler``: the
+webhooks package never imports ``sync``, the handler is passed in).
 
 Identifiers come from ``data.identifiers``, else ``customer_id`` and ``email_address`` (see
 ``Event.identifiers``); an event without any is parked for an operator (retrying cannot help).
@@ -237,6 +239,7 @@ def install_builtin_handlers(
     record_problem: RecordProblem | None = None,
     record_unsubscribe: RecordUnsubscribe | None = None,
     record_unsubscribes: bool = True,
+    on_subscription_change: Callable[[Event], None] | None = None,
 ) -> list[str]:
     """Register the built-ins on ``router``; return the patterns now handled.
 
@@ -245,6 +248,8 @@ def install_builtin_handlers(
     the ``suppress`` policy, ``unsubscribe`` only under ``unsubscribe``; a chosen policy without
     its callable, or recording subscriptions without ``record_unsubscribe``, is a
     ``ConfigError``, so a missing wire-up cannot silently do nothing.
+    ``on_subscription_change`` (e.g. ``cio_relay.sync.preference_handler(users)``, two-way
+    preferences) also runs for every subscription event, recorded or not.
     """
     installed: list[str] = []
     for name, policy in (
@@ -271,4 +276,10 @@ def install_builtin_handlers(
             pattern = f"*.{metric}"
             router.add(pattern, recorder)
             installed.append(pattern)
+    if on_subscription_change is not None:
+        for metric in sorted(SUBSCRIPTION_METRICS):
+            pattern = f"*.{metric}"
+            router.add(pattern, on_subscription_change)
+            if pattern not in installed:
+                installed.append(pattern)
     return installed
