@@ -14,6 +14,7 @@ from cio_relay.outbox.sqlite import SqliteOutbox
 from cio_relay.relay import Relay
 from cio_relay.sync import (
     PREFERENCE_PATTERNS,
+    AsyncUserRepository,
     PreferenceStamp,
     SqliteUserStore,
     UserRepository,
@@ -213,4 +214,13 @@ def test_the_builtin_handlers_apply_preferences_when_given_a_handler(
     assert WebhookPipeline(inbox, router).drain(now=T0).handlers.done == 2
     state = users.get("u1")
     assert state is not None and state.unsubscribed is True and state.topics == {"topic_9": True}
+    assert take_all(relay.outbox) == []
+
+
+async def test_the_async_repository_applies_subscription_events(relay: Relay) -> None:
+    users = AsyncUserRepository(relay)
+    state = await users.apply_subscription_event(subscription("unsubscribed", "u1", T0))
+    assert state is not None and state.unsubscribed is True
+    stored = await users.get("u1")
+    assert stored == state
     assert take_all(relay.outbox) == []
