@@ -3,17 +3,17 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 # Debian packages the test suite starts for real (servers on 127.0.0.1, headless browser).
-SYSTEM_PACKAGES ?= chromium redis-server
+SYSTEM_PACKAGES ?= chromium redis-server postgresql
 # And what the benchmarks add: wrk, a load generator cheap enough per request that the server,
 # not the client, is what a single-operation benchmark measures.
 BENCH_PACKAGES ?= $(SYSTEM_PACKAGES) wrk
 
-.PHONY: run test lint typecheck pytest bench emulator demo clean system-deps venv
+.PHONY: run test lint deploy-lint typecheck pytest bench emulator demo clean system-deps venv tool-venvs
 
 run: venv ## the main job on the embedded defaults
 	$(BIN)/cio-relay run
 
-test: venv system-deps lint typecheck pytest ## everything CI checks
+test: venv system-deps tool-venvs lint deploy-lint typecheck pytest ## everything CI checks
 
 venv: $(VENV)/.installed
 
@@ -25,6 +25,14 @@ $(VENV)/.installed: pyproject.toml
 
 system-deps:
 	@bash scripts/system-deps.sh $(SYSTEM_PACKAGES)
+
+# Tools whose pinned dependencies clash with ours get a venv of their own (.venv-<tool>).
+tool-venvs: venv
+	@bash scripts/tool-venvs.sh
+
+# The container image and the Terraform, checked offline (docs/deploy-gcp.md says what cannot be).
+deploy-lint: venv tool-venvs
+	@bash scripts/deploy-checks.sh
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
@@ -47,4 +55,4 @@ demo: venv
 	$(BIN)/cio-relay demo
 
 clean:
-	rm -rf $(VENV) cio-relay-data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-* cio-relay-data .pytest_cache .mypy_cache .ruff_cache
