@@ -6,7 +6,9 @@ is asked at most once a second. A storage that fails a write (a full disk, Redis
 ``StorageUnavailableError``, with nothing stored. The ``on_enqueued`` hooks run after a write.
 
 ``Relay`` writes through a ``GuardedOutbox``; ``AsyncRelay`` and the ingestion API hand theirs
-to a ``GroupWriter`` (it is an ``OutboxWriter``: ``enqueue`` and ``enqueue_nowait``).
+to a ``GroupWriter`` (it is an ``OutboxWriter``: ``enqueue`` and ``enqueue_nowait``). Writers
+that enqueue through a transaction of their own (the user repository, ``cio_relay.sync``) ask
+``check_capacity`` first, so they are refused exactly as these writes are.
 """
 
 from __future__ import annotations
@@ -57,6 +59,16 @@ class GuardedOutbox:
         self.outbox = outbox
         self.hooks = hooks
         self._backpressure = _Backpressure(outbox, max_depth)
+
+    def check_capacity(self) -> None:
+        """Refuse new work as ``enqueue`` would, without enqueueing: ``OutboxFullError`` past
+        the maximum depth, ``StorageUnavailableError`` when the depth cannot be read."""
+        try:
+            self._backpressure.check()
+        except CioRelayError:
+            raise
+        except Exception as exc:
+            raise StorageUnavailableError("outbox", exc) from exc
 
     def enqueue(self, ops: Sequence[Operation]) -> int:
         try:

@@ -8,8 +8,10 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 
 from cio_relay.config import Settings
+from cio_relay.errors import OutboxFullError
 from cio_relay.outbox.sqlite import SqliteOutbox
 from cio_relay.relay import Relay
 from cio_relay.sync import (
@@ -29,6 +31,7 @@ from cio_relay.webhooks.receiver import WebhookReceiver
 from cio_relay.webhooks.router import Router
 from cio_relay.webhooks.sqlite_inbox import SQLiteInbox
 from tests.sync.conftest import take_all
+from tests.sync.test_repository import full_relay
 from tests.webhooks.helpers import KEY, event_id, payload, signed
 
 T0 = 1_700_000_000
@@ -224,3 +227,12 @@ async def test_the_async_repository_applies_subscription_events(relay: Relay) ->
     stored = await users.get("u1")
     assert stored == state
     assert take_all(relay.outbox) == []
+
+
+def test_a_full_outbox_still_takes_subscription_webhooks(users: UserRepository) -> None:
+    # The relay refuses writes past its depth; a webhook's change enqueues nothing, so it applies.
+    full = UserRepository(full_relay(users.store.outbox), users.store)
+    with pytest.raises(OutboxFullError):
+        full.update_preferences("u1", unsubscribed=False)
+    state = full.apply_subscription_event(subscription("unsubscribed", "u1", T0))
+    assert state is not None and state.unsubscribed is True

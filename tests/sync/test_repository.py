@@ -8,15 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from cio_relay.errors import ConfigError, LimitExceeded, ValidationError
+from cio_relay.config import Settings
+from cio_relay.errors import ConfigError, LimitExceeded, OutboxFullError, ValidationError
 from cio_relay.operations import Kind
+from cio_relay.outbox.base import Outbox
 from cio_relay.outbox.memory import MemoryOutbox
 from cio_relay.outbox.sqlite import SqliteOutbox
 from cio_relay.relay import Relay
 from cio_relay.sync import AsyncUserRepository, MemoryUserStore, UserRepository, user_store_for
 from cio_relay.sync.plans import PREFERENCES_PREFIX
 from tests.contract.openapi import document
-from tests.sync.conftest import take_all
+from tests.sync.conftest import open_outbox, take_all
 
 
 def test_first_sync_sends_every_attribute(users: UserRepository, relay: Relay) -> None:
@@ -141,6 +143,56 @@ def test_hooks_hear_each_operation(users: UserRepository, relay: Relay) -> None:
     assert seen == [users.sync_user("u1", {"plan": "pro"}), *users.delete_user("u1")]
 
 
+def test_sync_user_op_ids_names_every_identify_of_a_split_sync(
+    users: UserRepository, relay: Relay
+) -> None:
+    users.sync_user("u1", {f"a{n}": n for n in range(250)})
+    take_all(relay.outbox)
+    op_ids = users.sync_user_op_ids("u1", {f"b{n}": n for n in range(250)})
+    assert op_ids == [op.op_id for op in take_all(relay.outbox)] and len(op_ids) == 2
+    assert users.sync_user_op_ids("u1", {f"b{n}": n for n in range(250)}) == []
+
+
+def full_relay(outbox: Outbox) -> Relay:
+    """A relay whose outbox already holds its maximum depth (1), the depth freshly read."""
+    relay = Relay(Settings(stamp_env=False, outbox_max_depth=1), outbox=outbox)
+    relay.track("someone", "filler")
+    relay.guarded_outbox._backpressure._checked_at = 0.0  # a fresh look, not the 1 s cache
+    return relay
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_full_outbox_refuses_every_write_as_the_relay_does(kind: str, tmp_path: Path) -> None:
+    outbox = open_outbox(kind, tmp_path)
+    try:
+        relay = full_relay(outbox)
+        users = UserRepository(relay)
+        message = "outbox depth 1 is past the maximum of 1; retry later"
+        with pytest.raises(OutboxFullError, match=message):
+            relay.track("u1", "e")
+        with pytest.raises(OutboxFullError, match=message):
+            users.sync_user("u1", {"plan": "pro"})
+        with pytest.raises(OutboxFullError, match=message):
+            users.update_preferences("u1", unsubscribed=True)
+        with pytest.raises(OutboxFullError, match=message):
+            users.delete_user("u1")
+        assert users.get("u1") is None
+        assert outbox.depth().pending == 1
+    finally:
+        outbox.close()
+
+
+async def test_a_full_outbox_refuses_the_async_repository_too(tmp_path: Path) -> None:
+    outbox = open_outbox("sqlite", tmp_path)
+    try:
+        users = AsyncUserRepository(full_relay(outbox))
+        with pytest.raises(OutboxFullError):
+            await users.sync_user("u1", {"plan": "pro"})
+        assert await users.get("u1") is None
+    finally:
+        outbox.close()
+
+
 def test_stores_follow_their_outbox(tmp_path: Path) -> None:
     memory = MemoryOutbox()
     assert isinstance(user_store_for(memory), MemoryUserStore)
@@ -177,6 +229,7 @@ def test_async_repository_has_the_sync_methods_with_the_same_signatures() -> Non
         == set(async_)
         == {
             "sync_user",
+            "sync_user_op_ids",
             "update_preferences",
             "apply_subscription_event",
             "delete_user",

@@ -15,7 +15,13 @@ Each call plans its change (plans.py) on the person's stored state and hands it 
 Operations are built with a factory of the relay's settings (its environment, its stamp), so
 the worker delivers them like any of the relay's own. Like ``Relay``, a failing storage is
 ``StorageUnavailableError`` with nothing stored, and ``on_enqueued`` hooks hear each operation.
-The outbox's depth limit (``outbox_max_depth``) is not applied to these writes yet.
+
+Backpressure: past the relay's ``outbox_max_depth`` undelivered operations, ``sync_user``,
+``update_preferences`` and ``delete_user`` are refused with the relay's ``OutboxFullError``
+(``GuardedOutbox.check_capacity``, asked before the store's transaction), nothing recorded;
+an unchanged ``sync_user`` is refused too, as it cannot know it is unchanged before reading
+the person's state inside that transaction. ``apply_subscription_event`` enqueues nothing and
+is never refused. A repository over a bare ``Outbox`` (no relay, no settings) has no limit.
 
 The two shells have the same methods with the same signatures (a test compares them);
 ``AsyncUserRepository`` runs the store's short transaction on a thread.
@@ -24,7 +30,7 @@ The two shells have the same methods with the same signatures (a test compares t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from cio_relay.clock import now_or
@@ -52,17 +58,21 @@ class _RepositoryBase:
             outbox = relay_or_outbox.outbox
             self._build = OperationFactory.from_settings(relay_or_outbox.settings)
             self._hooks = relay_or_outbox.hooks
+            self._check_capacity: Callable[[], None] = relay_or_outbox.guarded_outbox.check_capacity
         else:
             outbox = relay_or_outbox
             self._build = OperationFactory()
             self._hooks = Hooks()
+            self._check_capacity = _no_limit
         self.store = user_store_for(outbox) if store is None else store
         if self.store.outbox is not outbox:
             raise ConfigError(
                 "the user store must be the one of the relay's outbox (user_store_for)"
             )
 
-    def _run(self, person_id: str, plan: Plan) -> Change | None:
+    def _run(self, person_id: str, plan: Plan, *, enqueues: bool = True) -> Change | None:
+        if enqueues:
+            self._check_capacity()  # OutboxFullError before anything is read or written
         try:
             change = self.store.apply(person_id, plan)
         except (CioRelayError, TypeError):
@@ -74,10 +84,11 @@ class _RepositoryBase:
                 Hooks.fire(self._hooks.enqueued, op)
         return change
 
-    def _sync(self, person_id: str, attributes: Mapping[str, Any]) -> str | None:
+    def _sync(self, person_id: str, attributes: Mapping[str, Any]) -> list[str]:
+        """The op ids enqueued (several past 300 keys), none when nothing changed."""
         plan = sync_plan(self._build, person_id, present_attributes(attributes), now_or(None))
         change = self._run(person_id, plan)
-        return None if change is None else change.operations[-1].op_id
+        return [] if change is None else [op.op_id for op in change.operations]
 
     def _preferences(
         self, person_id: str, topics: Mapping[str | int, bool], unsubscribed: bool | None
@@ -91,13 +102,21 @@ class _RepositoryBase:
         change = subscription_change(event)
         if change is None:
             return None
-        applied = self._run(change.person_id, webhook_plan(change))
+        applied = self._run(change.person_id, webhook_plan(change), enqueues=False)
         return None if applied is None else applied.state
 
     def _erase(self, person_id: str) -> list[str]:
         change = self._run(person_id, erase_plan(self._build, person_id))
         assert change is not None  # an erasure always goes out
         return [op.op_id for op in change.operations]
+
+
+def _no_limit() -> None:
+    """A bare outbox's capacity check: no settings, so no depth limit (module docstring)."""
+
+
+def _last(op_ids: list[str]) -> str | None:
+    return op_ids[-1] if op_ids else None
 
 
 class UserRepository(_RepositoryBase):
@@ -107,6 +126,11 @@ class UserRepository(_RepositoryBase):
         """Send what changed in ``attributes`` since the person's last sync: the op id of the
         identify (the last, when past 300 keys it is split), or None when nothing changed.
         Attributes synced before and absent now are cleared."""
+        return _last(self._sync(person_id, attributes))
+
+    def sync_user_op_ids(self, person_id: str, attributes: Mapping[str, Any]) -> list[str]:
+        """``sync_user``, answering the op id of every identify it enqueued (several past 300
+        changed keys), in order; empty when nothing changed."""
         return self._sync(person_id, attributes)
 
     def update_preferences(
@@ -142,6 +166,10 @@ class AsyncUserRepository(_RepositoryBase):
 
     async def sync_user(self, person_id: str, attributes: Mapping[str, Any]) -> str | None:
         """See ``UserRepository.sync_user``."""
+        return _last(await asyncio.to_thread(self._sync, person_id, attributes))
+
+    async def sync_user_op_ids(self, person_id: str, attributes: Mapping[str, Any]) -> list[str]:
+        """See ``UserRepository.sync_user_op_ids``."""
         return await asyncio.to_thread(self._sync, person_id, attributes)
 
     async def update_preferences(
