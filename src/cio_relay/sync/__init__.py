@@ -12,10 +12,11 @@ subscription center. ``get(id).preference_times`` says when and from where each 
 """
 
 from cio_relay.sync.factory import user_store_for
+from cio_relay.sync.memory_store import MemoryUserStore
 from cio_relay.sync.preferences import PREFERENCE_PATTERNS, preference_handler
 from cio_relay.sync.repository import AsyncUserRepository, UserRepository
 from cio_relay.sync.sqlite_store import SqliteUserStore
-from cio_relay.sync.store import MemoryUserStore, PreferenceStamp, UserState, UserStore
+from cio_relay.sync.store import PreferenceStamp, UserState, UserStore
 
 __all__ = [
     "PREFERENCE_PATTERNS",

@@ -6,8 +6,9 @@ from cio_relay.errors import ConfigError
 from cio_relay.outbox.base import Outbox
 from cio_relay.outbox.memory import MemoryOutbox
 from cio_relay.outbox.sqlite import SqliteOutbox
+from cio_relay.sync.memory_store import MemoryUserStore
 from cio_relay.sync.sqlite_store import SqliteUserStore
-from cio_relay.sync.store import MemoryUserStore, UserStore
+from cio_relay.sync.store import UserStore
 
 __all__ = ["user_store_for"]
 

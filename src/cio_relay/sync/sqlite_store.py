@@ -10,6 +10,7 @@ the write lock, so two processes syncing one person never diff against a stale s
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -18,6 +19,7 @@ from cio_relay.kept_json import dumps
 from cio_relay.outbox.base import Outbox
 from cio_relay.outbox.sqlite import SqliteOutbox
 from cio_relay.sqlite import Steps
+from cio_relay.sync.runs import SourceMark, SyncRun
 from cio_relay.sync.store import Change, Plan, PreferenceStamp, UserState
 
 __all__ = ["SCHEMA_NAME", "STEPS", "SqliteUserStore"]
@@ -35,16 +37,43 @@ STEPS: Steps = {
     ),
     # Two-way preferences: each preference field's PreferenceStamp, {"topic_7": [at, source]}.
     2: ("ALTER TABLE sync_people ADD COLUMN preference_times BLOB NOT NULL DEFAULT '{}'",),
+    # Bulk sync: the sync and run that last read each person (runs.SourceMark), and the runs.
+    3: (
+        "ALTER TABLE sync_people ADD COLUMN sync_name TEXT",
+        "ALTER TABLE sync_people ADD COLUMN seen_run TEXT",
+        """CREATE INDEX sync_people_by_source ON sync_people (sync_name, person_id, seen_run)
+            WHERE sync_name IS NOT NULL""",
+        """CREATE TABLE sync_runs (
+            run_id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            record BLOB NOT NULL)""",
+        "CREATE INDEX sync_runs_by_name ON sync_runs (name, started_at)",
+    ),
 }
-_SELECT = (
-    "SELECT person_id, attributes_hash, attributes, topics, unsubscribed, updated_at,"
-    " preference_times FROM sync_people WHERE person_id = ?"
+_COLUMNS = (
+    "person_id, attributes_hash, attributes, topics, unsubscribed, updated_at, preference_times"
 )
+# The f-strings below join constants only (S608 cannot tell).
+_SELECT = f"SELECT {_COLUMNS} FROM sync_people WHERE person_id = ?"  # noqa: S608
+# An upsert, not INSERT OR REPLACE: a person's mark (sync_name, seen_run) outlives a change.
 _UPSERT = (
-    "INSERT OR REPLACE INTO sync_people"
-    " (person_id, attributes_hash, attributes, topics, unsubscribed, updated_at,"
-    " preference_times) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO sync_people ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+    " ON CONFLICT (person_id) DO UPDATE SET attributes_hash = excluded.attributes_hash,"
+    " attributes = excluded.attributes, topics = excluded.topics,"
+    " unsubscribed = excluded.unsubscribed, updated_at = excluded.updated_at,"
+    " preference_times = excluded.preference_times"
 )
+_MARK = "UPDATE sync_people SET sync_name = ?, seen_run = ? WHERE person_id = ?"
+_UNSEEN = (
+    f"SELECT {_COLUMNS} FROM sync_people WHERE sync_name = ? AND seen_run IS NOT ?"  # noqa: S608
+    " AND person_id > ? ORDER BY person_id LIMIT ?"
+)
+_SAVE_RUN = (
+    "INSERT OR REPLACE INTO sync_runs (run_id, name, started_at, record) VALUES (?, ?, ?, ?)"
+)
+#: Keys per ``IN (...)``: well under SQLite's bound on a statement's variables.
+_KEYS_PER_SELECT = 500
 
 
 class SqliteUserStore:
@@ -64,21 +93,58 @@ class SqliteUserStore:
         return _state(rows[0]) if rows else None
 
     def apply(self, person_id: str, plan: Plan) -> Change | None:
-        def write(conn: sqlite3.Connection) -> Change | None:
-            row = conn.execute(_SELECT, (person_id,)).fetchone()
-            change = plan(None if row is None else _state(row))
-            if change is None:
-                return None
-            if change.state is None:
-                conn.execute("DELETE FROM sync_people WHERE person_id = ?", (person_id,))
-            else:
-                conn.execute(_UPSERT, _row(change.state))
-            if change.operations:  # a webhook's change enqueues nothing
-                self._sqlite_outbox.enqueue_in(conn, change.operations)
-            return change
+        return self.apply_batch([(person_id, plan)], None, None)[0]
 
-        change: Change | None = self._db.write(write)
-        return change
+    def states(self, keys: Sequence[str]) -> dict[str, UserState]:
+        return self._db.read_together(lambda conn: _states_on(conn, keys))
+
+    def apply_batch(
+        self,
+        plans: Sequence[tuple[str, Plan]],
+        mark: SourceMark | None,
+        checkpoint: Callable[[], SyncRun] | None,
+    ) -> list[Change | None]:
+        def write(conn: sqlite3.Connection) -> list[Change | None]:
+            current = _states_on(conn, [key for key, _ in plans])
+            changes = [plan(current.get(key)) for key, plan in plans]
+            run = None if checkpoint is None else checkpoint()
+            gone = {key for (key, _), c in zip(plans, changes, strict=True) if c and not c.state}
+            conn.executemany(_UPSERT, [_row(c.state) for c in changes if c and c.state])
+            conn.executemany("DELETE FROM sync_people WHERE person_id = ?", [(k,) for k in gone])
+            operations = [op for change in changes if change for op in change.operations]
+            if operations:  # a webhook's change enqueues nothing
+                self._sqlite_outbox.enqueue_in(conn, operations)
+            if mark is not None:
+                marks = [(mark.name, mark.run_id, key) for key, _ in plans if key not in gone]
+                conn.executemany(_MARK, marks)
+            if run is not None:
+                conn.execute(_SAVE_RUN, _run_row(run))
+            return changes
+
+        changes: list[Change | None] = self._db.write(write)
+        return changes
+
+    def unseen(self, mark: SourceMark, after: str | None, limit: int) -> list[UserState]:
+        rows = self._db.read(_UNSEEN, (mark.name, mark.run_id, after or "", limit))
+        return [_state(row) for row in rows]
+
+    def save_run(self, run: SyncRun) -> None:
+        self._db.write(lambda conn: conn.execute(_SAVE_RUN, _run_row(run)).rowcount)
+
+    def runs(self, name: str | None = None, limit: int = 20) -> list[SyncRun]:
+        where, params = ("WHERE name = ?", (name, limit)) if name else ("", (limit,))
+        rows = self._db.read(
+            f"SELECT record FROM sync_runs {where} ORDER BY started_at DESC, run_id DESC"  # noqa: S608
+            " LIMIT ?",
+            params,
+        )
+        return [SyncRun.from_json(orjson.loads(record)) for (record,) in rows]
+
+    def forget_runs(self, name: str) -> int:
+        count: int = self._db.write(
+            lambda conn: conn.execute("DELETE FROM sync_runs WHERE name = ?", (name,)).rowcount
+        )
+        return count
 
     def close(self) -> None:
         """Nothing to release: the file is the outbox's, closed by its owner."""
@@ -107,3 +173,17 @@ def _state(row: Any) -> UserState:
         updated_at,
         {k: PreferenceStamp(at, source) for k, (at, source) in orjson.loads(times).items()},
     )
+
+
+def _states_on(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, UserState]:
+    found: dict[str, UserState] = {}
+    for start in range(0, len(keys), _KEYS_PER_SELECT):
+        chunk = keys[start : start + _KEYS_PER_SELECT]
+        marks = ",".join("?" * len(chunk))
+        sql = f"SELECT {_COLUMNS} FROM sync_people WHERE person_id IN ({marks})"  # noqa: S608
+        found.update((row[0], _state(row)) for row in conn.execute(sql, chunk))
+    return found
+
+
+def _run_row(run: SyncRun) -> tuple[Any, ...]:
+    return (run.run_id, run.name, run.started_at, dumps(run.to_json()))

@@ -6,41 +6,75 @@ it, and stores both at once: the new state and the outbox rows commit together, 
 does. A crash never records a sync that was not enqueued, nor enqueues one that was not
 recorded. One store per outbox family:
 
-- ``MemoryUserStore`` beside a ``MemoryOutbox`` (tests): one lock around the plan, the
-  enqueue and the state change; the enqueue checks every operation before storing any, and
-  the state is set only once it returned;
+- ``MemoryUserStore`` (memory_store.py) beside a ``MemoryOutbox`` (tests): one lock around
+  the plan, the enqueue and the state change; the enqueue checks every operation before
+  storing any, and the state is set only once it returned;
 - ``SqliteUserStore`` (sqlite_store.py) in the SQLite outbox's own file: one transaction.
 
 Other outboxes (Redis) have no store: a state kept elsewhere could not commit with their rows,
 so ``user_store_for`` (factory.py) refuses them with a ``ConfigError`` naming
 ``CIO_RELAY_OUTBOX`` rather than risk a state that says "synced" for a change that never
 reached the outbox.
+
+A bulk sync (bulk.py) adds ``apply_batch`` (many people, their operations and the run's
+checkpoint in one commit), ``states`` (many people at once), ``unseen`` (the removed people of a
+snapshot) and the run records (runs.py).
+
+People are keyed by ``person_key``: an ``id`` is its own key, an email or a cio_id is
+``email:<value>`` / ``cio_id:<value>`` (so an id that starts with one of those prefixes is
+refused: it would read back as the other kind).
 """
 
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import orjson
 
-from cio_relay.operations import Operation
+from cio_relay.errors import ValidationError
+from cio_relay.operations import Operation, PersonRef
 from cio_relay.outbox.base import Outbox
-from cio_relay.outbox.memory import MemoryOutbox
+from cio_relay.sync.runs import SourceMark, SyncRun
 
 __all__ = [
     "Change",
-    "MemoryUserStore",
     "Plan",
     "PreferenceStamp",
     "UserState",
     "UserStore",
     "attributes_hash",
     "canonical_json",
+    "person_key",
+    "person_ref",
 ]
+
+#: The kinds of identifier a person is synced by, and their key prefixes.
+_KEYED_TYPES = ("email", "cio_id")
+
+
+def person_key(person: PersonRef) -> str:
+    """The store's key of a person (module docstring); ``ValidationError`` for an id that
+    would read back as an email or a cio_id, or a reference of another kind."""
+    if isinstance(person, str):
+        if person.startswith(tuple(f"{t}:" for t in _KEYED_TYPES)):
+            raise ValidationError(
+                "identifier.id", f"an id cannot start with 'email:' or 'cio_id:' ({person!r})"
+            )
+        return person
+    kinds = list(person.items())
+    if len(kinds) != 1 or kinds[0][0] not in ("id", *_KEYED_TYPES):
+        raise ValidationError("identifier", f"sync people by id, email or cio_id, not {person!r}")
+    ((id_type, value),) = kinds
+    return person_key(value) if id_type == "id" else f"{id_type}:{value}"
+
+
+def person_ref(key: str) -> PersonRef:
+    """The person a store key names: ``person_key``'s inverse."""
+    kind, _, value = key.partition(":")
+    return {kind: value} if value and kind in _KEYED_TYPES else key
 
 
 def canonical_json(value: Any) -> bytes:
@@ -115,31 +149,35 @@ class UserStore(Protocol):
 
     def close(self) -> None: ...
 
+    # --- bulk sync (bulk.py) -------------------------------------------------------------
 
-class MemoryUserStore:
-    """The ``UserStore`` in process memory, beside a ``MemoryOutbox``."""
+    def states(self, keys: Sequence[str]) -> dict[str, UserState]:
+        """The known states of ``keys`` (the unknown ones are absent)."""
+        ...
 
-    def __init__(self, outbox: MemoryOutbox) -> None:
-        self.outbox: Outbox = outbox
-        self._lock = threading.Lock()
-        self._states: dict[str, UserState] = {}
+    def apply_batch(
+        self,
+        plans: Sequence[tuple[str, Plan]],
+        mark: SourceMark | None,
+        checkpoint: Callable[[], SyncRun] | None,
+    ) -> list[Change | None]:
+        """``apply`` for many people at once, in one commit with the run record
+        ``checkpoint()`` returns once every plan ran (None: no record); with a ``mark``, every
+        person of ``plans`` whose state exists afterwards is marked with it. Each plan's
+        change, in order."""
+        ...
 
-    def get(self, person_id: str) -> UserState | None:
-        with self._lock:
-            return self._states.get(person_id)
+    def unseen(self, mark: SourceMark, after: str | None, limit: int) -> list[UserState]:
+        """Up to ``limit`` people of ``mark.name`` not marked with ``mark.run_id``, keyed after
+        ``after``, in key order: the people a snapshot run did not read."""
+        ...
 
-    def apply(self, person_id: str, plan: Plan) -> Change | None:
-        with self._lock:
-            change = plan(self._states.get(person_id))
-            if change is None:
-                return None
-            if change.operations:  # a webhook's change enqueues nothing
-                self.outbox.enqueue(change.operations)  # raises before storing anything
-            if change.state is None:
-                self._states.pop(person_id, None)
-            else:
-                self._states[person_id] = change.state
-            return change
+    def save_run(self, run: SyncRun) -> None: ...
 
-    def close(self) -> None:
-        """Nothing to release: the outbox is closed by its owner."""
+    def runs(self, name: str | None = None, limit: int = 20) -> list[SyncRun]:
+        """The newest runs first (of ``name``, or of every sync)."""
+        ...
+
+    def forget_runs(self, name: str) -> int:
+        """Drop the runs of ``name`` (its checkpoint and watermark): the next run starts over."""
+        ...

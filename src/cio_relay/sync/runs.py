@@ -1,0 +1,93 @@
+"""The record of a bulk sync run: its checkpoint, its counts and the rows it could not send.
+
+A ``SyncRun`` is saved with every batch it commits (in the same transaction as the batch's
+people and outbox rows), so after a crash the record says exactly how far the run got:
+``last_key`` is the key of the last row whose change is safely in the outbox, and a run still
+``running`` is resumed from there by the next ``run`` of the same sync.
+
+Rows that break Customer.io's limits are kept as ``RowError`` (person, field, limit, size, the
+message), the first ``ERRORS_KEPT`` of a run; ``invalid`` counts them all. Such a row's state is
+not recorded, so the next run tries it again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+__all__ = ["ERRORS_KEPT", "RowError", "RunStatus", "SourceMark", "SyncRun"]
+
+#: Per run: enough to find the pattern; the count says how many there were.
+ERRORS_KEPT = 1000
+
+RunStatus = Literal["running", "completed", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    """One row the run could not send: who, which field, the limit and the size when a limit
+    was crossed (None otherwise), and the message."""
+
+    person: str
+    field: str
+    message: str
+    limit: int | None = None
+    size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceMark:
+    """The bulk sync that last read a person (``name``) and in which run: a snapshot run marks
+    every person it reads, so those of ``name`` not marked with its run are the removed ones.
+    ``SourceMark(None, None)`` detaches a person from every sync."""
+
+    name: str | None
+    run_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRun:
+    """One run of a bulk sync (module docstring). Times are Unix seconds; ``since`` is the
+    updated-at bound it read from (incremental), ``watermark`` the bound the next incremental
+    run starts from (the newest updated-at read, held back before any invalid row's)."""
+
+    run_id: str
+    name: str
+    mode: str
+    started_at: float
+    status: RunStatus = "running"
+    finished_at: float | None = None
+    since: float | None = None
+    last_key: Any = None
+    watermark: float | None = None
+    rows_read: int = 0
+    added: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    invalid: int = 0
+    removed: int = 0
+    operations: int = 0
+    errors: tuple[RowError, ...] = field(default_factory=tuple)
+    error: str | None = None
+
+    def with_errors(self, errors: list[RowError]) -> SyncRun:
+        """This run with ``errors`` counted, the first ``ERRORS_KEPT`` kept."""
+        room = max(0, ERRORS_KEPT - len(self.errors))
+        return replace(
+            self, invalid=self.invalid + len(errors), errors=(*self.errors, *errors[:room])
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            name: [vars_of(e) for e in self.errors] if name == "errors" else getattr(self, name)
+            for name in self.__dataclass_fields__
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SyncRun:
+        errors = tuple(RowError(**e) for e in data.get("errors", ()))
+        return cls(**{**data, "errors": errors})
+
+
+def vars_of(error: RowError) -> dict[str, Any]:
+    return {name: getattr(error, name) for name in error.__dataclass_fields__}
