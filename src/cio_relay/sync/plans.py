@@ -21,8 +21,9 @@
   delete then covers a workspace where the suppress could not delete (an identifier Customer.io
   ignores after suppression is a no-op). The local state is forgotten (erasure keeps no copy).
 
-Operations are built with the relay's ``OperationFactory`` inside the plan, so the documented
-limits are checked before anything is recorded.
+``person_id`` is the store's key (``person_key``): an email or a cio_id is sent as that kind of
+identifier. Operations are built with the relay's ``OperationFactory`` inside the plan, so the
+documented limits are checked before anything is recorded.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any
 
 from cio_relay.errors import ValidationError
 from cio_relay.json_values import dumps as checked_dumps
-from cio_relay.operations import LIMITS, Operation, OperationFactory
+from cio_relay.operations import LIMITS, Operation, OperationFactory, PersonRef
 from cio_relay.sync.store import (
     Change,
     Plan,
@@ -42,6 +43,7 @@ from cio_relay.sync.store import (
     UserState,
     attributes_hash,
     canonical_json,
+    person_ref,
 )
 
 __all__ = [
@@ -87,19 +89,19 @@ def sync_plan(build: OperationFactory, person_id: str, wanted: dict[str, Any], n
         sent.update((k, CLEARED) for k in before if k not in wanted)
         base = current or UserState(person_id)
         state = replace(base, attributes=wanted, attributes_hash=hashed, updated_at=now)
-        return Change(state, _identifies(build, person_id, sent))
+        return Change(state, _identifies(build, person_ref(person_id), sent))
 
     return plan
 
 
 def _identifies(
-    build: OperationFactory, person_id: str, attributes: dict[str, Any]
+    build: OperationFactory, person: PersonRef, attributes: dict[str, Any]
 ) -> tuple[Operation, ...]:
     items = list(attributes.items())
     if len(items) <= _KEYS_PER_IDENTIFY:
-        return (build.identify(person_id, attributes),)
+        return (build.identify(person, attributes),)
     return tuple(
-        build.identify(person_id, dict(items[start : start + _KEYS_PER_IDENTIFY]))
+        build.identify(person, dict(items[start : start + _KEYS_PER_IDENTIFY]))
         for start in range(0, len(items), _KEYS_PER_IDENTIFY)
     )
 
@@ -142,7 +144,7 @@ def preferences_plan(
                 **dict.fromkeys(stamped, PreferenceStamp(now, "app")),
             },
         )
-        return Change(state, (build.identify(person_id, attributes),))
+        return Change(state, (build.identify(person_ref(person_id), attributes),))
 
     return plan
 
@@ -151,7 +153,8 @@ def erase_plan(build: OperationFactory, person_id: str) -> Plan:
     """The plan of ``delete_user`` (module docstring)."""
 
     def plan(current: UserState | None) -> Change:
-        return Change(None, (build.suppress(person_id), build.delete(person_id)))
+        person = person_ref(person_id)
+        return Change(None, (build.suppress(person), build.delete(person)))
 
     return plan
 
