@@ -193,6 +193,37 @@ async def test_a_full_outbox_refuses_the_async_repository_too(tmp_path: Path) ->
         outbox.close()
 
 
+def test_people_named_by_email_or_cio_id_are_kept_apart_from_ids(
+    users: UserRepository, relay: Relay
+) -> None:
+    users.sync_user({"email": "bob@x.test"}, {"plan": "free"})
+    users.sync_user({"cio_id": "a1b2"}, {"plan": "team"})
+    users.sync_user({"id": "u1"}, {"plan": "pro"})
+    sent = {op.person_key: op.payload["attributes"] for op in take_all(relay.outbox)}
+    assert sent == {
+        "email:bob@x.test": {"plan": "free"},
+        "cio_id:a1b2": {"plan": "team"},
+        "u1": {"plan": "pro"},
+    }
+    assert users.sync_user({"email": "bob@x.test"}, {"plan": "free"}) is None
+    by_email = users.get({"email": "bob@x.test"})
+    assert by_email is not None and by_email.person_id == "email:bob@x.test"
+    cio = users.get({"cio_id": "a1b2"})
+    assert cio is not None and cio.attributes == {"plan": "team"}
+    assert users.get("u1") == users.get({"id": "u1"}) is not None
+    assert users.get("bob@x.test") is None  # an id is not an email
+    users.update_preferences({"email": "bob@x.test"}, unsubscribed=True)
+    assert len(users.delete_user({"cio_id": "a1b2"})) == 2
+    assert users.get({"cio_id": "a1b2"}) is None
+
+
+def test_an_id_that_reads_as_another_kind_is_refused(users: UserRepository) -> None:
+    with pytest.raises(ValidationError, match="cannot start with"):
+        users.sync_user("email:bob@x.test", {"plan": "free"})
+    with pytest.raises(ValidationError, match="by id, email or cio_id"):
+        users.get({"phone": "+15551234567"})
+
+
 def test_stores_follow_their_outbox(tmp_path: Path) -> None:
     memory = MemoryOutbox()
     assert isinstance(user_store_for(memory), MemoryUserStore)

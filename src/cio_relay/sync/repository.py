@@ -8,6 +8,7 @@
     users.update_preferences("user-1", topics={7: False}, unsubscribed=False)
     users.apply_subscription_event(event)         # a subscription webhook: nothing enqueued
     users.delete_user("user-1")                   # suppress, then delete; state forgotten
+    users.sync_user({"email": "bob@example.com"}, {"plan": "free"})  # a person without an id
     relay.worker().drain()
 
 Each call plans its change (plans.py) on the person's stored state and hands it to the
@@ -23,6 +24,12 @@ an unchanged ``sync_user`` is refused too, as it cannot know it is unchanged bef
 the person's state inside that transaction. ``apply_subscription_event`` enqueues nothing and
 is never refused. A repository over a bare ``Outbox`` (no relay, no settings) has no limit.
 
+A person is named as ``Relay`` names one: an id (``"user-1"``, ``{"id": ...}``), or
+``{"email": ...}`` / ``{"cio_id": ...}``; the state is kept under ``person_key`` (store.py:
+the id itself, else ``email:<value>`` / ``cio_id:<value>``, which ``UserState.person_id``
+holds), and the operations name the person by that same kind of identifier. A subscription
+webhook applies to the person synced by its ``id`` (preferences.py).
+
 The two shells have the same methods with the same signatures (a test compares them);
 ``AsyncUserRepository`` runs the store's short transaction on a thread.
 """
@@ -36,13 +43,13 @@ from typing import Any
 from cio_relay.clock import now_or
 from cio_relay.delivery.hooks import Hooks
 from cio_relay.errors import CioRelayError, ConfigError, StorageUnavailableError
-from cio_relay.operations import OperationFactory
+from cio_relay.operations import OperationFactory, PersonRef
 from cio_relay.outbox.base import Outbox
 from cio_relay.relay import AsyncRelay, Relay
 from cio_relay.sync.factory import user_store_for
 from cio_relay.sync.plans import erase_plan, preferences_plan, present_attributes, sync_plan
 from cio_relay.sync.preferences import subscription_change, webhook_plan
-from cio_relay.sync.store import Change, Plan, UserState, UserStore
+from cio_relay.sync.store import Change, Plan, UserState, UserStore, person_key
 from cio_relay.webhooks.events import Event
 
 __all__ = ["AsyncUserRepository", "UserRepository"]
@@ -84,19 +91,24 @@ class _RepositoryBase:
                 Hooks.fire(self._hooks.enqueued, op)
         return change
 
-    def _sync(self, person_id: str, attributes: Mapping[str, Any]) -> list[str]:
+    def _sync(self, person: PersonRef, attributes: Mapping[str, Any]) -> list[str]:
         """The op ids enqueued (several past 300 keys), none when nothing changed."""
+        person_id = person_key(person)
         plan = sync_plan(self._build, person_id, present_attributes(attributes), now_or(None))
         change = self._run(person_id, plan)
         return [] if change is None else [op.op_id for op in change.operations]
 
     def _preferences(
-        self, person_id: str, topics: Mapping[str | int, bool], unsubscribed: bool | None
+        self, person: PersonRef, topics: Mapping[str | int, bool], unsubscribed: bool | None
     ) -> str:
+        person_id = person_key(person)
         plan = preferences_plan(self._build, person_id, topics, unsubscribed, now_or(None))
         change = self._run(person_id, plan)
         assert change is not None  # a preferences plan always changes
         return change.operations[-1].op_id
+
+    def _get(self, person: PersonRef) -> UserState | None:
+        return self.store.get(person_key(person))
 
     def _apply_event(self, event: Event) -> UserState | None:
         change = subscription_change(event)
@@ -105,7 +117,8 @@ class _RepositoryBase:
         applied = self._run(change.person_id, webhook_plan(change), enqueues=False)
         return None if applied is None else applied.state
 
-    def _erase(self, person_id: str) -> list[str]:
+    def _erase(self, person: PersonRef) -> list[str]:
+        person_id = person_key(person)
         change = self._run(person_id, erase_plan(self._build, person_id))
         assert change is not None  # an erasure always goes out
         return [op.op_id for op in change.operations]
@@ -122,32 +135,32 @@ def _last(op_ids: list[str]) -> str | None:
 class UserRepository(_RepositoryBase):
     """People kept in step with Customer.io through the outbox (module docstring)."""
 
-    def sync_user(self, person_id: str, attributes: Mapping[str, Any]) -> str | None:
+    def sync_user(self, person: PersonRef, attributes: Mapping[str, Any]) -> str | None:
         """Send what changed in ``attributes`` since the person's last sync: the op id of the
         identify (the last, when past 300 keys it is split), or None when nothing changed.
         Attributes synced before and absent now are cleared."""
-        return _last(self._sync(person_id, attributes))
+        return _last(self._sync(person, attributes))
 
-    def sync_user_op_ids(self, person_id: str, attributes: Mapping[str, Any]) -> list[str]:
+    def sync_user_op_ids(self, person: PersonRef, attributes: Mapping[str, Any]) -> list[str]:
         """``sync_user``, answering the op id of every identify it enqueued (several past 300
         changed keys), in order; empty when nothing changed."""
-        return self._sync(person_id, attributes)
+        return self._sync(person, attributes)
 
     def update_preferences(
         self,
-        person_id: str,
+        person: PersonRef,
         *,
         topics: Mapping[str | int, bool] | None = None,
         unsubscribed: bool | None = None,
     ) -> str:
         """Set subscription topics (``{7: False}`` or ``{"topic_7": False}``; others keep
         theirs) and/or the global ``unsubscribed``; the identify's op id."""
-        return self._preferences(person_id, topics or {}, unsubscribed)
+        return self._preferences(person, topics or {}, unsubscribed)
 
-    def delete_user(self, person_id: str) -> list[str]:
+    def delete_user(self, person: PersonRef) -> list[str]:
         """Erase the person at Customer.io (suppress, then delete) and forget them here; the
         two op ids, in that order."""
-        return self._erase(person_id)
+        return self._erase(person)
 
     def apply_subscription_event(self, event: Event) -> UserState | None:
         """Apply a subscription webhook to the person's local preferences, enqueueing nothing
@@ -155,41 +168,41 @@ class UserRepository(_RepositoryBase):
         subscription event, no person id, or every field set later: preferences.py)."""
         return self._apply_event(event)
 
-    def get(self, person_id: str) -> UserState | None:
+    def get(self, person: PersonRef) -> UserState | None:
         """What is known of the person (attributes last enqueued, preferences with their
         ``preference_times``), or None when nothing is known."""
-        return self.store.get(person_id)
+        return self._get(person)
 
 
 class AsyncUserRepository(_RepositoryBase):
     """``UserRepository`` for coroutines: the same methods, awaited."""
 
-    async def sync_user(self, person_id: str, attributes: Mapping[str, Any]) -> str | None:
+    async def sync_user(self, person: PersonRef, attributes: Mapping[str, Any]) -> str | None:
         """See ``UserRepository.sync_user``."""
-        return _last(await asyncio.to_thread(self._sync, person_id, attributes))
+        return _last(await asyncio.to_thread(self._sync, person, attributes))
 
-    async def sync_user_op_ids(self, person_id: str, attributes: Mapping[str, Any]) -> list[str]:
+    async def sync_user_op_ids(self, person: PersonRef, attributes: Mapping[str, Any]) -> list[str]:
         """See ``UserRepository.sync_user_op_ids``."""
-        return await asyncio.to_thread(self._sync, person_id, attributes)
+        return await asyncio.to_thread(self._sync, person, attributes)
 
     async def update_preferences(
         self,
-        person_id: str,
+        person: PersonRef,
         *,
         topics: Mapping[str | int, bool] | None = None,
         unsubscribed: bool | None = None,
     ) -> str:
         """See ``UserRepository.update_preferences``."""
-        return await asyncio.to_thread(self._preferences, person_id, topics or {}, unsubscribed)
+        return await asyncio.to_thread(self._preferences, person, topics or {}, unsubscribed)
 
-    async def delete_user(self, person_id: str) -> list[str]:
+    async def delete_user(self, person: PersonRef) -> list[str]:
         """See ``UserRepository.delete_user``."""
-        return await asyncio.to_thread(self._erase, person_id)
+        return await asyncio.to_thread(self._erase, person)
 
     async def apply_subscription_event(self, event: Event) -> UserState | None:
         """See ``UserRepository.apply_subscription_event``."""
         return await asyncio.to_thread(self._apply_event, event)
 
-    async def get(self, person_id: str) -> UserState | None:
+    async def get(self, person: PersonRef) -> UserState | None:
         """See ``UserRepository.get``."""
-        return await asyncio.to_thread(self.store.get, person_id)
+        return await asyncio.to_thread(self._get, person)
