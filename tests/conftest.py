@@ -22,7 +22,7 @@ import trustme
 
 from cio_relay.emulator import EmulatorConfig, EmulatorServer
 
-pytest_plugins = ["tests.fixtures.postgres_server", "tests.fixtures.redis_server"]
+pytest_plugins = ["tests.fixtures.redis_server", "tests.fixtures.postgres_server"]
 
 
 #: One SSL context for every reset: httpx would otherwise load the CA bundle on each call.
