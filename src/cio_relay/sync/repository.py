@@ -77,6 +77,16 @@ class _RepositoryBase:
                 "the user store must be the one of the relay's outbox (user_store_for)"
             )
 
+    @property
+    def build(self) -> OperationFactory:
+        """The factory the repository builds operations with (the relay's settings); a bulk
+        sync (bulk.py) builds with it too."""
+        return self._build
+
+    def check_capacity(self) -> None:
+        """``OutboxFullError`` when the outbox is past its maximum depth (guarded_outbox.py)."""
+        self._check_capacity()
+
     def _run(self, person_id: str, plan: Plan, *, enqueues: bool = True) -> Change | None:
         if enqueues:
             self._check_capacity()  # OutboxFullError before anything is read or written

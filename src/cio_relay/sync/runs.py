@@ -20,6 +20,9 @@ __all__ = ["ERRORS_KEPT", "RowError", "RunStatus", "SourceMark", "SyncRun"]
 #: Per run: enough to find the pattern; the count says how many there were.
 ERRORS_KEPT = 1000
 
+#: How far before an invalid row's updated-at the watermark is held.
+_BEFORE = 0.001
+
 RunStatus = Literal["running", "completed", "failed"]
 
 
@@ -49,7 +52,7 @@ class SourceMark:
 class SyncRun:
     """One run of a bulk sync (module docstring). Times are Unix seconds; ``since`` is the
     updated-at bound it read from (incremental), ``watermark`` the bound the next incremental
-    run starts from (the newest updated-at read, held back before any invalid row's)."""
+    run starts from (``watermark``)."""
 
     run_id: str
     name: str
@@ -59,7 +62,8 @@ class SyncRun:
     finished_at: float | None = None
     since: float | None = None
     last_key: Any = None
-    watermark: float | None = None
+    newest_read: float | None = None
+    oldest_invalid: float | None = None
     rows_read: int = 0
     added: int = 0
     changed: int = 0
@@ -69,6 +73,15 @@ class SyncRun:
     operations: int = 0
     errors: tuple[RowError, ...] = field(default_factory=tuple)
     error: str | None = None
+
+    @property
+    def watermark(self) -> float | None:
+        """Where the next incremental run reads from (before its overlap): the newest
+        updated-at read, held back just before the oldest invalid row's so it is read again."""
+        if self.oldest_invalid is None:
+            return self.newest_read
+        held = self.oldest_invalid - _BEFORE
+        return held if self.newest_read is None else min(self.newest_read, held)
 
     def with_errors(self, errors: list[RowError]) -> SyncRun:
         """This run with ``errors`` counted, the first ``ERRORS_KEPT`` kept."""
