@@ -163,6 +163,21 @@ class Settings(BaseSettings):
         5_000_000, validation_alias=_env("CIO_RELAY_OUTBOX_MAX_DEPTH", "outbox_max_depth")
     )
     lake: str | None = Field(None, validation_alias=_env("CIO_RELAY_LAKE", "lake"))
+    #: ``project.dataset.table``: ``cio-relay run`` loads the lake's days into it
+    #: (``lake/bigquery.py``). Unset: no BigQuery loader.
+    bigquery_table: str | None = Field(
+        None, validation_alias=_env("CIO_RELAY_BIGQUERY_TABLE", "bigquery_table")
+    )
+    #: Seconds between the loader's passes. Every pass loads each changed day once, and
+    #: BigQuery allows 1,500 load jobs per table per day, failed ones included.
+    bigquery_interval: float = Field(
+        300.0, gt=0, validation_alias=_env("CIO_RELAY_BIGQUERY_INTERVAL", "bigquery_interval")
+    )
+    #: URL of a BigQuery emulator (tests, local runs): anonymous credentials, and a day is
+    #: replaced through a staging table because emulators refuse ``table$YYYYMMDD``.
+    bigquery_emulator: str | None = Field(
+        None, validation_alias=_env("CIO_RELAY_BIGQUERY_EMULATOR", "bigquery_emulator")
+    )
     users_db: str | None = Field(None, validation_alias=_env("CIO_RELAY_USERS_DB", "users_db"))
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, validation_alias=_env("CIO_RELAY_API_KEYS", "api_keys")
