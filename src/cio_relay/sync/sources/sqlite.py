@@ -28,11 +28,13 @@ from cio_relay.sync.spec import SyncSpec
 
 __all__ = ["SqliteSource"]
 
-#: Unix seconds of an updated-at cell whether it holds a number or ISO 8601 text (julianday
-#: reads the text as UTC; 2440587.5 is the Julian day of 1970-01-01T00:00Z).
+#: Unix seconds of an updated-at cell whether it holds a number or ISO 8601 text (read as UTC):
+#: whole seconds from %s, plus the fraction %f adds to %S. julianday() would be shorter, but
+#: its arithmetic is off by microseconds, and a row updated exactly at ``since`` must not pass.
 _SECONDS_OF = (
     "(CASE WHEN typeof({column}) IN ('integer', 'real') THEN {column}"
-    " ELSE (julianday({column}) - 2440587.5) * 86400.0 END)"
+    " ELSE CAST(strftime('%s', {column}) AS INTEGER)"
+    " - CAST(strftime('%S', {column}) AS INTEGER) + CAST(strftime('%f', {column}) AS REAL) END)"
 )
 
 
