@@ -17,6 +17,7 @@ dashboard and a metrics label: a message never becomes a label.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from datetime import date
@@ -43,7 +44,9 @@ FAILURE_REASONS = ("quota", "auth", "schema", "not_found", "unavailable", "rejec
 #: Failures that would fail every other day of a pass too: the pass stops at them.
 STOPS_A_PASS = frozenset({"quota", "auth", "not_found", "unavailable"})
 
-_TABLE = re.compile(r"^(?P<project>[a-z][a-z0-9.:-]*[a-z0-9])\.(?P<dataset>\w+)\.(?P<table>\w+)$")
+_TABLE = re.compile(
+    r"^(?P<project>[a-z](?:[a-z0-9.:-]*[a-z0-9])?)\.(?P<dataset>\w+)\.(?P<table>\w+)$"
+)
 _JOB_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _QUOTA_REASONS = frozenset({"quotaExceeded", "rateLimitExceeded"})
 _SCHEMA_WORDS = re.compile(r"schema|field|column|type|mode", re.IGNORECASE)
@@ -101,14 +104,33 @@ def partition_load_config() -> Any:
     )
 
 
-class PartitionLoad:
+class _Strategy:
+    """What both strategies share: how hard the client tries before a load counts as failed.
+
+    ``upload_retries``: the client's retries of an upload; ``api_retry``: a
+    ``google.api_core.retry.Retry`` for the other calls (None: the client's default, which
+    keeps trying for minutes); ``job_timeout``: seconds to wait for a job to finish.
+    """
+
+    def __init__(
+        self,
+        *,
+        upload_retries: int = 6,
+        api_retry: Any = None,
+        job_timeout: float = _JOB_TIMEOUT,
+    ) -> None:
+        self.upload_retries = upload_retries
+        self.job_timeout = job_timeout
+        self.retry: dict[str, Any] = {} if api_retry is None else {"retry": api_retry}
+
+    def _wait(self, job: Any) -> None:
+        job.result(timeout=self.job_timeout, **self.retry)
+
+
+class PartitionLoad(_Strategy):
     """The production strategy (module docstring)."""
 
     name = "partition"
-
-    def __init__(self, *, upload_retries: int = 6, job_timeout: float = _JOB_TIMEOUT) -> None:
-        self.upload_retries = upload_retries
-        self.job_timeout = job_timeout
 
     def replace_day(
         self, client: Any, table: TableName, day: date, source: IO[bytes], job_id: str
@@ -126,30 +148,28 @@ class PartitionLoad:
                 job_config=partition_load_config(),
             )
         except Conflict:  # sent before (a crash, another process): that job is this load
-            location = client.get_dataset(f"{table.project}.{table.dataset}").location
-            job = client.get_job(job_id, location=location)
-        job.result(timeout=self.job_timeout)
+            job = self._existing_job(client, table, job_id)
+        self._wait(job)
         return int(job.output_rows or 0)
+
+    def _existing_job(self, client: Any, table: TableName, job_id: str) -> Any:
+        # A job outside the US and EU multi-regions is found only with its location.
+        dataset = client.get_dataset(f"{table.project}.{table.dataset}", **self.retry)
+        return client.get_job(job_id, location=dataset.location, **self.retry)
 
     def settle(self, client: Any, table: TableName, job_id: str) -> None:
         """Wait for an earlier job of the day that may still run, so it cannot land last."""
         from google.api_core.exceptions import GoogleAPIError
 
-        try:
-            location = client.get_dataset(f"{table.project}.{table.dataset}").location
-            client.get_job(job_id, location=location).result(timeout=self.job_timeout)
-        except GoogleAPIError:
-            pass  # never sent, or failed: either way it will not write the day
+        # Not found (never sent) or failed: either way it will not write the day.
+        with contextlib.suppress(GoogleAPIError):
+            self._wait(self._existing_job(client, table, job_id))
 
 
-class StagingReplace:
+class StagingReplace(_Strategy):
     """The emulator strategy (module docstring)."""
 
     name = "staging"
-
-    def __init__(self, *, upload_retries: int = 6, job_timeout: float = _JOB_TIMEOUT) -> None:
-        self.upload_retries = upload_retries
-        self.job_timeout = job_timeout
 
     def replace_day(
         self, client: Any, table: TableName, day: date, source: IO[bytes], job_id: str
@@ -159,8 +179,8 @@ class StagingReplace:
         staging = f"{table}__cio_relay_staging_{day:%Y%m%d}"
         target = bigquery.Table(str(table), schema=_schema())
         target.time_partitioning = _day_partitioning()
-        client.create_table(target, exists_ok=True)
-        client.create_table(bigquery.Table(staging, schema=_schema()), exists_ok=True)
+        client.create_table(target, exists_ok=True, **self.retry)
+        client.create_table(bigquery.Table(staging, schema=_schema()), exists_ok=True, **self.retry)
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.PARQUET,
             write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
@@ -174,7 +194,7 @@ class StagingReplace:
             job_id=job_id,
             job_config=config,
         )
-        job.result(timeout=self.job_timeout)
+        self._wait(job)
         columns = ", ".join(COLUMN_NAMES)
         day_only = bigquery.QueryJobConfig(
             query_parameters=[bigquery.ScalarQueryParameter("day", "DATE", day)]
@@ -191,13 +211,13 @@ class StagingReplace:
             f"INSERT INTO `{table}` ({columns}) SELECT {columns} FROM `{staging}`",  # noqa: S608
             f"{job_id}_insert",
         )
-        client.delete_table(staging, not_found_ok=True)
+        client.delete_table(staging, not_found_ok=True, **self.retry)
         return int(job.output_rows or 0)
 
     def _run(self, client: Any, sql: str, job_id: str, config: Any = None) -> None:
         # A job id is given, so the client must not retry the job under the same id itself.
-        client.query(sql, job_config=config, job_id=job_id, job_retry=None).result(
-            timeout=self.job_timeout
+        self._wait(
+            client.query(sql, job_config=config, job_id=job_id, job_retry=None, **self.retry)
         )
 
     def settle(self, client: Any, table: TableName, job_id: str) -> None:
@@ -248,6 +268,9 @@ def _unreachable(exc: BaseException) -> bool:
 def classify_failure(exc: BaseException) -> str:
     """One of ``FAILURE_REASONS`` for an exception of a load (google-api-core's, google-auth's,
     a connection error)."""
+    cause = getattr(exc, "cause", None)
+    if _has_class(exc, "google.api_core", frozenset({"RetryError"})) and cause is not None:
+        return classify_failure(cause)  # the client retried until its deadline: why it did
     code = getattr(exc, "code", None)
     if _api_reasons(exc) & _QUOTA_REASONS or code == 429:
         return "quota"
