@@ -45,7 +45,7 @@ FAILURE_REASONS = ("quota", "auth", "schema", "not_found", "unavailable", "rejec
 STOPS_A_PASS = frozenset({"quota", "auth", "not_found", "unavailable"})
 
 _TABLE = re.compile(
-    r"^(?P<project>[a-z](?:[a-z0-9.:-]*[a-z0-9])?)\.(?P<dataset>\w+)\.(?P<table>\w+)$"
+    r"^(?P<project>(?:[a-z0-9.-]+:)?[a-z](?:[a-z0-9-]*[a-z0-9])?)\.(?P<dataset>\w+)\.(?P<table>\w+)$"
 )
 _JOB_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _QUOTA_REASONS = frozenset({"quotaExceeded", "rateLimitExceeded"})
