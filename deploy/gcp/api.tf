@@ -16,7 +16,8 @@ locals {
   # var.api_concurrency is validated to stay at or below it.
   http_max_connections = 1000
 
-  api_env = merge(local.common_env, {
+  # Settings only the API reads; api_env adds them to local.common_env.
+  api_only_env = {
     CIO_RELAY_HOST                 = "0.0.0.0"
     CIO_RELAY_PORT                 = tostring(local.api_port)
     CIO_RELAY_HTTP_HEADER_TIMEOUT  = tostring(local.http_header_timeout)
@@ -27,7 +28,8 @@ locals {
     # client's address). Every Cloud Run URL is https, so the session cookie is always Secure.
     CIO_RELAY_TRUSTED_PROXIES = "169.254.0.0/16"
     CIO_RELAY_SECURE_COOKIES  = "true"
-  })
+  }
+  api_env = merge(local.common_env, local.api_only_env)
 }
 
 resource "google_cloud_run_v2_service" "api" {
