@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cio_relay.config import Settings
 from cio_relay.errors import OutboxFullError
-from cio_relay.operations import Kind
+from cio_relay.operations import Kind, OperationFactory
+from cio_relay.outbox.base import Outbox
+from cio_relay.outbox.sqlite import SqliteOutbox
 from cio_relay.relay import Relay
 from cio_relay.sync import UserRepository
 from cio_relay.sync.bulk import BulkSync
@@ -239,19 +243,47 @@ def test_people_keyed_by_email_are_sent_by_email(relay: Relay, users: UserReposi
     assert users.get({"email": "ada@example.com"}) is not None
 
 
-def test_a_full_outbox_is_waited_on_until_stopped(relay: Relay, users: UserRepository) -> None:
+def full_outbox(tmp_path: Path) -> SqliteOutbox:
+    """An outbox holding one operation: full at a maximum depth of 1."""
+    outbox = SqliteOutbox(tmp_path / "outbox.db")
+    outbox.enqueue([OperationFactory(stamp_env=False).identify("already-queued", {"a": 1})])
+    return outbox
+
+
+class Waits(threading.Event):
+    """A stop event whose waits are counted; the second one drains the outbox, as the
+    workers would meanwhile, and none really waits."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        super().__init__()
+        self.outbox = outbox
+        self.count = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.count += 1
+        if self.count == 2:
+            take_all(self.outbox)
+        return self.is_set()
+
+
+def test_a_full_outbox_holds_the_run_until_the_workers_make_room(tmp_path: Path) -> None:
+    outbox = full_outbox(tmp_path)
+    relay = Relay(Settings(stamp_env=False, outbox_max_depth=1), outbox=outbox)
+    waits = Waits(outbox)
+    run = BulkSync(UserRepository(relay), spec(), MemorySource(rows(3)), stop=waits).run()
+    assert waits.count >= 2 and run.added == 3
+    assert sorted(op.identifiers["id"] for op in take_all(outbox)) == ["0", "1", "2"]
+    outbox.close()
+
+
+def test_a_stop_ends_the_wait_for_room_with_nothing_written(tmp_path: Path) -> None:
+    outbox = full_outbox(tmp_path)
+    relay = Relay(Settings(stamp_env=False, outbox_max_depth=1), outbox=outbox)
     stop = threading.Event()
-    checks: list[int] = []
-
-    def full() -> None:
-        checks.append(1)
-        if len(checks) >= 3:
-            stop.set()  # the operator gives up after the third refusal
-        raise OutboxFullError(10, 10)
-
-    users.check_capacity = full  # type: ignore[method-assign]
+    stop.set()
+    users = UserRepository(relay)
     with pytest.raises(OutboxFullError):
         BulkSync(users, spec(), MemorySource(rows(3)), stop=stop).run()
-    assert len(checks) == 3
-    assert take_all(relay.outbox) == []
+    assert [op.identifiers["id"] for op in take_all(outbox)] == ["already-queued"]
     assert users.store.runs("default")[0].status == "failed"
+    outbox.close()

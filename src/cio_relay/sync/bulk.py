@@ -212,10 +212,12 @@ class BulkSync:
         plans: list[tuple[str, Plan]] = []
         previous: Any = object()
         for row in rows:
-            key = self._label(row)
+            key, invalid_key = self._label(row)
             if row.updated_at is not None:
                 batch.times[key] = row.updated_at
             try:
+                if invalid_key is not None:
+                    raise invalid_key
                 if row.key == previous:
                     raise ValidationError(self.spec.id_column, "the same identifier twice")
                 plans.append((key, batch.guard(key, self._row_plan(key, row, now))))
@@ -224,20 +226,21 @@ class BulkSync:
             previous = row.key
         return plans
 
-    def _label(self, row: SourceRow) -> str:
-        """The row's person: its store key, or (an identifier that is not one) how to show it."""
+    def _label(self, row: SourceRow) -> tuple[str, ValidationError | None]:
+        """The row's person: its store key; or, for an identifier that is not one, how to show
+        it and why."""
         try:
-            return _key(self.spec.id_type, row.key, self.spec.id_column)
-        except ValidationError:
-            return f"{self.spec.id_type}:{row.key!r}"
+            return _key(self.spec.id_type, row.key, self.spec.id_column), None
+        except ValidationError as exc:
+            return f"{self.spec.id_type}:{row.key!r}", exc
 
     def _row_plan(self, key: str, row: SourceRow, now: float) -> Plan:
         """The row's ``sync_user`` plan; ``ValidationError`` for a row that cannot be one."""
-        _key(self.spec.id_type, row.key, self.spec.id_column)
-        for column, value in row.attributes.items():
-            if isinstance(value, Unconvertible):
-                raise ValidationError(f"attributes.{column}", value.reason)
-        return sync_plan(self.users.build, key, present_attributes(row.attributes), now)
+        attributes = row.attributes
+        if any(type(value) is Unconvertible for value in attributes.values()):
+            column, value = next((c, v) for c, v in attributes.items() if type(v) is Unconvertible)
+            raise ValidationError(f"attributes.{column}", value.reason)
+        return sync_plan(self.users.build, key, present_attributes(attributes), now)
 
     def _advanced(self, run: SyncRun, rows: list[SourceRow], batch: _Batch) -> SyncRun:
         """``run`` after ``rows`` committed with ``batch``'s outcomes."""
@@ -351,7 +354,7 @@ class BulkSync:
         drain it), with backoff, until ``stop`` is set."""
         for delay in growing_delays(_FULL_FIRST_WAIT, _FULL_MOST_WAIT):
             try:
-                self.users.check_capacity()
+                self.users.capacity_check()
                 return self.users.store.apply_batch(plans, mark, checkpoint)
             except OutboxFullError:
                 if self._stop.wait(delay):
@@ -368,9 +371,10 @@ class BulkSync:
 
 
 def _key(id_type: str, value: Any, column: str) -> str:
-    if value is None or isinstance(value, bool) or not isinstance(value, int | str):
+    kind = type(value)
+    if kind is not str and kind is not int:
         raise ValidationError(column, f"an identifier is a string or an integer, not {value!r}")
-    return person_key({id_type: str(value)})
+    return person_key(str(value) if id_type == "id" else {id_type: str(value)})
 
 
 def _outcome(current: UserState | None, change: Change | None) -> str:

@@ -83,9 +83,11 @@ class _RepositoryBase:
         sync (bulk.py) builds with it too."""
         return self._build
 
-    def check_capacity(self) -> None:
-        """``OutboxFullError`` when the outbox is past its maximum depth (guarded_outbox.py)."""
-        self._check_capacity()
+    @property
+    def capacity_check(self) -> Callable[[], None]:
+        """Raises ``OutboxFullError`` when the outbox is past its maximum depth
+        (guarded_outbox.py); a bulk sync asks it before each batch."""
+        return self._check_capacity
 
     def _run(self, person_id: str, plan: Plan, *, enqueues: bool = True) -> Change | None:
         if enqueues:
