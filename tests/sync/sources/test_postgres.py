@@ -48,7 +48,7 @@ def test_column_types_become_attribute_values(
         " balance numeric(10, 2), visits numeric, profile jsonb, account uuid, avatar bytea,"
         " ratio float8, tags text[], active boolean, note text)",
         "INSERT INTO people VALUES (1, '2026-01-01 02:00:00+02', '2026-01-01 00:00:30',"
-        " '1990-05-17', 12.50, 42, '{\"a\": [1, 2.5, null], \"b\": {\"c\": true}}',"
+        ' \'1990-05-17\', 12.50, 42, \'{"a": [1, 2.5, null], "b": {"c": true}}\','
         " '12345678-1234-5678-1234-567812345678',"
         " '\\x00ff', 'NaN', '{x,y}', true, NULL)",
     )
@@ -230,6 +230,8 @@ def test_no_password_in_the_description_or_errors(postgres_url: str) -> None:
         SyncSpec(source=with_password, table="people", id_column="nope"),
         SyncSpec.model_construct(source=with_password),  # neither query nor table
         SyncSpec(source=missing_database, table="people"),
+        SyncSpec(source=with_password + "&bogus=1", table="people"),
+        SyncSpec(source=f"postgresql://postgres:{secret}@[::1/db", table="people"),
     ):
         with pytest.raises((ConfigError, psycopg.OperationalError)) as caught:
             open_source(spec)
@@ -237,7 +239,9 @@ def test_no_password_in_the_description_or_errors(postgres_url: str) -> None:
 
     assert problems[0] == with_password.replace(f":{secret}", "")
     assert all(secret not in problem for problem in problems), problems
-    assert 'database "nowhere" does not exist' in problems[-1]
+    assert 'database "nowhere" does not exist' in problems[-3]
+    assert 'invalid URI query parameter: "bogus"' in problems[-2]
+    assert 'matching "]" in IPv6 host address' in problems[-1]
 
 
 def test_a_numeric_key_is_refused_with_the_cast_to_write(postgres_url: str) -> None:

@@ -4,7 +4,8 @@ The rows are read as ``SELECT * FROM (<query>) AS s`` (or ``FROM <table> AS s``)
 > %s [AND <updated_at> > %s] ORDER BY <id>``, identifiers composed by ``psycopg.sql``, through
 a named cursor: the server keeps the result and hands over ``batch_size`` rows per ``FETCH``, so
 a table of millions is never held in memory here. Every transaction is ``READ ONLY``: a query
-that would write (through a function, say) fails instead.
+that would write (through a function, say) fails instead. One read is one transaction, held
+open until its last batch (or until the generator is closed); read one at a time.
 
 Opening reads the result's columns and their types once (no row): an id column that is not an
 integer, text or uuid, or an updated-at column that is not a timestamp, date or number, is a
@@ -39,6 +40,7 @@ _INT_TYPES = frozenset({"int2", "int4", "int8"})
 #: How ``since`` is passed for an updated-at column of each type (the others are refused).
 _SINCE_BY_TYPE: dict[str, SinceAs] = {"timestamptz": "aware", "timestamp": "naive", "date": "naive"}
 _NUMBER_CATEGORY = "N"
+_CONNECT_SECONDS = 10
 
 
 class PostgresSource:
@@ -60,9 +62,10 @@ class PostgresSource:
         self.description = without_password(spec.source)
         self._spec = spec
         self._relation = _relation(spec)
-        self._conn: psycopg.Connection[tuple[Any, ...]] = psycopg.connect(
-            spec.source, application_name=f"cio-relay sync {spec.name}"
-        )
+        options: dict[str, Any] = {"application_name": f"cio-relay sync {spec.name}"}
+        if "connect_timeout" not in _url_parameters(spec.source):
+            options["connect_timeout"] = _CONNECT_SECONDS  # libpq would wait forever
+        self._conn: psycopg.Connection[tuple[Any, ...]] = psycopg.connect(spec.source, **options)
         self._conn.read_only = True
         try:
             self._shape, self._since_as = self._read_columns()
@@ -144,6 +147,17 @@ class PostgresSource:
 
     def close(self) -> None:
         self._conn.close()
+
+
+def _url_parameters(url: str) -> dict[str, Any]:
+    import psycopg
+
+    try:
+        return psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        # libpq quotes the whole URL, password and all.
+        reason = str(exc).strip().replace(url, without_password(url))
+        raise ConfigError(f"source {without_password(url)!r}: {reason}") from None
 
 
 def _relation(spec: SyncSpec) -> sql.Composable:
