@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import random
 import sqlite3
+import uuid
 from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ import pytest
 
 from cio_relay.sync.sources import Source, SourceRow, open_source
 from cio_relay.sync.spec import SyncSpec
+from tests.fixtures.postgres_server import PostgresServer
 
 KINDS = ("postgres", "sqlite", "csv", "parquet")
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -119,12 +121,20 @@ class People:
         return self.opened[-1]
 
 
+@pytest.fixture(scope="module")
+def people_database(postgres_server: PostgresServer) -> Iterator[str]:
+    """One database of ``PEOPLE`` for a module's tests, which only read it."""
+    name = f"people_{uuid.uuid4().hex[:12]}"
+    yield write_postgres(postgres_server.create_database(name))
+    postgres_server.drop_database(name)
+
+
 @pytest.fixture(params=KINDS)
 def people(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[People]:
     """``PEOPLE`` in a source of each kind; every source opened is closed after the test."""
     kind: str = request.param
     if kind == "postgres":
-        url = write_postgres(request.getfixturevalue("postgres_url"))
+        url = request.getfixturevalue("people_database")
     elif kind == "sqlite":
         url = write_sqlite(tmp_path / "app.db")
     elif kind == "csv":

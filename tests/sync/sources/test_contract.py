@@ -60,6 +60,11 @@ def test_an_unknown_updated_at_column_is_refused_naming_it(people: People) -> No
         people.open(updated_at_column="changed")
 
 
+def test_since_without_an_updated_at_column_is_refused(people: People) -> None:
+    with pytest.raises(ConfigError, match=r"updated_at_column: since= filters on it"):
+        rows_of(people.open(), since=0.0)
+
+
 def test_a_run_stopped_early_leaves_the_source_readable(people: People) -> None:
     source = people.open()
     batches = source.batches(after=None, since=None, batch_size=5)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from cio_relay.errors import ConfigError
 from cio_relay.sync.sources.base import SourceRow
-from cio_relay.sync.sources.shape import RowShape, quoted
+from cio_relay.sync.sources.shape import RowShape, quoted, since_column
 from cio_relay.sync.sources.values import SinceAs, since_parameter
 from cio_relay.sync.spec import SyncSpec
 
@@ -127,8 +127,9 @@ class FileSource:
         conditions = [f"{key} IS NOT NULL" if after is None else f"{key} > ?"]
         params: list[Any] = [self._path] if after is None else [self._path, after]
         if since is not None:
-            assert self._spec.updated_at_column is not None and self._since_as is not None
-            conditions.append(f"{quoted(self._spec.updated_at_column)} > ?")
+            column = since_column(self._spec)
+            assert self._since_as is not None  # found whenever the spec names the column
+            conditions.append(f"{quoted(column)} > ?")
             params.append(since_parameter(since, self._since_as))
         where = " AND ".join(conditions)
         statement = f"SELECT * FROM {self._reader} AS s WHERE {where} ORDER BY {key}"  # noqa: S608

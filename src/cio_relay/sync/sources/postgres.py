@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from cio_relay.errors import ConfigError
 from cio_relay.sync.sources.base import SourceRow, without_password
-from cio_relay.sync.sources.shape import RowShape, statement_text
+from cio_relay.sync.sources.shape import RowShape, since_column, statement_text
 from cio_relay.sync.sources.values import SinceAs, since_parameter
 from cio_relay.sync.spec import SyncSpec
 
@@ -136,8 +136,8 @@ class PostgresSource:
             conditions = [sql.SQL("{} > %s").format(key)]
             params = [after]
         if since is not None:
-            assert self._spec.updated_at_column is not None and self._since_as is not None
-            column = sql.Identifier(self._spec.updated_at_column)
+            column = sql.Identifier(since_column(self._spec))
+            assert self._since_as is not None  # found whenever the spec names the column
             conditions.append(sql.SQL("{} > %s").format(column))
             params.append(since_parameter(since, self._since_as))
         statement = sql.SQL("SELECT * FROM {} AS s WHERE {} ORDER BY {}").format(

@@ -18,7 +18,7 @@ from cio_relay.sync.sources.base import SourceRow, Unconvertible
 from cio_relay.sync.sources.values import attribute_value, updated_at_seconds
 from cio_relay.sync.spec import SyncSpec
 
-__all__ = ["RowShape", "quoted", "statement_text"]
+__all__ = ["RowShape", "quoted", "since_column", "statement_text"]
 
 #: Column names shown in an error, at most.
 _SHOWN_COLUMNS = 20
@@ -97,3 +97,10 @@ def statement_text(text: str) -> str:
 def quoted(name: str) -> str:
     """``name`` as an SQL identifier (SQLite, DuckDB): in double quotes, inner quotes doubled."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def since_column(spec: SyncSpec) -> str:
+    """The updated-at column ``since=`` filters on; ``ConfigError`` when the spec names none."""
+    if spec.updated_at_column is None:
+        raise ConfigError("updated_at_column: since= filters on it, and the spec names none")
+    return spec.updated_at_column

@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 from cio_relay.errors import ConfigError
 from cio_relay.sync.sources.base import SourceRow
-from cio_relay.sync.sources.shape import RowShape, quoted, statement_text
+from cio_relay.sync.sources.shape import RowShape, quoted, since_column, statement_text
 from cio_relay.sync.spec import SyncSpec
 
 __all__ = ["SqliteSource"]
@@ -93,8 +93,7 @@ class SqliteSource:
         conditions = [f"{key} IS NOT NULL" if after is None else f"{key} > ?"]
         params: list[Any] = [] if after is None else [after]
         if since is not None:
-            assert self._spec.updated_at_column is not None  # checked by RowShape.of
-            column = quoted(self._spec.updated_at_column)
+            column = quoted(since_column(self._spec))
             conditions.append(_SECONDS_OF.format(column=column) + " > ?")
             params.append(since)
         where = " AND ".join(conditions)
