@@ -1,11 +1,12 @@
 """The app factory: the whole HTTP service as one Starlette app.
 
 ``create_app(settings)`` wires the parts: the relay over the outbox, the group writer and the
-idempotency store behind the ``/v1`` ingestion API, health and metrics, the dashboard, the
-webhook receiver at ``/webhooks/customerio`` when one is given, and (in the ASGI lifespan) the
-delivery worker as a background task, stopped gracefully at shutdown. The worker is supervised:
-should it stop on its own (a bug; the outbox failing only makes it wait), it is started again
-after a growing pause, and readiness says ``restarting`` meanwhile.
+idempotency store behind the ``/v1`` ingestion API, the user repository beside the outbox
+(its ``/v1/users`` routes and two-way preferences: server/users.py), health and metrics, the
+dashboard, the webhook receiver at ``/webhooks/customerio`` when one is given, and (in the ASGI
+lifespan) the delivery worker as a background task, stopped gracefully at shutdown. The worker
+is supervised: should it stop on its own (a bug; the outbox failing only makes it wait), it is
+started again after a growing pause, and readiness says ``restarting`` meanwhile.
 
 Starlette rather than FastAPI: the ingestion target is half a bare Starlette endpoint's rate,
 which FastAPI's per-request dependency and model machinery alone would miss (docs/benchmarks.md,
@@ -53,6 +54,7 @@ from cio_relay.server.ingest import MOUNT_PATH, Ingestion
 from cio_relay.server.middleware import REQUEST_ID_HEADER, RequestIdMiddleware
 from cio_relay.server.openapi import openapi_document
 from cio_relay.server.responses import error_response, internal_error
+from cio_relay.server.users import UserRoutes, UserSync
 from cio_relay.server.webhooks import WebhookStack
 
 __all__ = ["PUBLIC_PATHS", "Service", "create_app", "idempotency_path_for"]
@@ -98,6 +100,7 @@ class Service:
     tracing: Tracing
     idempotency: IdempotencyStore
     ingestion: Ingestion
+    users: UserSync
     readiness: Readiness
     worker: Worker | None
     webhooks: WebhookStack | None = None
@@ -267,6 +270,10 @@ def _assemble(
         durability=settings.outbox_durability,
     )
     keys = ApiKeys(key.get_secret_value() for key in settings.api_keys)
+    users = UserSync.for_relay(relay)
+    user_routes = UserRoutes(
+        users=users, keys=keys, idempotency=idempotency, max_body=settings.api_max_body
+    )
     ingestion = Ingestion(
         keys=keys,
         builder=OperationBuilder(settings),
@@ -274,10 +281,15 @@ def _assemble(
         idempotency=idempotency,
         metrics=metrics,
         max_body=settings.api_max_body,
+        answered=user_routes.answered(),
     )
     worker = relay.worker(**(worker_options or {})) if run_workers else None
     upstreams = (settings.track_base_url, settings.app_base_url) if run_workers else ()
-    stack = WebhookStack.from_settings(settings, relay, metrics) if webhooks else None
+    stack = (
+        WebhookStack.from_settings(settings, relay, metrics, users=users.repository)
+        if webhooks
+        else None
+    )
     readiness = Readiness(
         relay.outbox,
         idempotency,
@@ -294,6 +306,7 @@ def _assemble(
         tracing=tracing,
         idempotency=idempotency,
         ingestion=ingestion,
+        users=users,
         readiness=readiness,
         worker=worker,
         webhooks=stack,

@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import dataclasses
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -62,7 +62,7 @@ from cio_relay.server.responses import (
     unauthorized,
 )
 
-__all__ = ["INGEST_ROUTES", "MOUNT_PATH", "Ingestion", "path_id"]
+__all__ = ["INGEST_ROUTES", "MOUNT_PATH", "Answer", "Ingestion", "path_id"]
 
 #: Where the service mounts ``Ingestion``; every path of ``INGEST_ROUTES`` is below it.
 MOUNT_PATH = "/v1"
@@ -107,6 +107,9 @@ INGEST_ROUTES: tuple[tuple[str, str, str, type[pydantic.BaseModel] | None], ...]
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII, as in the IETF draft
 
 Build = Callable[[Scope, Any], list[Operation]]
+#: An endpoint that takes its own steps rather than ``accept``'s (the user repository's
+#: ``/v1/users`` routes, server/users.py): the answer, or None when the client left.
+Answer = Callable[[Scope, Receive], Awaitable[Response | None]]
 
 
 class Ingestion:
@@ -122,7 +125,9 @@ class Ingestion:
         idempotency: IdempotencyStore,
         metrics: Metrics,
         max_body: int,
+        answered: Sequence[tuple[str, str, str, Answer]] = (),
     ) -> None:
+        """``answered``: more endpoints, (method, path, route name, answer), routed here."""
         self.keys = keys
         self.builder = builder
         self.writer = writer
@@ -130,7 +135,8 @@ class Ingestion:
         self.metrics = metrics
         self.max_body = max_body
         self._inflight: dict[tuple[str, str], asyncio.Future[None]] = {}
-        self._routes = _RouteTable(self._endpoints())
+        answers = [_Endpoint.of(m, p, n, None, _answered, answer) for m, p, n, answer in answered]
+        self._routes = _RouteTable([*self._endpoints(), *answers])
 
     def _endpoints(self) -> list[_Endpoint]:
         builds: dict[str, Build] = {
@@ -204,7 +210,10 @@ class Ingestion:
             scope["path_params"] = dict(zip(endpoint.params, values, strict=True))
         scope["route"] = endpoint  # its path, the template, names the tracing span
         try:
-            response = await self.accept(scope, receive, endpoint.model, endpoint.build)
+            if endpoint.answer is None:
+                response = await self.accept(scope, receive, endpoint.model, endpoint.build)
+            else:
+                response = await endpoint.answer(scope, receive)
         except Exception:
             # Starlette's error middleware answers this 500, as for every route; it is counted
             # here, where the route is known.
@@ -313,6 +322,7 @@ class _Endpoint:
     model: type[pydantic.BaseModel] | None
     build: Build
     params: tuple[str, ...] = ()  # the names of the path's parameters, in order
+    answer: Answer | None = None  # set: the endpoint takes its own steps, not accept's
 
     @classmethod
     def of(
@@ -322,9 +332,15 @@ class _Endpoint:
         name: str,
         model: type[pydantic.BaseModel] | None,
         build: Build,
+        answer: Answer | None = None,
     ) -> _Endpoint:
         params = tuple(segment[1:-1] for segment in path.split("/") if segment.startswith("{"))
-        return cls(method, path, name, model, build, params)
+        return cls(method, path, name, model, build, params, answer)
+
+
+def _answered(scope: Scope, parsed: Any) -> list[Operation]:
+    """The ``build`` of an endpoint with an ``answer``: never called."""
+    raise AssertionError("an answered endpoint builds no operations")
 
 
 # A path as its segments below the mount, each parameter as None: ("", "people", None).

@@ -1,9 +1,9 @@
 """The service's OpenAPI 3.1 document (``GET /openapi.json``), built once from the models.
 
 Request and response schemas come from ``server/schemas.py`` (pydantic emits JSON Schema 2020-12,
-which is what OpenAPI 3.1 uses); the ingestion paths come from ``INGEST_ROUTES``, so a route
-cannot be served without being documented. The test suite runs schemathesis against this
-document.
+which is what OpenAPI 3.1 uses); the ingestion paths come from ``INGEST_ROUTES`` and
+``USER_ROUTES`` (server/users.py), so a route cannot be served without being documented. The
+test suite runs schemathesis against this document.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from cio_relay import __version__
 from cio_relay.operations import IDENTIFIER_TYPES
 from cio_relay.server import schemas as s
 from cio_relay.server.ingest import INGEST_ROUTES
+from cio_relay.server.users import USER_ROUTES
 
 __all__ = ["openapi_document"]
 
@@ -50,6 +51,10 @@ _SUMMARIES = {
     "track_metric": "Report a delivery metric (a channel that does not report back itself)",
     "track_push_metric": "Report a device-side push metric, the legacy way (deprecated)",
     "batch": "Many operations of mixed kinds, stored all together or not at all",
+    "sync_user": "Sync a person's whole profile: only what changed since the last sync is sent",
+    "get_user": "What cio-relay knows of a person: as last synced, with their preferences",
+    "delete_user": "Erase a person: suppress, then delete at Customer.io; forgotten here",
+    "update_preferences": "Set a person's subscription topics and/or global unsubscribe",
 }
 
 
@@ -128,9 +133,17 @@ _OBJECT_PATH = [
         "schema": {"type": "string", "pattern": "^[^/]+$"},
     },
 ]
+_USER_ID_TYPE = {
+    "name": "id_type",
+    "in": "query",
+    "required": False,
+    "description": "The user repository keeps people by id, email or cio_id",
+    "schema": {"type": "string", "enum": ["id", "email", "cio_id"], "default": "id"},
+}
 # The path parameters of the ingestion routes, by the path's first segments.
 _PATH_PARAMETERS: dict[str, list[dict[str, Any]]] = {
     "/v1/people/": [_PERSON_ID, _ID_TYPE],
+    "/v1/users/": [_PERSON_ID, _USER_ID_TYPE],
     "/v1/broadcasts/": [_BROADCAST_ID],
     "/v1/segments/": [_SEGMENT_ID],
     "/v1/objects/": _OBJECT_PATH,
@@ -167,6 +180,53 @@ def _ingest_operation(path: str, name: str, model: type[BaseModel] | None) -> di
             "required": model not in s.OPTIONAL_BODIES,
             "content": {_JSON: {"schema": _ref(model)}},
         }
+    return operation
+
+
+_USER_RESPONSES: dict[str, dict[str, Any]] = {
+    "200": _json(_ref(s.UserChange), "Nothing changed since the last sync: nothing enqueued"),
+    "202": _json(_ref(s.UserChange), "Recorded, and its operations durable in the outbox"),
+    "401": _error("No valid bearer key"),
+    "404": _error("Nothing is known of this person"),
+    "413": _error("The body is larger than the cap"),
+    "422": _error("Invalid: names the field, and the limit and size for a limit"),
+    "501": _error(
+        "The outbox cannot hold the user repository's state (CIO_RELAY_OUTBOX is Redis): "
+        "use a sqlite:/// outbox"
+    ),
+    "503": {
+        **_error("The outbox is past its maximum depth: retry later"),
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    },
+}
+# Which answers each /v1/users route gives.
+_USER_STATUSES = {
+    "sync_user": ("200", "202", "401", "413", "422", "501", "503"),
+    "update_preferences": ("202", "401", "413", "422", "501", "503"),
+    "delete_user": ("202", "401", "413", "422", "501", "503"),
+    "get_user": ("200", "401", "404", "422", "501"),
+}
+
+
+def _user_operation(path: str, name: str, model: type[BaseModel] | None) -> dict[str, Any]:
+    """A ``/v1/users`` route (server/users.py): the user repository's answers."""
+    write = name != "get_user"
+    responses = {status: _USER_RESPONSES[status] for status in _USER_STATUSES[name]}
+    if not write:
+        responses["200"] = _json(_ref(s.UserStateBody), "The person's local state")
+    operation: dict[str, Any] = {
+        "operationId": name,
+        "summary": _SUMMARIES[name],
+        "tags": ["users"],
+        "parameters": [
+            *_path_parameters(path),
+            *([_IDEMPOTENCY_KEY] if write else []),
+            _REQUEST_ID,
+        ],
+        "responses": responses,
+    }
+    if model is not None:
+        operation["requestBody"] = {"required": True, "content": {_JSON: {"schema": _ref(model)}}}
     return operation
 
 
@@ -368,23 +428,25 @@ def _webhook_path() -> dict[str, Any]:
     }
 
 
+#: The response bodies (their serialization schemas).
+_ANSWERS: tuple[type[BaseModel], ...] = (s.Accepted, s.ErrorBody, s.UserChange, s.UserStateBody)
+
+
 def openapi_document(*, webhooks: bool = True) -> dict[str, Any]:
     """The whole document; ``webhooks`` says whether the webhook route is served."""
     models: list[type[BaseModel]] = [
-        *(m for _, _, _, m in INGEST_ROUTES if m is not None),
-        s.Accepted,
-        s.ErrorBody,
+        *(m for _, _, _, m in (*INGEST_ROUTES, *USER_ROUTES) if m is not None),
+        *_ANSWERS,
     ]
     _, top = models_json_schema(
-        [
-            (m, "validation" if m not in (s.Accepted, s.ErrorBody) else "serialization")
-            for m in models
-        ],
+        [(m, "serialization" if m in _ANSWERS else "validation") for m in models],
         ref_template=_REF,
     )
     paths: dict[str, Any] = {}
     for method, path, name, model in INGEST_ROUTES:
         paths.setdefault(path, {})[method.lower()] = _ingest_operation(path, name, model)
+    for method, path, name, model in USER_ROUTES:
+        paths.setdefault(path, {})[method.lower()] = _user_operation(path, name, model)
     paths.update(_health_paths())
     paths.update(_dashboard_paths())
     if webhooks:

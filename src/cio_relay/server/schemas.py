@@ -39,9 +39,14 @@ __all__ = [
     "PersonRef",
     "PersonRelationship",
     "PersonRelationshipsBody",
+    "PreferenceStampBody",
+    "PreferencesBody",
     "PushEventBody",
     "SegmentPeopleBody",
+    "SyncUserBody",
     "TemplateSendBody",
+    "UserChange",
+    "UserStateBody",
     "WhatsAppBody",
 ]
 
@@ -427,6 +432,27 @@ class BatchBody(_Body):
     operations: list[BatchItem] = Field(min_length=1, max_length=MAX_BATCH_OPERATIONS)
 
 
+# --- the user repository (/v1/users) ----------------------------------------------------------
+
+
+class SyncUserBody(_Body):
+    """The person's whole profile: what changed since the last sync is sent, and attributes
+    synced before and absent now are cleared (so an empty object clears them all)."""
+
+    attributes: JsonObject = Field(
+        description="Every attribute the person should have (null or \"\" means absent)"
+    )
+
+
+class PreferencesBody(_Body):
+    """Customer.io's subscription attributes; at least one of the two."""
+
+    topics: dict[str, bool] | None = Field(
+        None, description='Topics by id or name ({"7": false} or {"topic_7": false})'
+    )
+    unsubscribed: bool | None = Field(None, description="The global unsubscribe")
+
+
 # --- responses ------------------------------------------------------------------------------
 
 
@@ -434,6 +460,31 @@ class Accepted(BaseModel):
     """The operations are durable in the outbox; workers deliver them."""
 
     op_ids: list[str] = Field(description="One ULID per operation, in request order")
+
+
+class UserChange(BaseModel):
+    """What a /v1/users write enqueued: nothing (200) when the person is unchanged."""
+
+    enqueued: bool
+    op_ids: list[str] = Field(description="One ULID per operation, in order")
+
+
+class PreferenceStampBody(BaseModel):
+    at: float = Field(description="Unix seconds: the app's clock, or the webhook's timestamp")
+    source: Literal["app", "webhook"]
+
+
+class UserStateBody(BaseModel):
+    """What cio-relay knows of a person: as last synced, and their preferences."""
+
+    id: str
+    attributes: JsonObject = Field(description="As of the last sync")
+    topics: dict[str, bool]
+    unsubscribed: bool | None = Field(description="null: never set")
+    updated_at: float = Field(description="Unix seconds of the app's last enqueued change")
+    preference_times: dict[str, PreferenceStampBody] = Field(
+        description="When and from where each preference field was last set"
+    )
 
 
 class ErrorBody(BaseModel):

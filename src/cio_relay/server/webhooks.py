@@ -2,7 +2,8 @@
 
 ``WebhookStack.from_settings`` opens the inbox (``<data_dir>/webhooks.db``) and the lake
 (``CIO_RELAY_LAKE``), installs the built-in handlers (bounces and spam complaints by their
-policies, ``record`` unless configured: ``webhooks/builtin.py``), and gives the
+policies, ``record`` unless configured: ``webhooks/builtin.py``; subscription changes into the
+user repository's local preferences when there is one), and gives the
 ``WebhookReceiver`` a ``WebhookObserver`` as its ``on_outcome``, so that every answer is counted in
 ``cio_relay_webhooks_total{metric,result}`` and the newest ones are kept for the dashboard. The
 pipeline (lake feed and handlers) runs in its own thread between ``start`` and ``stop``.
@@ -31,6 +32,7 @@ from cio_relay.lake.base import Lake
 from cio_relay.observability.metrics import Metrics
 from cio_relay.relay import Relay
 from cio_relay.server.dashboard.sources import FunnelRow, WebhookRow
+from cio_relay.sync import UserRepository, preference_handler
 from cio_relay.webhooks.events import METRICS
 from cio_relay.webhooks.inbox import Inbox
 from cio_relay.webhooks.intake import Outcome
@@ -152,9 +154,18 @@ class WebhookStack:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, relay: Relay, metrics: Metrics
+        cls,
+        settings: Settings,
+        relay: Relay,
+        metrics: Metrics,
+        *,
+        users: UserRepository | None = None,
     ) -> WebhookStack | None:
-        """None (and a warning) without signing keys: unverifiable webhooks are not accepted."""
+        """None (and a warning) without signing keys: unverifiable webhooks are not accepted.
+
+        ``users``: subscription webhooks (every channel) update its people's local preferences
+        (``cio_relay.sync.preference_handler``, two-way preferences); None records nothing of
+        them locally (a Redis outbox has no user store: server/users.py says so at start)."""
         if not settings.webhook_signing_keys:
             log.warning("webhook route disabled: no CUSTOMERIO_WEBHOOK_SIGNING_KEY is configured")
             return None
@@ -172,7 +183,6 @@ class WebhookStack:
         )
         lake = open_lake(settings.lake_url)
         router = Router()
-        # Subscription changes are recorded by the user-sync repository when it is wired in.
         # Bounces and spam complaints follow CIO_RELAY_BOUNCE_POLICY / CIO_RELAY_SPAM_POLICY
         # (record by default): unsubscribe and suppress go through the relay's outbox.
         install_builtin_handlers(
@@ -182,6 +192,7 @@ class WebhookStack:
             suppress=relay.suppress,
             unsubscribe=functools.partial(unsubscribe_person, relay),
             record_unsubscribes=False,
+            on_subscription_change=None if users is None else preference_handler(users),
         )
         pipeline = WebhookPipeline(inbox, router, lake)
         recent = RecentWebhookRing(inbox=inbox)
