@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import io
 import json
+import secrets
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pyarrow.parquet as pq
 import pytest
 import requests
@@ -42,6 +44,7 @@ from tests.lake.helpers import row
 
 TABLE = TableName("my-project.analytics.delivery_events")
 MAY_1 = date(2024, 5, 1)
+API_KEY = "test-" + secrets.token_hex(16)
 
 
 # --- the production job ------------------------------------------------------------------------
@@ -343,3 +346,57 @@ def test_reading_a_summary_where_there_is_no_state_creates_nothing(tmp_path: Pat
 
     assert (summary.loaded, summary.failed, summary.failures) == (0, 0, ())
     assert not path.exists()
+
+
+# --- the dashboard -----------------------------------------------------------------------------
+
+
+def _overview(settings: Any) -> httpx.Response:
+    """``/dashboard`` of an app made from ``settings``, served on 127.0.0.1."""
+    import uvicorn
+
+    from cio_relay.server import create_app
+    from cio_relay.serving import BackgroundServer, bind_socket
+
+    app = create_app(settings, run_workers=False)
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
+    with BackgroundServer(config, bind_socket("127.0.0.1", 0)) as server:
+        return httpx.get(f"{server.url}/dashboard", headers={"Authorization": f"Bearer {API_KEY}"})
+
+
+def test_the_dashboard_shows_the_loads_and_names_each_failing_day(tmp_path: Path) -> None:
+    from cio_relay.config import Settings
+
+    settings = Settings(
+        api_keys=API_KEY,
+        data_dir=tmp_path,
+        outbox=f"sqlite:///{tmp_path}/outbox.db",
+        bigquery_table=str(TABLE),
+    )
+    state = LoadState(state_path_for(settings.lake_url))
+    try:
+        _record(state, "2024-05-01", state.loaded, rows=5, now=20.0)
+        state.failed(
+            str(TABLE), "2024-05-02", fingerprint="f", reason="quota", error="Quota <b>", now=30.0
+        )
+    finally:
+        state.close()
+
+    page = _overview(settings)
+
+    assert page.status_code == 200
+    assert "1 days loaded" in page.text and "1 failing" in page.text
+    assert "(quota: 1)" in page.text
+    assert "2024-05-02" in page.text and "Quota &lt;b&gt;" in page.text  # escaped, not markup
+
+
+def test_the_dashboard_says_nothing_of_bigquery_without_a_table(tmp_path: Path) -> None:
+    from cio_relay.config import Settings
+
+    settings = Settings(
+        api_keys=API_KEY, data_dir=tmp_path, outbox=f"sqlite:///{tmp_path}/outbox.db"
+    )
+    page = _overview(settings)
+
+    assert page.status_code == 200 and "bigquery-status" not in page.text
+    assert not state_path_for(settings.lake_url).exists()

@@ -13,12 +13,18 @@ from typing import Any
 
 import pytest
 from google.api_core.retry import Retry
+from typer.testing import CliRunner
 
+from cio_relay.cli import app
+from cio_relay.config import Settings
+from cio_relay.errors import ConfigError
 from cio_relay.lake.bigquery import BigQueryLoader, DayResult, lake_days
 from cio_relay.lake.bigquery_jobs import StagingReplace, TableName, connect_client, load_job_id
 from cio_relay.lake.bigquery_state import LoadState, state_path_for
 from cio_relay.lake.parquet import ParquetLake
 from cio_relay.lake.schema import bigquery_schema
+from cio_relay.observability.metrics import Metrics
+from cio_relay.server.runner import start_bigquery_loader
 from tests.fixtures.redis_server import free_port
 from tests.lake.bigquery_emulator import BigQueryEmulator, bigquery_dataset, bigquery_emulator
 from tests.lake.helpers import row
@@ -196,3 +202,102 @@ def test_an_unreachable_bigquery_stops_the_pass_and_the_next_pass_catches_up(
     assert [(r.day, r.outcome) for r in up] == [(MAY_1, "loaded"), (MAY_2, "loaded")]
     assert state.summary(str(table)).failed == 0
     assert rows_by_day(bigquery_emulator, table) == {MAY_1: ["a1"], MAY_2: ["b1"]}
+
+
+# --- the command and the service ---------------------------------------------------------------
+
+runner = CliRunner(env={"COLUMNS": "240"})
+
+
+def test_the_export_command_loads_the_days_from_since_on(
+    lake: ParquetLake, table: TableName, bigquery_emulator: BigQueryEmulator
+) -> None:
+    write(lake, row(event_id="a1"), row(event_id="b1", when="2024-05-02 09:00:00"))
+    command = ["lake", "export", "bigquery", "--table", str(table), "--lake", str(lake.directory)]
+    command += ["--emulator", bigquery_emulator.url]
+
+    first = runner.invoke(app, [*command, "--since", "2024-05-02"])
+    second = runner.invoke(app, command)
+
+    assert first.exit_code == 0, first.output
+    assert "2024-05-02" in first.output and "2024-05-01" not in first.output
+    assert "1 of 1 days loaded" in first.output
+    assert second.exit_code == 0, second.output
+    assert "unchanged" in second.output and "1 of 2 days loaded" in second.output
+    assert rows_by_day(bigquery_emulator, table) == {MAY_1: ["a1"], MAY_2: ["b1"]}
+
+
+def test_the_export_command_exits_1_naming_the_reason_of_a_failed_day(
+    lake: ParquetLake, table: TableName, bigquery_emulator: BigQueryEmulator
+) -> None:
+    from google.cloud import bigquery
+
+    wrong = [bigquery.SchemaField("event_id", "INT64")]
+    bigquery_emulator.client().create_table(bigquery.Table(str(table), schema=wrong))
+    write(lake, row(event_id="a1"))
+    command = ["lake", "export", "bigquery", "--table", str(table), "--lake", str(lake.directory)]
+
+    result = runner.invoke(app, [*command, "--emulator", bigquery_emulator.url])
+
+    assert result.exit_code == 1
+    assert "failed" in result.output and "schema" in result.output
+
+
+def test_a_bad_table_name_is_a_configuration_error(lake: ParquetLake) -> None:
+    result = runner.invoke(app, ["lake", "export", "bigquery", "--table", "events"])
+
+    assert result.exit_code != 0
+    assert isinstance(result.exception, ConfigError)
+
+
+def test_the_service_loads_on_an_interval_and_counts_the_loads_in_its_metrics(
+    tmp_path: Path, table: TableName, bigquery_emulator: BigQueryEmulator
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        bigquery_table=str(table),
+        bigquery_emulator=bigquery_emulator.url,
+        bigquery_interval=3600,
+    )
+    with ParquetLake(settings.lake_url) as lake:
+        write(lake, row(event_id="a1"), row(event_id="b1", when="2024-05-02 09:00:00"))
+    metrics = Metrics()
+
+    periodic = start_bigquery_loader(settings, metrics)
+    assert periodic is not None
+    try:
+        assert periodic.wait_for_passes(1, timeout=60)
+    finally:
+        periodic.stop()
+
+    assert rows_by_day(bigquery_emulator, table) == {MAY_1: ["a1"], MAY_2: ["b1"]}
+    loaded = {"result": "loaded", "reason": ""}
+    assert metrics.sample("cio_relay_bigquery_loads_total", loaded) == 2
+    assert (
+        start_bigquery_loader(settings.model_copy(update={"bigquery_table": None}), metrics) is None
+    )
+
+
+def test_the_metrics_read_the_load_state_at_each_scrape(
+    lake: ParquetLake, table: TableName, state: LoadState, bigquery_emulator: BigQueryEmulator
+) -> None:
+    from google.cloud import bigquery
+
+    bigquery_emulator.client().create_table(
+        bigquery.Table(str(table), schema=[bigquery.SchemaField("event_id", "INT64")])
+    )
+    write(lake, row(event_id="a1"), row(event_id="b1", when="2024-05-02 09:00:00"))
+    metrics = Metrics()
+    metrics.watch_bigquery(lambda: state.summary(str(table)))
+    loader = make_loader(lake, table, state, bigquery_emulator.url, [])
+    loader.on_result = metrics.on_bigquery_load
+
+    loader.run_pass()
+
+    assert metrics.sample("cio_relay_bigquery_state_up") == 1
+    assert metrics.sample("cio_relay_bigquery_days", {"status": "failed"}) == 2
+    assert metrics.sample("cio_relay_bigquery_failing_days", {"reason": "schema"}) == 2
+    assert metrics.sample("cio_relay_bigquery_failing_days", {"reason": "quota"}) == 0
+    failed = {"result": "failed", "reason": "schema"}
+    assert metrics.sample("cio_relay_bigquery_loads_total", failed) == 2
+    assert b"cio_relay_bigquery_failing_days" in metrics.render()

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from cio_relay.cli.lake_export import export_app
 from cio_relay.plain_text import plain_text
 
 app = typer.Typer(
@@ -318,10 +319,40 @@ def dlq_purge(
         Console().print(f"purged {outbox.purge(where)} dead letters")
 
 
+# --- configuration --------------------------------------------------------------------------
+
+config_app = typer.Typer(help="Check the configuration before deploying it.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("check")
+def config_check(
+    cloud_run: bool | None = typer.Option(
+        None,
+        "--cloud-run/--not-cloud-run",
+        help="Check as for Cloud Run or not (default: Cloud Run when K_SERVICE or "
+        "CLOUD_RUN_JOB is set, as Cloud Run sets them).",
+        show_default=False,
+    ),
+    confirm_suppress: bool = typer.Option(
+        False, "--confirm-suppress", help="Accept a suppress bounce or spam policy."
+    ),
+) -> None:
+    """Print the effective settings (secrets masked); refuse dangerous combinations (status 1)."""
+    from cio_relay.cli.config_check import check_configuration
+
+    def echo(text: str, to_stderr: bool) -> None:
+        typer.echo(text, err=to_stderr)
+
+    code = check_configuration(echo, cloud_run=cloud_run, confirm_suppress=confirm_suppress)
+    raise typer.Exit(code)
+
+
 # --- webhooks and lake ----------------------------------------------------------------------
 
 lake_app = typer.Typer(help="Query the delivery-event data lake.", no_args_is_help=True)
 app.add_typer(lake_app, name="lake")
+lake_app.add_typer(export_app, name="export")
 webhooks_app = typer.Typer(
     help="Inspect and retry parked webhooks; list quarantined payloads.", no_args_is_help=True
 )

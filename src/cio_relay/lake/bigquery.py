@@ -34,14 +34,18 @@ from datetime import date
 from pathlib import Path
 from typing import IO, Any, Literal, Protocol
 
+from cio_relay.errors import ConfigError
 from cio_relay.lake.bigquery_jobs import (
     STOPS_A_PASS,
+    PartitionLoad,
+    StagingReplace,
     TableName,
     classify_failure,
+    connect_client,
     failure_text,
     load_job_id,
 )
-from cio_relay.lake.bigquery_state import DayLoad, LoadState
+from cio_relay.lake.bigquery_state import DayLoad, LoadState, state_path_for
 from cio_relay.lake.schema import arrow_schema
 
 __all__ = [
@@ -51,6 +55,8 @@ __all__ = [
     "LoadStrategy",
     "PeriodicLoader",
     "lake_days",
+    "lake_state_path",
+    "open_loader",
     "write_day_upload",
 ]
 
@@ -241,6 +247,9 @@ class BigQueryLoader:
             self.on_result(result)
         return result
 
+    def close(self) -> None:
+        self.state.close()
+
 
 def _unchanged(before: DayLoad | None, day_files: DayFiles) -> bool:
     return (
@@ -297,4 +306,48 @@ class PeriodicLoader:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
-        self.loader.state.close()
+        self.loader.close()
+
+
+def _lake_directory(lake_url: str | Path) -> Path:
+    text = str(lake_url)
+    if "://" in text and not text.startswith("file://"):
+        raise ConfigError(
+            f"BigQuery loader: the lake must be a directory of Parquet files, not {text[:80]!r}"
+        )
+    return Path(text.removeprefix("file://"))
+
+
+def lake_state_path(lake_url: str | Path) -> Path:
+    """Where the load state of the lake at ``lake_url`` lives (ConfigError: not a directory)."""
+    return state_path_for(_lake_directory(lake_url))
+
+
+def open_loader(
+    lake_url: str | Path,
+    table: str,
+    *,
+    emulator: str | None = None,
+    on_result: Callable[[DayResult], None] | None = None,
+) -> BigQueryLoader:
+    """The loader of the Parquet lake at ``lake_url`` into ``table`` (``project.dataset.table``),
+    its state beside the lake; against the emulator at ``emulator`` when given.
+
+    Raises ``ConfigError`` for a table name that is not one, a lake that is not a directory, or
+    a missing ``google-cloud-bigquery`` (``pip install 'cio-relay[bigquery]'``).
+    """
+    name = TableName(table)
+    directory = _lake_directory(lake_url)
+    try:
+        import google.cloud.bigquery  # noqa: F401  (checked now, not at the first pass)
+    except ImportError as exc:
+        raise ConfigError("BigQuery loader: pip install 'cio-relay[bigquery]'") from exc
+    strategy: LoadStrategy = StagingReplace() if emulator else PartitionLoad()
+    return BigQueryLoader(
+        directory,
+        name,
+        state=LoadState(state_path_for(directory)),
+        connect=lambda: connect_client(name, emulator=emulator),
+        strategy=strategy,
+        on_result=on_result,
+    )

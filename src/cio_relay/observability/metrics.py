@@ -21,6 +21,10 @@ Series (all prefixed ``cio_relay_``):
   because Customer.io places the account in another region than ``CUSTOMERIO_REGION``
 - ``outbox_depth{state}``, ``outbox_oldest_waiting_age_seconds``, ``outbox_up``: asked of the
   outbox at scrape time (``Outbox.depth()``), so they are exact and cost nothing between scrapes.
+- With the BigQuery loader (``lake/bigquery.py``): ``bigquery_loads_total{result,reason}`` (each
+  day sent: ``loaded``, or ``failed`` with its reason), and from its load state at scrape time
+  ``bigquery_days{status}`` (loaded, failed, loading), ``bigquery_failing_days{reason}``,
+  ``bigquery_last_load_timestamp_seconds`` and ``bigquery_state_up``.
 
 Each ``Metrics`` owns its registry, so several apps (tests) never share counters.
 """
@@ -29,7 +33,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -37,10 +41,20 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from cio_relay.delivery.hooks import Hooks
+from cio_relay.lake.bigquery import DayResult
+from cio_relay.lake.bigquery_jobs import FAILURE_REASONS
+from cio_relay.lake.bigquery_state import LoadSummary
 from cio_relay.operations import Operation
 from cio_relay.outbox.base import Outbox
 
-__all__ = ["CONTENT_TYPE", "AnswerCounts", "Metrics", "OutboxCollector", "normalise_endpoint"]
+__all__ = [
+    "CONTENT_TYPE",
+    "AnswerCounts",
+    "BigQueryCollector",
+    "Metrics",
+    "OutboxCollector",
+    "normalise_endpoint",
+]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -93,6 +107,47 @@ class OutboxCollector(Collector):
         )
         oldest.add_metric([], depth.oldest_waiting_age or 0.0)
         yield oldest
+
+
+class BigQueryCollector(Collector):
+    """Reads the BigQuery load state at scrape time (``summary()``); ``bigquery_state_up 0``
+    when it cannot be read. Every failure reason is present, 0 when none fails, for alerts."""
+
+    def __init__(self, summary: Callable[[], LoadSummary]) -> None:
+        self._summary = summary
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        up = GaugeMetricFamily("cio_relay_bigquery_state_up", "1 when the load state was read")
+        try:
+            summary = self._summary()
+        except Exception:
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        days = GaugeMetricFamily(
+            "cio_relay_bigquery_days", "Lake days by BigQuery load status", labels=["status"]
+        )
+        for status in ("loaded", "failed", "loading"):
+            days.add_metric([status], getattr(summary, status))
+        yield days
+        failing = GaugeMetricFamily(
+            "cio_relay_bigquery_failing_days",
+            "Lake days whose last BigQuery load failed, by reason",
+            labels=["reason"],
+        )
+        by_reason = dict(summary.failed_by_reason)
+        for reason in FAILURE_REASONS:
+            failing.add_metric([reason], by_reason.get(reason, 0))
+        yield failing
+        if summary.last_loaded_at is not None:
+            last = GaugeMetricFamily(
+                "cio_relay_bigquery_last_load_timestamp_seconds",
+                "When a day was last loaded into BigQuery (unix seconds)",
+            )
+            last.add_metric([], summary.last_loaded_at)
+            yield last
 
 
 class AnswerCounts(Collector):
@@ -215,6 +270,12 @@ class Metrics:
             ["limit"],
             registry=r,
         )
+        self.bigquery_loads = Counter(
+            "cio_relay_bigquery_loads",
+            "Lake days sent to BigQuery: loaded, or failed with a reason",
+            ["result", "reason"],
+            registry=r,
+        )
         self.http_requests = AnswerCounts()
         r.register(self.http_requests)
         # Label lookups take a lock; the hot paths keep their children here instead.
@@ -244,6 +305,10 @@ class Metrics:
     def watch_outbox(self, outbox: Outbox) -> None:
         """Report ``outbox``'s depth by state at every scrape."""
         self.registry.register(OutboxCollector(outbox))
+
+    def watch_bigquery(self, summary: Callable[[], LoadSummary]) -> None:
+        """Report the BigQuery load state (``LoadState.summary``) at every scrape."""
+        self.registry.register(BigQueryCollector(summary))
 
     # --- hook handlers ------------------------------------------------------------------------
 
@@ -281,6 +346,11 @@ class Metrics:
     def on_webhook(self, metric: str, result: str) -> None:
         """One reporting webhook: ``result`` is accepted, duplicate, quarantined, refused ..."""
         self._child(self.webhooks, metric or "unknown", result).inc()
+
+    def on_bigquery_load(self, result: DayResult) -> None:
+        """The BigQuery loader's ``on_result``: a day loaded or failed (unchanged ones aside)."""
+        if result.outcome != "unchanged":
+            self._child(self.bigquery_loads, result.outcome, result.reason or "").inc()
 
     def on_connection_refused(self, limit: str) -> None:
         self._child(self.connections_refused, limit).inc()

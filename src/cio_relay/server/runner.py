@@ -10,6 +10,10 @@ the workers at it and the emulator's reporting webhooks at this service's
 ``/webhooks/customerio``, signed with a fresh key the receiver knows. With no
 ``CIO_RELAY_API_KEYS`` it makes up a key for this run and prints it once, with the dashboard
 URL, on the console (stdout): never in the logs, which go to stderr as JSON.
+
+With ``CIO_RELAY_BIGQUERY_TABLE`` it also loads the lake into BigQuery on a thread of its own,
+a pass every ``CIO_RELAY_BIGQUERY_INTERVAL`` seconds (``lake/bigquery.py``), counted in the
+metrics and shown on the dashboard.
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ from starlette.applications import Starlette
 
 from cio_relay.config import Settings
 from cio_relay.http_guard import ConnectionLimits, guarded_http
+from cio_relay.lake.bigquery import PeriodicLoader, open_loader
 from cio_relay.observability.logs import SecretScrubber, configure_logging
+from cio_relay.observability.metrics import Metrics
 from cio_relay.outbox.base import Outbox
 from cio_relay.outbox.factory import open_outbox_when_reachable
 from cio_relay.server import create_app
@@ -37,7 +43,14 @@ from cio_relay.server.auth import generate_api_key
 from cio_relay.server.sandbox import Sandbox, needs_sandbox, start_sandbox
 from cio_relay.serving import bind_socket, socket_url
 
-__all__ = ["PreparedService", "prepare_service", "print_banner", "run_service", "tune_gc"]
+__all__ = [
+    "PreparedService",
+    "prepare_service",
+    "print_banner",
+    "run_service",
+    "start_bigquery_loader",
+    "tune_gc",
+]
 
 
 @dataclass
@@ -130,6 +143,13 @@ def print_banner(prepared: PreparedService, console: Console) -> None:
     console.print(f"Dashboard: [bold]{prepared.base_url}/dashboard[/bold]", highlight=False)
     console.print(f"API:       {prepared.base_url}/v1  (OpenAPI: {prepared.base_url}/openapi.json)")
     console.print(delivery_health_line(settings), highlight=False)
+    if settings.bigquery_table:
+        console.print(
+            f"BigQuery:  {settings.bigquery_table}, changed days every "
+            f"{settings.bigquery_interval:g} s (CIO_RELAY_BIGQUERY_TABLE)",
+            highlight=False,
+            markup=False,
+        )
     if prepared.generated_key is not None:
         console.print(
             "No CIO_RELAY_API_KEYS configured: this run's API key (shown once, not logged):\n"
@@ -149,6 +169,23 @@ def delivery_health_line(settings: Settings) -> str:
     if "suppress" in (settings.bounce_policy, settings.spam_policy):
         line += "; suppress permanently deletes the person at Customer.io"
     return line
+
+
+def start_bigquery_loader(settings: Settings, metrics: Metrics) -> PeriodicLoader | None:
+    """The periodic BigQuery loader when ``CIO_RELAY_BIGQUERY_TABLE`` is set, started, its
+    loads counted in ``metrics`` (ConfigError for a table, lake or install that cannot work)."""
+    if not settings.bigquery_table:
+        return None
+    loader = open_loader(
+        settings.lake_url,
+        settings.bigquery_table,
+        emulator=settings.bigquery_emulator,
+        on_result=metrics.on_bigquery_load,
+    )
+    metrics.watch_bigquery(lambda: loader.state.summary(str(loader.table)))
+    periodic = PeriodicLoader(loader, settings.bigquery_interval)
+    periodic.start()
+    return periodic
 
 
 def tune_gc() -> None:
@@ -236,11 +273,15 @@ def run_service(
     except BaseException:
         outbox.close()
         raise
-    tune_gc()
+    bigquery = None
     try:
+        bigquery = start_bigquery_loader(prepared.settings, prepared.app.state.service.metrics)
+        tune_gc()
         print_banner(prepared, Console(highlight=False))
         _server_class()(_uvicorn_config(prepared.app, prepared.settings)).run(
             sockets=[prepared.sock]
         )
     finally:
+        if bigquery is not None:
+            bigquery.stop()
         prepared.close()

@@ -40,7 +40,9 @@ from starlette.routing import Route
 
 from cio_relay.config import Settings
 from cio_relay.digits import whole_number
-from cio_relay.errors import StorageUnavailableError
+from cio_relay.errors import ConfigError, StorageUnavailableError
+from cio_relay.lake.bigquery import lake_state_path
+from cio_relay.lake.bigquery_state import LoadSummary, read_summary
 from cio_relay.observability.throughput import ThroughputRing
 from cio_relay.operations import Kind
 from cio_relay.outbox.base import DeadLetterFilter, DeadReason, Outbox
@@ -176,6 +178,7 @@ class Dashboard:
         forced = settings.secure_cookies
         self._always_secure = settings.env == "production" if forced is None else forced
         self._templates = _environment()
+        self._bigquery = _bigquery_state(settings)
 
     def routes(self) -> list[Route]:
         return [
@@ -241,6 +244,7 @@ class Dashboard:
             await _stored("webhook inbox", self.webhooks.recent, 10) if self.webhooks else None
         )
         funnel = await _stored("lake", self.funnel.funnel, 7, 8) if self.funnel else None
+        bigquery = await self._bigquery_summary()
         minutes = self.throughput.series()
         return self._render(
             request,
@@ -251,11 +255,21 @@ class Dashboard:
             webhooks=webhooks,
             funnel=[(row.campaign, funnel_chart(row.steps)) for row in funnel or ()],
             funnel_configured=self.funnel is not None,
+            bigquery=bigquery,
             chart=throughput_chart(minutes),
             delivered_last_hour=sum(m.delivered for m in minutes),
             dead_last_hour=sum(m.dead for m in minutes),
             now=time.time(),
         )
+
+    async def _bigquery_summary(self) -> LoadSummary | str | None:
+        """The BigQuery loader's state, or why it cannot be read (the page still shows)."""
+        if self._bigquery is None:
+            return None
+        try:
+            return await asyncio.to_thread(read_summary, *self._bigquery)
+        except Exception as exc:
+            return f"the load state cannot be read ({type(exc).__name__})"
 
     @_unavailable_is_503
     async def dead_letters(self, request: Request) -> Response:
@@ -455,6 +469,16 @@ def _notice(done: str | None, count: str | None) -> str | None:
     if number is None:
         raise _BadInput("count must be a whole number")
     return f"{done} {number:,} dead letter{'s' if number != 1 else ''}"
+
+
+def _bigquery_state(settings: Settings) -> tuple[Path, str] | None:
+    """(load state file, table) when a BigQuery table is configured for a Parquet lake."""
+    if not settings.bigquery_table:
+        return None
+    try:
+        return lake_state_path(settings.lake_url), settings.bigquery_table
+    except ConfigError:
+        return None  # no directory lake, no loader: ``cio-relay run`` says why at start
 
 
 def _security_headers(nonce: str) -> dict[str, str]:
