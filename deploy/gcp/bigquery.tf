@@ -29,7 +29,11 @@ resource "google_bigquery_table" "delivery_events" {
   clustering = ["metric", "campaign_id", "delivery_id"]
 }
 
-# The loader writes this dataset's tables and runs load and query jobs; nothing else.
+# The loader's identity: it replaces days of this table (load jobs) and nothing else. No Cloud
+# Run runtime loads with it yet: the loader replaces a whole day from a Parquet lake, and a
+# Cloud Run instance's lake holds only that instance's events, in memory, until it stops
+# (docs/deploy-gcp.md, "BigQuery"). Run `cio-relay lake export bigquery` as this account
+# where one lake holds every event.
 resource "google_bigquery_dataset_iam_member" "loader_writes" {
   dataset_id = google_bigquery_dataset.lake.dataset_id
   role       = "roles/bigquery.dataEditor"

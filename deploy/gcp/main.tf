@@ -38,9 +38,10 @@ locals {
     CIO_RELAY_ENV       = var.environment
     CUSTOMERIO_REGION   = var.customerio_region
     CIO_RELAY_LOG_LEVEL = var.log_level
-    # Cloud Run's file system lives in the instance's memory and goes with it: the webhook
-    # inbox, the idempotency store and the Parquet lake are per instance (docs/deploy-gcp.md).
-    CIO_RELAY_DATA_DIR = "/tmp/cio-relay-data"
+    # The image's own data directory (Dockerfile). On Cloud Run it lives in the instance's
+    # memory and goes with it: the webhook inbox, the idempotency store and the Parquet lake
+    # are per instance and temporary (docs/deploy-gcp.md, "What stays in an instance").
+    CIO_RELAY_DATA_DIR = "/var/lib/cio-relay/data"
   }
 }
 
