@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import secrets
 from collections.abc import Callable, Iterator
 from datetime import date
@@ -29,6 +30,7 @@ from requests.adapters import BaseAdapter
 from cio_relay.errors import ConfigError
 from cio_relay.lake.bigquery import lake_days, write_day_upload
 from cio_relay.lake.bigquery_jobs import (
+    CLUSTERING_FIELDS,
     FAILURE_REASONS,
     PartitionLoad,
     TableName,
@@ -42,6 +44,7 @@ from cio_relay.lake.parquet import ParquetLake
 from cio_relay.lake.schema import bigquery_schema
 from tests.lake.helpers import row
 
+ROOT = Path(__file__).resolve().parents[2]
 TABLE = TableName("my-project.analytics.delivery_events")
 MAY_1 = date(2024, 5, 1)
 API_KEY = "test-" + secrets.token_hex(16)
@@ -58,6 +61,7 @@ def test_the_production_load_replaces_one_day_partition_from_parquet() -> None:
     assert config.create_disposition == "CREATE_IF_NEEDED"
     assert config.time_partitioning.type_ == "DAY"
     assert config.time_partitioning.field == "occurred_at"
+    assert config.clustering_fields == list(CLUSTERING_FIELDS)
     assert [field.to_api_repr() for field in config.schema] == [
         {**field, "type": field["type"]} for field in bigquery_schema()
     ]
@@ -153,6 +157,7 @@ def test_the_production_load_sends_the_job_to_the_partition_under_its_job_id() -
     assert load["writeDisposition"] == "WRITE_TRUNCATE"
     assert load["sourceFormat"] == "PARQUET"
     assert load["timePartitioning"] == {"type": "DAY", "field": "occurred_at"}
+    assert load["clustering"] == {"fields": ["metric", "campaign_id", "delivery_id"]}
 
 
 def test_a_load_sent_again_answers_409_and_the_job_already_there_is_its_result() -> None:
@@ -177,6 +182,14 @@ def test_a_load_sent_again_answers_409_and_the_job_already_there_is_its_result()
     assert rows == 3
     assert [r.method for r in transport.requests] == ["POST", "PUT", "GET", "GET"]
     assert "location=EU" in transport.requests[-1].path_url
+
+
+def test_the_loads_clustering_is_the_tables_as_terraform_makes_it() -> None:
+    terraform = (ROOT / "deploy" / "gcp" / "bigquery.tf").read_text()
+    match = re.search(r"^\s*clustering\s*=\s*\[([^\]]*)\]", terraform, re.MULTILINE)
+
+    assert match, "deploy/gcp/bigquery.tf names no clustering"
+    assert tuple(re.findall(r'"(\w+)"', match.group(1))) == CLUSTERING_FIELDS
 
 
 # --- names and ids -----------------------------------------------------------------------------

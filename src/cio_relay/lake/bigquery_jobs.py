@@ -3,10 +3,10 @@
 Two strategies replace a day, both idempotent:
 
 - ``PartitionLoad`` (production): one load job, ``WRITE_TRUNCATE`` into the partition
-  ``table$YYYYMMDD``, source format Parquet, the table partitioned by DAY on ``occurred_at``
-  (created on first load if Terraform has not). The job id is deterministic (``load_job_id``),
-  so a load sent again after a crash answers 409 and the loader waits for the job already there
-  instead of loading twice.
+  ``table$YYYYMMDD``, source format Parquet, the table partitioned by DAY on ``occurred_at`` and
+  clustered as Terraform makes it (created so on first load if Terraform has not). The job id
+  is deterministic (``load_job_id``), so a load sent again after a crash answers 409 and the
+  loader waits for the job already there instead of loading twice.
 - ``StagingReplace`` (emulators, which refuse partition decorators and accept a job id twice):
   load into a staging table with ``WRITE_TRUNCATE``, then ``DELETE`` the day and ``INSERT`` the
   staging rows. Repeating any step, or all of them, leaves the day as it should be.
@@ -27,6 +27,7 @@ from cio_relay.errors import ConfigError
 from cio_relay.lake.schema import COLUMN_NAMES, bigquery_schema
 
 __all__ = [
+    "CLUSTERING_FIELDS",
     "FAILURE_REASONS",
     "STOPS_A_PASS",
     "PartitionLoad",
@@ -39,6 +40,9 @@ __all__ = [
     "partition_load_config",
 ]
 
+#: The table's clustering, as Terraform makes it (deploy/gcp/bigquery.tf): a load into an
+#: existing table names the same, and a table the first load creates gets it too.
+CLUSTERING_FIELDS = ("metric", "campaign_id", "delivery_id")
 #: Every value ``classify_failure`` returns.
 FAILURE_REASONS = ("quota", "auth", "schema", "not_found", "unavailable", "rejected", "other")
 #: Failures that would fail every other day of a pass too: the pass stops at them.
@@ -100,6 +104,7 @@ def partition_load_config() -> Any:
         write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
         create_disposition=bigquery.CreateDisposition.CREATE_IF_NEEDED,
         time_partitioning=_day_partitioning(),
+        clustering_fields=list(CLUSTERING_FIELDS),
         schema=_schema(),
     )
 
