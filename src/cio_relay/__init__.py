@@ -17,6 +17,7 @@ from cio_relay.errors import (
     WrongRegionError,
 )
 from cio_relay.relay import AsyncRelay, Relay
+from cio_relay.sync import AsyncUserRepository, UserRepository
 
 __version__ = "0.1.0"
 
@@ -24,6 +25,7 @@ __all__ = [
     "AmbiguousError",
     "ApiError",
     "AsyncRelay",
+    "AsyncUserRepository",
     "CioRelayError",
     "ConfigError",
     "Hooks",
@@ -35,6 +37,7 @@ __all__ = [
     "Settings",
     "SignatureError",
     "StorageUnavailableError",
+    "UserRepository",
     "ValidationError",
     "WrongRegionError",
     "__version__",
