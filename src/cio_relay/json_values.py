@@ -32,13 +32,13 @@ _FIELD_CHARS = 200
 _INT_RANGE = range(-(2**63), 2**64)  # what orjson writes; beyond it, it refuses
 
 
-def dumps(value: Any, field: str, key: str | None = None) -> bytes:
+def dumps(value: Any, field: str, key: str | None = None, option: int = 0) -> bytes:
     """``orjson.dumps(value)``, or ``ValidationError`` naming where under ``field`` (a prefix,
     "" for none; ``key`` is appended as ``field.key``, a name only built for an error) a value
     is that JSON cannot carry: a non-finite number, an integer past 64 bits, a key that is not
-    a string, anything else orjson refuses."""
+    a string, anything else orjson refuses. ``option``: orjson's (sorted keys, say)."""
     try:
-        encoded = orjson.dumps(value)
+        encoded = orjson.dumps(value, option=option) if option else orjson.dumps(value)
     except TypeError as exc:
         found = _first_unstorable(value)
         where, why = found if found is not None else ("", f"is not JSON-serialisable: {exc}")

@@ -49,6 +49,9 @@ class Limits:
 
 
 LIMITS = Limits()
+#: A name of at most this many characters is within the name limit whatever they are (a
+#: character is at most 4 UTF-8 bytes).
+_NAME_CHARS_ALWAYS_WITHIN = LIMITS.attribute_name_bytes // 4
 
 _dumps = json_values.dumps
 
@@ -82,7 +85,8 @@ def check_attributes(attributes: Mapping[str, Any], field_name: str = "attribute
             raise ValidationError(
                 field_name, f"attribute names must be non-empty strings: {name!r}"
             )
-        check_bytes(f"{field_name} name {name[:40]!r}", name, LIMITS.attribute_name_bytes)
+        if len(name) > _NAME_CHARS_ALWAYS_WITHIN:  # a short name cannot be past the limit
+            check_bytes(f"{field_name} name {name[:40]!r}", name, LIMITS.attribute_name_bytes)
     # One serialisation refuses what JSON cannot carry (naming the attribute); when the whole
     # is within a value's limit, no value can be past it, and measuring each is skipped.
     if len(_dumps(dict(attributes), field_name)) <= LIMITS.attribute_value_bytes:

@@ -236,11 +236,15 @@ class BulkSync:
 
     def _row_plan(self, key: str, row: SourceRow, now: float) -> Plan:
         """The row's ``sync_user`` plan; ``ValidationError`` for a row that cannot be one."""
-        attributes = row.attributes
-        if any(type(value) is Unconvertible for value in attributes.values()):
-            column, value = next((c, v) for c, v in attributes.items() if type(v) is Unconvertible)
-            raise ValidationError(f"attributes.{column}", value.reason)
-        return sync_plan(self.users.build, key, present_attributes(attributes), now)
+        try:
+            wanted = present_attributes(row.attributes)
+        except ValidationError:
+            # An Unconvertible is refused as JSON; say why the source could not convert it.
+            for column, value in row.attributes.items():
+                if type(value) is Unconvertible:
+                    raise ValidationError(f"attributes.{column}", value.reason) from None
+            raise
+        return sync_plan(self.users.build, key, wanted, now)
 
     def _advanced(self, run: SyncRun, rows: list[SourceRow], batch: _Batch) -> SyncRun:
         """``run`` after ``rows`` committed with ``batch``'s outcomes."""
@@ -296,7 +300,7 @@ class BulkSync:
     def _removal_plan(self, key: str, now: float) -> Plan:
         if self.spec.removed == "delete":
             return erase_plan(self.users.build, key)
-        return sync_plan(self.users.build, key, {}, now)
+        return sync_plan(self.users.build, key, present_attributes({}), now)
 
     def _count_unseen(self, mark: SourceMark) -> int:
         count, after = 0, None

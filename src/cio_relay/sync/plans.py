@@ -31,7 +31,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
+
+import orjson
 
 from cio_relay.errors import ValidationError
 from cio_relay.json_values import dumps as checked_dumps
@@ -43,12 +45,14 @@ from cio_relay.sync.store import (
     UserState,
     attributes_hash,
     canonical_json,
+    hash_of,
     person_ref,
 )
 
 __all__ = [
     "CLEARED",
     "PREFERENCES_PREFIX",
+    "Wanted",
     "erase_plan",
     "preferences_plan",
     "present_attributes",
@@ -65,17 +69,25 @@ _KEYS_PER_IDENTIFY = LIMITS.attributes_per_call - 1
 _TOPIC = re.compile(r"topic_[0-9]+")
 
 
-def present_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
-    """The attributes that exist: None and ``""`` mean absent. Refuses what JSON cannot carry
-    (``ValidationError`` naming the attribute)."""
+class Wanted(NamedTuple):
+    """The attributes a person should have (none None or ``""``) and their hash."""
+
+    attributes: dict[str, Any]
+    hash: str
+
+
+def present_attributes(attributes: Mapping[str, Any]) -> Wanted:
+    """The attributes that exist (None and ``""`` mean absent) and their hash. Refuses what
+    JSON cannot carry (``ValidationError`` naming the attribute); the one serialisation that
+    checks it is the one hashed."""
     present = {k: v for k, v in attributes.items() if v is not None and v != CLEARED}
-    checked_dumps(present, "attributes")
-    return present
+    canonical = checked_dumps(present, "attributes", option=orjson.OPT_SORT_KEYS)
+    return Wanted(present, hash_of(canonical))
 
 
-def sync_plan(build: OperationFactory, person_id: str, wanted: dict[str, Any], now: float) -> Plan:
+def sync_plan(build: OperationFactory, person_id: str, wanted: Wanted, now: float) -> Plan:
     """The plan of ``sync_user`` (module docstring); ``wanted`` from ``present_attributes``."""
-    hashed = attributes_hash(wanted)
+    wanted_attributes, hashed = wanted
 
     def plan(current: UserState | None) -> Change | None:
         if current is not None and current.attributes_hash == hashed:
@@ -83,12 +95,12 @@ def sync_plan(build: OperationFactory, person_id: str, wanted: dict[str, Any], n
         before = {} if current is None else current.attributes
         sent = {
             k: v
-            for k, v in wanted.items()
+            for k, v in wanted_attributes.items()
             if k not in before or canonical_json(before[k]) != canonical_json(v)
         }
-        sent.update((k, CLEARED) for k in before if k not in wanted)
+        sent.update((k, CLEARED) for k in before if k not in wanted_attributes)
         base = current or UserState(person_id)
-        state = replace(base, attributes=wanted, attributes_hash=hashed, updated_at=now)
+        state = replace(base, attributes=wanted_attributes, attributes_hash=hashed, updated_at=now)
         return Change(state, _identifies(build, person_ref(person_id), sent))
 
     return plan

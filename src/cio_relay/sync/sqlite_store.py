@@ -10,7 +10,7 @@ the write lock, so two processes syncing one person never diff against a stale s
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -64,6 +64,16 @@ _UPSERT = (
     " unsubscribed = excluded.unsubscribed, updated_at = excluded.updated_at,"
     " preference_times = excluded.preference_times"
 )
+# The same, marking the person with a bulk sync's run (runs.SourceMark) in the same statement.
+_UPSERT_MARKED = (
+    f"INSERT INTO sync_people ({_COLUMNS}, sync_name, seen_run)"  # noqa: S608
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (person_id) DO UPDATE SET attributes_hash = excluded.attributes_hash,"
+    " attributes = excluded.attributes, topics = excluded.topics,"
+    " unsubscribed = excluded.unsubscribed, updated_at = excluded.updated_at,"
+    " preference_times = excluded.preference_times, sync_name = excluded.sync_name,"
+    " seen_run = excluded.seen_run"
+)
 _MARK = "UPDATE sync_people SET sync_name = ?, seen_run = ? WHERE person_id = ?"
 _UNSEEN = (
     f"SELECT {_COLUMNS} FROM sync_people WHERE sync_name = ? AND seen_run IS NOT ?"  # noqa: S608
@@ -108,15 +118,10 @@ class SqliteUserStore:
             current = _states_on(conn, [key for key, _ in plans])
             changes = [plan(current.get(key)) for key, plan in plans]
             run = None if checkpoint is None else checkpoint()
-            gone = {key for (key, _), c in zip(plans, changes, strict=True) if c and not c.state}
-            conn.executemany(_UPSERT, [_row(c.state) for c in changes if c and c.state])
-            conn.executemany("DELETE FROM sync_people WHERE person_id = ?", [(k,) for k in gone])
+            _store_changes(conn, plans, changes, current, mark)
             operations = [op for change in changes if change for op in change.operations]
             if operations:  # a webhook's change enqueues nothing
                 self._sqlite_outbox.enqueue_in(conn, operations)
-            if mark is not None:
-                marks = [(mark.name, mark.run_id, key) for key, _ in plans if key not in gone]
-                conn.executemany(_MARK, marks)
             if run is not None:
                 conn.execute(_SAVE_RUN, _run_row(run))
             return changes
@@ -150,6 +155,30 @@ class SqliteUserStore:
         """Nothing to release: the file is the outbox's, closed by its owner."""
 
 
+def _store_changes(
+    conn: sqlite3.Connection,
+    plans: Sequence[tuple[str, Plan]],
+    changes: list[Change | None],
+    current: dict[str, UserState],
+    mark: SourceMark | None,
+) -> None:
+    """Write the changed states (marked, with a ``mark``), delete the forgotten people, and
+    mark the unchanged people that exist."""
+    states = [c.state for c in changes if c is not None and c.state is not None]
+    gone = [(key,) for (key, _), c in zip(plans, changes, strict=True) if c and c.state is None]
+    conn.executemany("DELETE FROM sync_people WHERE person_id = ?", gone)
+    if mark is None:
+        conn.executemany(_UPSERT, [_row(state) for state in states])
+        return
+    conn.executemany(_UPSERT_MARKED, [(*_row(state), mark.name, mark.run_id) for state in states])
+    unchanged = [
+        (mark.name, mark.run_id, key)
+        for (key, _), c in zip(plans, changes, strict=True)
+        if c is None and key in current
+    ]
+    conn.executemany(_MARK, unchanged)
+
+
 def _row(state: UserState) -> tuple[Any, ...]:
     return (
         state.person_id,
@@ -166,13 +195,46 @@ def _state(row: Any) -> UserState:
     person_id, hashed, attributes, topics, unsubscribed, updated_at, times = row
     return UserState(
         person_id,
-        orjson.loads(attributes),
+        StoredJson(attributes),
         hashed,
-        orjson.loads(topics),
+        {} if topics == b"{}" else orjson.loads(topics),
         None if unsubscribed is None else bool(unsubscribed),
         updated_at,
-        {k: PreferenceStamp(at, source) for k, (at, source) in orjson.loads(times).items()},
+        {}
+        if times in (b"{}", "{}")
+        else {k: PreferenceStamp(at, s) for k, (at, s) in orjson.loads(times).items()},
     )
+
+
+class StoredJson(Mapping[str, Any]):
+    """A stored JSON object, parsed on first use: a bulk sync compares most people by their
+    hash alone and never needs their attributes."""
+
+    __slots__ = ("_parsed", "_raw")
+
+    def __init__(self, raw: bytes | str) -> None:
+        self._raw = raw
+        self._parsed: dict[str, Any] | None = None
+
+    def _value(self) -> dict[str, Any]:
+        if self._parsed is None:
+            self._parsed = orjson.loads(self._raw)
+        return self._parsed
+
+    def __getitem__(self, key: str) -> Any:
+        return self._value()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._value())
+
+    def __len__(self) -> int:
+        return len(self._value())
+
+    def __eq__(self, other: object) -> bool:
+        return self._value() == other
+
+    def __repr__(self) -> str:
+        return repr(self._value())
 
 
 def _states_on(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, UserState]:

@@ -47,19 +47,21 @@ __all__ = [
     "UserStore",
     "attributes_hash",
     "canonical_json",
+    "hash_of",
     "person_key",
     "person_ref",
 ]
 
 #: The kinds of identifier a person is synced by, and their key prefixes.
 _KEYED_TYPES = ("email", "cio_id")
+_KEYED_PREFIXES = tuple(f"{kind}:" for kind in _KEYED_TYPES)
 
 
 def person_key(person: PersonRef) -> str:
     """The store's key of a person (module docstring); ``ValidationError`` for an id that
     would read back as an email or a cio_id, or a reference of another kind."""
     if isinstance(person, str):
-        if person.startswith(tuple(f"{t}:" for t in _KEYED_TYPES)):
+        if person.startswith(_KEYED_PREFIXES):
             raise ValidationError(
                 "identifier.id", f"an id cannot start with 'email:' or 'cio_id:' ({person!r})"
             )
@@ -85,7 +87,12 @@ def canonical_json(value: Any) -> bytes:
 def attributes_hash(attributes: Mapping[str, Any]) -> str:
     """A stable hash of a person's attributes (their canonical JSON), to tell "unchanged" from
     one comparison."""
-    return hashlib.blake2b(canonical_json(dict(attributes)), digest_size=16).hexdigest()
+    return hash_of(canonical_json(dict(attributes)))
+
+
+def hash_of(canonical: bytes) -> str:
+    """``attributes_hash`` of attributes whose canonical JSON is ``canonical``."""
+    return hashlib.blake2b(canonical, digest_size=16).hexdigest()
 
 
 #: Where a preference was last set from: the app (``update_preferences``) or a subscription

@@ -20,11 +20,26 @@ __all__ = ["Source", "SourceRow", "Unconvertible", "without_password"]
 _SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
 
 
-@dataclass(frozen=True, slots=True)
 class Unconvertible:
-    """A column value JSON cannot carry (bytes, say): the row is reported, not sent."""
+    """A column value JSON cannot carry (bytes, say): the row is reported, not sent.
 
-    reason: str
+    Not a dataclass on purpose: orjson would write a dataclass as an object, while this must
+    make the row's serialisation fail, which is how a bulk sync notices it at no cost to the
+    rows without one."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Unconvertible) and other.reason == self.reason
+
+    def __hash__(self) -> int:
+        return hash(self.reason)
+
+    def __repr__(self) -> str:
+        return f"Unconvertible({self.reason!r})"
 
 
 @dataclass(frozen=True, slots=True)
