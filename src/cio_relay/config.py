@@ -179,6 +179,9 @@ class Settings(BaseSettings):
         None, validation_alias=_env("CIO_RELAY_BIGQUERY_EMULATOR", "bigquery_emulator")
     )
     users_db: str | None = Field(None, validation_alias=_env("CIO_RELAY_USERS_DB", "users_db"))
+    #: A TOML file of ``[[sync]]`` tables (``sync/syncs_file.py``): the bulk syncs that
+    #: ``cio-relay sync`` runs by name and ``cio-relay run`` schedules (those with ``every``).
+    syncs: Path | None = Field(None, validation_alias=_env("CIO_RELAY_SYNCS", "syncs"))
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, validation_alias=_env("CIO_RELAY_API_KEYS", "api_keys")
     )
