@@ -20,9 +20,11 @@ from cio_relay.operations import Kind, Operation
 from cio_relay.outbox.base import Outbox
 from cio_relay.outbox.redis import RedisOutbox
 from cio_relay.server import create_app
+from cio_relay.server.runner import prepare_service
 from cio_relay.webhooks.signature import signature_headers
 from tests.server.conftest import serve
 from tests.sync.conftest import take_all
+from tests.sync.test_preferences import preferences_changed_body as preferences_changed
 from tests.webhooks.helpers import payload
 
 Served = Callable[..., AbstractContextManager[str]]
@@ -221,3 +223,29 @@ def test_a_signed_subscription_webhook_updates_the_local_preferences(
     users = app.state.service.users.repository
     assert users is not None and users.get("u1").unsubscribed is True
     assert take_all(outbox) == []  # the change came from Customer.io: nothing echoed back
+
+
+def test_cio_relay_run_records_subscription_webhooks_for_the_user_repository(
+    tmp_path: Path,
+) -> None:
+    # The service as `cio-relay run` prepares it (sandbox mode: the webhook key is its own).
+    settings = Settings(data_dir=tmp_path, outbox=f"sqlite:///{tmp_path}/outbox.db", api_keys=[])
+    prepared = prepare_service(settings, host="127.0.0.1", port=0)
+    try:
+        [signing_key] = [k.get_secret_value() for k in prepared.settings.webhook_signing_keys]
+        auth = {"Authorization": f"Bearer {prepared.generated_key}"}
+        at = int(time.time())
+        body = preferences_changed("u1", at, {"topic_3": False})
+        with serve(prepared.app, prepared.sock) as url:
+            stored = httpx.post(
+                f"{url}/webhooks/customerio",
+                content=body,
+                headers=signature_headers(signing_key, body),
+            )
+            assert stored.json() == {"status": "stored"}
+            prepared.app.state.service.webhooks.pipeline.drain()
+            state = httpx.get(f"{url}/v1/users/u1", headers=auth).json()
+    finally:
+        prepared.close()
+    assert state["topics"] == {"topic_3": False}
+    assert state["preference_times"] == {"topic_3": {"at": at, "source": "webhook"}}
