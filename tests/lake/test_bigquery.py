@@ -28,7 +28,7 @@ from google.cloud import bigquery
 from requests.adapters import BaseAdapter
 
 from cio_relay.errors import ConfigError
-from cio_relay.lake.bigquery import lake_days, write_day_upload
+from cio_relay.lake.bigquery import lake_days, open_loader, write_day_upload
 from cio_relay.lake.bigquery_jobs import (
     CLUSTERING_FIELDS,
     FAILURE_REASONS,
@@ -413,3 +413,28 @@ def test_the_dashboard_says_nothing_of_bigquery_without_a_table(tmp_path: Path) 
 
     assert page.status_code == 200 and "bigquery-status" not in page.text
     assert not state_path_for(settings.lake_url).exists()
+
+
+# --- production credentials --------------------------------------------------------------------
+
+
+def test_missing_credentials_are_an_auth_failure_recorded_for_the_dashboard(
+    lake: ParquetLake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(lake.directory / "missing.json"))
+    _flush(lake, row(when="2024-05-01 10:00:00"), row(when="2024-05-02 10:00:00"))
+    loader = open_loader(lake.directory, str(TABLE))
+    try:
+        results = loader.run_pass()
+        summary = loader.state.summary(str(TABLE))
+    finally:
+        loader.close()
+
+    assert [(r.day, r.outcome, r.reason) for r in results] == [(MAY_1, "failed", "auth")]
+    assert summary.failed_by_reason == (("auth", 1),)
+    assert "DefaultCredentialsError" in (summary.failures[0].error or "")
+
+
+def test_a_lake_that_is_not_a_directory_cannot_be_loaded() -> None:
+    with pytest.raises(ConfigError, match="directory"):
+        open_loader("memory://", str(TABLE))

@@ -26,6 +26,7 @@ from cio_relay.lake.schema import bigquery_schema
 from cio_relay.observability.metrics import Metrics
 from cio_relay.server.runner import start_bigquery_loader
 from tests.fixtures.redis_server import free_port
+from tests.lake import bigquery_emulator as emulator_module
 from tests.lake.bigquery_emulator import BigQueryEmulator, bigquery_dataset, bigquery_emulator
 from tests.lake.helpers import row
 
@@ -301,3 +302,12 @@ def test_the_metrics_read_the_load_state_at_each_scrape(
     failed = {"result": "failed", "reason": "schema"}
     assert metrics.sample("cio_relay_bigquery_loads_total", failed) == 2
     assert b"cio_relay_bigquery_failing_days" in metrics.render()
+
+
+def test_a_missing_emulator_venv_fails_the_test_naming_the_command_that_makes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(emulator_module, "VENV_PYTHON", tmp_path / "no-venv" / "bin" / "python")
+
+    with pytest.raises(pytest.fail.Exception, match="make tool-venvs"):
+        BigQueryEmulator(tmp_path).start()
