@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.text import Text
 
 from cio_relay.cli.lake_export import export_app
+from cio_relay.cli.sync import sync_app
 from cio_relay.plain_text import plain_text
 
 app = typer.Typer(
@@ -142,6 +143,7 @@ def emulator(
 
 dlq_app = typer.Typer(help="Inspect, replay and purge the dead-letter queue.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(sync_app, name="sync")
 
 _KIND = typer.Option(None, "--kind", help="Only this operation kind (track, send_email ...).")
 _REASON = typer.Option(
