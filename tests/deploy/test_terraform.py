@@ -313,11 +313,12 @@ def test_api_probes_use_the_public_health_routes_on_the_port_the_relay_binds() -
 
 
 def test_request_timeout_and_concurrency_follow_the_relays_limits() -> None:
-    defaults = Settings()
+    # The defaults as declared, not as this machine's environment might override them.
+    fields = Settings.model_fields
     values = locals_()
-    assert values["http_header_timeout"] == defaults.http_header_timeout
-    assert values["http_body_timeout"] == defaults.http_body_timeout
-    assert values["http_max_connections"] == defaults.http_max_connections
+    for name in ("http_header_timeout", "http_body_timeout", "http_max_connections"):
+        assert values[name] == fields[name].default, name
+    max_connections = fields["http_max_connections"].default
     api_env = values["api_only_env"]
     assert api_env["CIO_RELAY_HTTP_HEADER_TIMEOUT"] == "${tostring(local.http_header_timeout)}"
     assert api_env["CIO_RELAY_HTTP_BODY_TIMEOUT"] == "${tostring(local.http_body_timeout)}"
@@ -326,9 +327,9 @@ def test_request_timeout_and_concurrency_follow_the_relays_limits() -> None:
     assert template["timeout"] == "${local.api_request_timeout}s"
     assert template["max_instance_request_concurrency"] == "${var.api_concurrency}"
     (validation,) = variables()["api_concurrency"]["validation"]
-    assert f"var.api_concurrency <= {defaults.http_max_connections}" in validation["condition"]
+    assert f"var.api_concurrency <= {max_connections}" in validation["condition"]
     for environment in ENVIRONMENTS:
-        assert tfvars(environment)["api_concurrency"] <= defaults.http_max_connections
+        assert tfvars(environment)["api_concurrency"] <= max_connections
 
 
 def test_api_keeps_cpu_between_requests_for_its_in_process_workers() -> None:
