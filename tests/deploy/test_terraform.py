@@ -23,7 +23,7 @@ import typer
 
 from cio_relay.cli import app as cli_app
 from cio_relay.config import Settings
-from cio_relay.lake.bigquery_schema import PARTITION_COLUMN, schema_json
+from cio_relay.lake.bigquery_schema import PARTITION_COLUMN, main, schema_json
 from cio_relay.lake.schema import COLUMN_NAMES, bigquery_schema
 from cio_relay.server.app import PUBLIC_PATHS
 
@@ -184,6 +184,17 @@ def test_committed_bigquery_schema_is_the_one_generated_from_the_lake_schema() -
     )
     assert json.loads(committed) == bigquery_schema()
     assert tuple(field["name"] for field in json.loads(committed)) == COLUMN_NAMES
+
+
+def test_schema_generator_writes_the_file_or_stdout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "schema.json"
+    assert main([str(target)]) == 0
+    assert target.read_text(encoding="utf-8") == schema_json()
+    assert main([]) == 0
+    assert capsys.readouterr().out == schema_json()
+    assert main(["one", "two"]) == 2
 
 
 def test_events_table_reads_the_generated_schema_and_is_day_partitioned_on_occurred_at() -> None:
