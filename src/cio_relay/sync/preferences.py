@@ -16,6 +16,8 @@ A webhook older than the field's last change leaves that field as it is.
 Install on a webhook router with ``install_builtin_handlers(router, ...,
 on_subscription_change=preference_handler(users))``, or by hand:
 ``for pattern in PREFERENCE_PATTERNS: router.on(pattern)(preference_handler(users))``.
+``cio-relay run`` installs it on its webhook route over a SQLite or memory outbox
+(server/users.py; a Redis outbox has no user store, which it logs once at start).
 """
 
 from __future__ import annotations
