@@ -1,10 +1,12 @@
 """Typed settings: the only place that reads the environment.
 
 Names follow the reference architecture's deployment: ``CUSTOMERIO_*`` for Customer.io,
-``CIO_RELAY_*`` for the relay. A ``cio-relay.toml`` may hold the same settings (lower-case
-field names) at the top level and per environment under ``[development]``, ``[staging]``,
-``[production]``; environment variables win over the file, and the file's environment table
-wins over its top level.
+``CIO_RELAY_*`` for the relay. A ``cio-relay.toml`` (in the working directory, or the file
+``CIO_RELAY_CONFIG`` names) may hold the same settings (lower-case field names) at the top level
+and per environment under ``[development]``, ``[staging]``, ``[production]``; environment
+variables win over the file, and the file's environment table wins over its top level.
+``setting_sources`` and ``profile_problems`` tell ``cio-relay config check`` where each value
+came from and what in the file is not a setting.
 
 Secrets are ``SecretStr``: their repr and str are masked, so a logged ``Settings`` leaks nothing.
 """
@@ -36,17 +38,27 @@ from cio_relay.errors import ConfigError
 
 __all__ = [
     "DELIVERY_HEALTH_POLICIES",
+    "ENVIRONMENTS",
     "MIN_API_KEY_DISTINCT",
     "MIN_API_KEY_LENGTH",
+    "PROFILE_FILE",
     "REGION_URLS",
     "DeliveryHealthPolicy",
     "Environment",
     "Region",
     "Settings",
+    "environment_variable",
+    "on_cloud_run",
+    "profile_file",
+    "profile_problems",
+    "setting_sources",
 ]
 
 Region = Literal["us", "eu"]
 Environment = Literal["development", "staging", "production"]
+ENVIRONMENTS: tuple[Environment, ...] = ("development", "staging", "production")
+#: The profiles file read from the working directory when ``CIO_RELAY_CONFIG`` names none.
+PROFILE_FILE = Path("cio-relay.toml")
 #: Settings that no longer exist, and what replaced them (refused rather than ignored).
 _POLICIES = "record, unsubscribe or suppress"
 RETIRED_SETTINGS = {
@@ -88,28 +100,47 @@ def _split_csv(value: object) -> object:
     return value
 
 
-class _TomlSource(PydanticBaseSettingsSource):
-    """``cio-relay.toml``: top-level keys, then the table named after the environment."""
+def profile_file() -> Path | None:
+    """The profiles file in force: the one ``CIO_RELAY_CONFIG`` names (it must exist: a typo
+    must not fall back to defaults), else ``cio-relay.toml`` if there is one."""
+    named = os.environ.get("CIO_RELAY_CONFIG")
+    if named:
+        if not Path(named).is_file():
+            raise ConfigError(f"CIO_RELAY_CONFIG: {named} is not a file")
+        return Path(named)
+    return PROFILE_FILE if PROFILE_FILE.is_file() else None
 
-    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
-        super().__init__(settings_cls)
-        self._path = path
+
+def on_cloud_run() -> bool:
+    """Whether this process runs on Cloud Run, whose disk is memory that goes with the
+    instance: Cloud Run sets ``K_SERVICE`` in services and ``CLOUD_RUN_JOB`` in jobs."""
+    return bool(os.environ.get("K_SERVICE") or os.environ.get("CLOUD_RUN_JOB"))
+
+
+def _profile_layers(path: Path) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """The file's top-level settings, the environment in force, and that environment's table."""
+    try:
+        document = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    top = {k: v for k, v in document.items() if not isinstance(v, dict)}
+    env_name = str(os.environ.get("CIO_RELAY_ENV") or top.get("env", "development"))
+    table = document.get(env_name, {})
+    return top, env_name, table if isinstance(table, dict) else {}
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """The profiles file: top-level keys, then the table named after the environment."""
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False  # pragma: no cover - __call__ does the work
 
     def __call__(self) -> dict[str, Any]:
-        if not self._path.is_file():
+        path = profile_file()
+        if path is None:
             return {}
-        document = tomllib.loads(self._path.read_text())
-        values = {k: v for k, v in document.items() if not isinstance(v, dict)}
-        import os
-
-        env_name = os.environ.get("CIO_RELAY_ENV", values.get("env", "development"))
-        section = document.get(str(env_name), {})
-        if isinstance(section, dict):
-            values.update(section)
-        return values
+        top, _, table = _profile_layers(path)
+        return {**top, **table}
 
 
 class Settings(BaseSettings):
@@ -371,7 +402,8 @@ class Settings(BaseSettings):
             and not self.allow_production_credentials
         ):
             raise ConfigError(
-                f"a {self.env} relay refuses the production site id; set "
+                f"a {self.env} relay refuses the production site id (CUSTOMERIO_SITE_ID is "
+                "listed in CIO_RELAY_PRODUCTION_SITE_IDS); set "
                 "CIO_RELAY_ALLOW_PRODUCTION_CREDENTIALS=1 if this is intended"
             )
         return self
@@ -385,7 +417,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, env_settings, _TomlSource(settings_cls, Path("cio-relay.toml"))
+        return init_settings, env_settings, _TomlSource(settings_cls)
 
     # --- derived ------------------------------------------------------------------------------
     @property
@@ -421,3 +453,53 @@ class Settings(BaseSettings):
     @property
     def lake_url(self) -> str:
         return self.lake or str(self.data_dir / "lake")
+
+
+def environment_variable(field_name: str) -> str:
+    """The variable that sets a field (its first alias), e.g. ``CUSTOMERIO_SITE_ID``."""
+    alias = Settings.model_fields[field_name].validation_alias
+    assert isinstance(alias, AliasChoices)
+    return str(alias.choices[0])
+
+
+def setting_sources() -> dict[str, str]:
+    """Where each field's value comes from, as ``Settings()`` reads them now: ``environment``,
+    the profiles file (``cio-relay.toml [staging]`` or ``cio-relay.toml``) or ``default``."""
+    variables = {name.upper() for name, value in os.environ.items() if value}
+    path = profile_file()
+    top, env_name, table = _profile_layers(path) if path else ({}, "", {})
+    sources = {}
+    for name in Settings.model_fields:
+        if environment_variable(name).upper() in variables:
+            sources[name] = "environment"
+        elif name in table:
+            sources[name] = f"{path} [{env_name}]"
+        elif name in top:
+            sources[name] = str(path)
+        else:
+            sources[name] = "default"
+    return sources
+
+
+def profile_problems() -> list[str]:
+    """What the profiles file holds that is not a setting (a misspelt key would otherwise be
+    ignored, leaving its default in force), or a table that names no environment."""
+    path = profile_file()
+    if path is None:
+        return []
+    document = tomllib.loads(path.read_text())
+    problems = []
+    for key, value in document.items():
+        if isinstance(value, dict):
+            if key not in ENVIRONMENTS:
+                problems.append(
+                    f"{path}: [{key}] is not an environment ({', '.join(ENVIRONMENTS)})"
+                )
+            problems += [
+                f"{path}: [{key}] {name} is not a setting"
+                for name in value
+                if name not in Settings.model_fields
+            ]
+        elif key not in Settings.model_fields:
+            problems.append(f"{path}: {key} is not a setting")
+    return problems
