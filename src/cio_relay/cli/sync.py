@@ -193,11 +193,10 @@ def sync_run(
     if dry_run:
         _plan(name, syncs, flags)
         return
-    with contextlib.ExitStack() as opened:
-        with _one_line_errors():
-            settings = _settings()
-            spec = _chosen_spec(settings, name, syncs, flags)
-            users = opened.enter_context(_repository(settings))
+    with contextlib.ExitStack() as opened, _one_line_errors():
+        settings = _settings()
+        spec = _chosen_spec(settings, name, syncs, flags)
+        users = opened.enter_context(_repository(settings))
         run, seconds, failure = _run_with_progress(users, spec)
     console = Console()
     console.print(run_summary(spec, run, seconds))
@@ -217,6 +216,7 @@ def sync_run(
 
 def _run_with_progress(users: UserRepository, spec: SyncSpec) -> tuple[SyncRun, float, str | None]:
     """The run's final record, this command's seconds, and why it failed (None: it did not)."""
+    from cio_relay.errors import ConfigError
     from cio_relay.sync.bulk import BulkSync
 
     started = time.monotonic()
@@ -228,7 +228,10 @@ def _run_with_progress(users: UserRepository, spec: SyncSpec) -> tuple[SyncRun, 
         TimeElapsedColumn(),
     )
     failure = None
-    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+    terminal = Console(stderr=True)
+    # Only on a terminal: in a log (cron, CI) the summary says it all.
+    shown = Progress(*columns, console=terminal, transient=True, disable=not terminal.is_terminal)
+    with shown as progress:
         task = progress.add_task(f"sync {spec.name}", total=None)
 
         def on_progress(run: SyncRun) -> None:
@@ -236,6 +239,8 @@ def _run_with_progress(users: UserRepository, spec: SyncSpec) -> tuple[SyncRun, 
 
         try:
             run = BulkSync(users, spec).run(on_progress=on_progress)
+        except ConfigError:
+            raise  # a source that cannot be opened as given: one line (the run is recorded)
         except (Exception, KeyboardInterrupt) as exc:
             failure = f"{type(exc).__name__}: {exc}"
             latest = users.store.runs(spec.name, limit=1)
