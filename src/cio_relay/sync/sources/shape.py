@@ -15,7 +15,7 @@ from typing import Any
 
 from cio_relay.errors import ConfigError
 from cio_relay.sync.sources.base import SourceRow, Unconvertible
-from cio_relay.sync.sources.values import attribute_value, updated_at_seconds
+from cio_relay.sync.sources.values import AS_IS, attribute_value, updated_at_seconds
 from cio_relay.sync.spec import SyncSpec
 
 __all__ = ["RowShape", "quoted", "since_column", "statement_text"]
@@ -63,7 +63,11 @@ class RowShape:
 
     def row(self, values: Sequence[Any]) -> SourceRow:
         """One result row as a ``SourceRow`` (see ``SourceRow`` for a key of the wrong type)."""
-        attributes = {name: attribute_value(values[index]) for index, name in self.attributes}
+        # AS_IS first: most cells are text or NULL, and this runs for every cell of a run.
+        attributes = {
+            name: value if type(value := values[index]) in AS_IS else attribute_value(value)
+            for index, name in self.attributes
+        }
         key = values[self.key_index]
         if not isinstance(key, self.key_types) or isinstance(key, bool):
             reason = f"an identifier is an integer or text, not {type(key).__name__} {key!r:.40}"

@@ -16,7 +16,7 @@ from uuid import UUID
 
 from cio_relay.sync.sources.base import Unconvertible
 
-__all__ = ["SinceAs", "attribute_value", "since_parameter", "updated_at_seconds"]
+__all__ = ["AS_IS", "SinceAs", "attribute_value", "since_parameter", "updated_at_seconds"]
 
 #: How ``since`` is compared with an updated-at column: as an aware datetime (a column with a
 #: time zone), a naive UTC one (timestamp without zone, date), or a number of seconds.
@@ -24,6 +24,8 @@ SinceAs = Literal["aware", "naive", "seconds"]
 
 #: The integers orjson writes; past them it refuses, so they are reported here instead.
 _JSON_INTS = range(-(2**63), 2**64)
+#: Types whose every value JSON carries as it is: most cells, answered by one set lookup.
+AS_IS = frozenset({str, bool, type(None)})
 
 
 def attribute_value(value: Any) -> Any:
@@ -34,7 +36,7 @@ def attribute_value(value: Any) -> Any:
     UUID as its str; a dict (str keys) or list with each value converted. Anything else (bytes,
     intervals, NaN, infinity, integers past 64 bits ...) is ``Unconvertible``.
     """
-    if value is None or isinstance(value, str | bool):
+    if type(value) in AS_IS or isinstance(value, str):
         return value
     if isinstance(value, int):
         return value if value in _JSON_INTS else Unconvertible("integer beyond 64 bits")
@@ -92,6 +94,8 @@ def _list_value(items: list[Any]) -> Any:
 def updated_at_seconds(value: Any) -> float | Unconvertible | None:
     """The updated-at column in Unix seconds: a datetime (naive is UTC), a date (its midnight
     UTC), a number of seconds, or an ISO 8601 text (SQLite keeps timestamps as text)."""
+    if isinstance(value, datetime):  # the common case first: it runs for every row
+        return _as_utc(value).timestamp()
     if value is None:
         return None
     if isinstance(value, bool):
