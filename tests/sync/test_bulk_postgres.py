@@ -22,32 +22,44 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
+import uvicorn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 from psycopg.types.json import Jsonb
+from starlette.applications import Starlette
+from starlette.routing import Route
 
 from cio_relay.emulator import EmulatorServer
+from cio_relay.operations import Kind, Operation
 from cio_relay.outbox.sqlite import SqliteOutbox
 from cio_relay.relay import Relay
-from cio_relay.sync import UserRepository
+from cio_relay.serving import BackgroundServer, bind_socket
+from cio_relay.sync import PREFERENCE_PATTERNS, UserRepository, preference_handler
 from cio_relay.sync.bulk import BulkSync
 from cio_relay.sync.sources import Source, SourceRow, open_source
 from cio_relay.sync.spec import SyncSpec
+from cio_relay.webhooks.pipeline import WebhookPipeline
+from cio_relay.webhooks.receiver import WebhookReceiver
+from cio_relay.webhooks.router import Router
+from cio_relay.webhooks.sqlite_inbox import SQLiteInbox
 from tests.fixtures.delivery import emulator_settings
 from tests.fixtures.postgres_server import PostgresServer
 from tests.sync.conftest import take_all
+from tests.sync.test_preferences import preferences_changed_body
+from tests.webhooks.helpers import KEY, OLD_KEY, payload, signed
 
 # --- shared helpers ---------------------------------------------------------------------------
 
@@ -311,3 +323,241 @@ def test_a_backfill_killed_with_sigkill_resumes_at_its_checkpoint_sending_each_p
         "active": True,
     }
     assert by_id[checkpoint + 1]["name"] == f"user {checkpoint + 1}"
+
+
+# --- 3. the watermark's overlap catches a row that committed late ------------------------------
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def at(seconds: int) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def test_the_overlap_catches_a_row_that_committed_late_with_an_older_updated_at(
+    postgres_url: str, emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE users (id integer PRIMARY KEY, name text, updated_at timestamptz)"
+        )
+        for person, seconds in ((1, 10), (2, 20), (3, 30)):
+            conn.execute(
+                "INSERT INTO users VALUES (%s, %s, %s)", [person, f"p{person}", at(seconds)]
+            )
+    overlaps = {"wide": 10.0, "zero": 0.0}  # the late row is 5 s older than the newest read
+    specs = {
+        name: users_spec(
+            postgres_url,
+            name=name,
+            mode="incremental",
+            updated_at_column="updated_at",
+            overlap=overlap,
+        )
+        for name, overlap in overlaps.items()
+    }
+    with (
+        relay_to(emulator, tmp_path / "wide.db") as wide,
+        relay_to(emulator, tmp_path / "zero.db") as zero,
+        psycopg.connect(postgres_url) as late,
+    ):
+        relays = {"wide": wide, "zero": zero}
+        # A transaction stamps its row at T0+25 s and is still open while both syncs read.
+        late.execute("INSERT INTO users VALUES (9, 'late', %s)", [at(25)])
+        for name, relay in relays.items():
+            first = BulkSync(UserRepository(relay), specs[name]).run()
+            assert (first.rows_read, first.watermark) == (3, at(30).timestamp())
+        late.commit()
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute("INSERT INTO users VALUES (4, 'p4', %s)", [at(40)])
+        second = {
+            name: BulkSync(UserRepository(relay), specs[name]).run()
+            for name, relay in relays.items()
+        }
+        assert (second["wide"].since, second["zero"].since) == (
+            at(20).timestamp(),
+            at(30).timestamp(),
+        )
+        assert (second["wide"].added, second["wide"].unchanged) == (2, 1)  # 9 and 4; 3 again
+        assert (second["zero"].added, second["zero"].unchanged) == (1, 0)  # 4 only
+        for relay in (wide, zero):
+            reset(emulator)
+            drained(relay)
+            held = people_at(emulator)
+            if relay is wide:
+                assert held == {str(p): {"name": f"p{p}"} for p in (1, 2, 3, 4)} | {
+                    "9": {"name": "late"}
+                }
+            else:
+                assert held == {str(p): {"name": f"p{p}"} for p in (1, 2, 3, 4)}  # 9 missed
+
+
+# --- 4. preferences: a signed subscription webhook for a bulk-synced person ---------------------
+
+
+@contextmanager
+def webhook_receiver(inbox: SQLiteInbox) -> Iterator[str]:
+    """The real ``WebhookReceiver`` on a 127.0.0.1 socket; yields its URL."""
+    receiver = WebhookReceiver(inbox, [KEY])
+    app = Starlette(routes=[Route("/webhooks/customerio", receiver, methods=["POST"])])
+    config = uvicorn.Config(app, log_level="warning", lifespan="off")
+    with BackgroundServer(config, bind_socket("127.0.0.1", 0)) as server:
+        yield f"{server.url}/webhooks/customerio"
+
+
+def insert_people(url: str, *people: tuple[int, str, int]) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(USERS_TABLE)
+        for person, name, age in people:
+            conn.execute(
+                "INSERT INTO users (id, name, age) VALUES (%s, %s, %s)", [person, name, age]
+            )
+
+
+def test_a_signed_subscription_webhook_updates_a_bulk_synced_persons_preferences(
+    postgres_url: str, emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    insert_people(postgres_url, (42, "Ada", 36), (43, "Grace", 45))
+    spec = users_spec(postgres_url)
+    with relay_to(emulator, tmp_path / "outbox.db") as relay:
+        users = UserRepository(relay)
+        BulkSync(users, spec).run()
+        drained(relay)
+        router = Router()
+        for pattern in PREFERENCE_PATTERNS:
+            router.on(pattern)(preference_handler(users))
+        now = int(time.time())
+        bodies = [
+            payload(
+                "email", "unsubscribed", timestamp=now, customer_id="42", identifiers={"id": "42"}
+            ),
+            preferences_changed_body("42", now, {"topic_4": False, "topic_7": True}),
+        ]
+        forged = payload(
+            "sms", "unsubscribed", timestamp=now, customer_id="43", identifiers={"id": "43"}
+        )
+        with SQLiteInbox(tmp_path / "webhooks.db") as inbox:
+            with webhook_receiver(inbox) as url, httpx.Client(timeout=30) as client:
+                for body in bodies:
+                    answer = client.post(url, content=body, headers=signed(body, timestamp=now))
+                    assert answer.status_code == 200, answer.text
+                refused = client.post(
+                    url, content=forged, headers=signed(forged, timestamp=now, key=OLD_KEY)
+                )
+                assert refused.status_code == 401
+            report = WebhookPipeline(inbox, router).drain()
+        assert report.handlers.done == 2
+
+        ada, grace = users.get("42"), users.get("43")
+        assert ada is not None and grace is not None
+        assert (ada.unsubscribed, ada.topics) == (True, {"topic_4": False, "topic_7": True})
+        assert ada.attributes == {"name": "Ada", "age": 36}
+        assert (grace.unsubscribed, grace.topics) == (None, {})  # the forged one was refused
+        # Nothing echoed back, and the next sync still finds the table's people unchanged.
+        assert relay.outbox.depth().pending == 0
+        again = BulkSync(users, spec).run()
+        assert (again.unchanged, again.operations) == (2, 0)
+        # A later change in the table sends only that, and keeps the preferences.
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute("UPDATE users SET age = 37 WHERE id = 42")
+        changed = BulkSync(users, spec).run()
+        assert (changed.changed, changed.operations) == (1, 1)
+        drained(relay)
+        assert people_at(emulator) == {
+            "42": {"name": "Ada", "age": 37},
+            "43": {"name": "Grace", "age": 45},
+        }
+        after = users.get("42")
+        assert after is not None and (after.unsubscribed, after.topics) == (True, ada.topics)
+
+
+# --- 5. erasure end to end ----------------------------------------------------------------------
+
+
+def test_a_person_deleted_from_the_table_is_suppressed_then_deleted_at_the_emulator(
+    postgres_url: str, emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    insert_people(postgres_url, (1, "Ada", 36), (2, "Grace", 45), (3, "Linus", 28))
+    spec = users_spec(postgres_url, removed="delete")
+    with relay_to(emulator, tmp_path / "outbox.db") as relay:
+        users = UserRepository(relay)
+        BulkSync(users, spec).run()
+        drained(relay)
+        assert set(people_at(emulator)) == {"1", "2", "3"}
+
+        # What the emulator holds of the person as each operation is accepted (hooks fire on
+        # the worker's loop after the ack, before the person's next operation can be sent).
+        seen: list[tuple[Kind, str, dict[str, Any] | None]] = []
+
+        def record(op: Operation, _latency: float) -> None:
+            person = op.identifiers["id"]
+            seen.append((op.kind, person, person_at(emulator, person)))
+
+        relay.hooks.on_delivered(record)
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute("DELETE FROM users WHERE id = 2")
+        run = BulkSync(users, spec).run()
+        assert (run.removed, run.unchanged, run.operations) == (1, 2, 2)
+        drained(relay)
+
+        assert [(kind, person) for kind, person, _ in seen] == [
+            (Kind.SUPPRESS, "2"),
+            (Kind.DELETE, "2"),
+        ]
+        suppressed = seen[0][2]
+        assert suppressed is not None and suppressed["suppressed"] is True
+        assert seen[1][2] is None
+        assert people_at(emulator) == {
+            "1": {"name": "Ada", "age": 36},
+            "3": {"name": "Linus", "age": 28},
+        }
+        assert users.get("2") is None  # erasure keeps no copy
+        later = BulkSync(users, spec).run()
+        assert (later.removed, later.operations) == (0, 0)
+
+
+# --- 6. a table keyed by email ------------------------------------------------------------------
+
+
+def test_a_table_keyed_by_email_syncs_people_identified_by_email(
+    postgres_url: str, emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE contacts (email text PRIMARY KEY, name text, plan text)")
+        conn.execute(
+            "INSERT INTO contacts VALUES ('ada@example.com', 'Ada', 'pro'),"
+            " ('grace@example.com', 'Grace', 'free'), ('linus@example.com', 'Linus', NULL)"
+        )
+    spec = SyncSpec(
+        source=postgres_url,
+        table="contacts",
+        id_column="email",
+        id_type="email",
+        removed="delete",
+        batch_size=2,
+    )
+    with relay_to(emulator, tmp_path / "outbox.db") as relay:
+        users = UserRepository(relay)
+        first = BulkSync(users, spec).run()
+        assert (first.added, first.last_key) == (3, "linus@example.com")
+        drained(relay)
+        ada = person_at(emulator, "ada@example.com")
+        assert ada is not None and (ada["id"], ada["email"]) == (None, "ada@example.com")
+        assert people_at(emulator) == {
+            "ada@example.com": {"name": "Ada", "plan": "pro"},
+            "grace@example.com": {"name": "Grace", "plan": "free"},
+            "linus@example.com": {"name": "Linus"},
+        }
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute("UPDATE contacts SET plan = NULL WHERE email = 'grace@example.com'")
+            conn.execute("DELETE FROM contacts WHERE email = 'linus@example.com'")
+        second = BulkSync(users, spec).run()
+        assert (second.changed, second.unchanged, second.removed) == (1, 1, 1)
+        drained(relay)
+        assert people_at(emulator) == {
+            "ada@example.com": {"name": "Ada", "plan": "pro"},
+            "grace@example.com": {"name": "Grace"},
+        }
+        grace = users.get({"email": "grace@example.com"})
+        assert grace is not None and grace.attributes == {"name": "Grace"}
+        assert users.get({"email": "linus@example.com"}) is None
