@@ -89,6 +89,6 @@ def test_state_lives_in_the_outbox_file_beside_its_schema(tmp_path: Path) -> Non
         versions = dict(conn.execute("SELECT name, version FROM schema_versions").fetchall())
         user_version = conn.execute("PRAGMA user_version").fetchone()[0]
     assert {"sync_people", "intake", "ops"} <= names
-    assert versions == {"sync": 3}  # 2: preference stamps; 3: bulk sync marks and runs
+    assert versions == {"sync": 4}  # 2: preference stamps; 3: bulk sync marks and runs; 4: rowid
     # The outbox keeps its own version: the sync schema is counted beside it.
     assert user_version == SCHEMA_VERSION

@@ -25,6 +25,9 @@ from cio_relay.sync.store import Change, Plan, PreferenceStamp, UserState
 __all__ = ["SCHEMA_NAME", "STEPS", "SqliteUserStore"]
 
 SCHEMA_NAME = "sync"
+_COLUMNS = (
+    "person_id, attributes_hash, attributes, topics, unsubscribed, updated_at, preference_times"
+)
 STEPS: Steps = {
     1: (
         """CREATE TABLE sync_people (
@@ -50,10 +53,26 @@ STEPS: Steps = {
             record BLOB NOT NULL)""",
         "CREATE INDEX sync_runs_by_name ON sync_runs (name, started_at)",
     ),
+    # A rowid table: a person's row (the attributes) is larger than a WITHOUT ROWID table
+    # suits, which split its pages on every other insert (docs/benchmarks.md, issue 14).
+    4: (
+        """CREATE TABLE sync_people_rowid (
+            person_id TEXT PRIMARY KEY,
+            attributes_hash TEXT NOT NULL,
+            attributes BLOB NOT NULL,
+            topics BLOB NOT NULL,
+            unsubscribed INTEGER,
+            updated_at REAL NOT NULL,
+            preference_times BLOB NOT NULL DEFAULT '{}',
+            sync_name TEXT,
+            seen_run TEXT)""",
+        f"INSERT INTO sync_people_rowid SELECT {_COLUMNS}, sync_name, seen_run FROM sync_people",  # noqa: S608
+        "DROP TABLE sync_people",
+        "ALTER TABLE sync_people_rowid RENAME TO sync_people",
+        """CREATE INDEX sync_people_by_source ON sync_people (sync_name, person_id, seen_run)
+            WHERE sync_name IS NOT NULL""",
+    ),
 }
-_COLUMNS = (
-    "person_id, attributes_hash, attributes, topics, unsubscribed, updated_at, preference_times"
-)
 # The f-strings below join constants only (S608 cannot tell).
 _SELECT = f"SELECT {_COLUMNS} FROM sync_people WHERE person_id = ?"  # noqa: S608
 # An upsert, not INSERT OR REPLACE: a person's mark (sync_name, seen_run) outlives a change.
