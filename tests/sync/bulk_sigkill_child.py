@@ -5,8 +5,10 @@
 runs ``BulkSync`` over the ``users`` table into the SQLite outbox file and SIGKILLs its own
 process once ``<batches>`` batches have committed: ``between`` kills from ``on_progress`` (after
 the batch's commit), ``inside`` kills inside the next batch's transaction, once its people's
-states and outbox rows are written but before the commit. No sleep, no timing: the kill point
-is a count. Exits 3 if the run ends without being killed (the parent then fails).
+states and outbox rows are written but before the commit; ``removing`` runs with
+``removed="delete"`` and kills from ``on_progress`` once ``<batches>`` batches of removed
+people are erased. No sleep, no timing: the kill point is a count. Exits 3 if the run ends
+without being killed (the parent then fails).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from cio_relay.relay import Relay
 from cio_relay.sync import UserRepository
 from cio_relay.sync.bulk import BulkSync
 from cio_relay.sync.runs import SyncRun
-from cio_relay.sync.spec import SyncSpec
+from cio_relay.sync.spec import RemovedPolicy, SyncSpec
 
 NOT_KILLED = 3
 
@@ -53,10 +55,12 @@ def main(url: str, outbox_path: str, batch_size: int, batches: int, where: str) 
     if where == "inside":
         KillingOutbox.kill_on = batches + 1
     relay = Relay(Settings(stamp_env=False), outbox=outbox)
-    spec = SyncSpec(source=url, table="users", batch_size=batch_size)
+    removed: RemovedPolicy = "delete" if where == "removing" else "ignore"
+    spec = SyncSpec(source=url, table="users", batch_size=batch_size, removed=removed)
 
     def on_progress(run: SyncRun) -> None:
-        if where == "between" and run.rows_read >= batches * batch_size:
+        done = run.removed if where == "removing" else run.rows_read
+        if where != "inside" and done >= batches * batch_size:
             kill_myself()
 
     BulkSync(UserRepository(relay), spec).run(on_progress=on_progress)

@@ -325,6 +325,50 @@ def test_a_backfill_killed_with_sigkill_resumes_at_its_checkpoint_sending_each_p
     assert by_id[checkpoint + 1]["name"] == f"user {checkpoint + 1}"
 
 
+def test_an_erasure_pass_killed_with_sigkill_resumes_erasing_each_removed_person_once(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    fill_users(postgres_url, 2_000)
+    outbox_path = tmp_path / "outbox.db"
+    spec = users_spec(postgres_url, batch_size=BACKFILL_BATCH, removed="delete")
+    outbox = SqliteOutbox(outbox_path)
+    BulkSync(UserRepository(outbox), spec).run()
+    take_all(outbox)
+    outbox.close()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM users WHERE id BETWEEN 501 AND 1500")
+    argv = [sys.executable, str(CHILD), postgres_url, str(outbox_path), str(BACKFILL_BATCH)]
+    killed = subprocess.run(
+        [*argv, "4", "removing"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+
+    outbox = SqliteOutbox(outbox_path)
+    try:
+        users = UserRepository(outbox)
+        interrupted = users.store.runs("default")[0]
+        assert (interrupted.status, interrupted.rows_read, interrupted.removed) == (
+            "running",
+            1_000,
+            400,
+        )
+        source = RecordingSource(open_source(spec))
+        resumed = BulkSync(users, spec, source).run()
+        assert source.reads == [(2_000, None)]  # the table was read to its end before the kill
+        assert (resumed.run_id, resumed.status) == (interrupted.run_id, "completed")
+        assert (resumed.removed, resumed.operations) == (1_000, 2_000)
+        ops = take_all(outbox)
+        assert users.get("501") is None and users.get("1500") is None
+        assert users.get("500") is not None
+    finally:
+        outbox.close()
+    kinds: dict[int, list[Kind]] = {}
+    for op in ops:
+        kinds.setdefault(int(op.identifiers["id"]), []).append(op.kind)
+    assert sorted(kinds) == list(range(501, 1501))  # every removed person, nobody else
+    assert all(sent == [Kind.SUPPRESS, Kind.DELETE] for sent in kinds.values())  # each once
+
+
 # --- 3. the watermark's overlap catches a row that committed late ------------------------------
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
