@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from cio_relay.cli import app
-from cio_relay.cli.config_check import MASK
+from cio_relay.cli.config_check import MASK, masked_url
 from cio_relay.config import Settings
 from cio_relay.errors import ConfigError
 from tests.cli.helpers import clean_env
@@ -277,3 +277,19 @@ def _settings_with(env: dict[str, str]) -> Settings:
         for name, value in env.items():
             patch.setenv(name, value)
         return Settings()
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:s3cret@h:6379/0", f"redis://:{MASK}@h:6379/0"),
+        (
+            "postgresql://u:s3cret@db/x?sslpassword=s3cret&x=1",
+            f"postgresql://u:{MASK}@db/x?sslpassword={MASK}&x=1",
+        ),
+        ("http://[s3cret", MASK),  # not parseable: nothing of it is shown
+        ("sqlite:///var/lib/cio-relay/outbox.db", "sqlite:///var/lib/cio-relay/outbox.db"),
+    ],
+)
+def test_urls_show_no_password(url: str, shown: str) -> None:
+    assert masked_url(url) == shown

@@ -79,7 +79,10 @@ def _variable(location: tuple[int | str, ...]) -> str:
 
 def masked_url(text: str) -> str:
     """``text`` with a URL's password and secret query values masked; other text unchanged."""
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # not a URL after all, but it may hold a password: show none of it
+        return MASK
     if not parts.scheme or not parts.netloc:
         return text
     netloc = parts.netloc
