@@ -14,6 +14,9 @@ URL, on the console (stdout): never in the logs, which go to stderr as JSON.
 With ``CIO_RELAY_BIGQUERY_TABLE`` it also loads the lake into BigQuery on a thread of its own,
 a pass every ``CIO_RELAY_BIGQUERY_INTERVAL`` seconds (``lake/bigquery.py``), counted in the
 metrics and shown on the dashboard.
+
+With ``CIO_RELAY_SYNCS``, the bulk syncs of that file that have ``every`` run on a thread of
+their own (``server/syncs.py``); a failed sync does not make the service unready.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from cio_relay.outbox.factory import open_outbox_when_reachable
 from cio_relay.server import create_app
 from cio_relay.server.auth import generate_api_key
 from cio_relay.server.sandbox import Sandbox, needs_sandbox, start_sandbox
+from cio_relay.server.syncs import start_sync_scheduler
 from cio_relay.serving import bind_socket, socket_url
 
 __all__ = [
@@ -273,15 +277,19 @@ def run_service(
     except BaseException:
         outbox.close()
         raise
-    bigquery = None
+    bigquery = syncs = None
     try:
-        bigquery = start_bigquery_loader(prepared.settings, prepared.app.state.service.metrics)
+        service = prepared.app.state.service
+        bigquery = start_bigquery_loader(prepared.settings, service.metrics)
+        syncs = start_sync_scheduler(prepared.settings, service.relay, service.metrics)
         tune_gc()
         print_banner(prepared, Console(highlight=False))
         _server_class()(_uvicorn_config(prepared.app, prepared.settings)).run(
             sockets=[prepared.sock]
         )
     finally:
+        if syncs is not None:
+            syncs.stop()  # before the outbox closes: its run ends after the batch in progress
         if bigquery is not None:
             bigquery.stop()
         prepared.close()

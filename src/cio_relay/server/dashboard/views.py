@@ -2,8 +2,9 @@
 
 Pages: ``/dashboard`` (environment, outbox depth, throughput over the last hour, latest dead
 letters, recent webhooks, funnel), ``/dashboard/dead-letters`` (filter, paginate, replay, purge),
-``/dashboard/webhooks``. Everything reads through ``count``/``limit``/``offset``, never a whole
-table, so the pages stay fast with a million operations waiting.
+``/dashboard/webhooks``, ``/dashboard/syncs`` (the bulk syncs' last runs, ``syncs.py``).
+Everything reads through ``count``/``limit``/``offset``, never a whole table, so the pages stay
+fast with a million operations waiting.
 
 Auth: the same API keys. A browser logs in once (``/dashboard/login``) and gets a session cookie
 (HttpOnly, SameSite=Strict, an HMAC, never the key; see ``server/auth.py``); scripts may send the
@@ -50,6 +51,7 @@ from cio_relay.server.auth import SESSION_COOKIE, SESSION_SECONDS, ApiKeys, Prin
 from cio_relay.server.dashboard.charts import funnel_chart, throughput_chart
 from cio_relay.server.dashboard.sessions import RevokedSessions
 from cio_relay.server.dashboard.sources import FunnelSource, RecentWebhooks
+from cio_relay.server.dashboard.syncs import SyncRuns
 from cio_relay.server.dashboard.throttle import LoginThrottle, client_key
 
 __all__ = ["PAGE_SIZE", "Dashboard"]
@@ -179,6 +181,7 @@ class Dashboard:
         self._always_secure = settings.env == "production" if forced is None else forced
         self._templates = _environment()
         self._bigquery = _bigquery_state(settings)
+        self.sync_runs = SyncRuns(outbox)
 
     def routes(self) -> list[Route]:
         return [
@@ -187,6 +190,7 @@ class Dashboard:
             Route("/dashboard/dead-letters/replay", self.replay, methods=["POST"]),
             Route("/dashboard/dead-letters/purge", self.purge, methods=["POST"]),
             Route("/dashboard/webhooks", self.recent_webhooks, methods=["GET"]),
+            Route("/dashboard/syncs", self.syncs, methods=["GET"]),
             Route("/dashboard/login", self.login_page, methods=["GET"]),
             Route("/dashboard/login", self.login, methods=["POST"]),
             Route("/dashboard/logout", self.logout, methods=["POST"]),
@@ -340,6 +344,14 @@ class Dashboard:
             prev_url=f"?offset={max(0, offset - PAGE_SIZE)}" if offset else None,
             next_url=f"?offset={offset + PAGE_SIZE}" if offset + PAGE_SIZE < total else None,
         )
+
+    @_unavailable_is_503
+    async def syncs(self, request: Request) -> Response:
+        principal = self._principal(request)
+        if principal is None:
+            return self._to_login(request)
+        view = await _stored("user sync state", self.sync_runs.view)
+        return self._render(request, "syncs.html", principal=principal, view=view)
 
     # --- actions ------------------------------------------------------------------------------
 
