@@ -436,6 +436,36 @@ def test_the_overlap_catches_a_row_that_committed_late_with_an_older_updated_at(
                 assert held == {str(p): {"name": f"p{p}"} for p in (1, 2, 3, 4)}  # 9 missed
 
 
+def test_the_watermark_survives_many_incremental_runs_that_read_nothing(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE users (id integer PRIMARY KEY, name text, updated_at timestamptz)"
+        )
+        for person, seconds in ((1, 10), (2, 20), (3, 30)):
+            conn.execute(
+                "INSERT INTO users VALUES (%s, %s, %s)", [person, f"p{person}", at(seconds)]
+            )
+    spec = users_spec(postgres_url, mode="incremental", updated_at_column="updated_at", overlap=0.0)
+    outbox = SqliteOutbox(tmp_path / "outbox.db")
+    try:
+        users = UserRepository(outbox)
+        assert BulkSync(users, spec).run().watermark == at(30).timestamp()
+        # A quiet hour of a sync scheduled every minute: nothing changes, nothing is read.
+        for _minute in range(60):
+            quiet = BulkSync(users, spec).run()
+            assert (quiet.since, quiet.rows_read) == (at(30).timestamp(), 0)
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute("INSERT INTO users VALUES (4, 'p4', %s)", [at(40)])
+        source = RecordingSource(open_source(spec))
+        after_quiet = BulkSync(users, spec, source).run()
+        assert source.reads == [(None, at(30).timestamp())]  # not the whole table again
+        assert (after_quiet.rows_read, after_quiet.added) == (1, 1)
+    finally:
+        outbox.close()
+
+
 # --- 4. preferences: a signed subscription webhook for a bulk-synced person ---------------------
 
 
