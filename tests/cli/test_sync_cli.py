@@ -3,17 +3,22 @@ SQLite outbox (``CIO_RELAY_OUTBOX``), syncs named in a syncs file or given as fl
 
 from __future__ import annotations
 
+import re
+import secrets
 import sqlite3
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner, Result
 
 from cio_relay.cli import app
 from cio_relay.operations import Operation
 from cio_relay.outbox.factory import open_outbox
+from tests.cli.helpers import Child, clean_env, wait_for
+from tests.cli.test_run import DELIVERY, START
 from tests.fixtures.redis_server import RedisServer
 from tests.sync.conftest import take_all
 
@@ -249,3 +254,35 @@ def test_a_redis_outbox_is_refused_in_one_line_naming_the_setting(
     assert result.stderr.startswith("configuration error: user sync keeps its state")
     assert "CIO_RELAY_OUTBOX" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_cio_relay_run_schedules_the_sync_and_delivers_its_people(place: Place) -> None:
+    """End to end in a child process, sandbox mode: the syncs file's sync with ``every`` runs
+    at start, and its people reach the bundled emulator."""
+    place.syncs.write_text(
+        f'[[sync]]\nname = "users"\nsource = "{place.source_url}"\ntable = "people"\nevery = 3600\n'
+    )
+    env = clean_env(
+        CIO_RELAY_API_KEYS="cli-" + secrets.token_hex(16),
+        CIO_RELAY_OUTBOX=place.outbox_url,
+        CIO_RELAY_SYNCS=str(place.syncs),
+    )
+    child = Child(["run", "--port", "0"], cwd=place.root, env=env)
+    try:
+        banner = child.read_until("Delivering until Ctrl-C", START)
+        emulator = re.search(r"bundled\s+emulator\s+at\s+(http://127\.0\.0\.1:\d+)", banner)
+        assert emulator is not None, banner
+        child.read_log_until("bulk sync users completed", START)
+        with httpx.Client(base_url=emulator.group(1), timeout=10) as inspect:
+
+            def delivered() -> bool:
+                person = inspect.get("/_emulator/people/2")
+                return (
+                    person.status_code == 200 and person.json()["attributes"].get("plan") == "free"
+                )
+
+            assert wait_for(delivered, DELIVERY), "the synced people never reached the emulator"
+    finally:
+        code = child.stop(START)
+    assert code == 0, child.output
+    assert "bulk syncs scheduled: users every 3600 s" in child.output
