@@ -635,3 +635,35 @@ def test_a_table_keyed_by_email_syncs_people_identified_by_email(
         grace = users.get({"email": "grace@example.com"})
         assert grace is not None and grace.attributes == {"name": "Grace"}
         assert users.get({"email": "linus@example.com"}) is None
+
+
+# --- values PostgreSQL holds and Python's datetime cannot -------------------------------------
+
+
+def test_an_infinite_timestamp_is_one_invalid_row_not_a_stopped_run(
+    postgres_url: str, emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    # 'infinity' is a common "never expires"; psycopg's default loaders refuse it (DataError).
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE users (id integer PRIMARY KEY, name text, valid_until timestamptz,"
+            " born date)"
+        )
+        conn.execute(
+            "INSERT INTO users VALUES (1, 'Ada', '2030-01-01 00:00Z', '1815-12-10'),"
+            " (2, 'Grace', 'infinity', NULL), (3, 'Linus', NULL, '-infinity'),"
+            " (4, 'Ken', NULL, NULL)"
+        )
+    with relay_to(emulator, tmp_path / "outbox.db") as relay:
+        users = UserRepository(relay)
+        run = BulkSync(users, users_spec(postgres_url)).run()
+        assert (run.status, run.rows_read, run.added, run.invalid) == ("completed", 4, 2, 2)
+        assert {(e.person, e.field) for e in run.errors} == {
+            ("2", "attributes.valid_until"),
+            ("3", "attributes.born"),
+        }
+        drained(relay)
+    assert people_at(emulator) == {
+        "1": {"name": "Ada", "valid_until": 1_893_456_000, "born": "1815-12-10"},
+        "4": {"name": "Ken"},
+    }
