@@ -154,3 +154,21 @@ def test_without_scheduled_syncs_there_is_no_scheduler_and_a_bad_file_stops_the_
     broken.write_text('[[sync]]\nname = "x"\nsource = "people.csv"\nevery = -1\n')
     with pytest.raises(ConfigError, match=r"\[\[sync\]\] #1 \(x\): every: Input should be"):
         start_sync_scheduler(Settings(syncs=broken), service.relay, service.metrics)
+
+
+def test_over_a_redis_outbox_the_syncs_page_says_why_user_sync_is_off(
+    redis_outbox: Outbox, tmp_path: Path, api_key: str
+) -> None:
+    app = create_app(
+        Settings(api_keys=api_key, data_dir=tmp_path),
+        outbox=redis_outbox,
+        run_workers=False,
+        idempotency_path=tmp_path / "i.db",
+    )
+    with serve(app) as url:
+        page = httpx.get(f"{url}/dashboard/syncs", headers={"Authorization": f"Bearer {api_key}"})
+    assert page.status_code == 200
+    assert 'id="syncs-unavailable"' in page.text
+    assert "User sync is off: user sync keeps its state" in page.text
+    assert "CIO_RELAY_OUTBOX" in page.text
+    assert 'id="sync-runs"' not in page.text
