@@ -466,6 +466,67 @@ def test_the_watermark_survives_many_incremental_runs_that_read_nothing(
         outbox.close()
 
 
+class ConnectionLost(Exception):
+    pass
+
+
+class FailingSource(RecordingSource):
+    """A real source that fails after ``batches`` batches, as a dropped connection would."""
+
+    def __init__(self, source: Source, batches: int) -> None:
+        super().__init__(source)
+        self.left = batches
+
+    def batches(
+        self, *, after: Any | None, since: float | None, batch_size: int
+    ) -> Iterator[list[SourceRow]]:
+        for batch in super().batches(after=after, since=since, batch_size=batch_size):
+            if self.left == 0:
+                raise ConnectionLost("server closed the connection unexpectedly")
+            self.left -= 1
+            yield batch
+
+
+def test_a_resumed_incremental_run_does_not_skip_rows_updated_before_its_checkpoint(
+    postgres_url: str, emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE users (id integer PRIMARY KEY, name text, updated_at timestamptz)"
+        )
+        for person in range(1, 7):
+            conn.execute(
+                "INSERT INTO users VALUES (%s, %s, %s)", [person, f"p{person}", at(person)]
+            )
+    spec = users_spec(
+        postgres_url, mode="incremental", updated_at_column="updated_at", overlap=10.0, batch_size=2
+    )
+    with relay_to(emulator, tmp_path / "outbox.db") as relay:
+        users = UserRepository(relay)
+        BulkSync(users, spec).run()
+        # Every row changes; the next run fails after its first batch (people 1 and 2).
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute("UPDATE users SET name = name || '+', updated_at = updated_at + '100 s'")
+        with pytest.raises(ConnectionLost):
+            BulkSync(users, spec, FailingSource(open_source(spec), 1)).run()
+        assert users.store.runs(spec.name)[0].last_key == 2
+        # Before it is resumed (a restart minutes later), person 1, behind the checkpoint,
+        # changes; then person 5, ahead of it, further apart in time than the overlap.
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE users SET name = 'p1 again', updated_at = %s WHERE id = 1", [at(200)]
+            )
+            conn.execute(
+                "UPDATE users SET name = 'p5 again', updated_at = %s WHERE id = 5", [at(900)]
+            )
+        BulkSync(users, spec).run()  # the resumed run reads people 3 to 6
+        BulkSync(users, spec).run()  # the next run, from its watermark less the overlap
+        drained(relay)
+    with psycopg.connect(postgres_url) as conn:
+        table: dict[str, str] = dict(conn.execute("SELECT id::text, name FROM users").fetchall())
+    assert people_at(emulator) == {person: {"name": name} for person, name in table.items()}
+
+
 # --- 4. preferences: a signed subscription webhook for a bulk-synced person ---------------------
 
 
