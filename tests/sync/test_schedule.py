@@ -208,3 +208,45 @@ def test_the_metrics_count_rows_once_runs_by_status_and_the_last_completion(
         "cio_relay_sync_last_completed_timestamp_seconds", {"sync": "people"}
     )
     assert last == 50_000.0 + EVERY
+
+
+def test_a_store_that_fails_outside_the_run_fails_the_attempt_and_keeps_the_schedule(
+    users: UserRepository, tmp_path: Path
+) -> None:
+    url = people_db(tmp_path / "app.db", 3)
+    clock = FakeClock()
+    heard, schedule = scheduler(users, [spec(url)], clock)
+    real_runs = users.store.runs
+
+    def unreadable(*args: Any, **kwargs: Any) -> Any:
+        raise sqlite3.OperationalError("database is locked")
+
+    users.store.runs = unreadable  # type: ignore[method-assign]
+    (failed,) = schedule.tick()
+    users.store.runs = real_runs  # type: ignore[method-assign]
+
+    assert (failed.outcome, failed.run, failed.error) == (
+        "failed",
+        None,
+        "OperationalError: database is locked",
+    )
+    assert heard == [failed]
+    assert schedule.seconds_to_next() == EVERY  # not due again at once: no busy loop
+    clock.advance(EVERY)
+    (completed,) = schedule.tick()
+    assert (completed.outcome, completed.rows["added"]) == ("completed", 3)
+
+
+def test_the_thread_runs_a_due_sync_at_once_and_stop_ends_its_wait(
+    users: UserRepository, tmp_path: Path
+) -> None:
+    url = people_db(tmp_path / "app.db", 3)
+    ran = threading.Event()
+    schedule = SyncScheduler(users, [spec(url)], on_attempt=lambda attempt: ran.set())
+
+    schedule.start()
+    assert ran.wait(30), "the scheduler thread did not run the due sync"
+    assert schedule.running  # waiting for the next interval
+    schedule.stop()  # wakes the wait: no interval to sit out
+    assert not schedule.running
+    assert [run.status for run in users.store.runs("people")] == ["completed"]

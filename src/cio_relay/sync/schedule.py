@@ -117,29 +117,26 @@ class SyncScheduler:
 
     def run_now(self, spec: SyncSpec) -> SyncAttempt:
         """One attempt at ``spec``, reported to ``on_attempt``; it is next due ``every``
-        seconds from now."""
-        before = _resumable(self.users, spec)
+        seconds from now. Whatever fails in it (the source, the store) fails the attempt only."""
+        every = spec.every or 0.0
         started = self._clock()
-        sync = BulkSync(
-            self.users,
-            spec,
-            self._sources(spec) if self._sources is not None else None,
-            clock=self._clock,
-            stop=self._stop,
-        )
+        before = run = None
         outcome: AttemptOutcome = "completed"
         error = None
         try:
-            run: SyncRun | None = sync.run(on_progress=self._check_stop)
+            before = _resumable(self.users, spec)
+            source = self._sources(spec) if self._sources is not None else None
+            sync = BulkSync(self.users, spec, source, clock=self._clock, stop=self._stop)
+            run = sync.run(on_progress=self._check_stop)
         except Exception as exc:
             outcome = "stopped" if self._stop.is_set() else "failed"
             error = f"{type(exc).__name__}: {exc}"[:500]
-            run = _latest(self.users, spec.name)
+            run = _latest_or_none(self.users, spec.name)
+        # From the attempt's end, so a slow run never piles up behind itself.
+        self.next_due[spec.name] = self._clock() + every
         seconds = max(0.0, self._clock() - started)
-        assert spec.every is not None
-        self.next_due[spec.name] = self._clock() + spec.every
         attempt = SyncAttempt(spec.name, outcome, run, seconds, _rows(before, run), error)
-        self._report(attempt, spec.every)
+        self._report(attempt, every)
         return attempt
 
     def seconds_to_next(self) -> float:
@@ -158,6 +155,11 @@ class SyncScheduler:
                 target=self._run_forever, name="cio-relay-syncs", daemon=True
             )
             self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        """Whether the thread is alive (running a sync or waiting for the next one)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def stop(self) -> None:
         """Stop after the batch in progress; waits for the thread a bounded time (a source
@@ -208,6 +210,14 @@ class SyncScheduler:
 def _latest(users: UserRepository, name: str) -> SyncRun | None:
     runs = users.store.runs(name, limit=1)
     return runs[0] if runs else None
+
+
+def _latest_or_none(users: UserRepository, name: str) -> SyncRun | None:
+    """The latest run, or None when even the store cannot say (it is what just failed)."""
+    try:
+        return _latest(users, name)
+    except Exception:
+        return None
 
 
 def _resumable(users: UserRepository, spec: SyncSpec) -> SyncRun | None:
