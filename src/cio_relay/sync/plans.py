@@ -92,15 +92,19 @@ def sync_plan(build: OperationFactory, person_id: str, wanted: Wanted, now: floa
     def plan(current: UserState | None) -> Change | None:
         if current is not None and current.attributes_hash == hashed:
             return None
-        before = {} if current is None else current.attributes
+        if current is None:  # a new person: everything is sent
+            state = UserState(person_id, wanted_attributes, hashed, updated_at=now)
+            return Change(state, _identifies(build, person_ref(person_id), wanted_attributes))
+        before = current.attributes
         sent = {
             k: v
             for k, v in wanted_attributes.items()
             if k not in before or canonical_json(before[k]) != canonical_json(v)
         }
         sent.update((k, CLEARED) for k in before if k not in wanted_attributes)
-        base = current or UserState(person_id)
-        state = replace(base, attributes=wanted_attributes, attributes_hash=hashed, updated_at=now)
+        state = replace(
+            current, attributes=wanted_attributes, attributes_hash=hashed, updated_at=now
+        )
         return Change(state, _identifies(build, person_ref(person_id), sent))
 
     return plan
@@ -109,9 +113,9 @@ def sync_plan(build: OperationFactory, person_id: str, wanted: Wanted, now: floa
 def _identifies(
     build: OperationFactory, person: PersonRef, attributes: dict[str, Any]
 ) -> tuple[Operation, ...]:
-    items = list(attributes.items())
-    if len(items) <= _KEYS_PER_IDENTIFY:
+    if len(attributes) <= _KEYS_PER_IDENTIFY:
         return (build.identify(person, attributes),)
+    items = list(attributes.items())
     return tuple(
         build.identify(person, dict(items[start : start + _KEYS_PER_IDENTIFY]))
         for start in range(0, len(items), _KEYS_PER_IDENTIFY)
