@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -49,6 +50,7 @@ from cio_relay.relay import Relay
 from cio_relay.serving import BackgroundServer, bind_socket
 from cio_relay.sync import PREFERENCE_PATTERNS, UserRepository, preference_handler
 from cio_relay.sync.bulk import BulkSync
+from cio_relay.sync.runs import SyncRun
 from cio_relay.sync.sources import Source, SourceRow, open_source
 from cio_relay.sync.spec import SyncSpec
 from cio_relay.webhooks.pipeline import WebhookPipeline
@@ -367,6 +369,50 @@ def test_an_erasure_pass_killed_with_sigkill_resumes_erasing_each_removed_person
         kinds.setdefault(int(op.identifiers["id"]), []).append(op.kind)
     assert sorted(kinds) == list(range(501, 1501))  # every removed person, nobody else
     assert all(sent == [Kind.SUPPRESS, Kind.DELETE] for sent in kinds.values())  # each once
+
+
+class GatedSource(RecordingSource):
+    """A real source whose read waits for ``gate``; ``arrived`` is set once the run reached it
+    (and so chose its run id)."""
+
+    def __init__(self, source: Source) -> None:
+        super().__init__(source)
+        self.arrived, self.gate = threading.Event(), threading.Event()
+
+    def batches(
+        self, *, after: Any | None, since: float | None, batch_size: int
+    ) -> Iterator[list[SourceRow]]:
+        self.arrived.set()
+        assert self.gate.wait(60), "the gate was never opened"
+        yield from super().batches(after=after, since=since, batch_size=batch_size)
+
+
+def test_two_runs_of_one_sync_at_once_never_erase_people_still_in_the_table(
+    postgres_url: str, emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """Say ``cio-relay sync run`` by hand while the scheduler of ``cio-relay run`` runs the
+    same sync: two processes on one outbox file, each run with its own run id."""
+    fill_users(postgres_url, 30)
+    spec = users_spec(postgres_url, removed="delete", batch_size=10)
+    outbox_path = tmp_path / "outbox.db"
+    with relay_to(emulator, outbox_path) as relay, relay_to(emulator, outbox_path) as other:
+        # The other run starts first and waits on its first read; this one reads the table.
+        slow = GatedSource(open_source(spec))
+        other_run = threading.Thread(target=BulkSync(UserRepository(other), spec, slow).run)
+        other_run.start()
+        assert slow.arrived.wait(60)
+        ran_other: list[bool] = []
+
+        def on_progress(run: SyncRun) -> None:
+            if run.rows_read == 30 and not ran_other:  # read to the end, not yet removing
+                ran_other.append(True)
+                slow.gate.set()
+                other_run.join(60)
+
+        BulkSync(UserRepository(relay), spec).run(on_progress=on_progress)
+        assert ran_other and not other_run.is_alive()
+        drained(relay)
+        assert set(people_at(emulator)) == {str(person) for person in range(1, 31)}
 
 
 # --- 3. the watermark's overlap catches a row that committed late ------------------------------
