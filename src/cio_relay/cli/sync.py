@@ -7,46 +7,40 @@ model behind both. ``run`` only enqueues: ``cio-relay run`` or ``cio-relay worke
 
 Everything a user may get wrong (a syncs file, a source URL, an outbox that cannot hold the
 sync state) is one line on stderr and exit status 2, never a traceback and never a password
-(sources describe themselves without it). A run that fails is recorded with its checkpoint,
-summarised, and exits 1; the next ``run`` resumes it.
+(sources describe themselves without it); an outbox that cannot be reached now is one line
+and exit status 1. A run that fails is recorded with its checkpoint, summarised, and exits 1;
+the next ``run`` resumes it. The tables are in sync_tables.py.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from rich.text import Text
 
+from cio_relay.cli.sync_tables import errors_table, one_line, plan_tables, run_summary, runs_text
 from cio_relay.plain_text import plain_text
 
 if TYPE_CHECKING:
     from cio_relay.config import Settings
     from cio_relay.sync import UserRepository
-    from cio_relay.sync.bulk import SyncPlan
-    from cio_relay.sync.runs import RowError, SyncRun
+    from cio_relay.sync.runs import SyncRun
     from cio_relay.sync.spec import SyncSpec
 
-__all__ = ["errors_table", "plan_tables", "run_summary", "runs_text", "sync_app"]
+__all__ = ["sync_app"]
 
 sync_app = typer.Typer(
     help="Bulk sync people from a database or file (PostgreSQL, SQLite, CSV, Parquet).",
     no_args_is_help=True,
 )
 
-#: Row errors printed after a run or a plan (the run record keeps up to ERRORS_KEPT).
-ERRORS_SHOWN = 10
-_COUNTS = ("added", "changed", "unchanged", "invalid", "removed")
-_CELL = 160
 
 _NAME = typer.Argument(None, help="A sync of the syncs file (or describe one with --source).")
 _SYNCS = typer.Option(None, "--syncs", help="The syncs file (default: CIO_RELAY_SYNCS).")
@@ -122,7 +116,7 @@ def _repository(settings: Settings) -> Iterator[UserRepository]:
         raise
     except Exception as exc:  # Redis down, a disk error: say which outbox and why, briefly
         where = without_password(settings.outbox_url)
-        reason = _one_line(f"{type(exc).__name__}: {exc}")
+        reason = one_line(f"{type(exc).__name__}: {exc}")
         raise _Unreachable(f"the outbox {where} cannot be opened ({reason})") from None
     try:
         yield UserRepository(Relay(settings, outbox=outbox))
@@ -203,7 +197,7 @@ def sync_run(
     if run.errors:
         console.print(errors_table(run.errors, run.invalid))
     if failure is not None:
-        message = Text.assemble(("sync failed: ", "red"), plain_text(_one_line(failure)))
+        message = Text.assemble(("sync failed: ", "red"), plain_text(one_line(failure)))
         message.append(f"; `cio-relay sync run {spec.name}` resumes from its checkpoint")
         Console(stderr=True).print(message)
         raise typer.Exit(1)
@@ -331,111 +325,3 @@ def sync_reset(
             f"forgot {forgotten} runs of ", plain_text(name), "; the next run starts over"
         )
     )
-
-
-# --- tables ---------------------------------------------------------------------------------
-
-
-def run_summary(spec: SyncSpec, run: SyncRun, seconds: float) -> Table:
-    """One run's outcome: counts, operations, checkpoint, watermark, duration."""
-    from cio_relay.sync.sources import without_password
-
-    title = Text.assemble(
-        "sync ",
-        plain_text(spec.name),
-        f" ({run.mode}) from ",
-        plain_text(without_password(spec.source)),
-    )
-    view = Table(title=title, box=box.SIMPLE_HEAD, show_header=False)
-    view.add_column("", style="bold")
-    view.add_column("", justify="right")
-    status_style = {"completed": "green", "failed": "red"}.get(run.status, "yellow")
-    view.add_row("status", Text(run.status, style=status_style))
-    view.add_row("rows read", f"{run.rows_read:,}")
-    for count in _COUNTS:
-        view.add_row(count, f"{getattr(run, count):,}")
-    view.add_row("operations enqueued", f"{run.operations:,}")
-    view.add_row("checkpoint (last key)", _cell(run.last_key))
-    view.add_row("watermark", _when(run.watermark))
-    view.add_row("duration", f"{seconds:.1f} s")
-    return view
-
-
-def errors_table(errors: Sequence[RowError], total: int) -> Table:
-    """The first row errors (person, field, limit, size, message)."""
-    shown = errors[:ERRORS_SHOWN]
-    title = f"row errors: {len(shown)} of {total:,} (tried again next run)"
-    view = Table(title=title, box=box.SIMPLE_HEAD)
-    for header in ("person", "field", "limit", "size", "message"):
-        view.add_column(header, justify="right" if header in ("limit", "size") else "left")
-    for error in shown:
-        view.add_row(
-            _cell(error.person),
-            _cell(error.field),
-            "" if error.limit is None else f"{error.limit:,}",
-            "" if error.size is None else f"{error.size:,}",
-            _cell(error.message),
-        )
-    return view
-
-
-def plan_tables(plan: SyncPlan) -> list[Table]:
-    """A dry run: the counts, a few samples of each outcome (what a change would send), and
-    the row errors."""
-    counts = Table(title=Text.assemble("plan of sync ", plain_text(plan.name), f" ({plan.mode})"))
-    for outcome in _COUNTS:
-        counts.add_column(outcome, justify="right")
-    counts.add_row(*(f"{plan.counts[outcome]:,}" for outcome in _COUNTS))
-    samples = Table(title="samples", box=box.SIMPLE_HEAD)
-    for header in ("outcome", "person", "attributes it would send"):
-        samples.add_column(header)
-    for outcome in _COUNTS:
-        for sample in plan.samples.get(outcome, ()):
-            samples.add_row(outcome, _cell(sample["person"]), _attributes(sample["attributes"]))
-    tables = [counts, samples]
-    if plan.errors:
-        tables.append(errors_table(plan.errors, plan.counts["invalid"]))
-    return tables
-
-
-def runs_text(runs: Sequence[SyncRun]) -> Text:
-    """Runs, newest first, a few lines each (a table of a dozen columns would not fit a
-    terminal): when and how it ended, the counts, the checkpoint and watermark, the error."""
-    text = Text()
-    for run in runs:
-        style = {"completed": "green", "failed": "red"}.get(run.status, "yellow")
-        ended = f" → {_when(run.finished_at)}" if run.finished_at is not None else ""
-        text.append_text(plain_text(run.name))
-        text.append(f"  {_when(run.started_at)}{ended} UTC  ({run.mode})  ")
-        text.append(run.status, style=style)
-        counts = " · ".join(f"{count} {getattr(run, count):,}" for count in _COUNTS)
-        text.append(f"\n  read {run.rows_read:,} · {counts}")
-        text.append(f"\n  operations {run.operations:,} · checkpoint (last key) ")
-        text.append_text(_cell("—" if run.last_key is None else run.last_key))
-        text.append(f" · watermark {_when(run.watermark) or '—'}")
-        if run.error:
-            text.append("\n  error: ", style="red")
-            text.append_text(_cell(_one_line(run.error)))
-        text.append("\n")
-    return text
-
-
-def _one_line(message: str) -> str:
-    return " ".join(message.split())
-
-
-def _cell(value: Any) -> Text:
-    text = "" if value is None else str(value)
-    return plain_text(text if len(text) <= _CELL else text[: _CELL - 1] + "…")
-
-
-def _attributes(attributes: dict[str, Any]) -> Text:
-    from cio_relay.kept_json import dumps
-
-    return _cell(dumps(attributes).decode() if attributes else "—")
-
-
-def _when(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
