@@ -25,6 +25,9 @@ Series (all prefixed ``cio_relay_``):
   day sent: ``loaded``, or ``failed`` with its reason), and from its load state at scrape time
   ``bigquery_days{status}`` (loaded, failed, loading), ``bigquery_failing_days{reason}``,
   ``bigquery_last_load_timestamp_seconds`` and ``bigquery_state_up``.
+- With scheduled bulk syncs (``CIO_RELAY_SYNCS``): ``sync_rows_total{sync,outcome}``,
+  ``sync_runs_total{sync,status}``, ``sync_run_duration_seconds{sync}`` and
+  ``sync_last_completed_timestamp_seconds{sync}`` (``sync_metrics.py``, in the same registry).
 
 Each ``Metrics`` owns its registry, so several apps (tests) never share counters.
 """
