@@ -774,3 +774,31 @@ def test_an_infinite_timestamp_is_one_invalid_row_not_a_stopped_run(
         "1": {"name": "Ada", "valid_until": 1_893_456_000, "born": "1815-12-10"},
         "4": {"name": "Ken"},
     }
+
+
+@pytest.mark.parametrize("removed", ["clear", "delete"])
+def test_an_email_whose_case_changes_in_the_table_stays_the_same_person(
+    postgres_url: str, emulator: EmulatorServer, tmp_path: Path, removed: str
+) -> None:
+    # Customer.io compares emails without case (customerio-api.md §2): the old spelling
+    # leaving the table is not a person leaving it.
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE contacts (email text PRIMARY KEY, name text, plan text)")
+        conn.execute("INSERT INTO contacts VALUES ('Ada@Example.com', 'Ada', 'pro')")
+    spec = SyncSpec(
+        source=postgres_url,
+        table="contacts",
+        id_column="email",
+        id_type="email",
+        removed=removed,
+    )
+    with relay_to(emulator, tmp_path / "outbox.db") as relay:
+        users = UserRepository(relay)
+        BulkSync(users, spec).run()
+        drained(relay)
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute("UPDATE contacts SET email = lower(email)")  # the app normalizes
+        BulkSync(users, spec).run()
+        drained(relay)
+    held = {email.lower(): attributes for email, attributes in people_at(emulator).items()}
+    assert held == {"ada@example.com": {"name": "Ada", "plan": "pro"}}
