@@ -802,3 +802,33 @@ def test_an_email_whose_case_changes_in_the_table_stays_the_same_person(
         drained(relay)
     held = {email.lower(): attributes for email, attributes in people_at(emulator).items()}
     assert held == {"ada@example.com": {"name": "Ada", "plan": "pro"}}
+
+
+@pytest.mark.parametrize(
+    ("column", "bad_value"),
+    [("score", "NaN"), ("name", "x" * 2_000)],  # a value JSON cannot carry; one over a limit
+)
+def test_a_synced_persons_row_turned_invalid_is_reported_not_removed(
+    postgres_url: str, emulator: EmulatorServer, tmp_path: Path, column: str, bad_value: str
+) -> None:
+    insert_people(postgres_url, (1, "Ada", 36), (2, "Grace", 45))
+    spec = users_spec(postgres_url, removed="delete")
+    with relay_to(emulator, tmp_path / "outbox.db") as relay:
+        users = UserRepository(relay)
+        BulkSync(users, spec).run()
+        drained(relay)
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("UPDATE users SET {} = %s WHERE id = 2").format(sql.Identifier(column)),
+                [bad_value],
+            )
+        run = BulkSync(users, spec).run()
+        assert (run.invalid, run.removed) == (1, 0)
+        assert run.errors[0].person == "2" and run.errors[0].field == f"attributes.{column}"
+        drained(relay)
+        assert users.get("2") is not None
+    # Still in the table: Customer.io keeps the last good attributes until the row is fixed.
+    assert people_at(emulator) == {
+        "1": {"name": "Ada", "age": 36},
+        "2": {"name": "Grace", "age": 45},
+    }
