@@ -128,6 +128,13 @@ def test_every_route_needs_the_bearer_key(base_url: str) -> None:
     assert [a.status_code for a in answers] == [401] * 4
 
 
+def test_other_methods_are_refused_as_the_router_would(http: httpx.Client) -> None:
+    refused = http.post("/v1/users/u1", json={"attributes": {}})
+    assert refused.status_code == 405
+    assert refused.headers["Allow"] == "DELETE, GET, PUT"
+    assert http.get("/v1/users/u1/preferences").headers["Allow"] == "PUT"
+
+
 def test_an_idempotency_key_replays_the_first_answer(http: httpx.Client, outbox: Outbox) -> None:
     keyed = {"Idempotency-Key": "prefs-1"}
     body = {"unsubscribed": True}
