@@ -440,7 +440,7 @@ class SyncUserBody(_Body):
     synced before and absent now are cleared (so an empty object clears them all)."""
 
     attributes: JsonObject = Field(
-        description="Every attribute the person should have (null or \"\" means absent)"
+        description='Every attribute the person should have (null or "" means absent)'
     )
 
 
