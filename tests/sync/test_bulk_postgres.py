@@ -5,14 +5,19 @@ Every test reads a table of the ``postgres_server`` fixture (initdb + pg_ctl, no
 session's emulator on a 127.0.0.1 socket, then reads the people back from ``/_emulator/people``:
 
 - random sequences of inserts, updates (a value changed, a value set to NULL), deletes and
-  syncs end, after each sync, with the emulator holding exactly the table (hypothesis);
-- a run SIGKILLed partway (between two batches, or inside a batch's transaction) resumes from
-  its checkpoint with the same run id, and every person is in the outbox exactly once;
+  syncs (some failing partway and resumed by the next) end, after each fresh sync, with the
+  emulator holding exactly the table (hypothesis), removed people cleared or erased;
+- a run SIGKILLed partway (between two batches, inside a batch's transaction, or while it
+  erases removed people) resumes from its checkpoint with the same run id, and every person
+  is in the outbox exactly once;
 - the incremental watermark's overlap catches a row that committed late with an older
-  ``updated_at``; without an overlap it is missed;
+  ``updated_at``; without an overlap it is missed; it survives runs that read nothing, and a
+  resumed incremental run misses no row;
 - a bulk-synced person's preferences follow a signed subscription webhook;
-- a person deleted from the table is suppressed, then deleted, at the emulator;
-- a table keyed by email syncs people identified by email.
+- a person deleted from the table is suppressed, then deleted, at the emulator; nobody still in
+  the table is ever removed (two runs at once, a row turned invalid, an email's case);
+- a table keyed by email syncs people identified by email; a value Python cannot hold
+  (``'infinity'``) is one invalid row.
 """
 
 from __future__ import annotations
@@ -136,6 +141,27 @@ class RecordingSource:
         self.source.close()
 
 
+class ConnectionLost(Exception):
+    pass
+
+
+class FailingSource(RecordingSource):
+    """A real source that fails after ``batches`` batches, as a dropped connection would."""
+
+    def __init__(self, source: Source, batches: int) -> None:
+        super().__init__(source)
+        self.left = batches
+
+    def batches(
+        self, *, after: Any | None, since: float | None, batch_size: int
+    ) -> Iterator[list[SourceRow]]:
+        for batch in super().batches(after=after, since=since, batch_size=batch_size):
+            if self.left == 0:
+                raise ConnectionLost("server closed the connection unexpectedly")
+            self.left -= 1
+            yield batch
+
+
 @pytest.fixture(scope="module")
 def shared_emulator(_emulator_session: EmulatorServer) -> EmulatorServer:
     """The session's emulator, reset by each hypothesis example itself."""
@@ -180,8 +206,10 @@ STEP = st.one_of(
         lambda column: st.tuples(st.just("set"), IDS, st.just(column), st.none() | VALUES[column])
     ),
     st.tuples(st.just("delete"), IDS),
-    st.just(("sync",)),
+    # A sync, or one whose source fails after that many batches (resumed by the next sync).
+    st.tuples(st.just("sync"), st.none() | st.integers(0, 1)),
 )
+BATCH = 3
 
 
 def sent_as(column: str, value: Any) -> Any:
@@ -241,9 +269,10 @@ def test_after_every_sync_the_emulator_holds_exactly_the_table(
 ) -> None:
     emulator = shared_emulator
     reset(emulator)
-    spec = users_spec(module_database, removed=removed)
+    spec = users_spec(module_database, removed=removed, batch_size=BATCH)
     table: dict[int, dict[str, Any]] = {}
-    synced: set[int] = set()  # everyone read by a sync so far
+    synced: set[int] = set()  # everyone a sync recorded so far
+    resuming, checkpoint = False, None  # a failed run to resume, and its last committed key
     with (
         tempfile.TemporaryDirectory() as directory,
         relay_to(emulator, Path(directory) / "outbox.db") as relay,
@@ -251,14 +280,29 @@ def test_after_every_sync_the_emulator_holds_exactly_the_table(
     ):
         conn.execute("TRUNCATE users")
         users = UserRepository(relay)
-        for step in [*steps, ("sync",)]:
+        # The last two syncs: one may resume a failed run, the other then starts afresh.
+        for step in [*steps, ("sync", None), ("sync", None)]:
             if step[0] != "sync":
                 write_step(conn, step, table)
                 continue
-            run = BulkSync(users, spec).run()
-            assert (run.status, run.rows_read, run.invalid) == ("completed", len(table), 0)
+            after = sorted(p for p in table if checkpoint is None or p > checkpoint)
+            fail_after = step[1]
+            source = None if fail_after is None else FailingSource(open_source(spec), fail_after)
+            try:
+                run = BulkSync(users, spec, source).run()
+            except ConnectionLost:  # the batches before the failure are recorded
+                recorded = after[: fail_after * BATCH]
+                synced |= set(recorded)
+                checkpoint = recorded[-1] if recorded else checkpoint
+                resuming = True
+                drained(relay)
+                continue
             drained(relay)
-            synced |= set(table)
+            synced |= set(after)
+            if resuming:  # rows changed behind the checkpoint wait for the next run
+                resuming, checkpoint = False, None
+                continue
+            assert (run.status, run.rows_read, run.invalid) == ("completed", len(table), 0)
             expected = {str(person): expected_attributes(row) for person, row in table.items()}
             if removed == "clear":  # still there, with every attribute cleared
                 expected.update({str(person): {} for person in synced - set(table)})
@@ -510,27 +554,6 @@ def test_the_watermark_survives_many_incremental_runs_that_read_nothing(
         assert (after_quiet.rows_read, after_quiet.added) == (1, 1)
     finally:
         outbox.close()
-
-
-class ConnectionLost(Exception):
-    pass
-
-
-class FailingSource(RecordingSource):
-    """A real source that fails after ``batches`` batches, as a dropped connection would."""
-
-    def __init__(self, source: Source, batches: int) -> None:
-        super().__init__(source)
-        self.left = batches
-
-    def batches(
-        self, *, after: Any | None, since: float | None, batch_size: int
-    ) -> Iterator[list[SourceRow]]:
-        for batch in super().batches(after=after, since=since, batch_size=batch_size):
-            if self.left == 0:
-                raise ConnectionLost("server closed the connection unexpectedly")
-            self.left -= 1
-            yield batch
 
 
 def test_a_resumed_incremental_run_does_not_skip_rows_updated_before_its_checkpoint(
