@@ -137,6 +137,9 @@ class RecordingSource:
         self.reads.append((after, since))
         return self.source.batches(after=after, since=since, batch_size=batch_size)
 
+    def newest_updated_at(self) -> float | None:
+        return self.source.newest_updated_at()
+
     def close(self) -> None:
         self.source.close()
 
@@ -855,3 +858,30 @@ def test_a_synced_persons_row_turned_invalid_is_reported_not_removed(
         "1": {"name": "Ada", "age": 36},
         "2": {"name": "Grace", "age": 45},
     }
+
+
+def test_two_rows_whose_emails_differ_only_in_case_are_one_person_reported_twice(
+    postgres_url: str, emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    # Distinct keys to PostgreSQL, one person to Customer.io; not adjacent in key order (the
+    # fixture's collation is C: capitals first), nor in one batch.
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE contacts (email text PRIMARY KEY, plan text)")
+        conn.execute(
+            "INSERT INTO contacts VALUES ('Ada@Example.com', 'pro'), ('Bob@example.com', 'free'),"
+            " ('ada@example.com', 'team')"
+        )
+    spec = SyncSpec(
+        source=postgres_url, table="contacts", id_column="email", id_type="email", batch_size=2
+    )
+    with relay_to(emulator, tmp_path / "outbox.db") as relay:
+        users = UserRepository(relay)
+        first = BulkSync(users, spec).run()
+        assert (first.added, first.invalid) == (2, 1)
+        assert first.errors[0].field == "email" and "twice" in first.errors[0].message
+        drained(relay)
+        # Synced again unchanged, the table sends nothing: no flip-flop between the two rows.
+        again = BulkSync(users, spec).run()
+        assert (again.operations, again.invalid) == (0, 1)
+    held = {email.lower(): attributes for email, attributes in people_at(emulator).items()}
+    assert set(held) == {"ada@example.com", "bob@example.com"}
