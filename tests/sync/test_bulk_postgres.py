@@ -885,3 +885,23 @@ def test_two_rows_whose_emails_differ_only_in_case_are_one_person_reported_twice
         assert (again.operations, again.invalid) == (0, 1)
     held = {email.lower(): attributes for email, attributes in people_at(emulator).items()}
     assert set(held) == {"ada@example.com", "bob@example.com"}
+
+
+def test_an_id_twice_across_a_batch_boundary_is_reported(
+    postgres_url: str, emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    # A query (or a table without a key) may yield an id twice; here the two rows fall in two
+    # batches.
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE signups (id integer, plan text)")
+        conn.execute("INSERT INTO signups VALUES (1, 'free'), (2, 'pro'), (2, 'team')")
+    spec = SyncSpec(source=postgres_url, query="SELECT id, plan FROM signups", batch_size=2)
+    with relay_to(emulator, tmp_path / "outbox.db") as relay:
+        users = UserRepository(relay)
+        first = BulkSync(users, spec).run()
+        assert (first.rows_read, first.added, first.invalid) == (3, 2, 1)
+        assert first.errors[0].person == "2" and "twice" in first.errors[0].message
+        drained(relay)
+        again = BulkSync(users, spec).run()
+        assert (again.operations, again.invalid) == (0, 1)
+    assert set(people_at(emulator)) == {"1", "2"}
