@@ -41,10 +41,9 @@ from cio_relay.backoff import growing_delays
 from cio_relay.clock import now_or
 from cio_relay.errors import LimitExceeded, OutboxFullError, ValidationError
 from cio_relay.operations import Operation
-from cio_relay.operations.ids import new_op_id
 from cio_relay.sync.plans import erase_plan, present_attributes, sync_plan
 from cio_relay.sync.repository import UserRepository
-from cio_relay.sync.runs import RowError, SourceMark, SyncRun
+from cio_relay.sync.runs import RowError, SourceMark, SyncRun, next_run_id
 from cio_relay.sync.sources import Source, SourceRow, Unconvertible, open_source
 from cio_relay.sync.spec import SyncSpec
 from cio_relay.sync.store import Change, Plan, UserState, person_key
@@ -55,8 +54,9 @@ __all__ = ["BulkSync", "SyncPlan"]
 SAMPLES = 5
 #: Waits (seconds) for room in a full outbox: the workers drain it in batches.
 _FULL_FIRST_WAIT, _FULL_MOST_WAIT = 0.05, 5.0
-#: A dry run's mark: no person is ever marked with it, so every person of the sync is unseen.
-_DRY_RUN = "dry-run"
+#: A dry run's mark: it sorts after every run id (ULIDs: digits and capitals), so every person
+#: of the sync is unseen by it (runs.SourceMark).
+_DRY_RUN = "~"
 
 
 @dataclass
@@ -176,17 +176,28 @@ class BulkSync:
         last = runs[0] if runs else None
         if last is not None and last.status != "completed" and last.mode == self.spec.mode:
             return replace(last, status="running", error=None, finished_at=None)
-        run = SyncRun(new_op_id(), self.spec.name, self.spec.mode, self._now())
-        return replace(run, since=self._since())
+        run_id = next_run_id(None if last is None else last.run_id)
+        run = SyncRun(run_id, self.spec.name, self.spec.mode, self._now())
+        if self.spec.mode != "incremental":
+            return run
+        watermark = self._last_watermark()
+        return replace(
+            run,
+            since=self._since(watermark),
+            newest_read=watermark,  # carried: a run that reads nothing keeps it
+            horizon=self.source.newest_updated_at(),
+        )
 
-    def _since(self) -> float | None:
+    def _last_watermark(self) -> float | None:
+        done = self.users.store.runs(self.spec.name, limit=1, status="completed")
+        return done[0].watermark if done else None
+
+    def _since(self, watermark: float | None) -> float | None:
         """Where an incremental run starts reading: the last completed run's watermark less
         the overlap (None: from the first row)."""
-        if self.spec.mode != "incremental":
+        if self.spec.mode != "incremental" or watermark is None:
             return None
-        completed = [r for r in self.users.store.runs(self.spec.name, limit=50) if r.watermark]
-        done = [r for r in completed if r.status == "completed"]
-        return None if not done else max(0.0, (done[0].watermark or 0.0) - self.spec.overlap)
+        return max(0.0, watermark - self.spec.overlap)
 
     def _batches(self, run: SyncRun) -> Iterator[list[SourceRow]]:
         return self.source.batches(
@@ -223,6 +234,8 @@ class BulkSync:
                 plans.append((key, batch.guard(key, self._row_plan(key, row, now))))
             except ValidationError as exc:
                 batch.invalid(_row_error(key, exc))
+                if invalid_key is None:  # still in the source: marked read, never "removed"
+                    plans.append((key, _no_change))
             previous = row.key
         return plans
 
@@ -313,7 +326,7 @@ class BulkSync:
 
     def plan(self) -> SyncPlan:
         """What ``run`` would do now from the start (not resuming), nothing written."""
-        since = self._since()
+        since = self._since(self._last_watermark())
         answer = SyncPlan(self.spec.name, self.spec.mode, since)
         seen: set[str] = set()
         now = self._now()
@@ -379,6 +392,10 @@ def _key(id_type: str, value: Any, column: str) -> str:
     if kind is not str and kind is not int:
         raise ValidationError(column, f"an identifier is a string or an integer, not {value!r}")
     return person_key(str(value) if id_type == "id" else {id_type: str(value)})
+
+
+def _no_change(current: UserState | None) -> Change | None:
+    return None
 
 
 def _outcome(current: UserState | None, change: Change | None) -> str:

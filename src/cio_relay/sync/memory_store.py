@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 from cio_relay.outbox.base import Outbox
 from cio_relay.outbox.memory import MemoryOutbox
-from cio_relay.sync.runs import SourceMark, SyncRun
+from cio_relay.sync.runs import RunStatus, SourceMark, SyncRun
 from cio_relay.sync.store import Change, Plan, UserState
 
 __all__ = ["MemoryUserStore"]
@@ -54,7 +54,7 @@ class MemoryUserStore:
                 if change is not None:
                     self._store(key, change.state)
                 if mark is not None and key in self._states:
-                    self._marks[key] = mark
+                    self._marks[key] = _forward(self._marks.get(key), mark)
             if run is not None:
                 self._runs[run.run_id] = run
             return changes
@@ -72,7 +72,7 @@ class MemoryUserStore:
                 key
                 for key, seen in self._marks.items()
                 if seen.name == mark.name
-                and seen.run_id != mark.run_id
+                and (seen.run_id or "") < (mark.run_id or "")
                 and (after is None or key > after)
             )
             return [self._states[key] for key in keys[:limit]]
@@ -81,9 +81,15 @@ class MemoryUserStore:
         with self._lock:
             self._runs[run.run_id] = run
 
-    def runs(self, name: str | None = None, limit: int = 20) -> list[SyncRun]:
+    def runs(
+        self, name: str | None = None, limit: int = 20, status: RunStatus | None = None
+    ) -> list[SyncRun]:
         with self._lock:
-            chosen = [r for r in self._runs.values() if name is None or r.name == name]
+            chosen = [
+                r
+                for r in self._runs.values()
+                if name in (None, r.name) and status in (None, r.status)
+            ]
         return sorted(chosen, key=lambda r: (r.started_at, r.run_id), reverse=True)[:limit]
 
     def forget_runs(self, name: str) -> int:
@@ -95,3 +101,15 @@ class MemoryUserStore:
 
     def close(self) -> None:
         """Nothing to release: the outbox is closed by its owner."""
+
+
+def _forward(current: SourceMark | None, mark: SourceMark) -> SourceMark:
+    """A mark only moves forward within a sync (runs.SourceMark): run ids sort by start."""
+    if (
+        current is not None
+        and mark.name is not None
+        and current.name == mark.name
+        and (current.run_id or "") > (mark.run_id or "")
+    ):
+        return current
+    return mark

@@ -15,7 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-__all__ = ["ERRORS_KEPT", "RowError", "RunStatus", "SourceMark", "SyncRun"]
+from cio_relay.operations.ids import new_op_id
+
+__all__ = ["ERRORS_KEPT", "RowError", "RunStatus", "SourceMark", "SyncRun", "next_run_id"]
 
 #: Per run: enough to find the pattern; the count says how many there were.
 ERRORS_KEPT = 1000
@@ -42,7 +44,9 @@ class RowError:
 class SourceMark:
     """The bulk sync that last read a person (``name``) and in which run: a snapshot run marks
     every person it reads, so those of ``name`` not marked with its run are the removed ones.
-    ``SourceMark(None, None)`` detaches a person from every sync."""
+    Within a sync a mark only moves forward (run ids sort by their start): when two runs of one
+    sync overlap, the later one's marks stand, and the earlier one never takes a person the
+    later one read for removed. ``SourceMark(None, None)`` detaches a person from every sync."""
 
     name: str | None
     run_id: str | None
@@ -64,6 +68,7 @@ class SyncRun:
     last_key: Any = None
     newest_read: float | None = None
     oldest_invalid: float | None = None
+    horizon: float | None = None
     rows_read: int = 0
     added: int = 0
     changed: int = 0
@@ -77,11 +82,18 @@ class SyncRun:
     @property
     def watermark(self) -> float | None:
         """Where the next incremental run reads from (before its overlap): the newest
-        updated-at read, held back just before the oldest invalid row's so it is read again."""
-        if self.oldest_invalid is None:
-            return self.newest_read
-        held = self.oldest_invalid - _BEFORE
-        return held if self.newest_read is None else min(self.newest_read, held)
+        updated-at read (or carried from the last completed run), but never past
+
+        - the ``horizon``, the source's newest updated-at when the run first started: a row
+          behind the run's position that changed while it ran (or before it resumed) has a
+          later updated-at, so the next run reads it;
+        - just before the oldest invalid row's, so that row is read, and tried, again."""
+        bounds = [t for t in (self.newest_read, self.horizon) if t is not None]
+        if self.oldest_invalid is not None:
+            bounds.append(self.oldest_invalid - _BEFORE)
+        if self.newest_read is None:
+            return None if self.oldest_invalid is None else min(bounds)
+        return min(bounds)
 
     def with_errors(self, errors: list[RowError]) -> SyncRun:
         """This run with ``errors`` counted, the first ``ERRORS_KEPT`` kept."""
@@ -104,3 +116,23 @@ class SyncRun:
 
 def vars_of(error: RowError) -> dict[str, Any]:
     return {name: getattr(error, name) for name in error.__dataclass_fields__}
+
+
+#: Crockford's base32, in order: the digits of a ULID.
+_DIGITS = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def next_run_id(previous: str | None) -> str:
+    """A new run id (a ULID) that sorts after ``previous``, the sync's last run: two runs
+    started in one millisecond would otherwise sort by their random bits (SourceMark)."""
+    candidate = new_op_id()
+    if previous is None or candidate > previous:
+        return candidate
+    digits = list(previous)
+    for index in range(len(digits) - 1, -1, -1):
+        position = _DIGITS.index(digits[index])
+        if position + 1 < len(_DIGITS):
+            digits[index] = _DIGITS[position + 1]
+            return "".join(digits)
+        digits[index] = _DIGITS[0]
+    raise ValueError(f"no run id sorts after {previous!r}")

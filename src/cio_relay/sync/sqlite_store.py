@@ -19,7 +19,7 @@ from cio_relay.kept_json import dumps
 from cio_relay.outbox.base import Outbox
 from cio_relay.outbox.sqlite import SqliteOutbox
 from cio_relay.sqlite import Steps
-from cio_relay.sync.runs import SourceMark, SyncRun
+from cio_relay.sync.runs import RunStatus, SourceMark, SyncRun
 from cio_relay.sync.store import Change, Plan, PreferenceStamp, UserState
 
 __all__ = ["SCHEMA_NAME", "STEPS", "SqliteUserStore"]
@@ -71,6 +71,9 @@ STEPS: Steps = {
         "ALTER TABLE sync_people_rowid RENAME TO sync_people",
         """CREATE INDEX sync_people_by_source ON sync_people (sync_name, person_id, seen_run)
             WHERE sync_name IS NOT NULL""",
+        # A run's status beside its record: the last completed run is looked up by it.
+        "ALTER TABLE sync_runs ADD COLUMN status TEXT NOT NULL DEFAULT 'completed'",
+        "CREATE INDEX sync_runs_by_status ON sync_runs (name, status, started_at)",
     ),
 }
 # The f-strings below join constants only (S608 cannot tell).
@@ -91,15 +94,22 @@ _UPSERT_MARKED = (
     " attributes = excluded.attributes, topics = excluded.topics,"
     " unsubscribed = excluded.unsubscribed, updated_at = excluded.updated_at,"
     " preference_times = excluded.preference_times, sync_name = excluded.sync_name,"
-    " seen_run = excluded.seen_run"
+    " seen_run = CASE WHEN sync_people.sync_name IS excluded.sync_name"
+    " AND sync_people.seen_run > excluded.seen_run THEN sync_people.seen_run"
+    " ELSE excluded.seen_run END"
 )
-_MARK = "UPDATE sync_people SET sync_name = ?, seen_run = ? WHERE person_id = ?"
+# A mark only moves forward within a sync (runs.SourceMark): run ids sort by start.
+_MARK = (
+    "UPDATE sync_people SET sync_name = ?1, seen_run = CASE WHEN sync_name IS ?1"
+    " AND seen_run > ?2 THEN seen_run ELSE ?2 END WHERE person_id = ?3"
+)
 _UNSEEN = (
-    f"SELECT {_COLUMNS} FROM sync_people WHERE sync_name = ? AND seen_run IS NOT ?"  # noqa: S608
+    f"SELECT {_COLUMNS} FROM sync_people WHERE sync_name = ? AND seen_run < ?"  # noqa: S608
     " AND person_id > ? ORDER BY person_id LIMIT ?"
 )
 _SAVE_RUN = (
-    "INSERT OR REPLACE INTO sync_runs (run_id, name, started_at, record) VALUES (?, ?, ?, ?)"
+    "INSERT OR REPLACE INTO sync_runs (run_id, name, started_at, record, status)"
+    " VALUES (?, ?, ?, ?, ?)"
 )
 #: Keys per ``IN (...)``: well under SQLite's bound on a statement's variables.
 _KEYS_PER_SELECT = 500
@@ -155,12 +165,15 @@ class SqliteUserStore:
     def save_run(self, run: SyncRun) -> None:
         self._db.write(lambda conn: conn.execute(_SAVE_RUN, _run_row(run)).rowcount)
 
-    def runs(self, name: str | None = None, limit: int = 20) -> list[SyncRun]:
-        where, params = ("WHERE name = ?", (name, limit)) if name else ("", (limit,))
+    def runs(
+        self, name: str | None = None, limit: int = 20, status: RunStatus | None = None
+    ) -> list[SyncRun]:
+        conditions = [(c, v) for c, v in (("name", name), ("status", status)) if v is not None]
+        where = " AND ".join(f"{column} = ?" for column, _ in conditions)
         rows = self._db.read(
-            f"SELECT record FROM sync_runs {where} ORDER BY started_at DESC, run_id DESC"  # noqa: S608
-            " LIMIT ?",
-            params,
+            f"SELECT record FROM sync_runs {'WHERE ' + where if where else ''}"  # noqa: S608
+            " ORDER BY started_at DESC, run_id DESC LIMIT ?",
+            (*(value for _, value in conditions), limit),
         )
         return [SyncRun.from_json(orjson.loads(record)) for (record,) in rows]
 
@@ -267,4 +280,4 @@ def _states_on(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, UserS
 
 
 def _run_row(run: SyncRun) -> tuple[Any, ...]:
-    return (run.run_id, run.name, run.started_at, dumps(run.to_json()))
+    return (run.run_id, run.name, run.started_at, dumps(run.to_json()), run.status)

@@ -22,7 +22,9 @@ snapshot) and the run records (runs.py).
 
 People are keyed by ``person_key``: an ``id`` is its own key, an email or a cio_id is
 ``email:<value>`` / ``cio_id:<value>`` (so an id that starts with one of those prefixes is
-refused: it would read back as the other kind).
+refused: it would read back as the other kind). An email is keyed, and so sent, in lower case:
+Customer.io compares emails without case, so ``Ada@Example.com`` and ``ada@example.com`` are
+one person there, and must be one here.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import orjson
 from cio_relay.errors import ValidationError
 from cio_relay.operations import Operation, PersonRef
 from cio_relay.outbox.base import Outbox
-from cio_relay.sync.runs import SourceMark, SyncRun
+from cio_relay.sync.runs import RunStatus, SourceMark, SyncRun
 
 __all__ = [
     "Change",
@@ -70,6 +72,8 @@ def person_key(person: PersonRef) -> str:
     if len(kinds) != 1 or kinds[0][0] not in ("id", *_KEYED_TYPES):
         raise ValidationError("identifier", f"sync people by id, email or cio_id, not {person!r}")
     ((id_type, value),) = kinds
+    if id_type == "email":  # Customer.io compares emails without case
+        return f"email:{value.lower()}"
     return person_key(value) if id_type == "id" else f"{id_type}:{value}"
 
 
@@ -175,14 +179,17 @@ class UserStore(Protocol):
         ...
 
     def unseen(self, mark: SourceMark, after: str | None, limit: int) -> list[UserState]:
-        """Up to ``limit`` people of ``mark.name`` not marked with ``mark.run_id``, keyed after
-        ``after``, in key order: the people a snapshot run did not read."""
+        """Up to ``limit`` people of ``mark.name`` last marked by a run that started before
+        ``mark.run_id``, keyed after ``after``, in key order: the people a snapshot run did not
+        read (and no run that started after it did)."""
         ...
 
     def save_run(self, run: SyncRun) -> None: ...
 
-    def runs(self, name: str | None = None, limit: int = 20) -> list[SyncRun]:
-        """The newest runs first (of ``name``, or of every sync)."""
+    def runs(
+        self, name: str | None = None, limit: int = 20, status: RunStatus | None = None
+    ) -> list[SyncRun]:
+        """The newest runs first (of ``name``, or of every sync; with ``status`` only)."""
         ...
 
     def forget_runs(self, name: str) -> int:

@@ -70,6 +70,11 @@ class Source(Protocol):
         updated-at > ``since``, ordered by key, in lists of at most ``batch_size``."""
         ...
 
+    def newest_updated_at(self) -> float | None:
+        """The newest updated-at of the source's rows now (Unix seconds); None without an
+        updated-at column or rows. An incremental run's watermark never passes it."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from cio_relay.errors import ConfigError
 from cio_relay.sync.sources.base import SourceRow
 from cio_relay.sync.sources.shape import RowShape, quoted, since_column
-from cio_relay.sync.sources.values import SinceAs, since_parameter
+from cio_relay.sync.sources.values import SinceAs, since_parameter, updated_at_seconds
 from cio_relay.sync.spec import SyncSpec
 
 if TYPE_CHECKING:
@@ -134,6 +134,17 @@ class FileSource:
         where = " AND ".join(conditions)
         statement = f"SELECT * FROM {self._reader} AS s WHERE {where} ORDER BY {key}"  # noqa: S608
         return statement, params
+
+    def newest_updated_at(self) -> float | None:
+        if self._spec.updated_at_column is None:
+            return None
+        column = quoted(self._spec.updated_at_column)
+        (newest,) = self._conn.execute(
+            f"SELECT max({column}) FROM {self._reader} AS s",  # noqa: S608 (a fixed reader)
+            [self._path],
+        ).fetchone() or (None,)
+        seconds = updated_at_seconds(newest)
+        return seconds if isinstance(seconds, float) else None
 
     def close(self) -> None:
         self._conn.close()

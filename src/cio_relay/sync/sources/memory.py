@@ -34,5 +34,8 @@ class MemorySource:
         for start in range(0, len(chosen), batch_size):
             yield chosen[start : start + batch_size]
 
+    def newest_updated_at(self) -> float | None:
+        return max((r.updated_at for r in self.rows if r.updated_at is not None), default=None)
+
     def close(self) -> None:
         """Nothing to release."""

@@ -23,9 +23,9 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from cio_relay.errors import ConfigError
-from cio_relay.sync.sources.base import SourceRow, without_password
+from cio_relay.sync.sources.base import SourceRow, Unconvertible, without_password
 from cio_relay.sync.sources.shape import RowShape, since_column, statement_text
-from cio_relay.sync.sources.values import SinceAs, since_parameter
+from cio_relay.sync.sources.values import SinceAs, since_parameter, updated_at_seconds
 from cio_relay.sync.spec import SyncSpec
 
 if TYPE_CHECKING:
@@ -67,6 +67,7 @@ class PostgresSource:
             options["connect_timeout"] = _CONNECT_SECONDS  # libpq would wait forever
         self._conn: psycopg.Connection[tuple[Any, ...]] = psycopg.connect(spec.source, **options)
         self._conn.read_only = True
+        _load_infinite_times_as_unconvertible(self._conn)
         try:
             self._shape, self._since_as = self._read_columns()
         except BaseException:
@@ -145,6 +146,20 @@ class PostgresSource:
         )
         return statement, params
 
+    def newest_updated_at(self) -> float | None:
+        from psycopg import sql
+
+        if self._spec.updated_at_column is None:
+            return None
+        column = sql.Identifier(self._spec.updated_at_column)
+        statement = sql.SQL("SELECT max({}) FROM {} AS s").format(column, self._relation)
+        try:
+            (newest,) = self._conn.execute(statement).fetchone() or (None,)
+        finally:
+            self._conn.rollback()
+        seconds = updated_at_seconds(newest)
+        return seconds if isinstance(seconds, float) else None
+
     def close(self) -> None:
         self._conn.close()
 
@@ -196,3 +211,31 @@ def _since_kind(column: str | None, type_name: str, category: str) -> SinceAs:
         f"updated_at_column: {column!r} has type {type_name}; expected a timestamp, a date"
         " or a number of Unix seconds"
     )
+
+
+def _load_infinite_times_as_unconvertible(conn: psycopg.Connection[Any]) -> None:
+    """psycopg refuses ``infinity`` in a date or a timestamp (``DataError``, which would stop the
+    whole read); these loaders make such a cell an ``Unconvertible``, so only its row is
+    reported."""
+    from psycopg.types import datetime as loaders
+
+    for type_name, base in (
+        ("date", loaders.DateLoader),
+        ("timestamp", loaders.TimestampLoader),
+        ("timestamptz", loaders.TimestamptzLoader),
+    ):
+        conn.adapters.register_loader(type_name, _tolerant(base))
+
+
+def _tolerant(base: type[Any]) -> type[Any]:
+    import psycopg
+
+    class Tolerant(base):  # type: ignore[misc]
+        def load(self, data: Any) -> Any:
+            try:
+                return super().load(data)
+            except psycopg.DataError:
+                text = bytes(data).decode(errors="replace")[:40]
+                return Unconvertible(f"{text!r} has no JSON form (no finite time)")
+
+    return Tolerant

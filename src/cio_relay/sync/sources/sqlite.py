@@ -101,6 +101,15 @@ class SqliteSource:
         statement = f"SELECT * FROM {self._relation} AS s WHERE {where} ORDER BY {key}"  # noqa: S608
         return statement, params
 
+    def newest_updated_at(self) -> float | None:
+        if self._spec.updated_at_column is None:
+            return None
+        seconds = _SECONDS_OF.format(column=quoted(self._spec.updated_at_column))
+        (newest,) = self._conn.execute(
+            f"SELECT max({seconds}) FROM {self._relation} AS s"  # noqa: S608 (quoted, as above)
+        ).fetchone()
+        return None if newest is None else float(newest)
+
     def close(self) -> None:
         self._conn.close()
 

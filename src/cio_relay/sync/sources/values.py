@@ -54,6 +54,8 @@ def attribute_value(value: Any) -> Any:
         return _mapping_value(value)
     if isinstance(value, list):
         return _list_value(value)
+    if isinstance(value, Unconvertible):  # a driver's loader already said why
+        return value
     return Unconvertible(f"{type(value).__name__} has no JSON form")
 
 
@@ -112,6 +114,8 @@ def updated_at_seconds(value: Any) -> float | Unconvertible | None:
         return _as_utc(value).timestamp()
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp()
+    if isinstance(value, Unconvertible):
+        return value
     return Unconvertible(f"{type(value).__name__} is not a time")
 
 
