@@ -91,7 +91,7 @@ SELECT g,
     jsonb_build_object('theme', (ARRAY['dark', 'light'])[1 + g %% 2], 'digest', g %% 7),
     jsonb_build_array('t' || (g %% 5), 't' || (g %% 11)),
     timestamptz '2026-06-01 00:00:00+00'
-FROM generate_series(1, %(rows)s) AS g
+FROM generate_series(1::bigint, %(rows)s) AS g
 """
 #: The re-sync's change: two attributes of CHANGED random rows (a fixed seed: the same rows
 #: each run), with their updated_at.
