@@ -22,6 +22,7 @@ from cio_relay.outbox.sqlite import SqliteOutbox
 from cio_relay.relay import Relay
 from cio_relay.sync import UserRepository
 from cio_relay.sync.bulk import BulkSync
+from cio_relay.sync.runs import next_run_id
 from cio_relay.sync.sources.base import SourceRow, Unconvertible
 from cio_relay.sync.sources.memory import MemorySource
 from cio_relay.sync.spec import SyncSpec
@@ -287,3 +288,21 @@ def test_a_stop_ends_the_wait_for_room_with_nothing_written(tmp_path: Path) -> N
     assert [op.identifiers["id"] for op in take_all(outbox)] == ["already-queued"]
     assert users.store.runs("default")[0].status == "failed"
     outbox.close()
+
+
+def test_a_run_id_sorts_after_the_last_one_even_within_a_millisecond() -> None:
+    assert next_run_id("01ARZ3NDEKTSV4RRFFQ69G5FAV") > "01ARZ3NDEKTSV4RRFFQ69G5FAV"
+    assert next_run_id("01ARZ3NDEKTSV4RRFFQ69G5FAZ") == "01ARZ3NDEKTSV4RRFFQ69G5FB0"
+    with pytest.raises(ValueError, match="no run id"):
+        next_run_id("Z" * 26)
+    previous = next_run_id(None)
+    assert all(next_run_id(previous) > previous for _ in range(100))
+
+
+def test_an_email_is_one_person_whatever_its_case(relay: Relay, users: UserRepository) -> None:
+    by_email = spec(id_column="email", id_type="email", removed="delete")
+    BulkSync(users, by_email, MemorySource([SourceRow("Ada@Example.com", {"a": 1})])).run()
+    again = BulkSync(users, by_email, MemorySource([SourceRow("ada@example.com", {"a": 1})]))
+    run = again.run()
+    assert (run.unchanged, run.removed) == (1, 0)
+    assert [op.identifiers for op in take_all(relay.outbox)] == [{"email": "ada@example.com"}]
