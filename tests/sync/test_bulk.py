@@ -291,8 +291,9 @@ def test_a_stop_ends_the_wait_for_room_with_nothing_written(tmp_path: Path) -> N
 
 
 def test_a_run_id_sorts_after_the_last_one_even_within_a_millisecond() -> None:
-    assert next_run_id("01ARZ3NDEKTSV4RRFFQ69G5FAV") > "01ARZ3NDEKTSV4RRFFQ69G5FAV"
-    assert next_run_id("01ARZ3NDEKTSV4RRFFQ69G5FAZ") == "01ARZ3NDEKTSV4RRFFQ69G5FB0"
+    # A previous id later than now (another process's, a clock set back): one step after it.
+    assert next_run_id("7" + "Z" * 24 + "Y") == "7" + "Z" * 25
+    assert next_run_id("7" + "0" * 22 + "ZZZ") == "7" + "0" * 21 + "1000"
     with pytest.raises(ValueError, match="no run id"):
         next_run_id("Z" * 26)
     previous = next_run_id(None)
