@@ -50,6 +50,14 @@ def test_without_updated_at_column_it_is_an_attribute(people: People) -> None:
     assert first.attributes["updated_at"] == expected_value
 
 
+def test_newest_updated_at_is_the_latest_rows(people: People) -> None:
+    assert (
+        people.open(updated_at_column="updated_at").newest_updated_at()
+        == START.timestamp() + 25 * 3600
+    )
+    assert people.open().newest_updated_at() is None
+
+
 def test_an_unknown_id_column_is_refused_naming_it(people: People) -> None:
     with pytest.raises(ConfigError, match=r"id_column: 'user_id' is not a column.*email"):
         people.open(id_column="user_id")

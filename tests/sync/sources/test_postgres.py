@@ -73,6 +73,28 @@ def test_column_types_become_attribute_values(
     }
 
 
+def test_infinite_times_are_one_unconvertible_row_each(
+    postgres_url: str, opened: list[PostgresSource]
+) -> None:
+    run(
+        postgres_url,
+        "CREATE TABLE people (id int, changed timestamptz, born date, seen timestamp)",
+        "INSERT INTO people VALUES (1, 'infinity', '-infinity', 'infinity'),"
+        " (2, '1970-01-01 00:01:40Z', '1970-01-02', '1970-01-01')",
+    )
+    source = source_for(opened, source=postgres_url, table="people", updated_at_column="changed")
+
+    first, second = rows_of(source)
+
+    assert first.updated_at is None
+    assert first.attributes == {
+        "changed": Unconvertible("'infinity' has no JSON form (no finite time)"),
+        "born": Unconvertible("'-infinity' has no JSON form (no finite time)"),
+        "seen": Unconvertible("'infinity' has no JSON form (no finite time)"),
+    }
+    assert (second.updated_at, second.attributes) == (100.0, {"born": "1970-01-02", "seen": 0})
+
+
 def test_a_query_is_read_with_its_own_columns_and_percent_signs(
     postgres_url: str, opened: list[PostgresSource]
 ) -> None:
