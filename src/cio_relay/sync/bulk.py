@@ -136,6 +136,8 @@ class BulkSync:
         self._source = source
         self._clock = clock or (lambda: now_or(None))
         self._stop = stop or threading.Event()
+        self._previous_key: str | None = None
+        self._emails_read: set[str] | None = None  # a run's, by email (_read_once)
 
     def __repr__(self) -> str:
         return f"BulkSync(name={self.spec.name!r}, mode={self.spec.mode!r})"
@@ -154,6 +156,7 @@ class BulkSync:
         (``status="failed"``, ``error``) and raised; the next ``run`` resumes it."""
         progress = on_progress or (lambda run: None)
         run = self._resume_or_start()
+        self._start_reading()
         try:
             for rows in self._batches(run):
                 run = self._commit(run, rows)
@@ -221,7 +224,6 @@ class BulkSync:
 
     def _plans(self, rows: list[SourceRow], now: float, batch: _Batch) -> list[tuple[str, Plan]]:
         plans: list[tuple[str, Plan]] = []
-        previous: Any = object()
         for row in rows:
             key, invalid_key = self._label(row)
             if row.updated_at is not None:
@@ -229,15 +231,31 @@ class BulkSync:
             try:
                 if invalid_key is not None:
                     raise invalid_key
-                if row.key == previous:
-                    raise ValidationError(self.spec.id_column, "the same identifier twice")
+                self._read_once(key)
                 plans.append((key, batch.guard(key, self._row_plan(key, row, now))))
             except ValidationError as exc:
                 batch.invalid(_row_error(key, exc))
                 if invalid_key is None:  # still in the source: marked read, never "removed"
                     plans.append((key, _no_change))
-            previous = row.key
         return plans
+
+    def _read_once(self, key: str) -> None:
+        """``ValidationError`` for a person this read met before: the row before it (rows come
+        in key order, so a repeated key is adjacent, batches or not), or, for emails, any row
+        (two spellings of one email are one person to Customer.io, and need not be adjacent).
+        A run resumed from its checkpoint knows only the rows read since."""
+        repeated = key == self._previous_key or (
+            self._emails_read is not None and key in self._emails_read
+        )
+        self._previous_key = key
+        if self._emails_read is not None:
+            self._emails_read.add(key)
+        if repeated:
+            raise ValidationError(self.spec.id_column, "the same person twice in the source")
+
+    def _start_reading(self) -> None:
+        self._previous_key = None
+        self._emails_read = set() if self.spec.id_type == "email" else None
 
     def _label(self, row: SourceRow) -> tuple[str, ValidationError | None]:
         """The row's person: its store key; or, for an identifier that is not one, how to show
@@ -330,6 +348,7 @@ class BulkSync:
         answer = SyncPlan(self.spec.name, self.spec.mode, since)
         seen: set[str] = set()
         now = self._now()
+        self._start_reading()
         try:
             for rows in self.source.batches(
                 after=None, since=since, batch_size=self.spec.batch_size
