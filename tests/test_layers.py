@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "cio_relay.backoff": CORE,
     "cio_relay.clock": CORE,
     "cio_relay.config": CORE,
+    "cio_relay.config_sources": CORE,
     "cio_relay.digits": CORE,
     "cio_relay.errors": CORE,
     "cio_relay.http_guard": CORE,

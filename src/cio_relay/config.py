@@ -5,8 +5,8 @@ Names follow the reference architecture's deployment: ``CUSTOMERIO_*`` for Custo
 ``CIO_RELAY_CONFIG`` names) may hold the same settings (lower-case field names) at the top level
 and per environment under ``[development]``, ``[staging]``, ``[production]``; environment
 variables win over the file, and the file's environment table wins over its top level.
-``setting_sources`` and ``profile_problems`` tell ``cio-relay config check`` where each value
-came from and what in the file is not a setting.
+config_sources.py tells ``cio-relay config check`` where each value came from and what in the
+file is not a setting.
 
 Secrets are ``SecretStr``: their repr and str are masked, so a logged ``Settings`` leaks nothing.
 """
@@ -47,11 +47,8 @@ __all__ = [
     "Environment",
     "Region",
     "Settings",
-    "environment_variable",
-    "on_cloud_run",
     "profile_file",
-    "profile_problems",
-    "setting_sources",
+    "profile_layers",
 ]
 
 Region = Literal["us", "eu"]
@@ -111,13 +108,7 @@ def profile_file() -> Path | None:
     return PROFILE_FILE if PROFILE_FILE.is_file() else None
 
 
-def on_cloud_run() -> bool:
-    """Whether this process runs on Cloud Run, whose disk is memory that goes with the
-    instance: Cloud Run sets ``K_SERVICE`` in services and ``CLOUD_RUN_JOB`` in jobs."""
-    return bool(os.environ.get("K_SERVICE") or os.environ.get("CLOUD_RUN_JOB"))
-
-
-def _profile_layers(path: Path) -> tuple[dict[str, Any], str, dict[str, Any]]:
+def profile_layers(path: Path) -> tuple[dict[str, Any], str, dict[str, Any]]:
     """The file's top-level settings, the environment in force, and that environment's table."""
     try:
         document = tomllib.loads(path.read_text())
@@ -139,7 +130,7 @@ class _TomlSource(PydanticBaseSettingsSource):
         path = profile_file()
         if path is None:
             return {}
-        top, _, table = _profile_layers(path)
+        top, _, table = profile_layers(path)
         return {**top, **table}
 
 
@@ -453,53 +444,3 @@ class Settings(BaseSettings):
     @property
     def lake_url(self) -> str:
         return self.lake or str(self.data_dir / "lake")
-
-
-def environment_variable(field_name: str) -> str:
-    """The variable that sets a field (its first alias), e.g. ``CUSTOMERIO_SITE_ID``."""
-    alias = Settings.model_fields[field_name].validation_alias
-    assert isinstance(alias, AliasChoices)
-    return str(alias.choices[0])
-
-
-def setting_sources() -> dict[str, str]:
-    """Where each field's value comes from, as ``Settings()`` reads them now: ``environment``,
-    the profiles file (``cio-relay.toml [staging]`` or ``cio-relay.toml``) or ``default``."""
-    variables = {name.upper() for name, value in os.environ.items() if value}
-    path = profile_file()
-    top, env_name, table = _profile_layers(path) if path else ({}, "", {})
-    sources = {}
-    for name in Settings.model_fields:
-        if environment_variable(name).upper() in variables:
-            sources[name] = "environment"
-        elif name in table:
-            sources[name] = f"{path} [{env_name}]"
-        elif name in top:
-            sources[name] = str(path)
-        else:
-            sources[name] = "default"
-    return sources
-
-
-def profile_problems() -> list[str]:
-    """What the profiles file holds that is not a setting (a misspelt key would otherwise be
-    ignored, leaving its default in force), or a table that names no environment."""
-    path = profile_file()
-    if path is None:
-        return []
-    document = tomllib.loads(path.read_text())
-    problems = []
-    for key, value in document.items():
-        if isinstance(value, dict):
-            if key not in ENVIRONMENTS:
-                problems.append(
-                    f"{path}: [{key}] is not an environment ({', '.join(ENVIRONMENTS)})"
-                )
-            problems += [
-                f"{path}: [{key}] {name} is not a setting"
-                for name in value
-                if name not in Settings.model_fields
-            ]
-        elif key not in Settings.model_fields:
-            problems.append(f"{path}: {key} is not a setting")
-    return problems

@@ -33,11 +33,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import pydantic
 from pydantic import SecretStr
 
-from cio_relay.config import (
-    Settings,
+from cio_relay.config import Settings, profile_file
+from cio_relay.config_sources import (
     environment_variable,
     on_cloud_run,
-    profile_file,
     profile_problems,
     setting_sources,
 )
