@@ -41,8 +41,7 @@ from starlette.routing import Route
 
 from cio_relay.config import Settings
 from cio_relay.digits import whole_number
-from cio_relay.errors import ConfigError, StorageUnavailableError
-from cio_relay.lake.bigquery import lake_state_path
+from cio_relay.errors import StorageUnavailableError
 from cio_relay.lake.bigquery_state import LoadSummary, read_summary
 from cio_relay.observability.throughput import ThroughputRing
 from cio_relay.operations import Kind
@@ -50,7 +49,7 @@ from cio_relay.outbox.base import DeadLetterFilter, DeadReason, Outbox
 from cio_relay.server.auth import SESSION_COOKIE, SESSION_SECONDS, ApiKeys, Principal
 from cio_relay.server.dashboard.charts import funnel_chart, throughput_chart
 from cio_relay.server.dashboard.sessions import RevokedSessions
-from cio_relay.server.dashboard.sources import FunnelSource, RecentWebhooks
+from cio_relay.server.dashboard.sources import FunnelSource, RecentWebhooks, bigquery_state
 from cio_relay.server.dashboard.syncs import SyncRuns
 from cio_relay.server.dashboard.throttle import LoginThrottle, client_key
 
@@ -180,7 +179,7 @@ class Dashboard:
         forced = settings.secure_cookies
         self._always_secure = settings.env == "production" if forced is None else forced
         self._templates = _environment()
-        self._bigquery = _bigquery_state(settings)
+        self._bigquery = bigquery_state(settings)
         self.sync_runs = SyncRuns(outbox)
 
     def routes(self) -> list[Route]:
@@ -481,16 +480,6 @@ def _notice(done: str | None, count: str | None) -> str | None:
     if number is None:
         raise _BadInput("count must be a whole number")
     return f"{done} {number:,} dead letter{'s' if number != 1 else ''}"
-
-
-def _bigquery_state(settings: Settings) -> tuple[Path, str] | None:
-    """(load state file, table) when a BigQuery table is configured for a Parquet lake."""
-    if not settings.bigquery_table:
-        return None
-    try:
-        return lake_state_path(settings.lake_url), settings.bigquery_table
-    except ConfigError:
-        return None  # no directory lake, no loader: ``cio-relay run`` says why at start
 
 
 def _security_headers(nonce: str) -> dict[str, str]:
