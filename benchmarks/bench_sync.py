@@ -20,8 +20,8 @@ exactly those were sent (``run.changed``, the emulator's accepted items, sampled
 
 With ``BENCH_SYNC_DRAIN_AFTER=1`` a second first sync (fresh outbox, emulator reset) runs the
 worker after the sync, in the sync's process (``relay.worker().drain()``), for comparison.
-With ``BENCH_SYNC_PROFILE=FILE`` the first sync runs under cProfile (saved to FILE) and the
-top functions by own time are printed.
+With ``BENCH_SYNC_PROFILE=FILE`` each sync runs under cProfile (the first saved to FILE, the
+re-sync to FILE.resync) and the top functions by own time are printed.
 
 Everything targets 127.0.0.1 and every wait is bounded. Scale it with ``BENCH_SYNC_ROWS``
 (default 1,000,000), ``BENCH_SYNC_NAIVE_ROWS`` (10,000), ``BENCH_SYNC_CHANGED`` (1 % of the
@@ -371,7 +371,7 @@ def _resync(
 ) -> dict[str, Any]:
     before = _stats(client)
     with _worker(env) as worker:
-        again = _run_sync(env, pg_url)
+        again = _run_sync(env, pg_url, profile=PROFILE and f"{PROFILE}.resync")
         accepted = _await_items(client, before["batch_items_accepted"] + again["operations"])
         again["worker_cpu_s"] = cpu_seconds(worker.pid)
     after = _stats(client)
@@ -393,10 +393,10 @@ def _drain_after(client: httpx.Client, emulator_url: str, pg_url: str, tmp: Path
     return result
 
 
-def _print_profile(path: str) -> None:
+def _print_profile(path: str, what: str) -> None:
     import pstats
 
-    print(f"cProfile of the first sync ({path}), top 25 by own time:")
+    print(f"cProfile of the {what} ({path}), top 25 by own time:")
     pstats.Stats(path, stream=sys.stdout).sort_stats("tottime").print_stats(25)
 
 
@@ -484,7 +484,8 @@ def main() -> None:
                     f" peak RSS {late['peak_rss_kb'] / 1024:,.0f} MB"
                 )
     if PROFILE:
-        _print_profile(PROFILE)
+        _print_profile(PROFILE, "first sync")
+        _print_profile(f"{PROFILE}.resync", "re-sync")
     _check(first, again, ids)
 
 
