@@ -15,13 +15,15 @@ to every row; and the floor the rate limit puts under it (one request per row);
 (b) first sync: seconds until ``BulkSync.run`` returns (everything enqueued), seconds until the
 emulator holds every person (the worker ran concurrently), requests sent and people per request;
 (c) re-sync after ``BENCH_SYNC_CHANGED`` rows changed server-side: seconds, and the check that
-exactly those were sent (``run.changed``, the emulator's accepted items, sampled people);
+exactly those were sent (``run.changed``, the emulator's accepted items, sampled people); then
+(c') as many more changed and an incremental run (``updated_at`` past the watermark less the
+overlap), checked the same way;
 (d) each sync process's peak RSS (``VmHWM``); (e) ratios against the naive loop and the targets.
 
 With ``BENCH_SYNC_DRAIN_AFTER=1`` a second first sync (fresh outbox, emulator reset) runs the
 worker after the sync, in the sync's process (``relay.worker().drain()``), for comparison.
 With ``BENCH_SYNC_PROFILE=FILE`` each sync runs under cProfile (the first saved to FILE, the
-re-sync to FILE.resync) and the top functions by own time are printed.
+re-sync to FILE.snapshot) and the top functions by own time are printed.
 
 Everything targets 127.0.0.1 and every wait is bounded. Scale it with ``BENCH_SYNC_ROWS``
 (default 1,000,000), ``BENCH_SYNC_NAIVE_ROWS`` (10,000), ``BENCH_SYNC_CHANGED`` (1 % of the
@@ -116,11 +118,11 @@ def _fill(url: str, rows: int) -> float:
     return time.perf_counter() - started
 
 
-def _change(url: str, changed: int) -> list[int]:
+def _change(url: str, changed: int, seed: float = 0.14) -> list[int]:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("SELECT setseed(0.14)")
+        conn.execute("SELECT setseed(%s)", (seed,))
         ids = [row[0] for row in conn.execute(_CHANGE, {"changed": changed})]
         conn.execute("VACUUM ANALYZE users")
     return ids
@@ -199,9 +201,10 @@ def _own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _sync_child(pg_url: str, drain: bool, profile: str) -> None:
-    """Run in a subprocess (settings from the environment): one ``BulkSync`` run, then, with
-    ``drain``, the worker in this process; prints one JSON line of times and counts."""
+def _sync_child(pg_url: str, drain: bool, profile: str, mode: str = "snapshot") -> None:
+    """Run in a subprocess (settings from the environment): one ``BulkSync`` run in ``mode``,
+    then, with ``drain``, the worker in this process; prints one JSON line of times and
+    counts."""
     from cio_relay.config import Settings
     from cio_relay.relay import Relay
     from cio_relay.sync import UserRepository
@@ -210,8 +213,15 @@ def _sync_child(pg_url: str, drain: bool, profile: str) -> None:
     from cio_relay.sync.spec import SyncSpec
 
     relay = Relay(Settings())
-    spec = SyncSpec(
-        name="bench", source=pg_url, table="users", updated_at_column="updated_at", batch_size=BATCH
+    spec = SyncSpec.model_validate(
+        {
+            "name": "bench",
+            "source": pg_url,
+            "table": "users",
+            "updated_at_column": "updated_at",
+            "batch_size": BATCH,
+            "mode": mode,
+        }
     )
     batches = [0]
 
@@ -253,13 +263,20 @@ def _sync_child(pg_url: str, drain: bool, profile: str) -> None:
     print(json.dumps(result), flush=True)
 
 
-def _run_sync(env: dict[str, str], pg_url: str, *, drain: bool = False, profile: str = "") -> Any:
+def _run_sync(
+    env: dict[str, str],
+    pg_url: str,
+    *,
+    drain: bool = False,
+    profile: str = "",
+    mode: str = "snapshot",
+) -> dict[str, Any]:
     code = (
         "import sys; from benchmarks.bench_sync import _sync_child; "
-        "_sync_child(sys.argv[1], sys.argv[2] == '1', sys.argv[3])"
+        "_sync_child(sys.argv[1], sys.argv[2] == '1', sys.argv[3], sys.argv[4])"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code, pg_url, "1" if drain else "0", profile],
+        [sys.executable, "-c", code, pg_url, "1" if drain else "0", profile, mode],
         env=env,
         capture_output=True,
         text=True,
@@ -268,7 +285,8 @@ def _run_sync(env: dict[str, str], pg_url: str, *, drain: bool = False, profile:
     )
     if done.returncode != 0:
         raise RuntimeError(f"the sync process failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 @contextmanager
@@ -311,7 +329,7 @@ def _stats(client: httpx.Client) -> dict[str, Any]:
 
 def _batch_requests(stats: dict[str, Any]) -> tuple[int, int]:
     """(accepted, refused with 429) ``/api/v2/batch`` requests so far."""
-    by_status = next(
+    by_status: dict[str, int] = next(
         (counts for endpoint, counts in stats["requests"].items() if "batch" in endpoint), {}
     )
     return int(by_status.get("200", 0)), int(by_status.get("429", 0))
@@ -367,11 +385,16 @@ def _first_sync(client: httpx.Client, env: dict[str, str], pg_url: str) -> dict[
 
 
 def _resync(
-    client: httpx.Client, env: dict[str, str], pg_url: str, ids: list[int]
+    client: httpx.Client,
+    env: dict[str, str],
+    pg_url: str,
+    ids: list[int],
+    mode: str = "snapshot",
 ) -> dict[str, Any]:
     before = _stats(client)
+    profile = PROFILE and f"{PROFILE}.{mode}"
     with _worker(env) as worker:
-        again = _run_sync(env, pg_url, profile=PROFILE and f"{PROFILE}.resync")
+        again = _run_sync(env, pg_url, profile=profile, mode=mode)
         accepted = _await_items(client, before["batch_items_accepted"] + again["operations"])
         again["worker_cpu_s"] = cpu_seconds(worker.pid)
     after = _stats(client)
@@ -385,7 +408,7 @@ def _resync(
     return again
 
 
-def _drain_after(client: httpx.Client, emulator_url: str, pg_url: str, tmp: Path) -> Any:
+def _drain_after(client: httpx.Client, emulator_url: str, pg_url: str, tmp: Path) -> dict[str, Any]:
     outbox = tmp / "drain-after.db"
     _limit_track(client)
     result = _run_sync(_env(emulator_url, outbox), pg_url, drain=True)
@@ -442,6 +465,18 @@ def _report(naive: float, first: dict[str, Any], again: dict[str, Any], ids: lis
     )
 
 
+def _report_incremental(later: dict[str, Any], ids: list[int]) -> None:
+    seconds = later["enqueued"] - later["started"]
+    print(
+        f"(c') incremental re-sync (updated_at > watermark - overlap) after {len(ids):,} more"
+        f" changed: {seconds:.1f} s to enqueued ({_against(seconds, TARGETS['resync'])}),"
+        f" {later['accepted'] - later['started']:.1f} s to accepted; rows read"
+        f" {later['rows_read']:,}, run.changed {later['changed']:,}, items sent"
+        f" {later['items_sent']:,}; sampled changed people updated: {later['sampled_ok']};"
+        f" CPU {later['cpu_s']:.1f} s; load {later['load']}"
+    )
+
+
 def _check(first: dict[str, Any], again: dict[str, Any], ids: list[int]) -> None:
     problems = []
     if first["people"] != ROWS or first["added"] != ROWS or first["invalid"]:
@@ -472,7 +507,11 @@ def main() -> None:
             ids = _change(pg_url, CHANGED)
             again = _resync(client, env, pg_url, ids)
             print(f"re-sync done: {again}", flush=True)
+            later_ids = _change(pg_url, CHANGED, seed=0.41)
+            later = _resync(client, env, pg_url, later_ids, mode="incremental")
+            print(f"incremental re-sync done: {later}", flush=True)
             _report(naive, first, again, ids)
+            _report_incremental(later, later_ids)
             if DRAIN_AFTER:
                 late = _drain_after(client, url, pg_url, Path(tmp))
                 print(
@@ -485,8 +524,9 @@ def main() -> None:
                 )
     if PROFILE:
         _print_profile(PROFILE, "first sync")
-        _print_profile(f"{PROFILE}.resync", "re-sync")
+        _print_profile(f"{PROFILE}.snapshot", "re-sync")
     _check(first, again, ids)
+    _check(first, later, later_ids)
 
 
 if __name__ == "__main__":
