@@ -271,3 +271,24 @@ def test_a_numeric_key_is_refused_with_the_cast_to_write(postgres_url: str) -> N
 
     with pytest.raises(ConfigError, match=r"id::text or id::bigint"):
         open_source(SyncSpec(source=postgres_url, table="people"))
+
+
+def test_json_integers_past_64_bits_stay_exact_and_are_reported(
+    postgres_url: str, opened: list[PostgresSource]
+) -> None:
+    # orjson would read 123...890 as a float; such a document is read exactly instead.
+    run(
+        postgres_url,
+        "CREATE TABLE people (id int, profile jsonb, phone json)",
+        "INSERT INTO people VALUES (1, '{\"n\": 1234567890123456789012345678901}', NULL),"
+        ' (2, \'{"n": 9007199254740993, "s": "x"}\', \'{"phone": "+15555550100"}\')',
+    )
+    source = source_for(opened, source=postgres_url, table="people")
+
+    first, second = rows_of(source)
+
+    assert first.attributes["profile"] == Unconvertible("n: integer beyond 64 bits")
+    assert second.attributes == {
+        "profile": {"n": 9007199254740993, "s": "x"},  # past a double's 53 bits, exact
+        "phone": {"phone": "+15555550100"},
+    }
