@@ -33,7 +33,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-import orjson
 import pydantic
 from starlette.datastructures import URL, QueryParams
 from starlette.exceptions import HTTPException
@@ -50,10 +49,10 @@ from cio_relay.outbox.group_writer import GroupWriter
 from cio_relay.server import schemas as s
 from cio_relay.server.auth import ApiKeys, Principal
 from cio_relay.server.build import OperationBuilder, person_from_path
-from cio_relay.server.idempotency import Claim, IdempotencyStore, fingerprint
+from cio_relay.server.idempotency import Claim, IdempotencyStore
+from cio_relay.server.idempotency_keys import key_refused, key_reused, request_fingerprint
 from cio_relay.server.responses import (
     accepted,
-    error_response,
     invalid_from_pydantic,
     invalid_from_validation,
     outbox_full,
@@ -104,7 +103,6 @@ INGEST_ROUTES: tuple[tuple[str, str, str, type[pydantic.BaseModel] | None], ...]
     ("POST", "/v1/push/events", "track_push_metric", s.PushEventBody),
     ("POST", "/v1/batch", "batch", s.BatchBody),
 )
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII, as in the IETF draft
 
 Build = Callable[[Scope, Any], list[Operation]]
 #: An endpoint that takes its own steps rather than ``accept``'s (the user repository's
@@ -272,14 +270,9 @@ class Ingestion:
         parsed: pydantic.BaseModel | None,
         ops: list[Operation],
     ) -> Response:
-        if not _IDEMPOTENCY_KEY.match(key):
-            return error_response(
-                422,
-                "invalid",
-                "Idempotency-Key must be 1 to 255 visible ASCII characters",
-                field="Idempotency-Key",
-            )
-        print_ = _request_fingerprint(scope, parsed)
+        if (refused := key_refused(key)) is not None:
+            return refused
+        print_ = request_fingerprint(scope, parsed)
         slot = (principal.scope, key)
         while (running := self._inflight.get(slot)) is not None:
             # The same key is being written right now: wait, then answer as a replay.
@@ -288,12 +281,7 @@ class Ingestion:
         seen = self.idempotency.lookup(principal.scope, key)
         if seen is not None:
             if seen.fingerprint != print_:
-                return error_response(
-                    422,
-                    "idempotency_key_reused",
-                    "this Idempotency-Key was used for a different request",
-                    field="Idempotency-Key",
-                )
+                return key_reused()
             if seen.done:
                 return accepted(seen.op_ids, replayed=True)
             if len(seen.op_ids) == len(ops):
@@ -487,12 +475,3 @@ def _raw_segment(segments: list[bytes], from_end: int) -> bytes:
         if from_end <= 0:
             return segment
     return b""
-
-
-def _request_fingerprint(scope: Scope, parsed: pydantic.BaseModel | None) -> bytes:
-    canonical = orjson.dumps(
-        parsed.model_dump(mode="json", by_alias=True) if parsed is not None else None,
-        option=orjson.OPT_SORT_KEYS,
-    )
-    target = scope["path"] + "?" + scope["query_string"].decode("latin-1")
-    return fingerprint(scope["method"], target, canonical)

@@ -34,11 +34,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import orjson
 import pydantic
 from starlette.datastructures import QueryParams
 from starlette.responses import Response
@@ -57,7 +55,8 @@ from cio_relay.relay import Relay
 from cio_relay.server import schemas as s
 from cio_relay.server.auth import ApiKeys, Principal
 from cio_relay.server.build import person_from_path
-from cio_relay.server.idempotency import Claim, IdempotencyStore, fingerprint
+from cio_relay.server.idempotency import Claim, IdempotencyStore
+from cio_relay.server.idempotency_keys import key_refused, key_reused, request_fingerprint
 from cio_relay.server.ingest import Answer, path_id
 from cio_relay.server.responses import (
     error_response,
@@ -82,7 +81,6 @@ USER_ROUTES: tuple[tuple[str, str, str, type[pydantic.BaseModel] | None], ...] =
     ("DELETE", "/v1/users/{id}", "delete_user", None),
     ("PUT", "/v1/users/{id}/preferences", "update_preferences", s.PreferencesBody),
 )
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # as the other ingestion routes
 
 
 class UserSync:
@@ -269,23 +267,13 @@ class UserRoutes:
         parsed: pydantic.BaseModel | None,
         write: Callable[[], Awaitable[list[str]]],
     ) -> Response:
-        if not _IDEMPOTENCY_KEY.match(key):
-            return error_response(
-                422,
-                "invalid",
-                "Idempotency-Key must be 1 to 255 visible ASCII characters",
-                field="Idempotency-Key",
-            )
-        print_ = _request_fingerprint(scope, parsed)
+        if (refused := key_refused(key)) is not None:
+            return refused
+        print_ = request_fingerprint(scope, parsed)
         async with self._holding((principal.scope, key)):
             seen = await asyncio.to_thread(self.idempotency.lookup, principal.scope, key)
             if seen is not None and seen.fingerprint != print_:
-                return error_response(
-                    422,
-                    "idempotency_key_reused",
-                    "this Idempotency-Key was used for a different request",
-                    field="Idempotency-Key",
-                )
+                return key_reused()
             if seen is not None and seen.done:
                 return _change(seen.op_ids, replayed=True)
             op_ids = await write()
@@ -328,12 +316,3 @@ def _path_person(scope: Scope) -> PersonRef:
     query: bytes = scope["query_string"]
     id_type = QueryParams(query).get("id_type") if query else None
     return person_from_path(path_id(scope), id_type)
-
-
-def _request_fingerprint(scope: Scope, parsed: pydantic.BaseModel | None) -> bytes:
-    canonical = orjson.dumps(
-        parsed.model_dump(mode="json", by_alias=True) if parsed is not None else None,
-        option=orjson.OPT_SORT_KEYS,
-    )
-    target = scope["path"] + "?" + scope["query_string"].decode("latin-1")
-    return fingerprint(scope["method"], target, canonical)
